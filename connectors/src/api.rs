@@ -1,0 +1,148 @@
+//! The connector API: what a connector implements, in-process or behind the
+//! gRPC connector protocol (`proto/weir/connector/v1`), whose RPCs these
+//! traits mirror: `describe`/`validate`/`task_configs` on [`ConnectorPlugin`],
+//! `open`/`poll`/`commit`/`stop` on [`SourceTask`], `open`/`put`/`flush`/`stop`
+//! on [`SinkTask`].
+
+use async_trait::async_trait;
+
+use crate::config::{ConfigDef, ConfigMap, Direction};
+use crate::data::SchemaAndValue;
+
+/// A JSON object, as Kafka Connect keeps source partitions and offsets.
+pub type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// Whether a connector is a source or a sink.
+pub type ConnectorKind = Direction;
+
+/// A committed position: a source partition and the offset within it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourcePosition {
+    pub partition: JsonMap,
+    pub offset: JsonMap,
+}
+
+/// A record header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub key: String,
+    pub value: SchemaAndValue,
+}
+
+/// A record produced by a source task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceRecord {
+    pub source_partition: JsonMap,
+    pub source_offset: JsonMap,
+    pub topic: String,
+    pub kafka_partition: Option<i32>,
+    pub key: SchemaAndValue,
+    pub value: SchemaAndValue,
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<Header>,
+}
+
+/// A record delivered to a sink task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: SchemaAndValue,
+    pub value: SchemaAndValue,
+    pub timestamp_ms: Option<i64>,
+    pub headers: Vec<Header>,
+}
+
+/// A topic partition and the next offset to consume from it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Errors a connector reports. Retryable ones may succeed when tried again.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Retryable(String),
+    #[error("{0}")]
+    Fatal(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ConnectorError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ConnectorError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ConnectorError::Retryable(_))
+    }
+}
+
+pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
+
+/// A connector plugin: describes itself, validates configs, splits work into
+/// task configs and creates tasks.
+pub trait ConnectorPlugin: Send + Sync {
+    /// Fully qualified class name, e.g. `org.apache.kafka.connect.file.FileStreamSourceConnector`.
+    fn class(&self) -> &'static str;
+    fn kind(&self) -> ConnectorKind;
+    fn version(&self) -> &'static str {
+        env!("CARGO_PKG_VERSION")
+    }
+    /// The connector's own keys (without the base keys every connector has).
+    fn config_def(&self) -> ConfigDef;
+    /// Cross-key checks beyond [`ConfigDef`]; the default has none.
+    fn validate(&self, _config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+        Vec::new()
+    }
+    /// Splits the connector config into at most `max_tasks` task configs.
+    fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>>;
+    fn create_task(&self) -> Task;
+}
+
+/// A task instance of either kind.
+pub enum Task {
+    Source(Box<dyn SourceTask>),
+    Sink(Box<dyn SinkTask>),
+}
+
+/// A task reading from an external system.
+#[async_trait]
+pub trait SourceTask: Send {
+    /// Starts the task with the positions committed so far for its connector.
+    async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()>;
+    /// Returns the next records; an empty batch means nothing is available
+    /// now. Implementations wait briefly rather than spin, and must be safe to
+    /// cancel at any await point.
+    async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>>;
+    /// These positions are durably stored; upstream may be pruned up to them.
+    async fn commit(&mut self, _positions: &[SourcePosition]) -> Result<()> {
+        Ok(())
+    }
+    async fn stop(&mut self) -> Result<()>;
+}
+
+/// A task writing to an external system.
+#[async_trait]
+pub trait SinkTask: Send {
+    async fn open(&mut self, config: &ConfigMap) -> Result<()>;
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// Makes everything put so far durable; the runner commits `offsets` to
+    /// Kafka only after this returns.
+    async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()>;
+    async fn stop(&mut self) -> Result<()>;
+}

@@ -1,0 +1,621 @@
+//! Converters between Connect data and the bytes stored in Kafka:
+//! `JsonConverter` (with and without the `{"schema":…,"payload":…}`
+//! envelope), `StringConverter` and `ByteArrayConverter`, by Kafka Connect's
+//! class names and aliases.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Map as JsonObject, Value as Json, json};
+
+use crate::config::ConfigMap;
+use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+
+pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+pub const STRING_CONVERTER: &str = "org.apache.kafka.connect.storage.StringConverter";
+pub const BYTE_ARRAY_CONVERTER: &str = "org.apache.kafka.connect.converters.ByteArrayConverter";
+
+/// Every converter this build has, by class name.
+pub const CONVERTER_CLASSES: [&str; 3] = [BYTE_ARRAY_CONVERTER, JSON_CONVERTER, STRING_CONVERTER];
+
+/// A conversion failure, with Kafka Connect's `DataException` text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConvertError(pub String);
+
+type Result<T> = std::result::Result<T, ConvertError>;
+
+/// Converts record keys or values to and from their serialized form.
+pub trait Converter: Send + Sync {
+    fn from_connect(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>>;
+    fn to_connect(&self, topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue>;
+}
+
+/// Resolves a converter class name or alias to its full class name.
+pub fn resolve_class(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    CONVERTER_CLASSES.into_iter().find(|class| {
+        let simple = class.rsplit('.').next().unwrap_or(class);
+        name == *class || name == simple || Some(name) == simple.strip_suffix("Converter")
+    })
+}
+
+/// Creates a converter from its class (or alias) and its own settings
+/// (already stripped of the `key.converter.` / `value.converter.` prefix).
+pub fn create(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
+    match resolve_class(class) {
+        Some(JSON_CONVERTER) => {
+            let schemas_enable = match settings.get("schemas.enable") {
+                Some(raw) => parse_bool("schemas.enable", raw)?,
+                None => true,
+            };
+            Ok(Box::new(JsonConverter { schemas_enable }))
+        }
+        Some(STRING_CONVERTER) => Ok(Box::new(StringConverter)),
+        Some(BYTE_ARRAY_CONVERTER) => Ok(Box::new(ByteArrayConverter)),
+        _ => Err(ConvertError(format!(
+            "Failed to find any class that implements Converter and which name matches {class}"
+        ))),
+    }
+}
+
+fn parse_bool(key: &str, raw: &str) -> Result<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(ConvertError(format!(
+            "Invalid value {raw} for configuration {key}: Expected value to be either true or false"
+        ))),
+    }
+}
+
+/// `org.apache.kafka.connect.json.JsonConverter`.
+pub struct JsonConverter {
+    pub schemas_enable: bool,
+}
+
+impl Converter for JsonConverter {
+    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        if data.schema.is_none() && data.value.is_null() {
+            return Ok(None);
+        }
+        let payload = value_to_json(data.schema.as_ref(), &data.value)?;
+        let document = if self.schemas_enable {
+            json!({
+                "schema": data.schema.as_ref().map(schema_to_json).unwrap_or(Json::Null),
+                "payload": payload,
+            })
+        } else {
+            payload
+        };
+        serde_json::to_vec(&document)
+            .map(Some)
+            .map_err(|e| ConvertError(format!("Converting Kafka Connect data to byte[] failed due to serialization error: {e}")))
+    }
+
+    fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
+        let Some(bytes) = bytes else {
+            return Ok(SchemaAndValue::null());
+        };
+        let document: Json = serde_json::from_slice(bytes).map_err(|e| {
+            ConvertError(format!(
+                "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"
+            ))
+        })?;
+        if !self.schemas_enable {
+            return Ok(SchemaAndValue {
+                schema: None,
+                value: schemaless_from_json(&document),
+            });
+        }
+        let envelope = match &document {
+            Json::Object(fields)
+                if fields.len() == 2
+                    && fields.contains_key("schema")
+                    && fields.contains_key("payload") =>
+            {
+                fields
+            }
+            _ => {
+                return Err(ConvertError(
+                    "JsonConverter with schemas.enable requires \"schema\" and \"payload\" fields and may not contain additional fields. If you are trying to deserialize plain JSON data, set schemas.enable=false in your converter configuration.".into(),
+                ));
+            }
+        };
+        let payload = &envelope["payload"];
+        match &envelope["schema"] {
+            Json::Null => Ok(SchemaAndValue {
+                schema: None,
+                value: schemaless_from_json(payload),
+            }),
+            schema_json => {
+                let schema = schema_from_json(schema_json)?;
+                let value = value_from_json(&schema, payload)?;
+                Ok(SchemaAndValue {
+                    schema: Some(schema),
+                    value,
+                })
+            }
+        }
+    }
+}
+
+/// The JSON form of a schema, with Kafka Connect's key order.
+pub fn schema_to_json(schema: &Schema) -> Json {
+    let mut out = JsonObject::new();
+    out.insert("type".into(), json!(schema.schema_type.json_name()));
+    match schema.schema_type {
+        SchemaType::Struct => {
+            let fields: Vec<Json> = schema
+                .fields
+                .iter()
+                .map(|field| {
+                    let mut field_json = schema_to_json(&field.schema);
+                    if let Json::Object(map) = &mut field_json {
+                        map.insert("field".into(), json!(field.name));
+                    }
+                    field_json
+                })
+                .collect();
+            out.insert("fields".into(), Json::Array(fields));
+        }
+        SchemaType::Array => {
+            if let Some(items) = &schema.value_schema {
+                out.insert("items".into(), schema_to_json(items));
+            }
+        }
+        SchemaType::Map => {
+            if let Some(keys) = &schema.key_schema {
+                out.insert("keys".into(), schema_to_json(keys));
+            }
+            if let Some(values) = &schema.value_schema {
+                out.insert("values".into(), schema_to_json(values));
+            }
+        }
+        _ => {}
+    }
+    out.insert("optional".into(), json!(schema.optional));
+    if let Some(name) = &schema.name {
+        out.insert("name".into(), json!(name));
+    }
+    if let Some(version) = schema.version {
+        out.insert("version".into(), json!(version));
+    }
+    if let Some(doc) = &schema.doc {
+        out.insert("doc".into(), json!(doc));
+    }
+    if !schema.parameters.is_empty() {
+        out.insert("parameters".into(), json!(schema.parameters));
+    }
+    if let Some(default) = &schema.default {
+        if let Ok(default_json) = value_to_json(Some(schema), default) {
+            out.insert("default".into(), default_json);
+        }
+    }
+    Json::Object(out)
+}
+
+/// Parses the JSON form of a schema.
+pub fn schema_from_json(json: &Json) -> Result<Schema> {
+    let object = json
+        .as_object()
+        .ok_or_else(|| ConvertError("Schema must be a JSON object".into()))?;
+    let type_name = object
+        .get("type")
+        .and_then(Json::as_str)
+        .ok_or_else(|| ConvertError("Schema must contain 'type' field".into()))?;
+    let schema_type = SchemaType::from_json_name(type_name)
+        .ok_or_else(|| ConvertError(format!("Unknown schema type: {type_name}")))?;
+    let mut schema = Schema::new(schema_type);
+    schema.optional = object.get("optional").and_then(Json::as_bool).unwrap_or(false);
+    schema.name = object.get("name").and_then(Json::as_str).map(str::to_owned);
+    schema.version = object
+        .get("version")
+        .and_then(Json::as_i64)
+        .and_then(|v| i32::try_from(v).ok());
+    schema.doc = object.get("doc").and_then(Json::as_str).map(str::to_owned);
+    if let Some(Json::Object(parameters)) = object.get("parameters") {
+        schema.parameters = parameters
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .collect::<BTreeMap<_, _>>();
+    }
+    match schema_type {
+        SchemaType::Struct => {
+            let fields = object
+                .get("fields")
+                .and_then(Json::as_array)
+                .ok_or_else(|| ConvertError("Struct schema's \"fields\" argument is not an array.".into()))?;
+            for field in fields {
+                let name = field
+                    .get("field")
+                    .and_then(Json::as_str)
+                    .ok_or_else(|| ConvertError("Struct schema's field name not specified properly".into()))?;
+                schema.fields.push(Field {
+                    name: name.to_owned(),
+                    schema: schema_from_json(field)?,
+                });
+            }
+        }
+        SchemaType::Array => {
+            let items = object
+                .get("items")
+                .ok_or_else(|| ConvertError("Array schema did not specify the element type".into()))?;
+            schema.value_schema = Some(Box::new(schema_from_json(items)?));
+        }
+        SchemaType::Map => {
+            let keys = object
+                .get("keys")
+                .ok_or_else(|| ConvertError("Map schema did not specify the key type".into()))?;
+            let values = object
+                .get("values")
+                .ok_or_else(|| ConvertError("Map schema did not specify the value type".into()))?;
+            schema.key_schema = Some(Box::new(schema_from_json(keys)?));
+            schema.value_schema = Some(Box::new(schema_from_json(values)?));
+        }
+        _ => {}
+    }
+    if let Some(default) = object.get("default") {
+        schema.default = Some(Box::new(value_from_json(&schema, default)?));
+    }
+    Ok(schema)
+}
+
+/// The JSON form of a value, following its schema when there is one.
+pub fn value_to_json(schema: Option<&Schema>, value: &Value) -> Result<Json> {
+    if value.is_null() {
+        if let Some(schema) = schema {
+            if let Some(default) = &schema.default {
+                return value_to_json(Some(schema), default);
+            }
+            if !schema.optional {
+                return Err(ConvertError(
+                    "Conversion error: null value for field that is required and has no default value".into(),
+                ));
+            }
+        }
+        return Ok(Json::Null);
+    }
+    if let Some(schema) = schema {
+        check_type(schema, value)?;
+    }
+    Ok(match value {
+        Value::Null => Json::Null,
+        Value::Int8(v) => json!(v),
+        Value::Int16(v) => json!(v),
+        Value::Int32(v) => json!(v),
+        Value::Int64(v) => json!(v),
+        Value::Float32(v) => json!(v),
+        Value::Float64(v) => json!(v),
+        Value::Boolean(v) => json!(v),
+        Value::String(v) => json!(v),
+        Value::Bytes(v) => json!(BASE64.encode(v)),
+        Value::Array(items) => {
+            let element = schema.and_then(|s| s.value_schema.as_deref());
+            Json::Array(
+                items
+                    .iter()
+                    .map(|item| value_to_json(element, item))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Value::Map(entries) => {
+            let key_schema = schema.and_then(|s| s.key_schema.as_deref());
+            let value_schema = schema.and_then(|s| s.value_schema.as_deref());
+            let string_keys = match key_schema {
+                Some(k) => k.schema_type == SchemaType::String,
+                None => entries.iter().all(|(k, _)| matches!(k, Value::String(_))),
+            };
+            if string_keys {
+                let mut object = JsonObject::new();
+                for (k, v) in entries {
+                    object.insert(k.to_display_string(), value_to_json(value_schema, v)?);
+                }
+                Json::Object(object)
+            } else {
+                Json::Array(
+                    entries
+                        .iter()
+                        .map(|(k, v)| {
+                            Ok(json!([value_to_json(key_schema, k)?, value_to_json(value_schema, v)?]))
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
+        }
+        Value::Struct(fields) => {
+            let mut object = JsonObject::new();
+            for (name, field_value) in fields {
+                let field_schema = schema.and_then(|s| s.field(name)).map(|f| &f.schema);
+                object.insert(name.clone(), value_to_json(field_schema, field_value)?);
+            }
+            Json::Object(object)
+        }
+    })
+}
+
+fn check_type(schema: &Schema, value: &Value) -> Result<()> {
+    let matches = matches!(
+        (schema.schema_type, value),
+        (SchemaType::Int8, Value::Int8(_))
+            | (SchemaType::Int16, Value::Int16(_))
+            | (SchemaType::Int32, Value::Int32(_))
+            | (SchemaType::Int64, Value::Int64(_))
+            | (SchemaType::Float32, Value::Float32(_))
+            | (SchemaType::Float64, Value::Float64(_))
+            | (SchemaType::Boolean, Value::Boolean(_))
+            | (SchemaType::String, Value::String(_))
+            | (SchemaType::Bytes, Value::Bytes(_))
+            | (SchemaType::Array, Value::Array(_))
+            | (SchemaType::Map, Value::Map(_))
+            | (SchemaType::Struct, Value::Struct(_))
+    );
+    if matches {
+        Ok(())
+    } else {
+        Err(ConvertError(format!(
+            "Invalid Java object for schema type {}: {value:?}",
+            schema.schema_type.json_name().to_ascii_uppercase()
+        )))
+    }
+}
+
+/// Reads a payload according to its schema.
+pub fn value_from_json(schema: &Schema, json: &Json) -> Result<Value> {
+    if json.is_null() {
+        if let Some(default) = &schema.default {
+            return Ok((**default).clone());
+        }
+        if schema.optional {
+            return Ok(Value::Null);
+        }
+        return Err(ConvertError(
+            "Invalid null value for required schema type".to_owned() + " " + schema.schema_type.json_name(),
+        ));
+    }
+    let mismatch = || {
+        ConvertError(format!(
+            "Invalid JSON value for schema type {}: {json}",
+            schema.schema_type.json_name()
+        ))
+    };
+    let int = |json: &Json| json.as_i64().ok_or_else(mismatch);
+    Ok(match schema.schema_type {
+        SchemaType::Int8 => Value::Int8(i8::try_from(int(json)?).map_err(|_| mismatch())?),
+        SchemaType::Int16 => Value::Int16(i16::try_from(int(json)?).map_err(|_| mismatch())?),
+        SchemaType::Int32 => Value::Int32(i32::try_from(int(json)?).map_err(|_| mismatch())?),
+        SchemaType::Int64 => Value::Int64(int(json)?),
+        SchemaType::Float32 => Value::Float32(json.as_f64().ok_or_else(mismatch)? as f32),
+        SchemaType::Float64 => Value::Float64(json.as_f64().ok_or_else(mismatch)?),
+        SchemaType::Boolean => Value::Boolean(json.as_bool().ok_or_else(mismatch)?),
+        SchemaType::String => Value::String(json.as_str().ok_or_else(mismatch)?.to_owned()),
+        SchemaType::Bytes => Value::Bytes(
+            BASE64
+                .decode(json.as_str().ok_or_else(mismatch)?)
+                .map_err(|_| mismatch())?,
+        ),
+        SchemaType::Array => {
+            let element = schema.value_schema.as_deref().ok_or_else(mismatch)?;
+            Value::Array(
+                json.as_array()
+                    .ok_or_else(mismatch)?
+                    .iter()
+                    .map(|item| value_from_json(element, item))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        SchemaType::Map => {
+            let key_schema = schema.key_schema.as_deref().ok_or_else(mismatch)?;
+            let value_schema = schema.value_schema.as_deref().ok_or_else(mismatch)?;
+            match json {
+                Json::Object(object) if key_schema.schema_type == SchemaType::String => Value::Map(
+                    object
+                        .iter()
+                        .map(|(k, v)| Ok((Value::String(k.clone()), value_from_json(value_schema, v)?)))
+                        .collect::<Result<_>>()?,
+                ),
+                Json::Array(pairs) => Value::Map(
+                    pairs
+                        .iter()
+                        .map(|pair| match pair.as_array().map(Vec::as_slice) {
+                            Some([k, v]) => Ok((value_from_json(key_schema, k)?, value_from_json(value_schema, v)?)),
+                            _ => Err(mismatch()),
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+                _ => return Err(mismatch()),
+            }
+        }
+        SchemaType::Struct => {
+            let object = json.as_object().ok_or_else(mismatch)?;
+            Value::Struct(
+                schema
+                    .fields
+                    .iter()
+                    .map(|field| {
+                        let field_json = object.get(&field.name).unwrap_or(&Json::Null);
+                        Ok((field.name.clone(), value_from_json(&field.schema, field_json)?))
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        }
+    })
+}
+
+/// Reads plain JSON with no schema, as JsonConverter does with schemas off.
+pub fn schemaless_from_json(json: &Json) -> Value {
+    match json {
+        Json::Null => Value::Null,
+        Json::Bool(v) => Value::Boolean(*v),
+        Json::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int64(i),
+            None => Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Json::String(s) => Value::String(s.clone()),
+        Json::Array(items) => Value::Array(items.iter().map(schemaless_from_json).collect()),
+        Json::Object(object) => Value::Map(
+            object
+                .iter()
+                .map(|(k, v)| (Value::String(k.clone()), schemaless_from_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+/// `org.apache.kafka.connect.storage.StringConverter`.
+pub struct StringConverter;
+
+impl Converter for StringConverter {
+    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        Ok(match &data.value {
+            Value::Null => None,
+            other => Some(other.to_display_string().into_bytes()),
+        })
+    }
+
+    fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
+        Ok(SchemaAndValue {
+            schema: Some(Schema::string().optional()),
+            value: match bytes {
+                Some(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+                None => Value::Null,
+            },
+        })
+    }
+}
+
+/// `org.apache.kafka.connect.converters.ByteArrayConverter`.
+pub struct ByteArrayConverter;
+
+impl Converter for ByteArrayConverter {
+    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        if let Some(schema) = &data.schema {
+            if schema.schema_type != SchemaType::Bytes {
+                return Err(ConvertError(format!(
+                    "Invalid schema type for ByteArrayConverter: {}",
+                    schema.schema_type.json_name().to_ascii_uppercase()
+                )));
+            }
+        }
+        match &data.value {
+            Value::Null => Ok(None),
+            Value::Bytes(bytes) => Ok(Some(bytes.clone())),
+            other => Err(ConvertError(format!(
+                "ByteArrayConverter is not compatible with objects of type {other:?}"
+            ))),
+        }
+    }
+
+    fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
+        Ok(SchemaAndValue {
+            schema: Some(Schema::new(SchemaType::Bytes).optional()),
+            value: bytes.map_or(Value::Null, |b| Value::Bytes(b.to_vec())),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string_line(text: &str) -> SchemaAndValue {
+        SchemaAndValue {
+            schema: Some(Schema::string()),
+            value: Value::String(text.into()),
+        }
+    }
+
+    #[test]
+    fn json_with_schemas_writes_kafka_connects_envelope() {
+        let converter = JsonConverter { schemas_enable: true };
+        let bytes = converter.from_connect("t", &string_line("hello")).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(bytes.clone()).unwrap(),
+            r#"{"schema":{"type":"string","optional":false},"payload":"hello"}"#
+        );
+        assert_eq!(converter.to_connect("t", Some(&bytes)).unwrap(), string_line("hello"));
+    }
+
+    #[test]
+    fn json_without_schemas_is_plain_json() {
+        let converter = JsonConverter { schemas_enable: false };
+        let bytes = converter.from_connect("t", &string_line("hi")).unwrap().unwrap();
+        assert_eq!(bytes, br#""hi""#);
+        let parsed = converter.to_connect("t", Some(br#"{"a":1,"b":[true,1.5]}"#)).unwrap();
+        assert_eq!(
+            parsed.value,
+            Value::Map(vec![
+                (Value::String("a".into()), Value::Int64(1)),
+                (
+                    Value::String("b".into()),
+                    Value::Array(vec![Value::Boolean(true), Value::Float64(1.5)])
+                ),
+            ])
+        );
+    }
+
+    #[test]
+    fn struct_round_trips_with_field_order_and_types() {
+        let mut schema = Schema::new(SchemaType::Struct);
+        schema.name = Some("com.example.Person".into());
+        schema.fields = vec![
+            Field { name: "name".into(), schema: Schema::string() },
+            Field { name: "age".into(), schema: Schema::new(SchemaType::Int32).optional() },
+            Field { name: "score".into(), schema: Schema::new(SchemaType::Float32) },
+            Field { name: "raw".into(), schema: Schema::new(SchemaType::Bytes) },
+            Field { name: "tags".into(), schema: Schema::map(Schema::string(), Schema::new(SchemaType::Int64)) },
+        ];
+        let value = Value::Struct(vec![
+            ("name".into(), Value::String("ann".into())),
+            ("age".into(), Value::Null),
+            ("score".into(), Value::Float32(1.5)),
+            ("raw".into(), Value::Bytes(vec![1, 2, 255])),
+            ("tags".into(), Value::Map(vec![(Value::String("x".into()), Value::Int64(7))])),
+        ]);
+        let data = SchemaAndValue { schema: Some(schema), value };
+        let converter = JsonConverter { schemas_enable: true };
+        let bytes = converter.from_connect("t", &data).unwrap().unwrap();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"int32","optional":true,"field":"age"},{"type":"float","optional":false,"field":"score"}"#), "{text}");
+        assert!(text.contains(r#""payload":{"name":"ann","age":null,"score":1.5,"raw":"AQL/","tags":{"x":7}}"#), "{text}");
+        assert_eq!(converter.to_connect("t", Some(&bytes)).unwrap(), data);
+    }
+
+    #[test]
+    fn malformed_and_unenveloped_json_are_errors() {
+        let converter = JsonConverter { schemas_enable: true };
+        let err = converter.to_connect("t", Some(b"{not json")).unwrap_err();
+        assert!(err.0.starts_with("Converting byte[] to Kafka Connect data failed due to serialization error"));
+        let err = converter.to_connect("t", Some(br#"{"a":1}"#)).unwrap_err();
+        assert!(err.0.contains("requires \"schema\" and \"payload\" fields"));
+    }
+
+    #[test]
+    fn null_is_a_tombstone_both_ways() {
+        let converter = JsonConverter { schemas_enable: true };
+        assert_eq!(converter.from_connect("t", &SchemaAndValue::null()).unwrap(), None);
+        assert_eq!(converter.to_connect("t", None).unwrap(), SchemaAndValue::null());
+    }
+
+    #[test]
+    fn string_and_byte_array_converters() {
+        let bytes = StringConverter.from_connect("t", &string_line("x")).unwrap();
+        assert_eq!(bytes.as_deref(), Some(&b"x"[..]));
+        assert_eq!(StringConverter.to_connect("t", Some(b"y")).unwrap().value, Value::String("y".into()));
+        let raw = SchemaAndValue { schema: None, value: Value::Bytes(vec![0, 1]) };
+        assert_eq!(ByteArrayConverter.from_connect("t", &raw).unwrap(), Some(vec![0, 1]));
+        assert!(ByteArrayConverter.from_connect("t", &string_line("x")).is_err());
+    }
+
+    #[test]
+    fn aliases_resolve_to_class_names() {
+        assert_eq!(resolve_class("JsonConverter"), Some(JSON_CONVERTER));
+        assert_eq!(resolve_class("Json"), Some(JSON_CONVERTER));
+        assert_eq!(resolve_class(STRING_CONVERTER), Some(STRING_CONVERTER));
+        assert_eq!(resolve_class("ByteArrayConverter"), Some(BYTE_ARRAY_CONVERTER));
+        assert_eq!(resolve_class("Avro"), None);
+        let settings = ConfigMap::from([("schemas.enable".to_owned(), "nope".to_owned())]);
+        assert!(create("JsonConverter", &settings).is_err());
+    }
+}

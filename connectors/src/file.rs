@@ -1,0 +1,448 @@
+//! `FileStreamSource` and `FileStreamSink`, Kafka Connect's file connectors.
+//!
+//! The source tails a file line by line; its source partition is
+//! `{"filename": <path>}` and its offset `{"position": <byte after the line>}`,
+//! exactly as Kafka Connect writes them, so a restarted task resumes after the
+//! last committed line. The sink appends each record's value as a line.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::fs::{File, OpenOptions};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use crate::api::{
+    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
+    SourceRecord, SourceTask, Task, TopicPartitionOffset,
+};
+use crate::config::{
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
+};
+use crate::data::{Schema, SchemaAndValue, Value};
+
+pub const SOURCE_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSourceConnector";
+pub const SINK_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSinkConnector";
+
+const FILE: &str = "file";
+const TOPIC: &str = "topic";
+const BATCH_SIZE: &str = "batch.size";
+const DEFAULT_BATCH_SIZE: usize = 2000;
+const READ_CHUNK: usize = 64 * 1024;
+/// How long `poll` waits when the file has no new complete line.
+const IDLE_WAIT: Duration = Duration::from_millis(100);
+
+/// `org.apache.kafka.connect.file.FileStreamSourceConnector`.
+pub struct FileStreamSource;
+
+impl ConnectorPlugin for FileStreamSource {
+    fn class(&self) -> &'static str {
+        SOURCE_CLASS
+    }
+
+    fn kind(&self) -> Direction {
+        Direction::Source
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new(FILE, ConfigType::String, Default::Null)
+                    .importance(Importance::High)
+                    .doc("Source filename. If not specified, the standard input will be used"),
+            )
+            .define(
+                ConfigKey::new(TOPIC, ConfigType::String, Default::Required)
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmptyString)
+                    .doc("The topic to publish data to"),
+            )
+            .define(
+                ConfigKey::new(BATCH_SIZE, ConfigType::Int, Default::Value("2000"))
+                    .doc("The maximum number of records the source task can read from the file each time it is polled"),
+            )
+    }
+
+    fn validate(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+        match config.get(TOPIC) {
+            Some(topic) if topic.contains(',') => vec![(
+                TOPIC.to_owned(),
+                vec![format!(
+                    "Invalid value {topic} for configuration topic: FileStreamSourceConnector should only have a single topic when used as a source."
+                )],
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn task_configs(&self, config: &ConfigMap, _max_tasks: usize) -> Result<Vec<ConfigMap>> {
+        // One file is read by one task, whatever tasks.max says.
+        let mut task = ConfigMap::new();
+        for key in [FILE, TOPIC, BATCH_SIZE] {
+            if let Some(value) = config.get(key) {
+                task.insert(key.to_owned(), value.clone());
+            }
+        }
+        Ok(vec![task])
+    }
+
+    fn create_task(&self) -> Task {
+        Task::Source(Box::new(FileStreamSourceTask::default()))
+    }
+}
+
+/// Reads complete lines from a growing file.
+#[derive(Default)]
+pub struct FileStreamSourceTask {
+    path: PathBuf,
+    topic: String,
+    batch_size: usize,
+    file: Option<File>,
+    /// File position just after the last line handed out by `poll`.
+    position: u64,
+    /// Bytes read after `position` that do not yet end in a newline.
+    pending: Vec<u8>,
+    warned_missing: bool,
+}
+
+impl FileStreamSourceTask {
+    fn partition(&self) -> JsonMap {
+        let mut partition = JsonMap::new();
+        partition.insert("filename".into(), json!(self.path.to_string_lossy()));
+        partition
+    }
+
+    async fn ensure_open(&mut self) -> Result<bool> {
+        if self.file.is_some() {
+            return Ok(true);
+        }
+        match File::open(&self.path).await {
+            Ok(mut file) => {
+                file.seek(std::io::SeekFrom::Start(self.position))
+                    .await
+                    .map_err(|e| ConnectorError::io(format!("seeking {}", self.path.display()), e))?;
+                tracing::debug!(file = %self.path.display(), position = self.position, "opened source file");
+                self.file = Some(file);
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !self.warned_missing {
+                    tracing::warn!(file = %self.path.display(), "source file not found, waiting for it to appear");
+                    self.warned_missing = true;
+                }
+                Ok(false)
+            }
+            Err(e) => Err(ConnectorError::io(format!("opening {}", self.path.display()), e)),
+        }
+    }
+
+    /// Splits complete lines off `pending`, at most `max` of them.
+    fn take_lines(&mut self, max: usize) -> Vec<SourceRecord> {
+        let mut records = Vec::new();
+        let mut consumed = 0usize;
+        while records.len() < max {
+            let Some(newline) = self.pending[consumed..].iter().position(|b| *b == b'\n') else {
+                break;
+            };
+            let end = consumed + newline;
+            let mut line = &self.pending[consumed..end];
+            if line.last() == Some(&b'\r') {
+                line = &line[..line.len() - 1];
+            }
+            let text = String::from_utf8_lossy(line).into_owned();
+            consumed = end + 1;
+            let mut offset = JsonMap::new();
+            offset.insert("position".into(), json!(self.position + consumed as u64));
+            records.push(SourceRecord {
+                source_partition: self.partition(),
+                source_offset: offset,
+                topic: self.topic.clone(),
+                kafka_partition: None,
+                key: SchemaAndValue::null(),
+                value: SchemaAndValue {
+                    schema: Some(Schema::string()),
+                    value: Value::String(text),
+                },
+                timestamp_ms: None,
+                headers: Vec::new(),
+            });
+        }
+        self.pending.drain(..consumed);
+        self.position += consumed as u64;
+        records
+    }
+}
+
+#[async_trait]
+impl SourceTask for FileStreamSourceTask {
+    async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()> {
+        let path = config.get(FILE).filter(|f| !f.is_empty()).ok_or_else(|| {
+            ConnectorError::Config(
+                "file is required: Weir's FileStreamSource does not read standard input".into(),
+            )
+        })?;
+        self.path = PathBuf::from(path);
+        self.topic = config
+            .get(TOPIC)
+            .cloned()
+            .ok_or_else(|| ConnectorError::Config("topic is required".into()))?;
+        self.batch_size = match config.get(BATCH_SIZE) {
+            Some(raw) => raw
+                .trim()
+                .parse()
+                .map_err(|_| ConnectorError::Config(format!("batch.size is not a number: {raw}")))?,
+            None => DEFAULT_BATCH_SIZE,
+        };
+        let partition = self.partition();
+        self.position = positions
+            .iter()
+            .find(|p| p.partition == partition)
+            .and_then(|p| p.offset.get("position"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        tracing::info!(file = %self.path.display(), position = self.position, "file source starting");
+        Ok(())
+    }
+
+    async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>> {
+        let max = max_records.min(self.batch_size).max(1);
+        let records = self.take_lines(max);
+        if !records.is_empty() {
+            return Ok(records);
+        }
+        if !self.ensure_open().await? {
+            tokio::time::sleep(IDLE_WAIT).await;
+            return Ok(Vec::new());
+        }
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let read = match self.file.as_mut() {
+            Some(file) => file
+                .read(&mut chunk)
+                .await
+                .map_err(|e| ConnectorError::io(format!("reading {}", self.path.display()), e))?,
+            None => 0,
+        };
+        if read == 0 {
+            tokio::time::sleep(IDLE_WAIT).await;
+            return Ok(Vec::new());
+        }
+        self.pending.extend_from_slice(&chunk[..read]);
+        Ok(self.take_lines(max))
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        self.file = None;
+        Ok(())
+    }
+}
+
+/// `org.apache.kafka.connect.file.FileStreamSinkConnector`.
+pub struct FileStreamSink;
+
+impl ConnectorPlugin for FileStreamSink {
+    fn class(&self) -> &'static str {
+        SINK_CLASS
+    }
+
+    fn kind(&self) -> Direction {
+        Direction::Sink
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new().define(
+            ConfigKey::new(FILE, ConfigType::String, Default::Null)
+                .importance(Importance::High)
+                .doc("Destination filename. If not specified, the standard output will be used"),
+        )
+    }
+
+    fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
+        Ok(vec![config.clone(); max_tasks.max(1)])
+    }
+
+    fn create_task(&self) -> Task {
+        Task::Sink(Box::new(FileStreamSinkTask::default()))
+    }
+}
+
+enum SinkOutput {
+    File { path: PathBuf, writer: BufWriter<File> },
+    Stdout(tokio::io::Stdout),
+}
+
+/// Appends each record's value as one line.
+#[derive(Default)]
+pub struct FileStreamSinkTask {
+    output: Option<SinkOutput>,
+}
+
+#[async_trait]
+impl SinkTask for FileStreamSinkTask {
+    async fn open(&mut self, config: &ConfigMap) -> Result<()> {
+        self.output = Some(match config.get(FILE).filter(|f| !f.is_empty()) {
+            Some(path) => {
+                let path = PathBuf::from(path);
+                let file = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .await
+                    .map_err(|e| ConnectorError::io(format!("opening {}", path.display()), e))?;
+                SinkOutput::File {
+                    path,
+                    writer: BufWriter::new(file),
+                }
+            }
+            None => SinkOutput::Stdout(tokio::io::stdout()),
+        });
+        Ok(())
+    }
+
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        let mut text = String::new();
+        for record in &records {
+            text.push_str(&record.value.value.to_display_string());
+            text.push('\n');
+        }
+        match self.output.as_mut() {
+            Some(SinkOutput::File { path, writer }) => writer
+                .write_all(text.as_bytes())
+                .await
+                .map_err(|e| ConnectorError::io(format!("writing {}", path.display()), e)),
+            Some(SinkOutput::Stdout(out)) => out
+                .write_all(text.as_bytes())
+                .await
+                .map_err(|e| ConnectorError::io("writing standard output", e)),
+            None => Err(ConnectorError::Fatal("sink task used before open".into())),
+        }
+    }
+
+    async fn flush(&mut self, _offsets: &[TopicPartitionOffset]) -> Result<()> {
+        match self.output.as_mut() {
+            Some(SinkOutput::File { path, writer }) => {
+                let context = || format!("flushing {}", path.display());
+                writer.flush().await.map_err(|e| ConnectorError::io(context(), e))?;
+                writer
+                    .get_ref()
+                    .sync_data()
+                    .await
+                    .map_err(|e| ConnectorError::io(context(), e))
+            }
+            Some(SinkOutput::Stdout(out)) => out
+                .flush()
+                .await
+                .map_err(|e| ConnectorError::io("flushing standard output", e)),
+            None => Ok(()),
+        }
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        self.flush(&[]).await?;
+        self.output = None;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source_config(path: &std::path::Path) -> ConfigMap {
+        ConfigMap::from([
+            (FILE.to_owned(), path.to_string_lossy().into_owned()),
+            (TOPIC.to_owned(), "lines".to_owned()),
+        ])
+    }
+
+    fn line_values(records: &[SourceRecord]) -> Vec<String> {
+        records
+            .iter()
+            .map(|r| r.value.value.to_display_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn source_reads_complete_lines_and_tails() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "one\ntwo\r\nthr").unwrap();
+        let mut task = FileStreamSourceTask::default();
+        task.open(&source_config(&path), &[]).await.unwrap();
+        let records = task.poll(100).await.unwrap();
+        assert_eq!(line_values(&records), ["one", "two"]);
+        assert_eq!(records[1].source_offset["position"], json!(9));
+        assert_eq!(records[0].source_partition["filename"], json!(path.to_string_lossy()));
+        assert!(task.poll(100).await.unwrap().is_empty());
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all_sync(b"ee\nfour\n");
+        let records = task.poll(100).await.unwrap();
+        assert_eq!(line_values(&records), ["three", "four"]);
+    }
+
+    #[tokio::test]
+    async fn source_resumes_from_committed_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        let mut task = FileStreamSourceTask::default();
+        let mut partition = JsonMap::new();
+        partition.insert("filename".into(), json!(path.to_string_lossy()));
+        let mut offset = JsonMap::new();
+        offset.insert("position".into(), json!(2));
+        task.open(&source_config(&path), &[SourcePosition { partition, offset }])
+            .await
+            .unwrap();
+        assert_eq!(line_values(&task.poll(100).await.unwrap()), ["b", "c"]);
+    }
+
+    #[tokio::test]
+    async fn source_honours_batch_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        std::fs::write(&path, "1\n2\n3\n").unwrap();
+        let mut config = source_config(&path);
+        config.insert(BATCH_SIZE.into(), "2".into());
+        let mut task = FileStreamSourceTask::default();
+        task.open(&config, &[]).await.unwrap();
+        assert_eq!(task.poll(100).await.unwrap().len(), 2);
+        assert_eq!(line_values(&task.poll(100).await.unwrap()), ["3"]);
+    }
+
+    #[tokio::test]
+    async fn sink_appends_values_as_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut task = FileStreamSinkTask::default();
+        let config = ConfigMap::from([(FILE.to_owned(), path.to_string_lossy().into_owned())]);
+        task.open(&config).await.unwrap();
+        let record = |text: &str| SinkRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: SchemaAndValue::null(),
+            value: SchemaAndValue {
+                schema: None,
+                value: Value::String(text.into()),
+            },
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        task.put(vec![record("x"), record("y")]).await.unwrap();
+        task.flush(&[]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\ny\n");
+    }
+
+    trait WriteAllSync {
+        fn write_all_sync(self, bytes: &[u8]);
+    }
+
+    impl WriteAllSync for std::fs::File {
+        fn write_all_sync(mut self, bytes: &[u8]) {
+            std::io::Write::write_all(&mut self, bytes).unwrap();
+        }
+    }
+}

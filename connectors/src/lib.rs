@@ -1,0 +1,24 @@
+//! The connector side of Weir.
+//!
+//! # Layout
+//! - [`data`]: Kafka Connect's data model (schemas and values).
+//! - [`config`]: config definitions (`ConfigDef`) and their validation.
+//! - [`properties`]: Java `.properties` files, the format of worker and connector configs.
+//! - [`api`]: the traits a connector implements; they mirror the connector
+//!   protocol in `proto/weir/connector/v1` one to one.
+//! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
+//! - [`registry`]: the plugins this build knows, by class name and alias.
+
+pub mod api;
+pub mod config;
+pub mod converter;
+pub mod data;
+pub mod file;
+pub mod properties;
+pub mod registry;
+
+pub use api::{
+    ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord,
+    SourceTask,
+};
+pub use data::{Schema, SchemaType, Value};

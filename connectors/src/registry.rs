@@ -1,0 +1,115 @@
+//! The plugins this build knows: connectors by class name or alias (Kafka
+//! Connect's aliases are the simple class name and that name without its
+//! `Connector` suffix), plus the converters.
+
+use std::sync::Arc;
+
+use crate::api::ConnectorPlugin;
+use crate::converter::CONVERTER_CLASSES;
+use crate::file::{FileStreamSink, FileStreamSource};
+
+/// What `GET /connector-plugins` lists for one plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginSummary {
+    pub class: String,
+    /// `source`, `sink` or `converter`.
+    pub plugin_type: &'static str,
+    pub version: String,
+}
+
+/// Built-in connector plugins, looked up by class name or alias.
+#[derive(Clone)]
+pub struct Registry {
+    connectors: Vec<Arc<dyn ConnectorPlugin>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::builtin()
+    }
+}
+
+impl Registry {
+    /// The connectors compiled into this build.
+    pub fn builtin() -> Self {
+        Registry {
+            connectors: vec![Arc::new(FileStreamSink), Arc::new(FileStreamSource)],
+        }
+    }
+
+    /// Finds a connector by full class name, simple name, or simple name without `Connector`.
+    pub fn connector(&self, name: &str) -> Option<Arc<dyn ConnectorPlugin>> {
+        let name = name.trim();
+        self.connectors
+            .iter()
+            .find(|plugin| {
+                let class = plugin.class();
+                let simple = class.rsplit('.').next().unwrap_or(class);
+                name == class || name == simple || Some(name) == simple.strip_suffix("Connector")
+            })
+            .cloned()
+    }
+
+    pub fn connectors(&self) -> &[Arc<dyn ConnectorPlugin>] {
+        &self.connectors
+    }
+
+    /// Every plugin, sorted by class name; converters only when asked.
+    pub fn summaries(&self, connectors_only: bool) -> Vec<PluginSummary> {
+        let version = env!("CARGO_PKG_VERSION").to_owned();
+        let mut plugins: Vec<PluginSummary> = self
+            .connectors
+            .iter()
+            .map(|plugin| PluginSummary {
+                class: plugin.class().to_owned(),
+                plugin_type: match plugin.kind() {
+                    crate::config::Direction::Source => "source",
+                    crate::config::Direction::Sink => "sink",
+                },
+                version: plugin.version().to_owned(),
+            })
+            .collect();
+        if !connectors_only {
+            plugins.extend(CONVERTER_CLASSES.iter().map(|class| PluginSummary {
+                class: (*class).to_owned(),
+                plugin_type: "converter",
+                version: version.clone(),
+            }));
+        }
+        plugins.sort_by(|a, b| a.class.cmp(&b.class));
+        plugins
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connectors_resolve_by_class_and_aliases() {
+        let registry = Registry::builtin();
+        for name in [
+            "org.apache.kafka.connect.file.FileStreamSourceConnector",
+            "FileStreamSourceConnector",
+            "FileStreamSource",
+        ] {
+            assert_eq!(
+                registry.connector(name).map(|p| p.class()),
+                Some(crate::file::SOURCE_CLASS),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            registry.connector("FileStreamSink").map(|p| p.class()),
+            Some(crate::file::SINK_CLASS)
+        );
+        assert!(registry.connector("NoSuchConnector").is_none());
+    }
+
+    #[test]
+    fn summaries_list_converters_only_on_request() {
+        let registry = Registry::builtin();
+        assert_eq!(registry.summaries(true).len(), 2);
+        assert!(registry.summaries(false).iter().any(|p| p.plugin_type == "converter"));
+    }
+}

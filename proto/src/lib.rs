@@ -1,0 +1,29 @@
+//! Weir's wire contracts, generated from the versioned packages in `proto/`:
+//!
+//! - [`admin::v1`]: clients ↔ coordinator, everything the REST API can do;
+//! - [`control::v1`]: runner ↔ coordinator (join, assignments, status);
+//! - [`connector::v1`]: runner ↔ connector (in-process or gRPC sidecar).
+
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("weir.admin.v1");
+    }
+}
+
+pub mod control {
+    pub mod v1 {
+        tonic::include_proto!("weir.control.v1");
+
+        /// Control-protocol version this build speaks.
+        pub const PROTOCOL_VERSION: u32 = 1;
+    }
+}
+
+pub mod connector {
+    pub mod v1 {
+        tonic::include_proto!("weir.connector.v1");
+
+        /// Connector-protocol version this build speaks.
+        pub const PROTOCOL_VERSION: u32 = 1;
+    }
+}
