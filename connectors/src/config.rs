@@ -79,6 +79,8 @@ pub enum Validator {
     AtLeast(i64),
     OneOf(&'static [&'static str]),
     NonEmptyString,
+    /// `NonEmptyStringWithoutControlChars`, used for connector names.
+    NonEmptyNoControlChars,
 }
 
 /// What a key defaults to.
@@ -192,6 +194,15 @@ impl ConfigKey {
                         self.name,
                         &format!("String must be one of: {}", allowed.join(", ")),
                     )]
+                }
+            }
+            Some(Validator::NonEmptyNoControlChars) => {
+                if raw.trim().is_empty() {
+                    vec![invalid(raw, self.name, "String may not be empty")]
+                } else if raw.chars().any(char::is_control) {
+                    vec![invalid(raw, self.name, "String may not contain control sequences")]
+                } else {
+                    Vec::new()
                 }
             }
             Some(Validator::NonEmptyString) => {
@@ -315,7 +326,7 @@ pub fn base_connector_def(direction: Direction) -> ConfigDef {
             ConfigKey::new("name", String, Default::Required)
                 .importance(Importance::High)
                 .doc("Globally unique name to use for this connector.")
-                .validator(Validator::NonEmptyString)
+                .validator(Validator::NonEmptyNoControlChars)
                 .grouped(COMMON, 1, Width::Medium)
                 .display("Connector name"),
         )

@@ -1,0 +1,632 @@
+//! The admin service: every connector, task, status and plugin operation.
+//! It implements the gRPC `Admin` service, and the REST layer calls the same
+//! implementation in-process, so REST and gRPC share one code path.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::{Request, Response, Status};
+use weir_connect::api::ConnectorPlugin;
+use weir_connect::config::{ConfigMap, Direction};
+use weir_connect::registry::Registry;
+use weir_proto::admin::v1 as pb;
+use weir_proto::admin::v1::admin_server::Admin;
+
+use crate::error::{Error, Result};
+use crate::keys;
+use crate::model::{
+    InstanceState, RunnerRecord, StatusRecord, TargetRecord, TargetState, TaskConfigsRecord,
+};
+use crate::store::{Condition, Store, Txn};
+use crate::validate::{config_infos, invalid_config_message};
+
+/// Reads a JSON record.
+pub(crate) async fn read_json<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>> {
+    match store.get(key).await? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding record: {e}")))
+}
+
+/// The admin service over a state store.
+#[derive(Clone)]
+pub struct AdminService {
+    store: Store,
+    registry: Arc<Registry>,
+    /// Shown as the connector's `worker_id`: the coordinator that ran its logic.
+    coordinator_id: String,
+}
+
+/// Everything stored about one connector's configuration.
+struct ConnectorEntry {
+    config: ConfigMap,
+    raw_config: Vec<u8>,
+    target: TargetState,
+    tasks: TaskConfigsRecord,
+}
+
+const STALE_CONFIG: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
+
+impl AdminService {
+    pub fn new(store: Store, registry: Arc<Registry>, coordinator_id: String) -> Self {
+        AdminService {
+            store,
+            registry,
+            coordinator_id,
+        }
+    }
+
+    async fn entry(&self, name: &str) -> Result<Option<ConnectorEntry>> {
+        let Some(raw_config) = self.store.get(&keys::connector_config(name)).await? else {
+            return Ok(None);
+        };
+        let config: ConfigMap = serde_json::from_slice(&raw_config)?;
+        let target = read_json::<TargetRecord>(&self.store, &keys::connector_target(name))
+            .await?
+            .map_or(TargetState::Running, |t| t.state);
+        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name))
+            .await?
+            .unwrap_or_default();
+        Ok(Some(ConnectorEntry {
+            config,
+            raw_config,
+            target,
+            tasks,
+        }))
+    }
+
+    async fn existing(&self, name: &str, not_found: impl FnOnce() -> String) -> Result<ConnectorEntry> {
+        self.entry(name).await?.ok_or_else(|| Error::NotFound(not_found()))
+    }
+
+    fn plugin(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
+        let Some(class) = config.get("connector.class") else {
+            return Err(Error::BadRequest(format!(
+                "Connector config {} contains no connector type",
+                java_map(config)
+            )));
+        };
+        self.registry.connector(class).ok_or_else(|| {
+            let available: Vec<&str> = self.registry.connectors().iter().map(|p| p.class()).collect();
+            Error::BadRequest(format!(
+                "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
+                available.join(", ")
+            ))
+        })
+    }
+
+    /// Validates a config for create/update; returns its plugin.
+    fn check_config(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
+        let plugin = self.plugin(config)?;
+        let infos = config_infos(plugin.as_ref(), config);
+        if infos.error_count > 0 {
+            return Err(Error::BadRequest(invalid_config_message(&infos)));
+        }
+        Ok(plugin)
+    }
+
+    /// Runs the connector's task split; a failure becomes a FAILED connector status.
+    fn generate_tasks(
+        &self,
+        plugin: &dyn ConnectorPlugin,
+        config: &ConfigMap,
+        target: TargetState,
+        generation: u64,
+    ) -> (TaskConfigsRecord, StatusRecord) {
+        let status = |state, trace: String| StatusRecord {
+            state,
+            worker_id: self.coordinator_id.clone(),
+            trace,
+            epoch: 0,
+        };
+        if target == TargetState::Stopped {
+            return (
+                TaskConfigsRecord { generation, configs: Vec::new() },
+                status(InstanceState::Stopped, String::new()),
+            );
+        }
+        let max_tasks = config
+            .get("tasks.max")
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .unwrap_or(1);
+        match plugin.task_configs(config, max_tasks) {
+            Ok(configs) => {
+                let state = match target {
+                    TargetState::Paused => InstanceState::Paused,
+                    _ => InstanceState::Running,
+                };
+                (TaskConfigsRecord { generation, configs }, status(state, String::new()))
+            }
+            Err(error) => (
+                TaskConfigsRecord { generation, configs: Vec::new() },
+                status(InstanceState::Failed, format!("org.apache.kafka.connect.errors.ConnectException: {error}")),
+            ),
+        }
+    }
+
+    fn info(&self, name: &str, entry: &ConnectorEntry) -> pb::ConnectorInfo {
+        pb::ConnectorInfo {
+            name: name.to_owned(),
+            config: entry.config.clone().into_iter().collect(),
+            tasks: (0..entry.tasks.configs.len())
+                .map(|task| pb::TaskRef {
+                    connector: name.to_owned(),
+                    task: task as i32,
+                })
+                .collect(),
+            r#type: self.connector_type(&entry.config) as i32,
+        }
+    }
+
+    fn connector_type(&self, config: &ConfigMap) -> pb::ConnectorType {
+        match self.plugin(config).map(|p| p.kind()) {
+            Ok(Direction::Source) => pb::ConnectorType::Source,
+            Ok(Direction::Sink) => pb::ConnectorType::Sink,
+            Err(_) => pb::ConnectorType::Unknown,
+        }
+    }
+
+    async fn status(&self, name: &str, entry: &ConnectorEntry) -> Result<pb::ConnectorStatus> {
+        let connector = read_json::<StatusRecord>(&self.store, &keys::connector_status(name))
+            .await?
+            .unwrap_or(StatusRecord {
+                state: InstanceState::Unassigned,
+                worker_id: self.coordinator_id.clone(),
+                trace: String::new(),
+                epoch: 0,
+            });
+        let reported: BTreeMap<i32, StatusRecord> = self
+            .store
+            .list(&keys::task_status_prefix(name))
+            .await?
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let task = key.rsplit('/').next()?.parse().ok()?;
+                Some((task, serde_json::from_slice(&value).ok()?))
+            })
+            .collect();
+        let tasks = (0..entry.tasks.configs.len() as i32)
+            .map(|task| pb::TaskStatus {
+                id: task,
+                status: Some(instance(reported.get(&task).cloned().unwrap_or(StatusRecord {
+                    state: InstanceState::Unassigned,
+                    worker_id: String::new(),
+                    trace: String::new(),
+                    epoch: 0,
+                }))),
+            })
+            .collect();
+        Ok(pb::ConnectorStatus {
+            name: name.to_owned(),
+            connector: Some(instance(connector)),
+            tasks,
+            r#type: self.connector_type(&entry.config) as i32,
+        })
+    }
+
+    async fn connector_names(&self) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .list(keys::CONNECTORS)
+            .await?
+            .into_iter()
+            .filter_map(|(key, _)| keys::connector_name_of_config_key(&key))
+            .collect())
+    }
+
+    /// Writes a new config (create or update) with freshly generated tasks.
+    async fn write_config(
+        &self,
+        name: &str,
+        config: ConfigMap,
+        previous: Option<&ConnectorEntry>,
+        initial: TargetState,
+    ) -> Result<ConnectorEntry> {
+        let plugin = self.check_config(&config)?;
+        let target = previous.map_or(initial, |p| p.target);
+        let generation = previous.map_or(1, |p| p.tasks.generation + 1);
+        let (tasks, status) = self.generate_tasks(plugin.as_ref(), &config, target, generation);
+        let raw_config = to_json(&config)?;
+        let mut txn = Txn::new()
+            .put(keys::connector_config(name), raw_config.clone())
+            .put(keys::task_configs(name), to_json(&tasks)?)
+            .put(keys::connector_status(name), to_json(&status)?);
+        match previous {
+            Some(previous) => {
+                txn = txn.when(Condition::ValueEquals(
+                    keys::connector_config(name),
+                    previous.raw_config.clone(),
+                ));
+                for task in tasks.configs.len()..previous.tasks.configs.len() {
+                    txn = txn.delete(keys::task_status(name, task as i32));
+                }
+            }
+            None => {
+                txn = txn
+                    .when(Condition::Absent(keys::connector_config(name)))
+                    .put(keys::connector_target(name), to_json(&TargetRecord { state: target })?)
+                    .delete_prefix(keys::task_status_prefix(name))
+                    .delete_prefix(keys::restarts_prefix(name))
+                    .delete_prefix(keys::topics_prefix(name));
+            }
+        }
+        if !self.store.txn(txn).await? {
+            return Err(match previous {
+                None => Error::AlreadyExists(format!("Connector {name} already exists")),
+                Some(_) => Error::Conflict(STALE_CONFIG.to_owned()),
+            });
+        }
+        tracing::info!(connector = name, tasks = tasks.configs.len(), "connector config written");
+        Ok(ConnectorEntry {
+            config,
+            raw_config,
+            target,
+            tasks,
+        })
+    }
+
+    /// Changes the target state, regenerating tasks when leaving or entering STOPPED.
+    async fn set_target(&self, name: &str, target: TargetState) -> Result<()> {
+        let entry = self.existing(name, || format!("Unknown connector {name}")).await?;
+        let plugin = self.plugin(&entry.config)?;
+        let regenerate = (entry.target == TargetState::Stopped) != (target == TargetState::Stopped);
+        let generation = entry.tasks.generation + u64::from(regenerate);
+        let (tasks, status) = self.generate_tasks(plugin.as_ref(), &entry.config, target, generation);
+        let mut txn = Txn::new()
+            .when(Condition::ValueEquals(keys::connector_config(name), entry.raw_config.clone()))
+            .put(keys::connector_target(name), to_json(&TargetRecord { state: target })?)
+            .put(keys::connector_status(name), to_json(&status)?);
+        if regenerate {
+            txn = txn.put(keys::task_configs(name), to_json(&tasks)?);
+            if target == TargetState::Stopped {
+                txn = txn.delete_prefix(keys::task_status_prefix(name));
+            }
+        }
+        if !self.store.txn(txn).await? {
+            return Err(Error::Conflict(STALE_CONFIG.to_owned()));
+        }
+        tracing::info!(connector = name, ?target, "target state changed");
+        Ok(())
+    }
+
+    /// Bumps a task's restart generation and shows it RESTARTING.
+    fn restart_task_ops(&self, txn: Txn, name: &str, task: i32, generation: u64, worker_id: String) -> Result<Txn> {
+        let status = StatusRecord {
+            state: InstanceState::Restarting,
+            worker_id,
+            trace: String::new(),
+            epoch: 0,
+        };
+        Ok(txn
+            .put(keys::task_restart(name, task), to_json(&(generation + 1))?)
+            .put(keys::task_status(name, task), to_json(&status)?))
+    }
+
+    async fn restart_generation(&self, name: &str, task: i32) -> Result<u64> {
+        Ok(read_json::<u64>(&self.store, &keys::task_restart(name, task)).await?.unwrap_or(0))
+    }
+
+    /// The cluster id a connected runner reported, if any.
+    async fn kafka_cluster_id(&self) -> Result<String> {
+        Ok(self
+            .store
+            .list(keys::RUNNERS)
+            .await?
+            .into_iter()
+            .filter_map(|(_, value)| serde_json::from_slice::<RunnerRecord>(&value).ok())
+            .map(|runner| runner.kafka_cluster_id)
+            .find(|id| !id.is_empty())
+            .unwrap_or_default())
+    }
+}
+
+fn instance(record: StatusRecord) -> pb::InstanceStatus {
+    let state = match record.state {
+        InstanceState::Unassigned => pb::State::Unassigned,
+        InstanceState::Running => pb::State::Running,
+        InstanceState::Paused => pb::State::Paused,
+        InstanceState::Failed => pb::State::Failed,
+        InstanceState::Restarting => pb::State::Restarting,
+        InstanceState::Stopped => pb::State::Stopped,
+    };
+    pb::InstanceStatus {
+        state: state as i32,
+        worker_id: record.worker_id,
+        trace: record.trace,
+    }
+}
+
+/// Java's `Map.toString()`, which Kafka Connect puts in some messages.
+fn java_map(config: &ConfigMap) -> String {
+    let entries: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", entries.join(", "))
+}
+
+fn target_from_pb(state: i32) -> Result<TargetState> {
+    match pb::TargetState::try_from(state) {
+        Ok(pb::TargetState::Running) => Ok(TargetState::Running),
+        Ok(pb::TargetState::Paused) => Ok(TargetState::Paused),
+        Ok(pb::TargetState::Stopped) => Ok(TargetState::Stopped),
+        Err(_) => Err(Error::BadRequest(format!("Invalid initial state {state}"))),
+    }
+}
+
+/// Checks the `name` key against the name in the request, injecting it when absent.
+fn reconcile_name(name: &str, config: &mut ConfigMap) -> Result<()> {
+    match config.get("name") {
+        Some(configured) if configured != name => Err(Error::BadRequest(format!(
+            "Connector name configuration ({configured}) doesn't match connector name in the URL ({name})"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            config.insert("name".to_owned(), name.to_owned());
+            Ok(())
+        }
+    }
+}
+
+type Reply<T> = std::result::Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn server_info(&self, _request: Request<pb::ServerInfoRequest>) -> Reply<pb::ServerInfoResponse> {
+        Ok(Response::new(pb::ServerInfoResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit: option_env!("WEIR_COMMIT").unwrap_or("unknown").to_owned(),
+            kafka_cluster_id: self.kafka_cluster_id().await?,
+        }))
+    }
+
+    async fn list_connectors(&self, request: Request<pb::ListConnectorsRequest>) -> Reply<pb::ListConnectorsResponse> {
+        let request = request.into_inner();
+        let mut connectors = Vec::new();
+        for name in self.connector_names().await? {
+            // A connector deleted while listing is skipped, as in Kafka Connect.
+            let Some(entry) = self.entry(&name).await? else { continue };
+            let status = if request.expand_status {
+                Some(self.status(&name, &entry).await?)
+            } else {
+                None
+            };
+            let info = request.expand_info.then(|| self.info(&name, &entry));
+            connectors.push(pb::ExpandedConnector { name, status, info });
+        }
+        Ok(Response::new(pb::ListConnectorsResponse { connectors }))
+    }
+
+    async fn create_connector(&self, request: Request<pb::CreateConnectorRequest>) -> Reply<pb::ConnectorInfo> {
+        let request = request.into_inner();
+        let name = request.name.trim().to_owned();
+        let mut config: ConfigMap = request.config.into_iter().collect();
+        reconcile_name(&name, &mut config)?;
+        let initial = match request.initial_state {
+            Some(state) => target_from_pb(state)?,
+            None => TargetState::Running,
+        };
+        let entry = self.write_config(&name, config, None, initial).await?;
+        Ok(Response::new(self.info(&name, &entry)))
+    }
+
+    async fn get_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorInfo> {
+        let name = request.into_inner().name;
+        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        Ok(Response::new(self.info(&name, &entry)))
+    }
+
+    async fn get_connector_config(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorConfig> {
+        let name = request.into_inner().name;
+        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        Ok(Response::new(pb::ConnectorConfig {
+            config: entry.config.into_iter().collect(),
+        }))
+    }
+
+    async fn put_connector_config(&self, request: Request<pb::PutConnectorConfigRequest>) -> Reply<pb::PutConnectorConfigResponse> {
+        let request = request.into_inner();
+        let name = request.name;
+        let mut config: ConfigMap = request.config.into_iter().collect();
+        reconcile_name(&name, &mut config)?;
+        let previous = self.entry(&name).await?;
+        let entry = self
+            .write_config(&name, config, previous.as_ref(), TargetState::Running)
+            .await?;
+        Ok(Response::new(pb::PutConnectorConfigResponse {
+            created: previous.is_none(),
+            info: Some(self.info(&name, &entry)),
+        }))
+    }
+
+    async fn get_connector_status(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorStatus> {
+        let name = request.into_inner().name;
+        let entry = self.existing(&name, || format!("No status found for connector {name}")).await?;
+        Ok(Response::new(self.status(&name, &entry).await?))
+    }
+
+    async fn restart_connector(&self, request: Request<pb::RestartConnectorRequest>) -> Reply<pb::RestartConnectorResponse> {
+        let request = request.into_inner();
+        let name = request.name;
+        let entry = self.existing(&name, || format!("Unknown connector: {name}")).await?;
+        let before = self.status(&name, &entry).await?;
+        let failed = |status: &Option<pb::InstanceStatus>| {
+            status.as_ref().is_some_and(|s| s.state == pb::State::Failed as i32)
+        };
+        let restart_connector = !request.only_failed || failed(&before.connector);
+        let mut txn = Txn::new().when(Condition::ValueEquals(
+            keys::connector_config(&name),
+            entry.raw_config.clone(),
+        ));
+        let mut shown = before.clone();
+        if restart_connector {
+            let plugin = self.plugin(&entry.config)?;
+            let (tasks, status) = self.generate_tasks(
+                plugin.as_ref(),
+                &entry.config,
+                entry.target,
+                entry.tasks.generation + 1,
+            );
+            txn = txn
+                .put(keys::task_configs(&name), to_json(&tasks)?)
+                .put(keys::connector_status(&name), to_json(&status)?);
+            if let Some(connector) = shown.connector.as_mut() {
+                connector.state = pb::State::Restarting as i32;
+            }
+        }
+        if request.include_tasks {
+            for task in shown.tasks.iter_mut() {
+                if request.only_failed && !failed(&task.status) {
+                    continue;
+                }
+                let generation = self.restart_generation(&name, task.id).await?;
+                let worker = task.status.as_ref().map(|s| s.worker_id.clone()).unwrap_or_default();
+                txn = self.restart_task_ops(txn, &name, task.id, generation, worker)?;
+                if let Some(status) = task.status.as_mut() {
+                    status.state = pb::State::Restarting as i32;
+                }
+            }
+        }
+        if !self.store.txn(txn).await? {
+            return Err(Error::Conflict(STALE_CONFIG.to_owned()).into());
+        }
+        tracing::info!(connector = %name, include_tasks = request.include_tasks, only_failed = request.only_failed, "restart requested");
+        let status = (request.include_tasks || request.only_failed).then_some(shown);
+        Ok(Response::new(pb::RestartConnectorResponse { status }))
+    }
+
+    async fn pause_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
+        self.set_target(&request.into_inner().name, TargetState::Paused).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn resume_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
+        self.set_target(&request.into_inner().name, TargetState::Running).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn stop_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
+        self.set_target(&request.into_inner().name, TargetState::Stopped).await?;
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn delete_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
+        let name = request.into_inner().name;
+        let txn = Txn::new()
+            .when(Condition::Present(keys::connector_config(&name)))
+            .delete_prefix(keys::connector_prefix(&name))
+            .delete(keys::task_configs(&name))
+            .delete(keys::connector_status(&name))
+            .delete_prefix(keys::task_status_prefix(&name))
+            .delete_prefix(keys::restarts_prefix(&name))
+            .delete_prefix(keys::topics_prefix(&name));
+        if !self.store.txn(txn).await? {
+            return Err(Error::NotFound(format!("Connector {name} not found")).into());
+        }
+        tracing::info!(connector = %name, "connector deleted");
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn list_tasks(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ListTasksResponse> {
+        let name = request.into_inner().name;
+        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        let tasks = entry
+            .tasks
+            .configs
+            .into_iter()
+            .enumerate()
+            .map(|(task, config)| pb::TaskInfo {
+                id: Some(pb::TaskRef {
+                    connector: name.clone(),
+                    task: task as i32,
+                }),
+                config: config.into_iter().collect(),
+            })
+            .collect();
+        Ok(Response::new(pb::ListTasksResponse { tasks }))
+    }
+
+    async fn get_task_status(&self, request: Request<pb::TaskRef>) -> Reply<pb::TaskStatus> {
+        let task = request.into_inner();
+        let not_found = || Error::NotFound(format!("No status found for task {}-{}", task.connector, task.task));
+        let entry = self.entry(&task.connector).await?.ok_or_else(not_found)?;
+        let status = self.status(&task.connector, &entry).await?;
+        let found = status
+            .tasks
+            .into_iter()
+            .find(|t| t.id == task.task)
+            .ok_or_else(not_found)?;
+        Ok(Response::new(found))
+    }
+
+    async fn restart_task(&self, request: Request<pb::TaskRef>) -> Reply<pb::Empty> {
+        let task = request.into_inner();
+        let unknown = || Error::NotFound(format!("Unknown task: {}-{}", task.connector, task.task));
+        let entry = self.entry(&task.connector).await?.ok_or_else(unknown)?;
+        if task.task < 0 || task.task as usize >= entry.tasks.configs.len() {
+            return Err(unknown().into());
+        }
+        let generation = self.restart_generation(&task.connector, task.task).await?;
+        let worker = read_json::<StatusRecord>(&self.store, &keys::task_status(&task.connector, task.task))
+            .await?
+            .map(|s| s.worker_id)
+            .unwrap_or_default();
+        let txn = self.restart_task_ops(
+            Txn::new().when(Condition::ValueEquals(keys::connector_config(&task.connector), entry.raw_config)),
+            &task.connector,
+            task.task,
+            generation,
+            worker,
+        )?;
+        if !self.store.txn(txn).await? {
+            return Err(Error::Conflict(STALE_CONFIG.to_owned()).into());
+        }
+        Ok(Response::new(pb::Empty {}))
+    }
+
+    async fn get_connector_topics(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorTopics> {
+        let name = request.into_inner().name;
+        let topics = self
+            .store
+            .list(&keys::topics_prefix(&name))
+            .await
+            .map_err(Status::from)?
+            .into_iter()
+            .filter_map(|(key, _)| key.rsplit('/').next().map(keys::decode))
+            .collect();
+        Ok(Response::new(pb::ConnectorTopics { name, topics }))
+    }
+
+    async fn list_plugins(&self, request: Request<pb::ListPluginsRequest>) -> Reply<pb::ListPluginsResponse> {
+        let plugins = self
+            .registry
+            .summaries(request.into_inner().connectors_only)
+            .into_iter()
+            .map(|p| pb::PluginInfo {
+                class: p.class,
+                r#type: p.plugin_type.to_owned(),
+                version: p.version,
+            })
+            .collect();
+        Ok(Response::new(pb::ListPluginsResponse { plugins }))
+    }
+
+    async fn validate_config(&self, request: Request<pb::ValidateConfigRequest>) -> Reply<pb::ConfigInfos> {
+        let request = request.into_inner();
+        let config: ConfigMap = request.config.into_iter().collect();
+        let plugin = self.plugin(&config)?;
+        let included = config.get("connector.class").map(String::as_str).unwrap_or_default();
+        let normalized = |name: &str| name.trim_end_matches("Connector").to_owned();
+        if !normalized(included).ends_with(&normalized(&request.plugin)) {
+            return Err(Error::BadRequest(format!(
+                "Included connector type {included} does not match request type {}",
+                request.plugin
+            ))
+            .into());
+        }
+        Ok(Response::new(config_infos(plugin.as_ref(), &config)))
+    }
+}

@@ -1,0 +1,88 @@
+//! `weir-coordinator`: the distributed-mode control plane. Settings come from
+//! flags, their `WEIR_*` environment variables, then an optional
+//! `.properties` file, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use weir_connect::registry::Registry;
+use weir_coordinator::server::{hostname, parse_listeners};
+use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "weir-coordinator", version, about = "Weir coordinator: Kafka Connect's REST API and the control plane")]
+struct Args {
+    /// A .properties file with the keys below (`etcd.endpoints`, `listeners`, ...).
+    #[arg(long, env = "WEIR_COORDINATOR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Comma-separated etcd endpoints (`etcd.endpoints`).
+    #[arg(long, env = "WEIR_ETCD_ENDPOINTS")]
+    etcd_endpoints: Option<String>,
+    /// Root key prefix in etcd (`etcd.prefix`), default `/weir/`.
+    #[arg(long, env = "WEIR_ETCD_PREFIX")]
+    etcd_prefix: Option<String>,
+    /// REST listener in Kafka Connect's form (`listeners`), default `http://:8083`.
+    #[arg(long, env = "WEIR_LISTENERS")]
+    listeners: Option<String>,
+    /// gRPC listen address for admin and control (`grpc.listen`), default `0.0.0.0:9083`.
+    #[arg(long, env = "WEIR_GRPC_LISTEN")]
+    grpc_listen: Option<SocketAddr>,
+    /// This coordinator's id (`coordinator.id`), default `<hostname>:<rest port>`.
+    #[arg(long, env = "WEIR_COORDINATOR_ID")]
+    id: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => weir_connect::properties::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+        None => Default::default(),
+    };
+    let setting = |flag: Option<String>, key: &str| flag.or_else(|| file.get(key).cloned());
+
+    let endpoints = setting(args.etcd_endpoints, "etcd.endpoints")
+        .ok_or("etcd endpoints are required: --etcd-endpoints, WEIR_ETCD_ENDPOINTS or etcd.endpoints")?;
+    let endpoints: Vec<String> = endpoints.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+    let prefix = setting(args.etcd_prefix, "etcd.prefix").unwrap_or_else(|| "/weir/".to_owned());
+    let rest_listen = parse_listeners(&setting(args.listeners, "listeners").unwrap_or_else(|| "http://:8083".to_owned()))?;
+    let grpc_listen: SocketAddr = match args.grpc_listen {
+        Some(addr) => addr,
+        None => file.get("grpc.listen").map_or("0.0.0.0:9083", String::as_str).parse()?,
+    };
+    let id = setting(args.id, "coordinator.id").unwrap_or_else(|| format!("{}:{}", hostname(), rest_listen.port()));
+
+    let coordinator = Coordinator::start(
+        CoordinatorConfig {
+            id,
+            grpc_listen,
+            rest_listen,
+            store: StoreConfig::Etcd { endpoints, prefix },
+        },
+        Arc::new(Registry::builtin()),
+    )
+    .await?;
+    println!("weir-coordinator rest={} grpc={}", coordinator.rest_addr, coordinator.grpc_addr);
+    let stopped = coordinator.stopped();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
+        _ = terminate() => tracing::info!("terminated, shutting down"),
+        () = stopped.cancelled() => tracing::error!("etcd session lost, shutting down"),
+    }
+    coordinator.shutdown().await;
+    Ok(())
+}
+
+async fn terminate() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}

@@ -1,0 +1,148 @@
+//! Leadership and assignment. Every coordinator runs [`run`]; the one that
+//! holds the `leader` key (under its session lease) places tasks on runners
+//! with [`crate::assignment::assign`], writes the placement with a new epoch,
+//! and marks tasks of departed runners UNASSIGNED.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::{read_json, to_json};
+use crate::assignment::{Placement, assign};
+use crate::error::Result;
+use crate::keys;
+use crate::model::{
+    AssignmentRecord, InstanceState, LeaderRecord, StatusRecord, TargetRecord, TargetState,
+    TaskConfigsRecord, TaskId,
+};
+use crate::store::{Condition, Store, Txn};
+
+/// Safety net in case a change notification is missed.
+const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Campaigns for leadership and, while leader, keeps the placement current.
+pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationToken) {
+    let me = match to_json(&LeaderRecord { coordinator_id: coordinator_id.clone() }) {
+        Ok(me) => me,
+        Err(error) => {
+            tracing::error!(%error, "cannot encode leader record");
+            return;
+        }
+    };
+    let mut changes = store.changes();
+    let mut leading = false;
+    loop {
+        let outcome = async {
+            if !leading && store.create_ephemeral(keys::LEADER, me.clone()).await? {
+                tracing::info!(coordinator = %coordinator_id, "elected leader");
+            }
+            let holder = store.get(keys::LEADER).await?;
+            let now_leading = holder.as_deref() == Some(me.as_slice());
+            if leading && !now_leading {
+                tracing::warn!(coordinator = %coordinator_id, "lost leadership");
+            }
+            leading = now_leading;
+            if leading {
+                reconcile(&store, &me).await?;
+            }
+            Ok::<(), crate::error::Error>(())
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "leader reconcile failed");
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+            () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+        }
+    }
+}
+
+/// One pass: place every task that should run, then fix stale statuses.
+async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
+    let runners: BTreeSet<String> = store
+        .list(keys::RUNNERS)
+        .await?
+        .into_iter()
+        .filter_map(|(key, _)| key.strip_prefix(keys::RUNNERS).map(keys::decode))
+        .collect();
+
+    let mut tasks = BTreeSet::new();
+    for (key, _) in store.list(keys::CONNECTORS).await? {
+        let Some(name) = keys::connector_name_of_config_key(&key) else { continue };
+        let target = read_json::<TargetRecord>(store, &keys::connector_target(&name))
+            .await?
+            .map_or(TargetState::Running, |t| t.state);
+        if target == TargetState::Stopped {
+            continue;
+        }
+        let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name)).await?.unwrap_or_default();
+        for task in 0..configs.configs.len() as i32 {
+            tasks.insert(TaskId { connector: name.clone(), task });
+        }
+    }
+
+    let mut current = Placement::new();
+    let mut records = BTreeMap::new();
+    for (key, value) in store.list(keys::ASSIGNMENTS).await? {
+        let Some(runner) = key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode) else { continue };
+        let record: AssignmentRecord = serde_json::from_slice(&value)?;
+        current.insert(runner.clone(), record.tasks.iter().cloned().collect());
+        records.insert(runner, record);
+    }
+
+    let next = assign(&tasks, &runners, &current);
+    let changed: Vec<&String> = next
+        .iter()
+        .filter(|(runner, placed)| current.get(*runner) != Some(*placed))
+        .map(|(runner, _)| runner)
+        .collect();
+    let departed: Vec<&String> = current.keys().filter(|r| !next.contains_key(*r)).collect();
+    if !changed.is_empty() || !departed.is_empty() {
+        let epoch = read_json::<u64>(store, keys::EPOCH).await?.unwrap_or(0) + 1;
+        let mut txn = Txn::new()
+            .when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()))
+            .put(keys::EPOCH, to_json(&epoch)?);
+        for runner in &changed {
+            let record = AssignmentRecord {
+                epoch,
+                tasks: next[*runner].iter().cloned().collect(),
+            };
+            txn = txn.put(keys::assignment(runner), to_json(&record)?);
+        }
+        for runner in &departed {
+            txn = txn.delete(keys::assignment(runner));
+        }
+        if store.txn(txn).await? {
+            tracing::info!(epoch, runners = next.len(), tasks = tasks.len(), "assignment updated");
+        }
+    }
+
+    mark_orphans_unassigned(store, &runners).await
+}
+
+/// A task whose status names a runner that is gone shows UNASSIGNED until
+/// its new owner reports. The write is conditional so it never overwrites a
+/// report that arrived in between.
+async fn mark_orphans_unassigned(store: &Store, runners: &BTreeSet<String>) -> Result<()> {
+    for (key, value) in store.list(keys::STATUS_TASKS).await? {
+        let Ok(status) = serde_json::from_slice::<StatusRecord>(&value) else { continue };
+        let orphaned = matches!(status.state, InstanceState::Running | InstanceState::Paused | InstanceState::Failed)
+            && !runners.contains(&status.worker_id);
+        if !orphaned {
+            continue;
+        }
+        let unassigned = StatusRecord {
+            state: InstanceState::Unassigned,
+            trace: String::new(),
+            ..status
+        };
+        let txn = Txn::new()
+            .when(Condition::ValueEquals(key.clone(), value))
+            .put(key, to_json(&unassigned)?);
+        store.txn(txn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,27 @@
+//! The Weir coordinator: the control plane.
+//!
+//! # Layout
+//! - [`admin`]: the admin service (connectors, tasks, status, plugins) — one
+//!   implementation behind both gRPC and REST.
+//! - [`rest`]: Kafka Connect's REST API, translated onto [`admin`].
+//! - [`validate`]: config validation in Kafka Connect's `ConfigInfos` shape.
+//! - [`control`]: runner sessions over the control protocol.
+//! - [`leader`]: election and task placement; [`assignment`] is the pure placement function.
+//! - [`store`]: the state store trait, etcd and local implementations; [`keys`] its layout.
+//! - [`model`]: the records kept in the store.
+//! - [`server`]: starting and stopping a coordinator.
+
+pub mod admin;
+pub mod assignment;
+pub mod control;
+pub mod error;
+pub mod keys;
+pub mod leader;
+pub mod model;
+pub mod rest;
+pub mod server;
+pub mod store;
+pub mod validate;
+
+pub use error::{Error, Result};
+pub use server::{Coordinator, CoordinatorConfig, StoreConfig};

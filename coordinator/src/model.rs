@@ -1,0 +1,85 @@
+//! The records kept in the state store (see [`crate::keys`] for where) and
+//! the lifecycle enums they use.
+
+use serde::{Deserialize, Serialize};
+use weir_connect::config::ConfigMap;
+
+/// What the user asked a connector to be: Kafka Connect's target state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TargetState {
+    Running,
+    Paused,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRecord {
+    pub state: TargetState,
+}
+
+/// The task configs generated from a connector config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskConfigsRecord {
+    pub generation: u64,
+    pub configs: Vec<ConfigMap>,
+}
+
+/// A connector's or task's observed state, as the status endpoints show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum InstanceState {
+    Unassigned,
+    Running,
+    Paused,
+    Failed,
+    Restarting,
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRecord {
+    pub state: InstanceState,
+    pub worker_id: String,
+    #[serde(default)]
+    pub trace: String,
+    /// Assignment epoch the reporting runner ran under (tasks only).
+    #[serde(default)]
+    pub epoch: u64,
+}
+
+/// A runner that is connected to some coordinator right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerRecord {
+    pub runner_id: String,
+    pub coordinator_id: String,
+    /// Unique per connection, so a stale session cannot delete a newer one's record.
+    pub session: String,
+    #[serde(default)]
+    pub kafka_cluster_id: String,
+}
+
+/// Identifies one task of one connector.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TaskId {
+    pub connector: String,
+    pub task: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// The tasks the leader placed on one runner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AssignmentRecord {
+    pub epoch: u64,
+    pub tasks: Vec<TaskId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderRecord {
+    pub coordinator_id: String,
+}

@@ -1,0 +1,523 @@
+//! Kafka Connect's REST API (port 8083) on axum. Every handler translates
+//! the HTTP request into one call of the admin service — the same code the
+//! gRPC `Admin` service runs — and its reply or `Status` back into Kafka
+//! Connect's JSON bodies, status codes and `{"error_code","message"}` errors.
+
+use std::collections::BTreeMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde_json::{Map, Value, json};
+use tonic::{Code, Request};
+use weir_proto::admin::v1 as pb;
+use weir_proto::admin::v1::admin_server::Admin;
+
+use crate::admin::AdminService;
+
+/// The REST router over an admin service.
+pub fn router(admin: AdminService) -> Router {
+    Router::new()
+        .route("/", get(server_info))
+        .route("/health", get(health))
+        .route("/connectors", get(list_connectors).post(create_connector))
+        .route("/connectors/{name}", get(get_connector).delete(delete_connector))
+        .route("/connectors/{name}/config", get(get_config).put(put_config))
+        .route("/connectors/{name}/status", get(get_status))
+        .route("/connectors/{name}/restart", post(restart_connector))
+        .route("/connectors/{name}/pause", put(pause_connector))
+        .route("/connectors/{name}/resume", put(resume_connector))
+        .route("/connectors/{name}/stop", put(stop_connector))
+        .route("/connectors/{name}/tasks", get(list_tasks))
+        .route("/connectors/{name}/tasks/{task}/status", get(task_status))
+        .route("/connectors/{name}/tasks/{task}/restart", post(restart_task))
+        .route("/connectors/{name}/topics", get(connector_topics))
+        .route("/connector-plugins", get(list_plugins))
+        .route("/connector-plugins/{plugin}/config/validate", put(validate_config))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "HTTP 405 Method Not Allowed")
+        })
+        .with_state(admin)
+}
+
+/// Kafka Connect's error body.
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(json!({"error_code": status.as_u16(), "message": message}))).into_response()
+}
+
+/// The one mapping from gRPC codes to HTTP statuses.
+pub fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn from_status(status: tonic::Status) -> Response {
+    error(http_status(status.code()), status.message())
+}
+
+fn ok(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+type HttpResult = Result<Response, Response>;
+
+/// Parses a JSON body. Like Kafka Connect (Jackson behind Jersey), a body
+/// that cannot be read is a 500 with the parser's message.
+fn parse_body(body: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice(body).map_err(|e| {
+        error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Cannot deserialize request body: {e}"),
+        )
+    })
+}
+
+/// A flat `{"k":"v"}` config. Numbers and booleans are taken as their text
+/// (as Jackson coerces them); nulls are dropped; nested values are refused.
+fn config_map(value: &Value) -> Result<BTreeMap<String, String>, Response> {
+    let Value::Object(object) = value else {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Cannot deserialize value of type `java.util.HashMap<java.lang.String,java.lang.String>` from {}", json_kind(value)),
+        ));
+    };
+    let mut config = BTreeMap::new();
+    for (key, value) in object {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Null => continue,
+            other => {
+                return Err(error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("Cannot deserialize value of type `java.lang.String` from {} (config key \"{key}\")", json_kind(other)),
+                ));
+            }
+        };
+        config.insert(key.clone(), text);
+    }
+    Ok(config)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Object(_) => "Object value",
+        Value::Array(_) => "Array value",
+        Value::String(_) => "String value",
+        Value::Number(_) => "Number value",
+        Value::Bool(_) => "Boolean value",
+        Value::Null => "null value",
+    }
+}
+
+fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
+    query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let text = text.replace('+', " ");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            if let Some(byte) = text.get(index + 1..index + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A boolean query parameter; absent or unparsable means `default`.
+fn query_flag(pairs: &[(String, String)], name: &str, default: bool) -> bool {
+    pairs
+        .iter()
+        .rev()
+        .find(|(key, _)| key == name)
+        .map_or(default, |(_, value)| value.eq_ignore_ascii_case("true"))
+}
+
+fn type_name(connector_type: i32) -> &'static str {
+    match pb::ConnectorType::try_from(connector_type) {
+        Ok(pb::ConnectorType::Source) => "source",
+        Ok(pb::ConnectorType::Sink) => "sink",
+        _ => "unknown",
+    }
+}
+
+fn state_name(state: i32) -> &'static str {
+    pb::State::try_from(state)
+        .map(|s| match s {
+            pb::State::Unassigned => "UNASSIGNED",
+            pb::State::Running => "RUNNING",
+            pb::State::Paused => "PAUSED",
+            pb::State::Failed => "FAILED",
+            pb::State::Restarting => "RESTARTING",
+            pb::State::Stopped => "STOPPED",
+        })
+        .unwrap_or("UNASSIGNED")
+}
+
+fn config_json(config: &std::collections::HashMap<String, String>) -> Value {
+    let sorted: BTreeMap<&String, &String> = config.iter().collect();
+    json!(sorted)
+}
+
+fn info_json(info: &pb::ConnectorInfo) -> Value {
+    json!({
+        "name": info.name,
+        "config": config_json(&info.config),
+        "tasks": info.tasks.iter().map(|t| json!({"connector": t.connector, "task": t.task})).collect::<Vec<_>>(),
+        "type": type_name(info.r#type),
+    })
+}
+
+fn instance_json(status: Option<&pb::InstanceStatus>, id: Option<i32>) -> Value {
+    let mut out = Map::new();
+    if let Some(id) = id {
+        out.insert("id".into(), json!(id));
+    }
+    let default = pb::InstanceStatus::default();
+    let status = status.unwrap_or(&default);
+    out.insert("state".into(), json!(state_name(status.state)));
+    out.insert("worker_id".into(), json!(status.worker_id));
+    if !status.trace.is_empty() {
+        out.insert("trace".into(), json!(status.trace));
+    }
+    Value::Object(out)
+}
+
+fn status_json(status: &pb::ConnectorStatus) -> Value {
+    json!({
+        "name": status.name,
+        "connector": instance_json(status.connector.as_ref(), None),
+        "tasks": status.tasks.iter().map(|t| instance_json(t.status.as_ref(), Some(t.id))).collect::<Vec<_>>(),
+        "type": type_name(status.r#type),
+    })
+}
+
+fn connector_ref(name: String) -> Request<pb::ConnectorRef> {
+    Request::new(pb::ConnectorRef { name })
+}
+
+fn task_ref(name: String, task: &str) -> Result<Request<pb::TaskRef>, Response> {
+    let task = task
+        .parse()
+        .map_err(|_| error(StatusCode::NOT_FOUND, "HTTP 404 Not Found"))?;
+    Ok(Request::new(pb::TaskRef { connector: name, task }))
+}
+
+fn created(name: &str, body: Value) -> Response {
+    let mut response = ok(StatusCode::CREATED, body);
+    let location = format!("/connectors/{}", name.replace('%', "%25").replace(' ', "%20").replace('/', "%2F"));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn server_info(State(admin): State<AdminService>) -> HttpResult {
+    let info = admin
+        .server_info(Request::new(pb::ServerInfoRequest {}))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(
+        StatusCode::OK,
+        json!({"version": info.version, "commit": info.commit, "kafka_cluster_id": info.kafka_cluster_id}),
+    ))
+}
+
+async fn health() -> Response {
+    ok(
+        StatusCode::OK,
+        json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
+    )
+}
+
+async fn list_connectors(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {
+    let pairs = query_pairs(&query);
+    let expands = |what: &str| pairs.iter().any(|(k, v)| k == "expand" && v == what);
+    let request = pb::ListConnectorsRequest {
+        expand_status: expands("status"),
+        expand_info: expands("info"),
+    };
+    let expanded = request.expand_status || request.expand_info;
+    let reply = admin
+        .list_connectors(Request::new(request))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    if !expanded {
+        let names: Vec<&String> = reply.connectors.iter().map(|c| &c.name).collect();
+        return Ok(ok(StatusCode::OK, json!(names)));
+    }
+    let mut out = Map::new();
+    for connector in reply.connectors {
+        let mut entry = Map::new();
+        if let Some(status) = &connector.status {
+            entry.insert("status".into(), status_json(status));
+        }
+        if let Some(info) = &connector.info {
+            entry.insert("info".into(), info_json(info));
+        }
+        out.insert(connector.name, Value::Object(entry));
+    }
+    Ok(ok(StatusCode::OK, Value::Object(out)))
+}
+
+async fn create_connector(State(admin): State<AdminService>, body: Bytes) -> HttpResult {
+    let body = parse_body(&body)?;
+    let Value::Object(request) = &body else {
+        return Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Cannot construct instance of `CreateConnectorRequest` from {}", json_kind(&body)),
+        ));
+    };
+    let name = match request.get("name") {
+        Some(Value::String(name)) => name.clone(),
+        Some(Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let config = match request.get("config") {
+        Some(Value::Null) | None => {
+            return Err(error(StatusCode::BAD_REQUEST, "Connector config must be provided in the \"config\" field"));
+        }
+        Some(config) => config_map(config)?,
+    };
+    let initial_state = match request.get("initial_state") {
+        Some(Value::Null) | None => None,
+        Some(Value::String(state)) => Some(match state.to_ascii_uppercase().as_str() {
+            "RUNNING" => pb::TargetState::Running as i32,
+            "PAUSED" => pb::TargetState::Paused as i32,
+            "STOPPED" => pb::TargetState::Stopped as i32,
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Invalid initial state {state}; must be one of RUNNING, PAUSED, STOPPED"),
+                ));
+            }
+        }),
+        Some(other) => {
+            return Err(error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("Cannot deserialize value of type `InitialState` from {}", json_kind(other)),
+            ));
+        }
+    };
+    let info = admin
+        .create_connector(Request::new(pb::CreateConnectorRequest {
+            name,
+            config: config.into_iter().collect(),
+            initial_state,
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(created(&info.name, info_json(&info)))
+}
+
+async fn get_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let info = admin.get_connector(connector_ref(name)).await.map_err(from_status)?.into_inner();
+    Ok(ok(StatusCode::OK, info_json(&info)))
+}
+
+async fn get_config(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let config = admin
+        .get_connector_config(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, config_json(&config.config)))
+}
+
+async fn put_config(State(admin): State<AdminService>, Path(name): Path<String>, body: Bytes) -> HttpResult {
+    let config = config_map(&parse_body(&body)?)?;
+    let reply = admin
+        .put_connector_config(Request::new(pb::PutConnectorConfigRequest {
+            name: name.clone(),
+            config: config.into_iter().collect(),
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let info = reply.info.unwrap_or_default();
+    if reply.created {
+        Ok(created(&name, info_json(&info)))
+    } else {
+        Ok(ok(StatusCode::OK, info_json(&info)))
+    }
+}
+
+async fn get_status(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let status = admin
+        .get_connector_status(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, status_json(&status)))
+}
+
+async fn restart_connector(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> HttpResult {
+    let pairs = query_pairs(&query);
+    let reply = admin
+        .restart_connector(Request::new(pb::RestartConnectorRequest {
+            name,
+            include_tasks: query_flag(&pairs, "includeTasks", false),
+            only_failed: query_flag(&pairs, "onlyFailed", false),
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(match reply.status {
+        Some(status) => ok(StatusCode::ACCEPTED, status_json(&status)),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+async fn pause_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    admin.pause_connector(connector_ref(name)).await.map_err(from_status)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn resume_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    admin.resume_connector(connector_ref(name)).await.map_err(from_status)?;
+    Ok(StatusCode::ACCEPTED.into_response())
+}
+
+async fn stop_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    admin.stop_connector(connector_ref(name)).await.map_err(from_status)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    admin.delete_connector(connector_ref(name)).await.map_err(from_status)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn list_tasks(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let tasks = admin.list_tasks(connector_ref(name)).await.map_err(from_status)?.into_inner();
+    let body: Vec<Value> = tasks
+        .tasks
+        .iter()
+        .map(|task| {
+            let id = task.id.clone().unwrap_or_default();
+            json!({"id": {"connector": id.connector, "task": id.task}, "config": config_json(&task.config)})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, json!(body)))
+}
+
+async fn task_status(State(admin): State<AdminService>, Path((name, task)): Path<(String, String)>) -> HttpResult {
+    let status = admin
+        .get_task_status(task_ref(name, &task)?)
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, instance_json(status.status.as_ref(), Some(status.id))))
+}
+
+async fn restart_task(State(admin): State<AdminService>, Path((name, task)): Path<(String, String)>) -> HttpResult {
+    admin.restart_task(task_ref(name, &task)?).await.map_err(from_status)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn connector_topics(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let topics = admin
+        .get_connector_topics(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, json!({ topics.name: {"topics": topics.topics} })))
+}
+
+async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {
+    let pairs = query_pairs(&query);
+    let plugins = admin
+        .list_plugins(Request::new(pb::ListPluginsRequest {
+            connectors_only: query_flag(&pairs, "connectorsOnly", true),
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let body: Vec<Value> = plugins
+        .plugins
+        .iter()
+        .map(|p| json!({"class": p.class, "type": p.r#type, "version": p.version}))
+        .collect();
+    Ok(ok(StatusCode::OK, json!(body)))
+}
+
+async fn validate_config(
+    State(admin): State<AdminService>,
+    Path(plugin): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    let config = config_map(&parse_body(&body)?)?;
+    let infos = admin
+        .validate_config(Request::new(pb::ValidateConfigRequest {
+            plugin,
+            config: config.into_iter().collect(),
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let configs: Vec<Value> = infos
+        .configs
+        .iter()
+        .map(|info| {
+            let definition = info.definition.as_ref().map_or(Value::Null, |d| {
+                json!({
+                    "name": d.name, "type": d.r#type, "required": d.required,
+                    "default_value": d.default_value, "importance": d.importance,
+                    "documentation": d.documentation,
+                    "group": if d.group.is_empty() { Value::Null } else { json!(d.group) },
+                    "order": d.order, "width": d.width, "display_name": d.display_name,
+                    "dependents": d.dependents,
+                })
+            });
+            let value = info.value.clone().unwrap_or_default();
+            json!({
+                "definition": definition,
+                "value": {
+                    "name": value.name, "value": value.value,
+                    "recommended_values": value.recommended_values,
+                    "errors": value.errors, "visible": value.visible,
+                },
+            })
+        })
+        .collect();
+    Ok(ok(
+        StatusCode::OK,
+        json!({"name": infos.name, "error_count": infos.error_count, "groups": infos.groups, "configs": configs}),
+    ))
+}

@@ -1,0 +1,200 @@
+//! Starting and stopping a coordinator: binds the gRPC (admin + control) and
+//! REST listeners, opens the state store and runs the leader loop, all under
+//! one cancellation token with a shutdown deadline.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use weir_connect::registry::Registry;
+use weir_proto::admin::v1::admin_server::AdminServer;
+use weir_proto::control::v1::control_server::ControlServer;
+
+use crate::admin::AdminService;
+use crate::control::ControlService;
+use crate::error::{Error, Result};
+use crate::store::{EtcdStore, LocalStore, Store};
+use crate::{keys, leader, rest};
+
+/// Where the coordinator keeps its state.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// etcd, under a root prefix (distributed mode).
+    Etcd { endpoints: Vec<String>, prefix: String },
+    /// In this process; connector configs saved to `file` when given (standalone mode).
+    Local { file: Option<PathBuf> },
+}
+
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// Shown as the connector `worker_id`; unique per coordinator.
+    pub id: String,
+    pub grpc_listen: SocketAddr,
+    pub rest_listen: SocketAddr,
+    pub store: StoreConfig,
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    pub grpc_addr: SocketAddr,
+    pub rest_addr: SocketAddr,
+    store: Store,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+/// How long shutdown waits for servers to drain.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+impl Coordinator {
+    pub async fn start(config: CoordinatorConfig, registry: Arc<Registry>) -> Result<Self> {
+        let shutdown = CancellationToken::new();
+        let store: Store = match &config.store {
+            StoreConfig::Etcd { endpoints, prefix } => {
+                let store = EtcdStore::connect(endpoints, prefix).await?;
+                let session = store.session_ended();
+                let whole = shutdown.clone();
+                // Without its lease this coordinator cannot vouch for its runners: stop.
+                tokio::spawn(async move {
+                    session.cancelled().await;
+                    whole.cancel();
+                });
+                store
+            }
+            StoreConfig::Local { file: Some(file) } => {
+                Arc::new(LocalStore::persistent(file.clone(), &[keys::CONNECTORS, keys::TASKS])?)
+            }
+            StoreConfig::Local { file: None } => Arc::new(LocalStore::in_memory()),
+        };
+
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| Error::Internal(format!("binding {addr}: {e}")))
+        };
+        let grpc_listener = bind(config.grpc_listen).await?;
+        let rest_listener = bind(config.rest_listen).await?;
+        let grpc_addr = local_addr(&grpc_listener)?;
+        let rest_addr = local_addr(&rest_listener)?;
+
+        let admin = AdminService::new(store.clone(), registry, config.id.clone());
+        let control = ControlService::new(store.clone(), config.id.clone());
+        let mut tasks = JoinSet::new();
+
+        let grpc_shutdown = shutdown.clone();
+        let grpc_admin = admin.clone();
+        tasks.spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(AdminServer::new(grpc_admin))
+                .add_service(ControlServer::new(control))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "gRPC server failed");
+            }
+        });
+
+        let rest_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(rest_listener, rest::router(admin))
+                .with_graceful_shutdown(rest_shutdown.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "REST server failed");
+            }
+        });
+
+        tasks.spawn(leader::run(store.clone(), config.id.clone(), shutdown.clone()));
+
+        tracing::info!(id = %config.id, grpc = %grpc_addr, rest = %rest_addr, "coordinator started");
+        Ok(Coordinator {
+            grpc_addr,
+            rest_addr,
+            store,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Resolves when the coordinator must stop on its own (its etcd session ended).
+    pub fn stopped(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops serving, waits up to a deadline for servers to finish, and
+    /// ends the store session (dropping leadership and runner records).
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("coordinator tasks did not stop in time; aborting them");
+            self.tasks.abort_all();
+        }
+        if let Err(error) = self.store.close().await {
+            tracing::warn!(%error, "closing the state store failed");
+        }
+        tracing::info!("coordinator stopped");
+    }
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr> {
+    listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("reading bound address: {e}")))
+}
+
+/// This host's name, for default ids.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Parses Kafka Connect's `listeners` (e.g. `http://:8083,http://host:8084`)
+/// into the first address to bind.
+pub fn parse_listeners(listeners: &str) -> Result<SocketAddr> {
+    let first = listeners
+        .split(',')
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .ok_or_else(|| Error::BadRequest("listeners is empty".into()))?;
+    let without_scheme = first
+        .strip_prefix("http://")
+        .or_else(|| first.strip_prefix("HTTP://"))
+        .ok_or_else(|| Error::BadRequest(format!("unsupported listener {first}: only http:// is supported")))?;
+    let (host, port) = without_scheme
+        .rsplit_once(':')
+        .ok_or_else(|| Error::BadRequest(format!("listener {first} has no port")))?;
+    let host = match host.trim_matches(['[', ']']) {
+        "" | "0.0.0.0" => "0.0.0.0",
+        "localhost" => "127.0.0.1",
+        other => other,
+    };
+    format!("{host}:{port}")
+        .parse()
+        .or_else(|_| format!("[{host}]:{port}").parse())
+        .map_err(|_| Error::BadRequest(format!("cannot parse listener {first}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listeners_parse_like_kafka_connect() {
+        assert_eq!(parse_listeners("http://:8083").unwrap(), "0.0.0.0:8083".parse().unwrap());
+        assert_eq!(parse_listeners("http://localhost:9000").unwrap(), "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(parse_listeners("http://127.0.0.1:0,http://x:1").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert!(parse_listeners("https://:8443").is_err());
+    }
+}

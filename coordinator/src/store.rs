@@ -1,0 +1,609 @@
+//! The state store: a small key-value trait with two implementations, etcd
+//! for distributed mode and a local in-memory store (optionally persisted to
+//! a file) for standalone mode. [`conformance`] is one test suite both pass.
+//!
+//! Consumers are level-triggered: [`KvStore::changes`] only says "something
+//! changed", and they re-read what they need.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp,
+    WatchOptions,
+};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// A condition of a [`Txn`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    Absent(String),
+    Present(String),
+    ValueEquals(String, Vec<u8>),
+}
+
+/// An operation of a [`Txn`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+    DeletePrefix(String),
+}
+
+/// Operations applied atomically, only if every condition holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Txn {
+    pub conditions: Vec<Condition>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Txn::default()
+    }
+
+    pub fn when(mut self, condition: Condition) -> Self {
+        self.conditions.push(condition);
+        self
+    }
+
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+
+    pub fn delete_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.ops.push(Op::DeletePrefix(prefix.into()));
+        self
+    }
+}
+
+/// The coordinator's view of its state store. Keys are relative to the
+/// store's root; see [`crate::keys`] for the layout.
+#[async_trait]
+pub trait KvStore: Send + Sync + 'static {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Every key under `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Applies `txn` if its conditions hold; returns whether it did.
+    async fn txn(&self, txn: Txn) -> Result<bool>;
+    /// Creates `key` if absent, tied to this process's session: it vanishes
+    /// when the process dies (etcd lease) or [`KvStore::close`] is called.
+    async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<bool>;
+    /// Puts `key` tied to this process's session (see [`KvStore::create_ephemeral`]).
+    async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()>;
+    /// A counter that moves whenever anything in the store changes.
+    fn changes(&self) -> watch::Receiver<u64>;
+    /// Ends the session: ephemeral keys go away.
+    async fn close(&self) -> Result<()>;
+}
+
+/// A shared store handle.
+pub type Store = Arc<dyn KvStore>;
+
+/// The standalone store: in memory, optionally saving the given prefixes to
+/// a JSON file after every change and loading them on start.
+pub struct LocalStore {
+    inner: Mutex<LocalState>,
+    changes: watch::Sender<u64>,
+    file: Option<PathBuf>,
+    persisted_prefixes: Vec<String>,
+}
+
+#[derive(Default)]
+struct LocalState {
+    entries: BTreeMap<String, Vec<u8>>,
+    ephemeral: BTreeSet<String>,
+}
+
+impl LocalState {
+    fn holds(&self, condition: &Condition) -> bool {
+        match condition {
+            Condition::Absent(key) => !self.entries.contains_key(key),
+            Condition::Present(key) => self.entries.contains_key(key),
+            Condition::ValueEquals(key, value) => self.entries.get(key) == Some(value),
+        }
+    }
+
+    fn apply(&mut self, op: Op) {
+        match op {
+            Op::Put(key, value) => {
+                self.ephemeral.remove(&key);
+                self.entries.insert(key, value);
+            }
+            Op::Delete(key) => {
+                self.entries.remove(&key);
+                self.ephemeral.remove(&key);
+            }
+            Op::DeletePrefix(prefix) => {
+                self.entries.retain(|key, _| !key.starts_with(&prefix));
+                self.ephemeral.retain(|key| !key.starts_with(&prefix));
+            }
+        }
+    }
+}
+
+impl LocalStore {
+    /// A store that lives only in memory.
+    pub fn in_memory() -> Self {
+        LocalStore {
+            inner: Mutex::new(LocalState::default()),
+            changes: watch::channel(0).0,
+            file: None,
+            persisted_prefixes: Vec::new(),
+        }
+    }
+
+    /// A store whose keys under `prefixes` survive restarts in `file`.
+    pub fn persistent(file: PathBuf, prefixes: &[&str]) -> Result<Self> {
+        let mut state = LocalState::default();
+        match std::fs::read(&file) {
+            Ok(bytes) => {
+                let saved: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes)?;
+                for (key, value) in saved {
+                    state.entries.insert(key, serde_json::to_vec(&value)?);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::Store(format!("reading {}: {e}", file.display()))),
+        }
+        Ok(LocalStore {
+            inner: Mutex::new(state),
+            changes: watch::channel(0).0,
+            file: Some(file),
+            persisted_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
+        })
+    }
+
+    /// Runs `change` under the lock, then saves and notifies if it changed anything.
+    fn mutate<T>(&self, change: impl FnOnce(&mut LocalState) -> (T, bool)) -> Result<T> {
+        let (result, snapshot) = {
+            let mut state = self
+                .inner
+                .lock()
+                .map_err(|_| Error::Internal("local store lock poisoned".into()))?;
+            let (result, changed) = change(&mut state);
+            if !changed {
+                return Ok(result);
+            }
+            (result, self.file.as_ref().map(|_| self.snapshot(&state)))
+        };
+        if let (Some(file), Some(snapshot)) = (&self.file, snapshot) {
+            save_atomically(file, &snapshot?)?;
+        }
+        self.changes.send_modify(|revision| *revision += 1);
+        Ok(result)
+    }
+
+    fn snapshot(&self, state: &LocalState) -> Result<Vec<u8>> {
+        let mut saved = BTreeMap::new();
+        for (key, value) in &state.entries {
+            if self.persisted_prefixes.iter().any(|p| key.starts_with(p)) {
+                let json: serde_json::Value = serde_json::from_slice(value)?;
+                saved.insert(key.clone(), json);
+            }
+        }
+        Ok(serde_json::to_vec_pretty(&saved)?)
+    }
+
+    fn read<T>(&self, read: impl FnOnce(&LocalState) -> T) -> Result<T> {
+        let state = self
+            .inner
+            .lock()
+            .map_err(|_| Error::Internal("local store lock poisoned".into()))?;
+        Ok(read(&state))
+    }
+}
+
+fn save_atomically(file: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    let temp = file.with_extension("tmp");
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::rename(&temp, file))
+        .map_err(|e| Error::Store(format!("writing {}: {e}", file.display())))
+}
+
+#[async_trait]
+impl KvStore for LocalStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|state| state.entries.get(key).cloned())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.read(|state| {
+            state
+                .entries
+                .range(prefix.to_owned()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        })
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.mutate(|state| {
+            state.apply(Op::Put(key.to_owned(), value));
+            ((), true)
+        })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.mutate(|state| {
+            let existed = state.entries.contains_key(key);
+            state.apply(Op::Delete(key.to_owned()));
+            ((), existed)
+        })
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<bool> {
+        self.mutate(|state| {
+            if !txn.conditions.iter().all(|c| state.holds(c)) {
+                return (false, false);
+            }
+            for op in txn.ops {
+                state.apply(op);
+            }
+            (true, true)
+        })
+    }
+
+    async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<bool> {
+        self.mutate(|state| {
+            if state.entries.contains_key(key) {
+                return (false, false);
+            }
+            state.entries.insert(key.to_owned(), value);
+            state.ephemeral.insert(key.to_owned());
+            (true, true)
+        })
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.mutate(|state| {
+            state.entries.insert(key.to_owned(), value);
+            state.ephemeral.insert(key.to_owned());
+            ((), true)
+        })
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.mutate(|state| {
+            let keys: Vec<String> = state.ephemeral.iter().cloned().collect();
+            let changed = !keys.is_empty();
+            for key in keys {
+                state.apply(Op::Delete(key));
+            }
+            ((), changed)
+        })
+    }
+}
+
+/// The distributed store: etcd under a root prefix, with one session lease
+/// per coordinator process for ephemeral keys.
+pub struct EtcdStore {
+    client: Client,
+    root: String,
+    lease: i64,
+    changes: watch::Sender<u64>,
+    shutdown: CancellationToken,
+}
+
+/// How long etcd keeps a dead coordinator's ephemeral keys.
+pub const SESSION_TTL_SECS: i64 = 5;
+
+impl EtcdStore {
+    /// Connects, grants the session lease and starts its keep-alive and the
+    /// change watch. Both background loops end on [`KvStore::close`].
+    pub async fn connect(endpoints: &[String], root: &str) -> Result<Arc<Self>> {
+        let mut client = Client::connect(endpoints, None).await?;
+        let lease = client.lease_grant(SESSION_TTL_SECS, None).await?.id();
+        let root = if root.ends_with('/') {
+            root.to_owned()
+        } else {
+            format!("{root}/")
+        };
+        let store = Arc::new(EtcdStore {
+            client,
+            root,
+            lease,
+            changes: watch::channel(0).0,
+            shutdown: CancellationToken::new(),
+        });
+        store.spawn_keep_alive().await?;
+        store.spawn_watch().await?;
+        Ok(store)
+    }
+
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.root)
+    }
+
+    async fn spawn_keep_alive(&self) -> Result<()> {
+        let (mut keeper, mut responses) = self.client.clone().lease_keep_alive(self.lease).await?;
+        let shutdown = self.shutdown.clone();
+        let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 3);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {
+                        if let Err(error) = keeper.keep_alive().await {
+                            tracing::error!(%error, "etcd lease keep-alive failed");
+                        }
+                        match responses.message().await {
+                            Ok(Some(response)) if response.ttl() > 0 => {}
+                            Ok(_) => {
+                                tracing::error!("etcd session lease expired; this coordinator lost its ephemeral keys");
+                                shutdown.cancel();
+                                break;
+                            }
+                            Err(error) => tracing::error!(%error, "etcd lease keep-alive failed"),
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn spawn_watch(&self) -> Result<()> {
+        let mut stream = self
+            .client
+            .clone()
+            .watch(self.root.as_str(), Some(WatchOptions::new().with_prefix()))
+            .await?;
+        let changes = self.changes.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = stream.message() => match message {
+                        Ok(Some(_)) => changes.send_modify(|revision| *revision += 1),
+                        Ok(None) => {
+                            tracing::error!("etcd watch ended");
+                            break;
+                        }
+                        Err(error) => {
+                            tracing::error!(%error, "etcd watch failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Cancelled when the session ends (lease lost or closed).
+    pub fn session_ended(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+#[async_trait]
+impl KvStore for EtcdStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let response = self.client.clone().get(self.full(key), None).await?;
+        Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Ascend);
+        let response = self
+            .client
+            .clone()
+            .get(self.full(prefix), Some(options))
+            .await?;
+        response
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = kv
+                    .key_str()
+                    .map_err(|e| Error::Store(e.to_string()))?
+                    .strip_prefix(&self.root)
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok((key, kv.value().to_vec()))
+            })
+            .collect()
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.client.clone().put(self.full(key), value, None).await?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client.clone().delete(self.full(key), None).await?;
+        Ok(())
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<bool> {
+        let compares: Vec<Compare> = txn
+            .conditions
+            .iter()
+            .map(|condition| match condition {
+                Condition::Absent(key) => Compare::version(self.full(key), CompareOp::Equal, 0),
+                Condition::Present(key) => Compare::version(self.full(key), CompareOp::Greater, 0),
+                Condition::ValueEquals(key, value) => {
+                    Compare::value(self.full(key), CompareOp::Equal, value.clone())
+                }
+            })
+            .collect();
+        let ops: Vec<TxnOp> = txn
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put(key, value) => TxnOp::put(self.full(&key), value, None),
+                Op::Delete(key) => TxnOp::delete(self.full(&key), None),
+                Op::DeletePrefix(prefix) => {
+                    TxnOp::delete(self.full(&prefix), Some(DeleteOptions::new().with_prefix()))
+                }
+            })
+            .collect();
+        let response = self
+            .client
+            .clone()
+            .txn(EtcdTxn::new().when(compares).and_then(ops))
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<bool> {
+        let full = self.full(key);
+        let put = TxnOp::put(
+            full.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(self.lease)),
+        );
+        let response = self
+            .client
+            .clone()
+            .txn(
+                EtcdTxn::new()
+                    .when([Compare::version(full.as_str(), CompareOp::Equal, 0)])
+                    .and_then([put]),
+            )
+            .await?;
+        Ok(response.succeeded())
+    }
+
+    async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.client
+            .clone()
+            .put(
+                self.full(key),
+                value,
+                Some(PutOptions::new().with_lease(self.lease)),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    async fn close(&self) -> Result<()> {
+        self.shutdown.cancel();
+        self.client.clone().lease_revoke(self.lease).await?;
+        Ok(())
+    }
+}
+
+/// One behavioural suite every [`KvStore`] must pass. Call it with a store
+/// whose root is empty.
+pub mod conformance {
+    use super::*;
+
+    fn fail(what: &str) -> Error {
+        Error::Internal(format!("conformance: {what}"))
+    }
+
+    fn check(ok: bool, what: &str) -> Result<()> {
+        if ok { Ok(()) } else { Err(fail(what)) }
+    }
+
+    /// Runs every check; the error names the first that failed.
+    pub async fn run(store: &dyn KvStore) -> Result<()> {
+        let mut changes = store.changes();
+        let before = *changes.borrow_and_update();
+
+        check(store.get("a/missing").await?.is_none(), "missing key reads as none")?;
+        store.put("a/1", b"one".to_vec()).await?;
+        store.put("a/2", b"two".to_vec()).await?;
+        store.put("b/1", b"other".to_vec()).await?;
+        check(store.get("a/1").await? == Some(b"one".to_vec()), "put then get")?;
+        let listed = store.list("a/").await?;
+        check(
+            listed == vec![("a/1".into(), b"one".to_vec()), ("a/2".into(), b"two".to_vec())],
+            "list returns the prefix only, sorted",
+        )?;
+
+        let created = store
+            .txn(Txn::new().when(Condition::Absent("a/1".into())).put("a/3", b"x".to_vec()))
+            .await?;
+        check(!created, "txn with a failing condition is refused")?;
+        check(store.get("a/3").await?.is_none(), "refused txn writes nothing")?;
+        let applied = store
+            .txn(
+                Txn::new()
+                    .when(Condition::Present("a/1".into()))
+                    .when(Condition::ValueEquals("a/2".into(), b"two".to_vec()))
+                    .when(Condition::Absent("a/3".into()))
+                    .put("a/3", b"three".to_vec())
+                    .delete("b/1"),
+            )
+            .await?;
+        check(applied, "txn with holding conditions applies")?;
+        check(store.get("a/3").await? == Some(b"three".to_vec()), "txn put")?;
+        check(store.get("b/1").await?.is_none(), "txn delete")?;
+        check(
+            store.txn(Txn::new().delete_prefix("a/")).await?,
+            "unconditional txn applies",
+        )?;
+        check(store.list("a/").await?.is_empty(), "txn delete prefix")?;
+
+        check(store.create_ephemeral("e/1", b"me".to_vec()).await?, "create ephemeral")?;
+        check(!store.create_ephemeral("e/1", b"you".to_vec()).await?, "create ephemeral is exclusive")?;
+        store.put_ephemeral("e/2", b"also".to_vec()).await?;
+        store.delete("e/2").await?;
+        check(store.get("e/2").await?.is_none(), "delete")?;
+
+        tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|rev| *rev != before))
+            .await
+            .map_err(|_| fail("changes are notified"))?
+            .map_err(|_| fail("change channel open"))?;
+
+        store.close().await?;
+        check(store.get("e/1").await?.is_none(), "close removes ephemeral keys")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn local_store_passes_conformance() {
+        conformance::run(&LocalStore::in_memory()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn persistent_local_store_keeps_only_its_prefixes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.json");
+        {
+            let store = LocalStore::persistent(file.clone(), &["connectors/"]).unwrap();
+            store.put("connectors/a/config", br#"{"k":"v"}"#.to_vec()).await.unwrap();
+            store.put("status/connectors/a", br#"{"state":"RUNNING"}"#.to_vec()).await.unwrap();
+        }
+        let store = LocalStore::persistent(file, &["connectors/"]).unwrap();
+        let saved = store.get("connectors/a/config").await.unwrap().unwrap();
+        assert_eq!(serde_json::from_slice::<serde_json::Value>(&saved).unwrap()["k"], "v");
+        assert!(store.get("status/connectors/a").await.unwrap().is_none());
+    }
+}
