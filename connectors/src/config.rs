@@ -181,7 +181,11 @@ impl ConfigKey {
             None => Vec::new(),
             Some(Validator::AtLeast(min)) => match raw.trim().parse::<i64>() {
                 Ok(value) if value < *min => {
-                    vec![invalid(raw, self.name, &format!("Value must be at least {min}"))]
+                    vec![invalid(
+                        raw,
+                        self.name,
+                        &format!("Value must be at least {min}"),
+                    )]
                 }
                 _ => Vec::new(),
             },
@@ -200,7 +204,11 @@ impl ConfigKey {
                 if raw.trim().is_empty() {
                     vec![invalid(raw, self.name, "String may not be empty")]
                 } else if raw.chars().any(char::is_control) {
-                    vec![invalid(raw, self.name, "String may not contain control sequences")]
+                    vec![invalid(
+                        raw,
+                        self.name,
+                        "String may not contain control sequences",
+                    )]
                 } else {
                     Vec::new()
                 }
@@ -528,8 +536,12 @@ mod tests {
 
     #[test]
     fn one_of_is_case_insensitive() {
-        let key = ConfigKey::new("errors.tolerance", ConfigType::String, Default::Value("none"))
-            .validator(Validator::OneOf(&["none", "all"]));
+        let key = ConfigKey::new(
+            "errors.tolerance",
+            ConfigType::String,
+            Default::Value("none"),
+        )
+        .validator(Validator::OneOf(&["none", "all"]));
         assert!(key.check(Some("ALL")).is_empty());
         assert_eq!(key.check(Some("some")).len(), 1);
     }

@@ -89,9 +89,11 @@ impl Converter for JsonConverter {
         } else {
             payload
         };
-        serde_json::to_vec(&document)
-            .map(Some)
-            .map_err(|e| ConvertError(format!("Converting Kafka Connect data to byte[] failed due to serialization error: {e}")))
+        serde_json::to_vec(&document).map(Some).map_err(|e| {
+            ConvertError(format!(
+                "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
+            ))
+        })
     }
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
@@ -208,7 +210,10 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
     let schema_type = SchemaType::from_json_name(type_name)
         .ok_or_else(|| ConvertError(format!("Unknown schema type: {type_name}")))?;
     let mut schema = Schema::new(schema_type);
-    schema.optional = object.get("optional").and_then(Json::as_bool).unwrap_or(false);
+    schema.optional = object
+        .get("optional")
+        .and_then(Json::as_bool)
+        .unwrap_or(false);
     schema.name = object.get("name").and_then(Json::as_str).map(str::to_owned);
     schema.version = object
         .get("version")
@@ -218,7 +223,12 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
     if let Some(Json::Object(parameters)) = object.get("parameters") {
         schema.parameters = parameters
             .iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                )
+            })
             .collect::<BTreeMap<_, _>>();
     }
     match schema_type {
@@ -226,12 +236,13 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
             let fields = object
                 .get("fields")
                 .and_then(Json::as_array)
-                .ok_or_else(|| ConvertError("Struct schema's \"fields\" argument is not an array.".into()))?;
+                .ok_or_else(|| {
+                    ConvertError("Struct schema's \"fields\" argument is not an array.".into())
+                })?;
             for field in fields {
-                let name = field
-                    .get("field")
-                    .and_then(Json::as_str)
-                    .ok_or_else(|| ConvertError("Struct schema's field name not specified properly".into()))?;
+                let name = field.get("field").and_then(Json::as_str).ok_or_else(|| {
+                    ConvertError("Struct schema's field name not specified properly".into())
+                })?;
                 schema.fields.push(Field {
                     name: name.to_owned(),
                     schema: schema_from_json(field)?,
@@ -239,9 +250,9 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
             }
         }
         SchemaType::Array => {
-            let items = object
-                .get("items")
-                .ok_or_else(|| ConvertError("Array schema did not specify the element type".into()))?;
+            let items = object.get("items").ok_or_else(|| {
+                ConvertError("Array schema did not specify the element type".into())
+            })?;
             schema.value_schema = Some(Box::new(schema_from_json(items)?));
         }
         SchemaType::Map => {
@@ -318,7 +329,10 @@ pub fn value_to_json(schema: Option<&Schema>, value: &Value) -> Result<Json> {
                     entries
                         .iter()
                         .map(|(k, v)| {
-                            Ok(json!([value_to_json(key_schema, k)?, value_to_json(value_schema, v)?]))
+                            Ok(json!([
+                                value_to_json(key_schema, k)?,
+                                value_to_json(value_schema, v)?
+                            ]))
                         })
                         .collect::<Result<_>>()?,
                 )
@@ -371,7 +385,9 @@ pub fn value_from_json(schema: &Schema, json: &Json) -> Result<Value> {
             return Ok(Value::Null);
         }
         return Err(ConvertError(
-            "Invalid null value for required schema type".to_owned() + " " + schema.schema_type.json_name(),
+            "Invalid null value for required schema type".to_owned()
+                + " "
+                + schema.schema_type.json_name(),
         ));
     }
     let mismatch = || {
@@ -412,14 +428,19 @@ pub fn value_from_json(schema: &Schema, json: &Json) -> Result<Value> {
                 Json::Object(object) if key_schema.schema_type == SchemaType::String => Value::Map(
                     object
                         .iter()
-                        .map(|(k, v)| Ok((Value::String(k.clone()), value_from_json(value_schema, v)?)))
+                        .map(|(k, v)| {
+                            Ok((Value::String(k.clone()), value_from_json(value_schema, v)?))
+                        })
                         .collect::<Result<_>>()?,
                 ),
                 Json::Array(pairs) => Value::Map(
                     pairs
                         .iter()
                         .map(|pair| match pair.as_array().map(Vec::as_slice) {
-                            Some([k, v]) => Ok((value_from_json(key_schema, k)?, value_from_json(value_schema, v)?)),
+                            Some([k, v]) => Ok((
+                                value_from_json(key_schema, k)?,
+                                value_from_json(value_schema, v)?,
+                            )),
                             _ => Err(mismatch()),
                         })
                         .collect::<Result<_>>()?,
@@ -435,7 +456,10 @@ pub fn value_from_json(schema: &Schema, json: &Json) -> Result<Value> {
                     .iter()
                     .map(|field| {
                         let field_json = object.get(&field.name).unwrap_or(&Json::Null);
-                        Ok((field.name.clone(), value_from_json(&field.schema, field_json)?))
+                        Ok((
+                            field.name.clone(),
+                            value_from_json(&field.schema, field_json)?,
+                        ))
                     })
                     .collect::<Result<_>>()?,
             )
@@ -528,21 +552,36 @@ mod tests {
 
     #[test]
     fn json_with_schemas_writes_kafka_connects_envelope() {
-        let converter = JsonConverter { schemas_enable: true };
-        let bytes = converter.from_connect("t", &string_line("hello")).unwrap().unwrap();
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
+        let bytes = converter
+            .from_connect("t", &string_line("hello"))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             String::from_utf8(bytes.clone()).unwrap(),
             r#"{"schema":{"type":"string","optional":false},"payload":"hello"}"#
         );
-        assert_eq!(converter.to_connect("t", Some(&bytes)).unwrap(), string_line("hello"));
+        assert_eq!(
+            converter.to_connect("t", Some(&bytes)).unwrap(),
+            string_line("hello")
+        );
     }
 
     #[test]
     fn json_without_schemas_is_plain_json() {
-        let converter = JsonConverter { schemas_enable: false };
-        let bytes = converter.from_connect("t", &string_line("hi")).unwrap().unwrap();
+        let converter = JsonConverter {
+            schemas_enable: false,
+        };
+        let bytes = converter
+            .from_connect("t", &string_line("hi"))
+            .unwrap()
+            .unwrap();
         assert_eq!(bytes, br#""hi""#);
-        let parsed = converter.to_connect("t", Some(br#"{"a":1,"b":[true,1.5]}"#)).unwrap();
+        let parsed = converter
+            .to_connect("t", Some(br#"{"a":1,"b":[true,1.5]}"#))
+            .unwrap();
         assert_eq!(
             parsed.value,
             Value::Map(vec![
@@ -560,52 +599,109 @@ mod tests {
         let mut schema = Schema::new(SchemaType::Struct);
         schema.name = Some("com.example.Person".into());
         schema.fields = vec![
-            Field { name: "name".into(), schema: Schema::string() },
-            Field { name: "age".into(), schema: Schema::new(SchemaType::Int32).optional() },
-            Field { name: "score".into(), schema: Schema::new(SchemaType::Float32) },
-            Field { name: "raw".into(), schema: Schema::new(SchemaType::Bytes) },
-            Field { name: "tags".into(), schema: Schema::map(Schema::string(), Schema::new(SchemaType::Int64)) },
+            Field {
+                name: "name".into(),
+                schema: Schema::string(),
+            },
+            Field {
+                name: "age".into(),
+                schema: Schema::new(SchemaType::Int32).optional(),
+            },
+            Field {
+                name: "score".into(),
+                schema: Schema::new(SchemaType::Float32),
+            },
+            Field {
+                name: "raw".into(),
+                schema: Schema::new(SchemaType::Bytes),
+            },
+            Field {
+                name: "tags".into(),
+                schema: Schema::map(Schema::string(), Schema::new(SchemaType::Int64)),
+            },
         ];
         let value = Value::Struct(vec![
             ("name".into(), Value::String("ann".into())),
             ("age".into(), Value::Null),
             ("score".into(), Value::Float32(1.5)),
             ("raw".into(), Value::Bytes(vec![1, 2, 255])),
-            ("tags".into(), Value::Map(vec![(Value::String("x".into()), Value::Int64(7))])),
+            (
+                "tags".into(),
+                Value::Map(vec![(Value::String("x".into()), Value::Int64(7))]),
+            ),
         ]);
-        let data = SchemaAndValue { schema: Some(schema), value };
-        let converter = JsonConverter { schemas_enable: true };
+        let data = SchemaAndValue {
+            schema: Some(schema),
+            value,
+        };
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
         let bytes = converter.from_connect("t", &data).unwrap().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"int32","optional":true,"field":"age"},{"type":"float","optional":false,"field":"score"}"#), "{text}");
-        assert!(text.contains(r#""payload":{"name":"ann","age":null,"score":1.5,"raw":"AQL/","tags":{"x":7}}"#), "{text}");
+        assert!(
+            text.contains(
+                r#""payload":{"name":"ann","age":null,"score":1.5,"raw":"AQL/","tags":{"x":7}}"#
+            ),
+            "{text}"
+        );
         assert_eq!(converter.to_connect("t", Some(&bytes)).unwrap(), data);
     }
 
     #[test]
     fn malformed_and_unenveloped_json_are_errors() {
-        let converter = JsonConverter { schemas_enable: true };
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
         let err = converter.to_connect("t", Some(b"{not json")).unwrap_err();
-        assert!(err.0.starts_with("Converting byte[] to Kafka Connect data failed due to serialization error"));
+        assert!(err.0.starts_with(
+            "Converting byte[] to Kafka Connect data failed due to serialization error"
+        ));
         let err = converter.to_connect("t", Some(br#"{"a":1}"#)).unwrap_err();
         assert!(err.0.contains("requires \"schema\" and \"payload\" fields"));
     }
 
     #[test]
     fn null_is_a_tombstone_both_ways() {
-        let converter = JsonConverter { schemas_enable: true };
-        assert_eq!(converter.from_connect("t", &SchemaAndValue::null()).unwrap(), None);
-        assert_eq!(converter.to_connect("t", None).unwrap(), SchemaAndValue::null());
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
+        assert_eq!(
+            converter
+                .from_connect("t", &SchemaAndValue::null())
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            converter.to_connect("t", None).unwrap(),
+            SchemaAndValue::null()
+        );
     }
 
     #[test]
     fn string_and_byte_array_converters() {
-        let bytes = StringConverter.from_connect("t", &string_line("x")).unwrap();
+        let bytes = StringConverter
+            .from_connect("t", &string_line("x"))
+            .unwrap();
         assert_eq!(bytes.as_deref(), Some(&b"x"[..]));
-        assert_eq!(StringConverter.to_connect("t", Some(b"y")).unwrap().value, Value::String("y".into()));
-        let raw = SchemaAndValue { schema: None, value: Value::Bytes(vec![0, 1]) };
-        assert_eq!(ByteArrayConverter.from_connect("t", &raw).unwrap(), Some(vec![0, 1]));
-        assert!(ByteArrayConverter.from_connect("t", &string_line("x")).is_err());
+        assert_eq!(
+            StringConverter.to_connect("t", Some(b"y")).unwrap().value,
+            Value::String("y".into())
+        );
+        let raw = SchemaAndValue {
+            schema: None,
+            value: Value::Bytes(vec![0, 1]),
+        };
+        assert_eq!(
+            ByteArrayConverter.from_connect("t", &raw).unwrap(),
+            Some(vec![0, 1])
+        );
+        assert!(
+            ByteArrayConverter
+                .from_connect("t", &string_line("x"))
+                .is_err()
+        );
     }
 
     #[test]
@@ -613,7 +709,10 @@ mod tests {
         assert_eq!(resolve_class("JsonConverter"), Some(JSON_CONVERTER));
         assert_eq!(resolve_class("Json"), Some(JSON_CONVERTER));
         assert_eq!(resolve_class(STRING_CONVERTER), Some(STRING_CONVERTER));
-        assert_eq!(resolve_class("ByteArrayConverter"), Some(BYTE_ARRAY_CONVERTER));
+        assert_eq!(
+            resolve_class("ByteArrayConverter"),
+            Some(BYTE_ARRAY_CONVERTER)
+        );
         assert_eq!(resolve_class("Avro"), None);
         let settings = ConfigMap::from([("schemas.enable".to_owned(), "nope".to_owned())]);
         assert!(create("JsonConverter", &settings).is_err());

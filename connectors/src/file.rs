@@ -121,7 +121,9 @@ impl FileStreamSourceTask {
             Ok(mut file) => {
                 file.seek(std::io::SeekFrom::Start(self.position))
                     .await
-                    .map_err(|e| ConnectorError::io(format!("seeking {}", self.path.display()), e))?;
+                    .map_err(|e| {
+                        ConnectorError::io(format!("seeking {}", self.path.display()), e)
+                    })?;
                 tracing::debug!(file = %self.path.display(), position = self.position, "opened source file");
                 self.file = Some(file);
                 Ok(true)
@@ -133,7 +135,10 @@ impl FileStreamSourceTask {
                 }
                 Ok(false)
             }
-            Err(e) => Err(ConnectorError::io(format!("opening {}", self.path.display()), e)),
+            Err(e) => Err(ConnectorError::io(
+                format!("opening {}", self.path.display()),
+                e,
+            )),
         }
     }
 
@@ -188,10 +193,9 @@ impl SourceTask for FileStreamSourceTask {
             .cloned()
             .ok_or_else(|| ConnectorError::Config("topic is required".into()))?;
         self.batch_size = match config.get(BATCH_SIZE) {
-            Some(raw) => raw
-                .trim()
-                .parse()
-                .map_err(|_| ConnectorError::Config(format!("batch.size is not a number: {raw}")))?,
+            Some(raw) => raw.trim().parse().map_err(|_| {
+                ConnectorError::Config(format!("batch.size is not a number: {raw}"))
+            })?,
             None => DEFAULT_BATCH_SIZE,
         };
         let partition = self.partition();
@@ -267,7 +271,10 @@ impl ConnectorPlugin for FileStreamSink {
 }
 
 enum SinkOutput {
-    File { path: PathBuf, writer: BufWriter<File> },
+    File {
+        path: PathBuf,
+        writer: BufWriter<File>,
+    },
     Stdout(tokio::io::Stdout),
 }
 
@@ -322,7 +329,10 @@ impl SinkTask for FileStreamSinkTask {
         match self.output.as_mut() {
             Some(SinkOutput::File { path, writer }) => {
                 let context = || format!("flushing {}", path.display());
-                writer.flush().await.map_err(|e| ConnectorError::io(context(), e))?;
+                writer
+                    .flush()
+                    .await
+                    .map_err(|e| ConnectorError::io(context(), e))?;
                 writer
                     .get_ref()
                     .sync_data()
@@ -372,7 +382,10 @@ mod tests {
         let records = task.poll(100).await.unwrap();
         assert_eq!(line_values(&records), ["one", "two"]);
         assert_eq!(records[1].source_offset["position"], json!(9));
-        assert_eq!(records[0].source_partition["filename"], json!(path.to_string_lossy()));
+        assert_eq!(
+            records[0].source_partition["filename"],
+            json!(path.to_string_lossy())
+        );
         assert!(task.poll(100).await.unwrap().is_empty());
         std::fs::OpenOptions::new()
             .append(true)
@@ -393,9 +406,12 @@ mod tests {
         partition.insert("filename".into(), json!(path.to_string_lossy()));
         let mut offset = JsonMap::new();
         offset.insert("position".into(), json!(2));
-        task.open(&source_config(&path), &[SourcePosition { partition, offset }])
-            .await
-            .unwrap();
+        task.open(
+            &source_config(&path),
+            &[SourcePosition { partition, offset }],
+        )
+        .await
+        .unwrap();
         assert_eq!(line_values(&task.poll(100).await.unwrap()), ["b", "c"]);
     }
 

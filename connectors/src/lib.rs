@@ -18,7 +18,6 @@ pub mod properties;
 pub mod registry;
 
 pub use api::{
-    ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord,
-    SourceTask,
+    ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord, SourceTask,
 };
 pub use data::{Schema, SchemaType, Value};

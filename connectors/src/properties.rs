@@ -12,7 +12,9 @@ pub fn parse(text: &str) -> ConfigMap {
     let mut logical = String::new();
     for line in text.lines() {
         let piece = line.trim_start();
-        if logical.is_empty() && (piece.is_empty() || piece.starts_with('#') || piece.starts_with('!')) {
+        if logical.is_empty()
+            && (piece.is_empty() || piece.starts_with('#') || piece.starts_with('!'))
+        {
             continue;
         }
         if ends_with_continuation(piece) {
@@ -108,7 +110,10 @@ mod tests {
         assert_eq!(map["bootstrap.servers"], "localhost:9092");
         assert_eq!(map["name"], "local-file");
         assert_eq!(map["file"], "test.txt");
-        assert_eq!(map["key.converter"], "org.apache.kafka.connect.json.JsonConverter");
+        assert_eq!(
+            map["key.converter"],
+            "org.apache.kafka.connect.json.JsonConverter"
+        );
         assert_eq!(map["long"], "a,b");
         assert_eq!(map["path"], "C:\\dir");
         assert_eq!(map["empty"], "");

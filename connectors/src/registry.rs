@@ -110,6 +110,11 @@ mod tests {
     fn summaries_list_converters_only_on_request() {
         let registry = Registry::builtin();
         assert_eq!(registry.summaries(true).len(), 2);
-        assert!(registry.summaries(false).iter().any(|p| p.plugin_type == "converter"));
+        assert!(
+            registry
+                .summaries(false)
+                .iter()
+                .any(|p| p.plugin_type == "converter")
+        );
     }
 }

@@ -81,8 +81,14 @@ impl AdminService {
         }))
     }
 
-    async fn existing(&self, name: &str, not_found: impl FnOnce() -> String) -> Result<ConnectorEntry> {
-        self.entry(name).await?.ok_or_else(|| Error::NotFound(not_found()))
+    async fn existing(
+        &self,
+        name: &str,
+        not_found: impl FnOnce() -> String,
+    ) -> Result<ConnectorEntry> {
+        self.entry(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(not_found()))
     }
 
     fn plugin(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
@@ -127,7 +133,10 @@ impl AdminService {
         };
         if target == TargetState::Stopped {
             return (
-                TaskConfigsRecord { generation, configs: Vec::new() },
+                TaskConfigsRecord {
+                    generation,
+                    configs: Vec::new(),
+                },
                 status(InstanceState::Stopped, String::new()),
             );
         }
@@ -141,11 +150,23 @@ impl AdminService {
                     TargetState::Paused => InstanceState::Paused,
                     _ => InstanceState::Running,
                 };
-                (TaskConfigsRecord { generation, configs }, status(state, String::new()))
+                (
+                    TaskConfigsRecord {
+                        generation,
+                        configs,
+                    },
+                    status(state, String::new()),
+                )
             }
             Err(error) => (
-                TaskConfigsRecord { generation, configs: Vec::new() },
-                status(InstanceState::Failed, format!("org.apache.kafka.connect.errors.ConnectException: {error}")),
+                TaskConfigsRecord {
+                    generation,
+                    configs: Vec::new(),
+                },
+                status(
+                    InstanceState::Failed,
+                    format!("org.apache.kafka.connect.errors.ConnectException: {error}"),
+                ),
             ),
         }
     }
@@ -194,12 +215,14 @@ impl AdminService {
         let tasks = (0..entry.tasks.configs.len() as i32)
             .map(|task| pb::TaskStatus {
                 id: task,
-                status: Some(instance(reported.get(&task).cloned().unwrap_or(StatusRecord {
-                    state: InstanceState::Unassigned,
-                    worker_id: String::new(),
-                    trace: String::new(),
-                    epoch: 0,
-                }))),
+                status: Some(instance(reported.get(&task).cloned().unwrap_or(
+                    StatusRecord {
+                        state: InstanceState::Unassigned,
+                        worker_id: String::new(),
+                        trace: String::new(),
+                        epoch: 0,
+                    },
+                ))),
             })
             .collect();
         Ok(pb::ConnectorStatus {
@@ -250,7 +273,10 @@ impl AdminService {
             None => {
                 txn = txn
                     .when(Condition::Absent(keys::connector_config(name)))
-                    .put(keys::connector_target(name), to_json(&TargetRecord { state: target })?)
+                    .put(
+                        keys::connector_target(name),
+                        to_json(&TargetRecord { state: target })?,
+                    )
                     .delete_prefix(keys::task_status_prefix(name))
                     .delete_prefix(keys::restarts_prefix(name))
                     .delete_prefix(keys::topics_prefix(name));
@@ -262,7 +288,11 @@ impl AdminService {
                 Some(_) => Error::Conflict(STALE_CONFIG.to_owned()),
             });
         }
-        tracing::info!(connector = name, tasks = tasks.configs.len(), "connector config written");
+        tracing::info!(
+            connector = name,
+            tasks = tasks.configs.len(),
+            "connector config written"
+        );
         Ok(ConnectorEntry {
             config,
             raw_config,
@@ -273,14 +303,23 @@ impl AdminService {
 
     /// Changes the target state, regenerating tasks when leaving or entering STOPPED.
     async fn set_target(&self, name: &str, target: TargetState) -> Result<()> {
-        let entry = self.existing(name, || format!("Unknown connector {name}")).await?;
+        let entry = self
+            .existing(name, || format!("Unknown connector {name}"))
+            .await?;
         let plugin = self.plugin(&entry.config)?;
         let regenerate = (entry.target == TargetState::Stopped) != (target == TargetState::Stopped);
         let generation = entry.tasks.generation + u64::from(regenerate);
-        let (tasks, status) = self.generate_tasks(plugin.as_ref(), &entry.config, target, generation);
+        let (tasks, status) =
+            self.generate_tasks(plugin.as_ref(), &entry.config, target, generation);
         let mut txn = Txn::new()
-            .when(Condition::ValueEquals(keys::connector_config(name), entry.raw_config.clone()))
-            .put(keys::connector_target(name), to_json(&TargetRecord { state: target })?)
+            .when(Condition::ValueEquals(
+                keys::connector_config(name),
+                entry.raw_config.clone(),
+            ))
+            .put(
+                keys::connector_target(name),
+                to_json(&TargetRecord { state: target })?,
+            )
             .put(keys::connector_status(name), to_json(&status)?);
         if regenerate {
             txn = txn.put(keys::task_configs(name), to_json(&tasks)?);
@@ -296,7 +335,14 @@ impl AdminService {
     }
 
     /// Bumps a task's restart generation and shows it RESTARTING.
-    fn restart_task_ops(&self, txn: Txn, name: &str, task: i32, generation: u64, worker_id: String) -> Result<Txn> {
+    fn restart_task_ops(
+        &self,
+        txn: Txn,
+        name: &str,
+        task: i32,
+        generation: u64,
+        worker_id: String,
+    ) -> Result<Txn> {
         let status = StatusRecord {
             state: InstanceState::Restarting,
             worker_id,
@@ -309,7 +355,11 @@ impl AdminService {
     }
 
     async fn restart_generation(&self, name: &str, task: i32) -> Result<u64> {
-        Ok(read_json::<u64>(&self.store, &keys::task_restart(name, task)).await?.unwrap_or(0))
+        Ok(
+            read_json::<u64>(&self.store, &keys::task_restart(name, task))
+                .await?
+                .unwrap_or(0),
+        )
     }
 
     /// The cluster id a connected runner reported, if any.
@@ -375,7 +425,10 @@ type Reply<T> = std::result::Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    async fn server_info(&self, _request: Request<pb::ServerInfoRequest>) -> Reply<pb::ServerInfoResponse> {
+    async fn server_info(
+        &self,
+        _request: Request<pb::ServerInfoRequest>,
+    ) -> Reply<pb::ServerInfoResponse> {
         Ok(Response::new(pb::ServerInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             commit: option_env!("WEIR_COMMIT").unwrap_or("unknown").to_owned(),
@@ -383,12 +436,17 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn list_connectors(&self, request: Request<pb::ListConnectorsRequest>) -> Reply<pb::ListConnectorsResponse> {
+    async fn list_connectors(
+        &self,
+        request: Request<pb::ListConnectorsRequest>,
+    ) -> Reply<pb::ListConnectorsResponse> {
         let request = request.into_inner();
         let mut connectors = Vec::new();
         for name in self.connector_names().await? {
             // A connector deleted while listing is skipped, as in Kafka Connect.
-            let Some(entry) = self.entry(&name).await? else { continue };
+            let Some(entry) = self.entry(&name).await? else {
+                continue;
+            };
             let status = if request.expand_status {
                 Some(self.status(&name, &entry).await?)
             } else {
@@ -400,7 +458,10 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListConnectorsResponse { connectors }))
     }
 
-    async fn create_connector(&self, request: Request<pb::CreateConnectorRequest>) -> Reply<pb::ConnectorInfo> {
+    async fn create_connector(
+        &self,
+        request: Request<pb::CreateConnectorRequest>,
+    ) -> Reply<pb::ConnectorInfo> {
         let request = request.into_inner();
         let name = request.name.trim().to_owned();
         let mut config: ConfigMap = request.config.into_iter().collect();
@@ -415,19 +476,29 @@ impl Admin for AdminService {
 
     async fn get_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorInfo> {
         let name = request.into_inner().name;
-        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        let entry = self
+            .existing(&name, || format!("Connector {name} not found"))
+            .await?;
         Ok(Response::new(self.info(&name, &entry)))
     }
 
-    async fn get_connector_config(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorConfig> {
+    async fn get_connector_config(
+        &self,
+        request: Request<pb::ConnectorRef>,
+    ) -> Reply<pb::ConnectorConfig> {
         let name = request.into_inner().name;
-        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        let entry = self
+            .existing(&name, || format!("Connector {name} not found"))
+            .await?;
         Ok(Response::new(pb::ConnectorConfig {
             config: entry.config.into_iter().collect(),
         }))
     }
 
-    async fn put_connector_config(&self, request: Request<pb::PutConnectorConfigRequest>) -> Reply<pb::PutConnectorConfigResponse> {
+    async fn put_connector_config(
+        &self,
+        request: Request<pb::PutConnectorConfigRequest>,
+    ) -> Reply<pb::PutConnectorConfigResponse> {
         let request = request.into_inner();
         let name = request.name;
         let mut config: ConfigMap = request.config.into_iter().collect();
@@ -442,19 +513,31 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn get_connector_status(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorStatus> {
+    async fn get_connector_status(
+        &self,
+        request: Request<pb::ConnectorRef>,
+    ) -> Reply<pb::ConnectorStatus> {
         let name = request.into_inner().name;
-        let entry = self.existing(&name, || format!("No status found for connector {name}")).await?;
+        let entry = self
+            .existing(&name, || format!("No status found for connector {name}"))
+            .await?;
         Ok(Response::new(self.status(&name, &entry).await?))
     }
 
-    async fn restart_connector(&self, request: Request<pb::RestartConnectorRequest>) -> Reply<pb::RestartConnectorResponse> {
+    async fn restart_connector(
+        &self,
+        request: Request<pb::RestartConnectorRequest>,
+    ) -> Reply<pb::RestartConnectorResponse> {
         let request = request.into_inner();
         let name = request.name;
-        let entry = self.existing(&name, || format!("Unknown connector: {name}")).await?;
+        let entry = self
+            .existing(&name, || format!("Unknown connector: {name}"))
+            .await?;
         let before = self.status(&name, &entry).await?;
         let failed = |status: &Option<pb::InstanceStatus>| {
-            status.as_ref().is_some_and(|s| s.state == pb::State::Failed as i32)
+            status
+                .as_ref()
+                .is_some_and(|s| s.state == pb::State::Failed as i32)
         };
         let restart_connector = !request.only_failed || failed(&before.connector);
         let mut txn = Txn::new().when(Condition::ValueEquals(
@@ -483,7 +566,11 @@ impl Admin for AdminService {
                     continue;
                 }
                 let generation = self.restart_generation(&name, task.id).await?;
-                let worker = task.status.as_ref().map(|s| s.worker_id.clone()).unwrap_or_default();
+                let worker = task
+                    .status
+                    .as_ref()
+                    .map(|s| s.worker_id.clone())
+                    .unwrap_or_default();
                 txn = self.restart_task_ops(txn, &name, task.id, generation, worker)?;
                 if let Some(status) = task.status.as_mut() {
                     status.state = pb::State::Restarting as i32;
@@ -499,17 +586,20 @@ impl Admin for AdminService {
     }
 
     async fn pause_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
-        self.set_target(&request.into_inner().name, TargetState::Paused).await?;
+        self.set_target(&request.into_inner().name, TargetState::Paused)
+            .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn resume_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
-        self.set_target(&request.into_inner().name, TargetState::Running).await?;
+        self.set_target(&request.into_inner().name, TargetState::Running)
+            .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
     async fn stop_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::Empty> {
-        self.set_target(&request.into_inner().name, TargetState::Stopped).await?;
+        self.set_target(&request.into_inner().name, TargetState::Stopped)
+            .await?;
         Ok(Response::new(pb::Empty {}))
     }
 
@@ -532,7 +622,9 @@ impl Admin for AdminService {
 
     async fn list_tasks(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ListTasksResponse> {
         let name = request.into_inner().name;
-        let entry = self.existing(&name, || format!("Connector {name} not found")).await?;
+        let entry = self
+            .existing(&name, || format!("Connector {name} not found"))
+            .await?;
         let tasks = entry
             .tasks
             .configs
@@ -551,7 +643,12 @@ impl Admin for AdminService {
 
     async fn get_task_status(&self, request: Request<pb::TaskRef>) -> Reply<pb::TaskStatus> {
         let task = request.into_inner();
-        let not_found = || Error::NotFound(format!("No status found for task {}-{}", task.connector, task.task));
+        let not_found = || {
+            Error::NotFound(format!(
+                "No status found for task {}-{}",
+                task.connector, task.task
+            ))
+        };
         let entry = self.entry(&task.connector).await?.ok_or_else(not_found)?;
         let status = self.status(&task.connector, &entry).await?;
         let found = status
@@ -570,12 +667,16 @@ impl Admin for AdminService {
             return Err(unknown().into());
         }
         let generation = self.restart_generation(&task.connector, task.task).await?;
-        let worker = read_json::<StatusRecord>(&self.store, &keys::task_status(&task.connector, task.task))
-            .await?
-            .map(|s| s.worker_id)
-            .unwrap_or_default();
+        let worker =
+            read_json::<StatusRecord>(&self.store, &keys::task_status(&task.connector, task.task))
+                .await?
+                .map(|s| s.worker_id)
+                .unwrap_or_default();
         let txn = self.restart_task_ops(
-            Txn::new().when(Condition::ValueEquals(keys::connector_config(&task.connector), entry.raw_config)),
+            Txn::new().when(Condition::ValueEquals(
+                keys::connector_config(&task.connector),
+                entry.raw_config,
+            )),
             &task.connector,
             task.task,
             generation,
@@ -587,7 +688,10 @@ impl Admin for AdminService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn get_connector_topics(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorTopics> {
+    async fn get_connector_topics(
+        &self,
+        request: Request<pb::ConnectorRef>,
+    ) -> Reply<pb::ConnectorTopics> {
         let name = request.into_inner().name;
         let topics = self
             .store
@@ -600,7 +704,10 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ConnectorTopics { name, topics }))
     }
 
-    async fn list_plugins(&self, request: Request<pb::ListPluginsRequest>) -> Reply<pb::ListPluginsResponse> {
+    async fn list_plugins(
+        &self,
+        request: Request<pb::ListPluginsRequest>,
+    ) -> Reply<pb::ListPluginsResponse> {
         let plugins = self
             .registry
             .summaries(request.into_inner().connectors_only)
@@ -614,11 +721,17 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
     }
 
-    async fn validate_config(&self, request: Request<pb::ValidateConfigRequest>) -> Reply<pb::ConfigInfos> {
+    async fn validate_config(
+        &self,
+        request: Request<pb::ValidateConfigRequest>,
+    ) -> Reply<pb::ConfigInfos> {
         let request = request.into_inner();
         let config: ConfigMap = request.config.into_iter().collect();
         let plugin = self.plugin(&config)?;
-        let included = config.get("connector.class").map(String::as_str).unwrap_or_default();
+        let included = config
+            .get("connector.class")
+            .map(String::as_str)
+            .unwrap_or_default();
         let normalized = |name: &str| name.trim_end_matches("Connector").to_owned();
         if !normalized(included).ends_with(&normalized(&request.plugin)) {
             return Err(Error::BadRequest(format!(

@@ -15,8 +15,15 @@ use crate::model::TaskId;
 /// Runner id → the tasks placed on it.
 pub type Placement = BTreeMap<String, BTreeSet<TaskId>>;
 
-pub fn assign(tasks: &BTreeSet<TaskId>, runners: &BTreeSet<String>, previous: &Placement) -> Placement {
-    let mut next: Placement = runners.iter().map(|r| (r.clone(), BTreeSet::new())).collect();
+pub fn assign(
+    tasks: &BTreeSet<TaskId>,
+    runners: &BTreeSet<String>,
+    previous: &Placement,
+) -> Placement {
+    let mut next: Placement = runners
+        .iter()
+        .map(|r| (r.clone(), BTreeSet::new()))
+        .collect();
     if runners.is_empty() {
         return next;
     }
@@ -24,7 +31,9 @@ pub fn assign(tasks: &BTreeSet<TaskId>, runners: &BTreeSet<String>, previous: &P
     // Keep what still exists on runners still alive, each task once.
     let mut placed = BTreeSet::new();
     for (runner, held) in previous {
-        let Some(kept) = next.get_mut(runner) else { continue };
+        let Some(kept) = next.get_mut(runner) else {
+            continue;
+        };
         for task in held {
             if tasks.contains(task) && placed.insert(task.clone()) {
                 kept.insert(task.clone());
@@ -44,7 +53,11 @@ pub fn assign(tasks: &BTreeSet<TaskId>, runners: &BTreeSet<String>, previous: &P
         .collect();
 
     // Revoke the excess over each share, then place the unplaced on the least loaded.
-    let mut unplaced: Vec<TaskId> = tasks.iter().filter(|t| !placed.contains(*t)).cloned().collect();
+    let mut unplaced: Vec<TaskId> = tasks
+        .iter()
+        .filter(|t| !placed.contains(*t))
+        .cloned()
+        .collect();
     for (runner, held) in next.iter_mut() {
         while held.len() > quota[runner] {
             if let Some(last) = held.iter().next_back().cloned() {
@@ -75,7 +88,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn task(connector: &str, task: i32) -> TaskId {
-        TaskId { connector: connector.into(), task }
+        TaskId {
+            connector: connector.into(),
+            task,
+        }
     }
 
     fn loads(placement: &Placement) -> Vec<usize> {
@@ -100,7 +116,10 @@ mod tests {
         let two: BTreeSet<_> = ["a", "b"].iter().map(|s| s.to_string()).collect();
         let after = assign(&tasks, &two, &before);
         for runner in ["a", "b"] {
-            assert!(before[runner].is_subset(&after[runner]), "{runner} lost a task");
+            assert!(
+                before[runner].is_subset(&after[runner]),
+                "{runner} lost a task"
+            );
         }
     }
 
@@ -116,18 +135,22 @@ mod tests {
                 .map(|(c, t)| task(&format!("conn{c}"), t))
                 .collect::<BTreeSet<_>>()
         });
-        let runners = proptest::collection::btree_set(0..6usize, 0..6)
-            .prop_map(|set| set.into_iter().map(|r| format!("r{r}")).collect::<BTreeSet<_>>());
-        let previous = proptest::collection::vec((0..8usize, 0..4usize, 0..6i32), 0..40).prop_map(|entries| {
-            let mut placement = Placement::new();
-            for (r, c, t) in entries {
-                placement
-                    .entry(format!("r{r}"))
-                    .or_default()
-                    .insert(task(&format!("conn{c}"), t));
-            }
-            placement
+        let runners = proptest::collection::btree_set(0..6usize, 0..6).prop_map(|set| {
+            set.into_iter()
+                .map(|r| format!("r{r}"))
+                .collect::<BTreeSet<_>>()
         });
+        let previous =
+            proptest::collection::vec((0..8usize, 0..4usize, 0..6i32), 0..40).prop_map(|entries| {
+                let mut placement = Placement::new();
+                for (r, c, t) in entries {
+                    placement
+                        .entry(format!("r{r}"))
+                        .or_default()
+                        .insert(task(&format!("conn{c}"), t));
+                }
+                placement
+            });
         (tasks, runners, previous)
     }
 

@@ -56,7 +56,11 @@ impl Control for ControlService {
             Some(pb::RunnerMessage {
                 body: Some(Body::Hello(hello)),
             }) => hello,
-            _ => return Err(Status::invalid_argument("the first message on Join must be Hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message on Join must be Hello",
+                ));
+            }
         };
         if hello.runner_id.trim().is_empty() {
             return Err(Status::invalid_argument("runner_id must not be empty"));
@@ -91,7 +95,15 @@ impl Session {
         }
         let key = keys::runner(&runner);
         let leave = match to_json(&self.record) {
-            Ok(mine) => self.store.txn(Txn::new().when(Condition::ValueEquals(key, mine)).delete(keys::runner(&runner))).await,
+            Ok(mine) => {
+                self.store
+                    .txn(
+                        Txn::new()
+                            .when(Condition::ValueEquals(key, mine))
+                            .delete(keys::runner(&runner)),
+                    )
+                    .await
+            }
             Err(error) => Err(error),
         };
         if let Err(error) = leave {
@@ -122,7 +134,9 @@ impl Session {
             let assignment = assignment_for(&self.store, runner).await?;
             if assignment.is_some() && assignment != last_sent {
                 let message = pb::CoordinatorMessage {
-                    body: assignment.clone().map(pb::coordinator_message::Body::Assignment),
+                    body: assignment
+                        .clone()
+                        .map(pb::coordinator_message::Body::Assignment),
                 };
                 if self.outbound.send(Ok(message)).await.is_err() {
                     return Ok(());
@@ -160,7 +174,9 @@ impl Session {
                 for topic in report.topics {
                     let key = keys::topic(&report.connector, &topic);
                     let txn = Txn::new()
-                        .when(Condition::Present(keys::connector_config(&report.connector)))
+                        .when(Condition::Present(keys::connector_config(
+                            &report.connector,
+                        )))
                         .when(Condition::Absent(key.clone()))
                         .put(key, b"{}".to_vec());
                     self.store.txn(txn).await?;
@@ -179,7 +195,8 @@ impl Session {
     /// late report from a previous owner cannot overwrite the new one's.
     async fn record_status(&self, report: pb::TaskStatusReport) -> Result<()> {
         let runner = &self.record.runner_id;
-        let assignment: Option<AssignmentRecord> = read_json(&self.store, &keys::assignment(runner)).await?;
+        let assignment: Option<AssignmentRecord> =
+            read_json(&self.store, &keys::assignment(runner)).await?;
         let owns = assignment.is_some_and(|a| {
             a.tasks
                 .iter()
@@ -202,8 +219,13 @@ impl Session {
             epoch: report.epoch,
         };
         let txn = Txn::new()
-            .when(Condition::Present(keys::connector_config(&report.connector)))
-            .put(keys::task_status(&report.connector, report.task), to_json(&status)?);
+            .when(Condition::Present(keys::connector_config(
+                &report.connector,
+            )))
+            .put(
+                keys::task_status(&report.connector, report.task),
+                to_json(&status)?,
+            );
         self.store.txn(txn).await?;
         Ok(())
     }
@@ -212,7 +234,8 @@ impl Session {
 /// Builds the assignment message for `runner` from the leader's placement,
 /// the task configs, target states and restart generations.
 pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::Assignment>> {
-    let Some(record) = read_json::<AssignmentRecord>(store, &keys::assignment(runner)).await? else {
+    let Some(record) = read_json::<AssignmentRecord>(store, &keys::assignment(runner)).await?
+    else {
         return Ok(None);
     };
     struct Connector {
@@ -224,20 +247,33 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
     let mut tasks = Vec::new();
     for task in record.tasks {
         if !connectors.contains_key(&task.connector) {
-            let loaded = match read_json::<ConfigMap>(store, &keys::connector_config(&task.connector)).await? {
-                Some(config) => Some(Connector {
-                    config,
-                    target: read_json::<TargetRecord>(store, &keys::connector_target(&task.connector))
+            let loaded =
+                match read_json::<ConfigMap>(store, &keys::connector_config(&task.connector))
+                    .await?
+                {
+                    Some(config) => Some(Connector {
+                        config,
+                        target: read_json::<TargetRecord>(
+                            store,
+                            &keys::connector_target(&task.connector),
+                        )
                         .await?
                         .map_or(TargetState::Running, |t| t.state),
-                    tasks: read_json(store, &keys::task_configs(&task.connector)).await?.unwrap_or_default(),
-                }),
-                None => None,
-            };
+                        tasks: read_json(store, &keys::task_configs(&task.connector))
+                            .await?
+                            .unwrap_or_default(),
+                    }),
+                    None => None,
+                };
             connectors.insert(task.connector.clone(), loaded);
         }
-        let Some(Some(connector)) = connectors.get(&task.connector) else { continue };
-        let Some(task_config) = usize::try_from(task.task).ok().and_then(|i| connector.tasks.configs.get(i)) else {
+        let Some(Some(connector)) = connectors.get(&task.connector) else {
+            continue;
+        };
+        let Some(task_config) = usize::try_from(task.task)
+            .ok()
+            .and_then(|i| connector.tasks.configs.get(i))
+        else {
             continue;
         };
         let target_state = match connector.target {
@@ -247,9 +283,10 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
         };
         let mut config = connector.config.clone();
         config.extend(task_config.clone());
-        let restart_generation = read_json::<u64>(store, &keys::task_restart(&task.connector, task.task))
-            .await?
-            .unwrap_or(0);
+        let restart_generation =
+            read_json::<u64>(store, &keys::task_restart(&task.connector, task.task))
+                .await?
+                .unwrap_or(0);
         tasks.push(pb::TaskAssignment {
             connector: task.connector,
             task: task.task,

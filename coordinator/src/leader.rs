@@ -23,7 +23,9 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Campaigns for leadership and, while leader, keeps the placement current.
 pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationToken) {
-    let me = match to_json(&LeaderRecord { coordinator_id: coordinator_id.clone() }) {
+    let me = match to_json(&LeaderRecord {
+        coordinator_id: coordinator_id.clone(),
+    }) {
         Ok(me) => me,
         Err(error) => {
             tracing::error!(%error, "cannot encode leader record");
@@ -71,23 +73,32 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
 
     let mut tasks = BTreeSet::new();
     for (key, _) in store.list(keys::CONNECTORS).await? {
-        let Some(name) = keys::connector_name_of_config_key(&key) else { continue };
+        let Some(name) = keys::connector_name_of_config_key(&key) else {
+            continue;
+        };
         let target = read_json::<TargetRecord>(store, &keys::connector_target(&name))
             .await?
             .map_or(TargetState::Running, |t| t.state);
         if target == TargetState::Stopped {
             continue;
         }
-        let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name)).await?.unwrap_or_default();
+        let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name))
+            .await?
+            .unwrap_or_default();
         for task in 0..configs.configs.len() as i32 {
-            tasks.insert(TaskId { connector: name.clone(), task });
+            tasks.insert(TaskId {
+                connector: name.clone(),
+                task,
+            });
         }
     }
 
     let mut current = Placement::new();
     let mut records = BTreeMap::new();
     for (key, value) in store.list(keys::ASSIGNMENTS).await? {
-        let Some(runner) = key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode) else { continue };
+        let Some(runner) = key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode) else {
+            continue;
+        };
         let record: AssignmentRecord = serde_json::from_slice(&value)?;
         current.insert(runner.clone(), record.tasks.iter().cloned().collect());
         records.insert(runner, record);
@@ -116,7 +127,12 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
             txn = txn.delete(keys::assignment(runner));
         }
         if store.txn(txn).await? {
-            tracing::info!(epoch, runners = next.len(), tasks = tasks.len(), "assignment updated");
+            tracing::info!(
+                epoch,
+                runners = next.len(),
+                tasks = tasks.len(),
+                "assignment updated"
+            );
         }
     }
 
@@ -128,9 +144,13 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
 /// report that arrived in between.
 async fn mark_orphans_unassigned(store: &Store, runners: &BTreeSet<String>) -> Result<()> {
     for (key, value) in store.list(keys::STATUS_TASKS).await? {
-        let Ok(status) = serde_json::from_slice::<StatusRecord>(&value) else { continue };
-        let orphaned = matches!(status.state, InstanceState::Running | InstanceState::Paused | InstanceState::Failed)
-            && !runners.contains(&status.worker_id);
+        let Ok(status) = serde_json::from_slice::<StatusRecord>(&value) else {
+            continue;
+        };
+        let orphaned = matches!(
+            status.state,
+            InstanceState::Running | InstanceState::Paused | InstanceState::Failed
+        ) && !runners.contains(&status.worker_id);
         if !orphaned {
             continue;
         }

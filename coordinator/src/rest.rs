@@ -24,7 +24,10 @@ pub fn router(admin: AdminService) -> Router {
         .route("/", get(server_info))
         .route("/health", get(health))
         .route("/connectors", get(list_connectors).post(create_connector))
-        .route("/connectors/{name}", get(get_connector).delete(delete_connector))
+        .route(
+            "/connectors/{name}",
+            get(get_connector).delete(delete_connector),
+        )
         .route("/connectors/{name}/config", get(get_config).put(put_config))
         .route("/connectors/{name}/status", get(get_status))
         .route("/connectors/{name}/restart", post(restart_connector))
@@ -33,20 +36,33 @@ pub fn router(admin: AdminService) -> Router {
         .route("/connectors/{name}/stop", put(stop_connector))
         .route("/connectors/{name}/tasks", get(list_tasks))
         .route("/connectors/{name}/tasks/{task}/status", get(task_status))
-        .route("/connectors/{name}/tasks/{task}/restart", post(restart_task))
+        .route(
+            "/connectors/{name}/tasks/{task}/restart",
+            post(restart_task),
+        )
         .route("/connectors/{name}/topics", get(connector_topics))
         .route("/connector-plugins", get(list_plugins))
-        .route("/connector-plugins/{plugin}/config/validate", put(validate_config))
+        .route(
+            "/connector-plugins/{plugin}/config/validate",
+            put(validate_config),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "HTTP 405 Method Not Allowed")
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "HTTP 405 Method Not Allowed",
+            )
         })
         .with_state(admin)
 }
 
 /// Kafka Connect's error body.
 fn error(status: StatusCode, message: &str) -> Response {
-    (status, axum::Json(json!({"error_code": status.as_u16(), "message": message}))).into_response()
+    (
+        status,
+        axum::Json(json!({"error_code": status.as_u16(), "message": message})),
+    )
+        .into_response()
 }
 
 /// The one mapping from gRPC codes to HTTP statuses.
@@ -54,7 +70,9 @@ pub fn http_status(code: Code) -> StatusCode {
     match code {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => {
+            StatusCode::BAD_REQUEST
+        }
         Code::PermissionDenied => StatusCode::FORBIDDEN,
         Code::Unauthenticated => StatusCode::UNAUTHORIZED,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -88,7 +106,10 @@ fn config_map(value: &Value) -> Result<BTreeMap<String, String>, Response> {
     let Value::Object(object) = value else {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Cannot deserialize value of type `java.util.HashMap<java.lang.String,java.lang.String>` from {}", json_kind(value)),
+            &format!(
+                "Cannot deserialize value of type `java.util.HashMap<java.lang.String,java.lang.String>` from {}",
+                json_kind(value)
+            ),
         ));
     };
     let mut config = BTreeMap::new();
@@ -101,7 +122,10 @@ fn config_map(value: &Value) -> Result<BTreeMap<String, String>, Response> {
             other => {
                 return Err(error(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    &format!("Cannot deserialize value of type `java.lang.String` from {} (config key \"{key}\")", json_kind(other)),
+                    &format!(
+                        "Cannot deserialize value of type `java.lang.String` from {} (config key \"{key}\")",
+                        json_kind(other)
+                    ),
                 ));
             }
         };
@@ -141,7 +165,10 @@ fn percent_decode(text: &str) -> String {
     let mut index = 0;
     while index < bytes.len() {
         if bytes[index] == b'%' {
-            if let Some(byte) = text.get(index + 1..index + 3).and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            if let Some(byte) = text
+                .get(index + 1..index + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
                 out.push(byte);
                 index += 3;
                 continue;
@@ -229,12 +256,20 @@ fn task_ref(name: String, task: &str) -> Result<Request<pb::TaskRef>, Response> 
     let task = task
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "HTTP 404 Not Found"))?;
-    Ok(Request::new(pb::TaskRef { connector: name, task }))
+    Ok(Request::new(pb::TaskRef {
+        connector: name,
+        task,
+    }))
 }
 
 fn created(name: &str, body: Value) -> Response {
     let mut response = ok(StatusCode::CREATED, body);
-    let location = format!("/connectors/{}", name.replace('%', "%25").replace(' ', "%20").replace('/', "%2F"));
+    let location = format!(
+        "/connectors/{}",
+        name.replace('%', "%25")
+            .replace(' ', "%20")
+            .replace('/', "%2F")
+    );
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -260,7 +295,10 @@ async fn health() -> Response {
     )
 }
 
-async fn list_connectors(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {
+async fn list_connectors(
+    State(admin): State<AdminService>,
+    RawQuery(query): RawQuery,
+) -> HttpResult {
     let pairs = query_pairs(&query);
     let expands = |what: &str| pairs.iter().any(|(k, v)| k == "expand" && v == what);
     let request = pb::ListConnectorsRequest {
@@ -296,7 +334,10 @@ async fn create_connector(State(admin): State<AdminService>, body: Bytes) -> Htt
     let Value::Object(request) = &body else {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("Cannot construct instance of `CreateConnectorRequest` from {}", json_kind(&body)),
+            &format!(
+                "Cannot construct instance of `CreateConnectorRequest` from {}",
+                json_kind(&body)
+            ),
         ));
     };
     let name = match request.get("name") {
@@ -306,7 +347,10 @@ async fn create_connector(State(admin): State<AdminService>, body: Bytes) -> Htt
     };
     let config = match request.get("config") {
         Some(Value::Null) | None => {
-            return Err(error(StatusCode::BAD_REQUEST, "Connector config must be provided in the \"config\" field"));
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "Connector config must be provided in the \"config\" field",
+            ));
         }
         Some(config) => config_map(config)?,
     };
@@ -319,14 +363,19 @@ async fn create_connector(State(admin): State<AdminService>, body: Bytes) -> Htt
             _ => {
                 return Err(error(
                     StatusCode::BAD_REQUEST,
-                    &format!("Invalid initial state {state}; must be one of RUNNING, PAUSED, STOPPED"),
+                    &format!(
+                        "Invalid initial state {state}; must be one of RUNNING, PAUSED, STOPPED"
+                    ),
                 ));
             }
         }),
         Some(other) => {
             return Err(error(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("Cannot deserialize value of type `InitialState` from {}", json_kind(other)),
+                &format!(
+                    "Cannot deserialize value of type `InitialState` from {}",
+                    json_kind(other)
+                ),
             ));
         }
     };
@@ -343,7 +392,11 @@ async fn create_connector(State(admin): State<AdminService>, body: Bytes) -> Htt
 }
 
 async fn get_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    let info = admin.get_connector(connector_ref(name)).await.map_err(from_status)?.into_inner();
+    let info = admin
+        .get_connector(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
     Ok(ok(StatusCode::OK, info_json(&info)))
 }
 
@@ -356,7 +409,11 @@ async fn get_config(State(admin): State<AdminService>, Path(name): Path<String>)
     Ok(ok(StatusCode::OK, config_json(&config.config)))
 }
 
-async fn put_config(State(admin): State<AdminService>, Path(name): Path<String>, body: Bytes) -> HttpResult {
+async fn put_config(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> HttpResult {
     let config = config_map(&parse_body(&body)?)?;
     let reply = admin
         .put_connector_config(Request::new(pb::PutConnectorConfigRequest {
@@ -404,28 +461,53 @@ async fn restart_connector(
     })
 }
 
-async fn pause_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    admin.pause_connector(connector_ref(name)).await.map_err(from_status)?;
+async fn pause_connector(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+) -> HttpResult {
+    admin
+        .pause_connector(connector_ref(name))
+        .await
+        .map_err(from_status)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-async fn resume_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    admin.resume_connector(connector_ref(name)).await.map_err(from_status)?;
+async fn resume_connector(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+) -> HttpResult {
+    admin
+        .resume_connector(connector_ref(name))
+        .await
+        .map_err(from_status)?;
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
 async fn stop_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    admin.stop_connector(connector_ref(name)).await.map_err(from_status)?;
+    admin
+        .stop_connector(connector_ref(name))
+        .await
+        .map_err(from_status)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn delete_connector(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    admin.delete_connector(connector_ref(name)).await.map_err(from_status)?;
+async fn delete_connector(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+) -> HttpResult {
+    admin
+        .delete_connector(connector_ref(name))
+        .await
+        .map_err(from_status)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn list_tasks(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
-    let tasks = admin.list_tasks(connector_ref(name)).await.map_err(from_status)?.into_inner();
+    let tasks = admin
+        .list_tasks(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
     let body: Vec<Value> = tasks
         .tasks
         .iter()
@@ -437,27 +519,45 @@ async fn list_tasks(State(admin): State<AdminService>, Path(name): Path<String>)
     Ok(ok(StatusCode::OK, json!(body)))
 }
 
-async fn task_status(State(admin): State<AdminService>, Path((name, task)): Path<(String, String)>) -> HttpResult {
+async fn task_status(
+    State(admin): State<AdminService>,
+    Path((name, task)): Path<(String, String)>,
+) -> HttpResult {
     let status = admin
         .get_task_status(task_ref(name, &task)?)
         .await
         .map_err(from_status)?
         .into_inner();
-    Ok(ok(StatusCode::OK, instance_json(status.status.as_ref(), Some(status.id))))
+    Ok(ok(
+        StatusCode::OK,
+        instance_json(status.status.as_ref(), Some(status.id)),
+    ))
 }
 
-async fn restart_task(State(admin): State<AdminService>, Path((name, task)): Path<(String, String)>) -> HttpResult {
-    admin.restart_task(task_ref(name, &task)?).await.map_err(from_status)?;
+async fn restart_task(
+    State(admin): State<AdminService>,
+    Path((name, task)): Path<(String, String)>,
+) -> HttpResult {
+    admin
+        .restart_task(task_ref(name, &task)?)
+        .await
+        .map_err(from_status)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn connector_topics(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+async fn connector_topics(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+) -> HttpResult {
     let topics = admin
         .get_connector_topics(connector_ref(name))
         .await
         .map_err(from_status)?
         .into_inner();
-    Ok(ok(StatusCode::OK, json!({ topics.name: {"topics": topics.topics} })))
+    Ok(ok(
+        StatusCode::OK,
+        json!({ topics.name: {"topics": topics.topics} }),
+    ))
 }
 
 async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {

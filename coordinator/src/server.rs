@@ -25,7 +25,10 @@ use crate::{keys, leader, rest};
 #[derive(Debug, Clone)]
 pub enum StoreConfig {
     /// etcd, under a root prefix (distributed mode).
-    Etcd { endpoints: Vec<String>, prefix: String },
+    Etcd {
+        endpoints: Vec<String>,
+        prefix: String,
+    },
     /// In this process; connector configs saved to `file` when given (standalone mode).
     Local { file: Option<PathBuf> },
 }
@@ -66,9 +69,10 @@ impl Coordinator {
                 });
                 store
             }
-            StoreConfig::Local { file: Some(file) } => {
-                Arc::new(LocalStore::persistent(file.clone(), &[keys::CONNECTORS, keys::TASKS])?)
-            }
+            StoreConfig::Local { file: Some(file) } => Arc::new(LocalStore::persistent(
+                file.clone(),
+                &[keys::CONNECTORS, keys::TASKS],
+            )?),
             StoreConfig::Local { file: None } => Arc::new(LocalStore::in_memory()),
         };
 
@@ -92,7 +96,10 @@ impl Coordinator {
             let served = tonic::transport::Server::builder()
                 .add_service(AdminServer::new(grpc_admin))
                 .add_service(ControlServer::new(control))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), grpc_shutdown.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc_listener),
+                    grpc_shutdown.cancelled_owned(),
+                )
                 .await;
             if let Err(error) = served {
                 tracing::error!(%error, "gRPC server failed");
@@ -109,7 +116,11 @@ impl Coordinator {
             }
         });
 
-        tasks.spawn(leader::run(store.clone(), config.id.clone(), shutdown.clone()));
+        tasks.spawn(leader::run(
+            store.clone(),
+            config.id.clone(),
+            shutdown.clone(),
+        ));
 
         tracing::info!(id = %config.id, grpc = %grpc_addr, rest = %rest_addr, "coordinator started");
         Ok(Coordinator {
@@ -171,7 +182,11 @@ pub fn parse_listeners(listeners: &str) -> Result<SocketAddr> {
     let without_scheme = first
         .strip_prefix("http://")
         .or_else(|| first.strip_prefix("HTTP://"))
-        .ok_or_else(|| Error::BadRequest(format!("unsupported listener {first}: only http:// is supported")))?;
+        .ok_or_else(|| {
+            Error::BadRequest(format!(
+                "unsupported listener {first}: only http:// is supported"
+            ))
+        })?;
     let (host, port) = without_scheme
         .rsplit_once(':')
         .ok_or_else(|| Error::BadRequest(format!("listener {first} has no port")))?;
@@ -192,9 +207,18 @@ mod tests {
 
     #[test]
     fn listeners_parse_like_kafka_connect() {
-        assert_eq!(parse_listeners("http://:8083").unwrap(), "0.0.0.0:8083".parse().unwrap());
-        assert_eq!(parse_listeners("http://localhost:9000").unwrap(), "127.0.0.1:9000".parse().unwrap());
-        assert_eq!(parse_listeners("http://127.0.0.1:0,http://x:1").unwrap(), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(
+            parse_listeners("http://:8083").unwrap(),
+            "0.0.0.0:8083".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listeners("http://localhost:9000").unwrap(),
+            "127.0.0.1:9000".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listeners("http://127.0.0.1:0,http://x:1").unwrap(),
+            "127.0.0.1:0".parse().unwrap()
+        );
         assert!(parse_listeners("https://:8443").is_err());
     }
 }

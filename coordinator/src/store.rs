@@ -531,22 +531,39 @@ pub mod conformance {
         let mut changes = store.changes();
         let before = *changes.borrow_and_update();
 
-        check(store.get("a/missing").await?.is_none(), "missing key reads as none")?;
+        check(
+            store.get("a/missing").await?.is_none(),
+            "missing key reads as none",
+        )?;
         store.put("a/1", b"one".to_vec()).await?;
         store.put("a/2", b"two".to_vec()).await?;
         store.put("b/1", b"other".to_vec()).await?;
-        check(store.get("a/1").await? == Some(b"one".to_vec()), "put then get")?;
+        check(
+            store.get("a/1").await? == Some(b"one".to_vec()),
+            "put then get",
+        )?;
         let listed = store.list("a/").await?;
         check(
-            listed == vec![("a/1".into(), b"one".to_vec()), ("a/2".into(), b"two".to_vec())],
+            listed
+                == vec![
+                    ("a/1".into(), b"one".to_vec()),
+                    ("a/2".into(), b"two".to_vec()),
+                ],
             "list returns the prefix only, sorted",
         )?;
 
         let created = store
-            .txn(Txn::new().when(Condition::Absent("a/1".into())).put("a/3", b"x".to_vec()))
+            .txn(
+                Txn::new()
+                    .when(Condition::Absent("a/1".into()))
+                    .put("a/3", b"x".to_vec()),
+            )
             .await?;
         check(!created, "txn with a failing condition is refused")?;
-        check(store.get("a/3").await?.is_none(), "refused txn writes nothing")?;
+        check(
+            store.get("a/3").await?.is_none(),
+            "refused txn writes nothing",
+        )?;
         let applied = store
             .txn(
                 Txn::new()
@@ -558,7 +575,10 @@ pub mod conformance {
             )
             .await?;
         check(applied, "txn with holding conditions applies")?;
-        check(store.get("a/3").await? == Some(b"three".to_vec()), "txn put")?;
+        check(
+            store.get("a/3").await? == Some(b"three".to_vec()),
+            "txn put",
+        )?;
         check(store.get("b/1").await?.is_none(), "txn delete")?;
         check(
             store.txn(Txn::new().delete_prefix("a/")).await?,
@@ -566,19 +586,31 @@ pub mod conformance {
         )?;
         check(store.list("a/").await?.is_empty(), "txn delete prefix")?;
 
-        check(store.create_ephemeral("e/1", b"me".to_vec()).await?, "create ephemeral")?;
-        check(!store.create_ephemeral("e/1", b"you".to_vec()).await?, "create ephemeral is exclusive")?;
+        check(
+            store.create_ephemeral("e/1", b"me".to_vec()).await?,
+            "create ephemeral",
+        )?;
+        check(
+            !store.create_ephemeral("e/1", b"you".to_vec()).await?,
+            "create ephemeral is exclusive",
+        )?;
         store.put_ephemeral("e/2", b"also".to_vec()).await?;
         store.delete("e/2").await?;
         check(store.get("e/2").await?.is_none(), "delete")?;
 
-        tokio::time::timeout(Duration::from_secs(10), changes.wait_for(|rev| *rev != before))
-            .await
-            .map_err(|_| fail("changes are notified"))?
-            .map_err(|_| fail("change channel open"))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            changes.wait_for(|rev| *rev != before),
+        )
+        .await
+        .map_err(|_| fail("changes are notified"))?
+        .map_err(|_| fail("change channel open"))?;
 
         store.close().await?;
-        check(store.get("e/1").await?.is_none(), "close removes ephemeral keys")?;
+        check(
+            store.get("e/1").await?.is_none(),
+            "close removes ephemeral keys",
+        )?;
         Ok(())
     }
 }
@@ -598,12 +630,21 @@ mod tests {
         let file = dir.path().join("state.json");
         {
             let store = LocalStore::persistent(file.clone(), &["connectors/"]).unwrap();
-            store.put("connectors/a/config", br#"{"k":"v"}"#.to_vec()).await.unwrap();
-            store.put("status/connectors/a", br#"{"state":"RUNNING"}"#.to_vec()).await.unwrap();
+            store
+                .put("connectors/a/config", br#"{"k":"v"}"#.to_vec())
+                .await
+                .unwrap();
+            store
+                .put("status/connectors/a", br#"{"state":"RUNNING"}"#.to_vec())
+                .await
+                .unwrap();
         }
         let store = LocalStore::persistent(file, &["connectors/"]).unwrap();
         let saved = store.get("connectors/a/config").await.unwrap().unwrap();
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&saved).unwrap()["k"], "v");
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&saved).unwrap()["k"],
+            "v"
+        );
         assert!(store.get("status/connectors/a").await.unwrap().is_none());
     }
 }

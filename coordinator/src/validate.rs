@@ -98,11 +98,15 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
 /// `SinkConnectorConfig.validate`: exactly one of topics / topics.regex,
 /// and the DLQ topic must not be consumed.
 fn sink_topic_errors(config: &ConfigMap) -> Vec<(String, Vec<String>)> {
-    let topics = config.get("topics").map(|t| parse_list(t)).unwrap_or_default();
+    let topics = config
+        .get("topics")
+        .map(|t| parse_list(t))
+        .unwrap_or_default();
     let regex = config.get("topics.regex").map(|r| r.trim()).unwrap_or("");
     let mut errors = Vec::new();
     if !topics.is_empty() && !regex.is_empty() {
-        let message = "topics and topics.regex are mutually exclusive options, but both are set.".to_owned();
+        let message =
+            "topics and topics.regex are mutually exclusive options, but both are set.".to_owned();
         errors.push(("topics".to_owned(), vec![message.clone()]));
         errors.push(("topics.regex".to_owned(), vec![message]));
     } else if topics.is_empty() && regex.is_empty() {
@@ -176,7 +180,9 @@ mod tests {
         assert_eq!(infos.error_count, 0, "{infos:?}");
         assert_eq!(
             names(&infos),
-            sorted("name, connector.class, tasks.max, key.converter, value.converter, header.converter, batch.size, topic, file, transforms, config.action.reload, errors.retry.timeout, errors.retry.delay.max.ms, errors.tolerance, errors.log.enable, errors.log.include.messages, predicates, topic.creation.groups, exactly.once.support, transaction.boundary, transaction.boundary.interval.ms, offsets.storage.topic, tasks.max.enforce")
+            sorted(
+                "name, connector.class, tasks.max, key.converter, value.converter, header.converter, batch.size, topic, file, transforms, config.action.reload, errors.retry.timeout, errors.retry.delay.max.ms, errors.tolerance, errors.log.enable, errors.log.include.messages, predicates, topic.creation.groups, exactly.once.support, transaction.boundary, transaction.boundary.interval.ms, offsets.storage.topic, tasks.max.enforce"
+            )
         );
         assert_eq!(infos.name, "FileStreamSource");
     }
@@ -190,7 +196,9 @@ mod tests {
         let infos = config_infos(&FileStreamSink, &config);
         assert_eq!(
             names(&infos),
-            sorted("name, connector.class, tasks.max, key.converter, value.converter, header.converter, topics, file, transforms, topics.regex, config.action.reload, errors.retry.timeout, errors.retry.delay.max.ms, errors.tolerance, errors.log.enable, errors.log.include.messages, errors.deadletterqueue.topic.name, errors.deadletterqueue.topic.replication.factor, errors.deadletterqueue.context.headers.enable, predicates, tasks.max.enforce")
+            sorted(
+                "name, connector.class, tasks.max, key.converter, value.converter, header.converter, topics, file, transforms, topics.regex, config.action.reload, errors.retry.timeout, errors.retry.delay.max.ms, errors.tolerance, errors.log.enable, errors.log.include.messages, errors.deadletterqueue.topic.name, errors.deadletterqueue.topic.replication.factor, errors.deadletterqueue.context.headers.enable, predicates, tasks.max.enforce"
+            )
         );
         assert_eq!(infos.error_count, 2);
         assert!(invalid_config_message(&infos).starts_with(
@@ -200,10 +208,17 @@ mod tests {
 
     #[test]
     fn missing_required_key_is_named() {
-        let config = ConfigMap::from([("connector.class".to_owned(), "FileStreamSource".to_owned())]);
+        let config =
+            ConfigMap::from([("connector.class".to_owned(), "FileStreamSource".to_owned())]);
         let infos = config_infos(&FileStreamSource, &config);
         let message = invalid_config_message(&infos);
-        assert!(message.contains("Missing required configuration \"topic\""), "{message}");
-        assert!(message.contains("Missing required configuration \"name\""), "{message}");
+        assert!(
+            message.contains("Missing required configuration \"topic\""),
+            "{message}"
+        );
+        assert!(
+            message.contains("Missing required configuration \"name\""),
+            "{message}"
+        );
     }
 }

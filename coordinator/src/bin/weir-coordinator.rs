@@ -12,7 +12,11 @@ use weir_coordinator::server::{hostname, parse_listeners};
 use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "weir-coordinator", version, about = "Weir coordinator: Kafka Connect's REST API and the control plane")]
+#[command(
+    name = "weir-coordinator",
+    version,
+    about = "Weir coordinator: Kafka Connect's REST API and the control plane"
+)]
 struct Args {
     /// A .properties file with the keys below (`etcd.endpoints`, `listeners`, ...).
     #[arg(long, env = "WEIR_COORDINATOR_CONFIG")]
@@ -37,25 +41,39 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let args = Args::parse();
     let file = match &args.config {
-        Some(path) => weir_connect::properties::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
+        Some(path) => weir_connect::properties::read(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?,
         None => Default::default(),
     };
     let setting = |flag: Option<String>, key: &str| flag.or_else(|| file.get(key).cloned());
 
-    let endpoints = setting(args.etcd_endpoints, "etcd.endpoints")
-        .ok_or("etcd endpoints are required: --etcd-endpoints, WEIR_ETCD_ENDPOINTS or etcd.endpoints")?;
-    let endpoints: Vec<String> = endpoints.split(',').map(|e| e.trim().to_owned()).filter(|e| !e.is_empty()).collect();
+    let endpoints = setting(args.etcd_endpoints, "etcd.endpoints").ok_or(
+        "etcd endpoints are required: --etcd-endpoints, WEIR_ETCD_ENDPOINTS or etcd.endpoints",
+    )?;
+    let endpoints: Vec<String> = endpoints
+        .split(',')
+        .map(|e| e.trim().to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
     let prefix = setting(args.etcd_prefix, "etcd.prefix").unwrap_or_else(|| "/weir/".to_owned());
-    let rest_listen = parse_listeners(&setting(args.listeners, "listeners").unwrap_or_else(|| "http://:8083".to_owned()))?;
+    let rest_listen = parse_listeners(
+        &setting(args.listeners, "listeners").unwrap_or_else(|| "http://:8083".to_owned()),
+    )?;
     let grpc_listen: SocketAddr = match args.grpc_listen {
         Some(addr) => addr,
-        None => file.get("grpc.listen").map_or("0.0.0.0:9083", String::as_str).parse()?,
+        None => file
+            .get("grpc.listen")
+            .map_or("0.0.0.0:9083", String::as_str)
+            .parse()?,
     };
-    let id = setting(args.id, "coordinator.id").unwrap_or_else(|| format!("{}:{}", hostname(), rest_listen.port()));
+    let id = setting(args.id, "coordinator.id")
+        .unwrap_or_else(|| format!("{}:{}", hostname(), rest_listen.port()));
 
     let coordinator = Coordinator::start(
         CoordinatorConfig {
@@ -67,7 +85,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(Registry::builtin()),
     )
     .await?;
-    println!("weir-coordinator rest={} grpc={}", coordinator.rest_addr, coordinator.grpc_addr);
+    println!(
+        "weir-coordinator rest={} grpc={}",
+        coordinator.rest_addr, coordinator.grpc_addr
+    );
     let stopped = coordinator.stopped();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),

@@ -1,0 +1,107 @@
+//! `weir-runner`: a distributed-mode runner. It reads worker properties
+//! (Kafka Connect's names: `bootstrap.servers`, converters,
+//! `offset.storage.topic`, ...) from `--config`, with flags and `WEIR_*`
+//! environment variables taking precedence for the keys below.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use weir_connect::registry::Registry;
+use weir_runner::{Runner, RunnerConfig, WorkerConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weir-runner",
+    version,
+    about = "Weir runner: hosts connector tasks"
+)]
+struct Args {
+    /// Worker .properties file.
+    #[arg(long, env = "WEIR_RUNNER_CONFIG")]
+    config: Option<PathBuf>,
+    /// Coordinator gRPC address (`coordinator.url`), e.g. http://127.0.0.1:9083.
+    #[arg(long, env = "WEIR_COORDINATOR")]
+    coordinator: Option<String>,
+    /// Kafka bootstrap servers (`bootstrap.servers`).
+    #[arg(long, env = "WEIR_BOOTSTRAP_SERVERS")]
+    bootstrap_servers: Option<String>,
+    /// Stable runner id (`runner.id`), default the host name; shown as worker_id.
+    #[arg(long, env = "WEIR_RUNNER_ID")]
+    runner_id: Option<String>,
+    /// Where connector plugins live (`plugin.path`).
+    #[arg(long, env = "WEIR_PLUGIN_PATH")]
+    plugin_path: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut properties = match &args.config {
+        Some(path) => weir_connect::properties::read(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?,
+        None => Default::default(),
+    };
+    for (key, value) in [
+        ("coordinator.url", args.coordinator),
+        ("bootstrap.servers", args.bootstrap_servers),
+        ("runner.id", args.runner_id),
+        ("plugin.path", args.plugin_path),
+    ] {
+        if let Some(value) = value {
+            properties.insert(key.to_owned(), value);
+        }
+    }
+    let coordinator = properties
+        .get("coordinator.url")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:9083".to_owned());
+    let runner_id = properties
+        .get("runner.id")
+        .cloned()
+        .unwrap_or_else(weir_coordinator_free_hostname);
+    let worker = WorkerConfig::from_properties(properties, false)?;
+    let runner = Runner::new(
+        RunnerConfig {
+            runner_id,
+            coordinator,
+            worker,
+        },
+        Arc::new(Registry::builtin()),
+    )
+    .await?;
+    let shutdown = CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = terminate => {}
+        }
+        tracing::info!("shutting down");
+        signal.cancel();
+    });
+    runner.run(shutdown).await?;
+    Ok(())
+}
+
+fn weir_coordinator_free_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}

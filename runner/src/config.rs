@@ -1,0 +1,242 @@
+//! Worker settings in Kafka Connect's property names: the Kafka connection,
+//! default converters, offset storage and client overrides.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use weir_connect::config::ConfigMap;
+use weir_connect::converter::{self, Converter};
+
+use crate::error::{Error, Result};
+
+/// Where source offsets are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffsetStorage {
+    /// `offset.storage.file.filename` (standalone mode).
+    File(PathBuf),
+    /// A compacted Kafka topic, `offset.storage.topic` (distributed mode).
+    Topic {
+        name: String,
+        partitions: i32,
+        replication_factor: i32,
+    },
+}
+
+/// The worker-level configuration every task on this runner shares.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// All worker properties as given, for converter and client settings.
+    pub properties: ConfigMap,
+    pub bootstrap_servers: String,
+    pub offset_flush_interval: Duration,
+    pub offset_storage: OffsetStorage,
+}
+
+const DEFAULT_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
+
+impl WorkerConfig {
+    /// Reads worker properties. `standalone` selects file offset storage.
+    pub fn from_properties(properties: ConfigMap, standalone: bool) -> Result<Self> {
+        let bootstrap_servers = properties
+            .get("bootstrap.servers")
+            .cloned()
+            .unwrap_or_else(|| "localhost:9092".to_owned());
+        let flush_ms = parse_number(&properties, "offset.flush.interval.ms", 60_000)?;
+        let offset_storage = if standalone {
+            let file = properties
+                .get("offset.storage.file.filename")
+                .ok_or_else(|| {
+                    Error::Config(
+                        "offset.storage.file.filename is required in standalone mode".into(),
+                    )
+                })?;
+            OffsetStorage::File(PathBuf::from(file))
+        } else {
+            OffsetStorage::Topic {
+                name: properties
+                    .get("offset.storage.topic")
+                    .cloned()
+                    .unwrap_or_else(|| "connect-offsets".to_owned()),
+                partitions: parse_number(&properties, "offset.storage.partitions", 25)? as i32,
+                replication_factor: parse_number(
+                    &properties,
+                    "offset.storage.replication.factor",
+                    -1,
+                )? as i32,
+            }
+        };
+        Ok(WorkerConfig {
+            properties,
+            bootstrap_servers,
+            offset_flush_interval: Duration::from_millis(flush_ms.max(1) as u64),
+            offset_storage,
+        })
+    }
+
+    /// The key or value converter for a connector: the connector's own
+    /// `key.converter`/`value.converter` with its prefixed settings, else the worker's.
+    pub fn converter(
+        &self,
+        connector: &ConfigMap,
+        which: ConverterRole,
+    ) -> Result<Box<dyn Converter>> {
+        let key = which.key();
+        let (class, source) = match connector.get(key) {
+            Some(class) => (class.clone(), connector),
+            None => (
+                self.properties
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| DEFAULT_CONVERTER.to_owned()),
+                &self.properties,
+            ),
+        };
+        let prefix = format!("{key}.");
+        let settings: ConfigMap = source
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_owned(), v.clone())))
+            .collect();
+        converter::create(&class, &settings).map_err(Error::Convert)
+    }
+
+    /// librdkafka settings for a client: bootstrap servers, then the worker's
+    /// `producer.`/`consumer.` properties, then the connector's
+    /// `producer.override.`/`consumer.override.` ones.
+    pub fn client_settings(&self, connector: &ConfigMap, role: ClientRole) -> ConfigMap {
+        let mut settings = ConfigMap::new();
+        settings.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
+        let worker_prefix = format!("{}.", role.prefix());
+        for (key, value) in &self.properties {
+            if let Some(setting) = key.strip_prefix(&worker_prefix) {
+                if !setting.starts_with("override.") {
+                    settings.insert(setting.to_owned(), value.clone());
+                }
+            }
+        }
+        let override_prefix = format!("{}.override.", role.prefix());
+        for (key, value) in connector {
+            if let Some(setting) = key.strip_prefix(&override_prefix) {
+                settings.insert(setting.to_owned(), value.clone());
+            }
+        }
+        settings
+    }
+}
+
+fn parse_number(properties: &ConfigMap, key: &str, default: i64) -> Result<i64> {
+    match properties.get(key) {
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("{key} must be a number, got {raw}"))),
+        None => Ok(default),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConverterRole {
+    Key,
+    Value,
+}
+
+impl ConverterRole {
+    fn key(self) -> &'static str {
+        match self {
+            ConverterRole::Key => "key.converter",
+            ConverterRole::Value => "value.converter",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    Producer,
+    Consumer,
+}
+
+impl ClientRole {
+    fn prefix(self) -> &'static str {
+        match self {
+            ClientRole::Producer => "producer",
+            ClientRole::Consumer => "consumer",
+        }
+    }
+}
+
+/// Builds an rdkafka client config from settings.
+pub fn client_config(settings: &ConfigMap) -> rdkafka::ClientConfig {
+    let mut config = rdkafka::ClientConfig::new();
+    for (key, value) in settings {
+        config.set(key, value);
+    }
+    config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_connect::data::{Schema, SchemaAndValue, Value};
+
+    fn props(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn connector_converter_overrides_worker_default() {
+        let worker = WorkerConfig::from_properties(
+            props(&[
+                (
+                    "value.converter",
+                    "org.apache.kafka.connect.json.JsonConverter",
+                ),
+                ("value.converter.schemas.enable", "false"),
+                ("offset.storage.file.filename", "/tmp/x"),
+            ]),
+            true,
+        )
+        .unwrap();
+        let line = SchemaAndValue {
+            schema: Some(Schema::string()),
+            value: Value::String("a".into()),
+        };
+        let default = worker
+            .converter(&ConfigMap::new(), ConverterRole::Value)
+            .unwrap();
+        assert_eq!(
+            default.from_connect("t", &line).unwrap().unwrap(),
+            br#""a""#
+        );
+        let connector = props(&[("value.converter", "StringConverter")]);
+        let own = worker.converter(&connector, ConverterRole::Value).unwrap();
+        assert_eq!(own.from_connect("t", &line).unwrap().unwrap(), b"a");
+    }
+
+    #[test]
+    fn client_settings_layer_worker_and_connector_overrides() {
+        let worker = WorkerConfig::from_properties(
+            props(&[
+                ("bootstrap.servers", "b:1"),
+                ("producer.linger.ms", "7"),
+                ("producer.acks", "1"),
+            ]),
+            false,
+        )
+        .unwrap();
+        let connector = props(&[("producer.override.acks", "all")]);
+        let settings = worker.client_settings(&connector, ClientRole::Producer);
+        assert_eq!(settings["bootstrap.servers"], "b:1");
+        assert_eq!(settings["linger.ms"], "7");
+        assert_eq!(settings["acks"], "all");
+        assert!(
+            matches!(worker.offset_storage, OffsetStorage::Topic { ref name, .. } if name == "connect-offsets")
+        );
+    }
+
+    #[test]
+    fn standalone_needs_an_offsets_file() {
+        assert!(WorkerConfig::from_properties(ConfigMap::new(), true).is_err());
+    }
+}

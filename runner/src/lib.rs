@@ -1,0 +1,21 @@
+//! The Weir runner: hosts tasks and moves records between connectors and Kafka.
+//!
+//! # Layout
+//! - [`worker`]: the runner process — joins a coordinator, applies assignments.
+//! - [`task`]: what running tasks share; [`source`] and [`sink`] are the record paths.
+//! - [`offsets`]: source offset storage (local file or compacted Kafka topic).
+//! - [`config`]: worker settings in Kafka Connect's property names.
+//! - [`devkafka`]: the embedded development broker (librdkafka's mock cluster).
+
+pub mod config;
+pub mod devkafka;
+pub mod error;
+pub mod offsets;
+pub mod sink;
+pub mod source;
+pub mod task;
+pub mod worker;
+
+pub use config::WorkerConfig;
+pub use error::{Error, Result};
+pub use worker::{Runner, RunnerConfig};

@@ -1,0 +1,334 @@
+//! Source offset storage. Offsets are written only after Kafka acknowledged
+//! the records they cover. Standalone mode keeps them in a local JSON file;
+//! distributed mode in a compacted topic whose records have Kafka Connect's
+//! shape: key `["<connector>",{<partition>}]`, value `{<offset>}`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{Value as Json, json};
+use tokio::sync::Mutex;
+use weir_connect::api::{JsonMap, SourcePosition};
+use weir_connect::config::ConfigMap;
+
+use crate::config::client_config;
+use crate::error::{Error, Result};
+
+/// Where a runner reads and writes source offsets.
+#[async_trait::async_trait]
+pub trait OffsetStore: Send + Sync {
+    /// Every committed position of `connector`.
+    async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>>;
+    /// Durably stores positions; returns once they are safe.
+    async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()>;
+}
+
+/// Canonical text of a partition, to key maps by it.
+fn partition_key(partition: &JsonMap) -> String {
+    Json::Object(partition.clone()).to_string()
+}
+
+/// Offsets in a local JSON file: `{"<connector>": [{"partition":…,"offset":…}]}`.
+pub struct FileOffsetStore {
+    path: PathBuf,
+    cache: Mutex<Option<BTreeMap<String, BTreeMap<String, SourcePosition>>>>,
+}
+
+impl FileOffsetStore {
+    pub fn new(path: PathBuf) -> Self {
+        FileOffsetStore {
+            path,
+            cache: Mutex::new(None),
+        }
+    }
+
+    async fn read_file(&self) -> Result<BTreeMap<String, BTreeMap<String, SourcePosition>>> {
+        let bytes = match tokio::fs::read(&self.path).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => {
+                return Err(Error::Offsets(format!(
+                    "reading {}: {e}",
+                    self.path.display()
+                )));
+            }
+        };
+        let document: BTreeMap<String, Vec<Json>> = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Offsets(format!("parsing {}: {e}", self.path.display())))?;
+        let mut all = BTreeMap::new();
+        for (connector, entries) in document {
+            let mut positions = BTreeMap::new();
+            for entry in entries {
+                if let (Some(Json::Object(partition)), Some(Json::Object(offset))) =
+                    (entry.get("partition"), entry.get("offset"))
+                {
+                    positions.insert(
+                        partition_key(partition),
+                        SourcePosition {
+                            partition: partition.clone(),
+                            offset: offset.clone(),
+                        },
+                    );
+                }
+            }
+            all.insert(connector, positions);
+        }
+        Ok(all)
+    }
+}
+
+#[async_trait::async_trait]
+impl OffsetStore for FileOffsetStore {
+    async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
+        let mut cache = self.cache.lock().await;
+        if cache.is_none() {
+            *cache = Some(self.read_file().await?);
+        }
+        Ok(cache
+            .as_ref()
+            .and_then(|all| all.get(connector))
+            .map(|positions| positions.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()> {
+        let mut cache = self.cache.lock().await;
+        if cache.is_none() {
+            *cache = Some(self.read_file().await?);
+        }
+        let Some(all) = cache.as_mut() else {
+            return Err(Error::Internal("offset cache missing".into()));
+        };
+        let entry = all.entry(connector.to_owned()).or_default();
+        for position in positions {
+            entry.insert(partition_key(&position.partition), position.clone());
+        }
+        let document: BTreeMap<&String, Vec<Json>> = all
+            .iter()
+            .map(|(connector, positions)| {
+                let list = positions
+                    .values()
+                    .map(|p| json!({"partition": p.partition, "offset": p.offset}))
+                    .collect();
+                (connector, list)
+            })
+            .collect();
+        let bytes =
+            serde_json::to_vec_pretty(&document).map_err(|e| Error::Offsets(e.to_string()))?;
+        let temp = self.path.with_extension("tmp");
+        let write = async {
+            tokio::fs::write(&temp, &bytes).await?;
+            let file = tokio::fs::File::open(&temp).await?;
+            file.sync_all().await?;
+            tokio::fs::rename(&temp, &self.path).await
+        };
+        write
+            .await
+            .map_err(|e| Error::Offsets(format!("writing {}: {e}", self.path.display())))
+    }
+}
+
+/// Offsets in a compacted Kafka topic, as Kafka Connect's `connect-offsets`.
+pub struct TopicOffsetStore {
+    topic: String,
+    settings: ConfigMap,
+    producer: FutureProducer,
+}
+
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl TopicOffsetStore {
+    /// Creates the topic (compacted) if the broker allows it, and a producer for it.
+    pub async fn open(
+        settings: ConfigMap,
+        topic: String,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<Arc<Self>> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&settings).create()?;
+        let new_topic = NewTopic::new(
+            &topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        )
+        .set("cleanup.policy", "compact");
+        match admin
+            .create_topics(
+                [&new_topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            )
+            .await
+        {
+            Ok(results) => {
+                for result in results {
+                    match result {
+                        Ok(name) => tracing::info!(topic = %name, "created offsets topic"),
+                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                        Err((name, code)) => {
+                            tracing::warn!(topic = %name, ?code, "could not create offsets topic; relying on auto-creation")
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "broker does not create topics; relying on auto-creation")
+            }
+        }
+        let mut producer_settings = settings.clone();
+        producer_settings.insert("acks".into(), "all".into());
+        producer_settings.insert("linger.ms".into(), "0".into());
+        let producer = client_config(&producer_settings).create()?;
+        Ok(Arc::new(TopicOffsetStore {
+            topic,
+            settings,
+            producer,
+        }))
+    }
+
+    /// Reads the whole topic up to its end: the latest offset per partition key.
+    fn read_all(settings: &ConfigMap, topic: &str, connector: &str) -> Result<Vec<SourcePosition>> {
+        let mut consumer_settings = settings.clone();
+        consumer_settings.insert("group.id".into(), "weir-offsets-reader".into());
+        consumer_settings.insert("enable.auto.commit".into(), "false".into());
+        consumer_settings.insert("enable.partition.eof".into(), "false".into());
+        let consumer: BaseConsumer = client_config(&consumer_settings).create()?;
+        let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        let mut ends = BTreeMap::new();
+        let mut assignment = TopicPartitionList::new();
+        for partition in partitions {
+            let (low, high) = consumer.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
+            if high > low {
+                ends.insert(partition, high);
+                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            }
+        }
+        let mut latest: BTreeMap<String, Option<SourcePosition>> = BTreeMap::new();
+        if ends.is_empty() {
+            return Ok(Vec::new());
+        }
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + READ_TIMEOUT;
+        while !ends.is_empty() {
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Offsets(format!(
+                    "timed out reading offsets topic {topic}"
+                )));
+            }
+            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = message?;
+            if ends
+                .get(&message.partition())
+                .is_some_and(|end| message.offset() + 1 >= *end)
+            {
+                ends.remove(&message.partition());
+            }
+            let Some(Ok(Json::Array(key))) = message.key().map(serde_json::from_slice::<Json>)
+            else {
+                continue;
+            };
+            let (Some(Json::String(owner)), Some(Json::Object(partition))) =
+                (key.first(), key.get(1))
+            else {
+                continue;
+            };
+            if owner != connector {
+                continue;
+            }
+            let offset = match message.payload().map(serde_json::from_slice::<Json>) {
+                Some(Ok(Json::Object(offset))) => Some(SourcePosition {
+                    partition: partition.clone(),
+                    offset,
+                }),
+                _ => None,
+            };
+            latest.insert(partition_key(partition), offset);
+        }
+        Ok(latest.into_values().flatten().collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl OffsetStore for TopicOffsetStore {
+    async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
+        let settings = self.settings.clone();
+        let topic = self.topic.clone();
+        let connector = connector.to_owned();
+        tokio::task::spawn_blocking(move || Self::read_all(&settings, &topic, &connector))
+            .await
+            .map_err(|e| Error::Internal(format!("offsets reader panicked: {e}")))?
+    }
+
+    async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()> {
+        let encoded: Vec<(String, String)> = positions
+            .iter()
+            .map(|p| {
+                (
+                    json!([connector, p.partition]).to_string(),
+                    Json::Object(p.offset.clone()).to_string(),
+                )
+            })
+            .collect();
+        let deliveries = encoded.iter().map(|(key, value)| {
+            self.producer.send(
+                FutureRecord::to(&self.topic).key(key).payload(value),
+                Duration::from_secs(30),
+            )
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            delivery.map_err(|(error, _)| {
+                Error::Offsets(format!("writing offsets topic {}: {error}", self.topic))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn position(file: &str, at: u64) -> SourcePosition {
+        let mut partition = JsonMap::new();
+        partition.insert("filename".into(), json!(file));
+        let mut offset = JsonMap::new();
+        offset.insert("position".into(), json!(at));
+        SourcePosition { partition, offset }
+    }
+
+    #[tokio::test]
+    async fn file_store_survives_reopen_and_keeps_latest_per_partition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("offsets.json");
+        {
+            let store = FileOffsetStore::new(path.clone());
+            store
+                .commit("c", &[position("a", 10), position("b", 3)])
+                .await
+                .unwrap();
+            store.commit("c", &[position("a", 20)]).await.unwrap();
+            store.commit("other", &[position("a", 1)]).await.unwrap();
+        }
+        let store = FileOffsetStore::new(path);
+        let mut loaded = store.load("c").await.unwrap();
+        loaded.sort_by_key(|p| p.partition["filename"].to_string());
+        assert_eq!(loaded, vec![position("a", 20), position("b", 3)]);
+        assert!(store.load("missing").await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,232 @@
+//! The sink path: consumer group `connect-<name>` → converters → connector
+//! `put`. Every `offset.flush.interval.ms` (and on pause or stop) the
+//! connector flushes, and only then are the consumed offsets committed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures::FutureExt;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use weir_connect::api::{Header, SinkRecord, SinkTask, TopicPartitionOffset};
+use weir_connect::config::parse_list;
+use weir_connect::converter::Converter;
+use weir_connect::data::{Schema, SchemaAndValue, SchemaType, Value};
+
+use crate::config::{ClientRole, ConverterRole, client_config};
+use crate::error::{Error, Result};
+use crate::task::{TaskContext, TaskEvent};
+
+/// Records handed to the connector per `put`, at most.
+const MAX_BATCH: usize = 1000;
+
+struct SinkRun {
+    consumer: StreamConsumer,
+    key_converter: Box<dyn Converter>,
+    value_converter: Box<dyn Converter>,
+    /// Next offset to commit, per topic partition, for records already put.
+    uncommitted: BTreeMap<(String, i32), i64>,
+    topics: BTreeSet<String>,
+}
+
+pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Result<()> {
+    let mut settings = context
+        .worker
+        .client_settings(&context.config, ClientRole::Consumer);
+    settings.insert(
+        "group.id".into(),
+        format!("connect-{}", context.key.connector),
+    );
+    settings.insert("enable.auto.commit".into(), "false".into());
+    settings
+        .entry("auto.offset.reset".into())
+        .or_insert_with(|| "earliest".into());
+    let consumer: StreamConsumer = client_config(&settings).create()?;
+    let topics = context
+        .config
+        .get("topics")
+        .map(|t| parse_list(t))
+        .unwrap_or_default();
+    let regex = context
+        .config
+        .get("topics.regex")
+        .map(|r| r.trim().to_owned())
+        .unwrap_or_default();
+    if !topics.is_empty() {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names)?;
+    } else if !regex.is_empty() {
+        consumer.subscribe(&[format!("^{regex}").as_str()])?;
+    } else {
+        return Err(Error::Config(
+            "Must configure one of topics or topics.regex".into(),
+        ));
+    }
+    let mut run = SinkRun {
+        consumer,
+        key_converter: context
+            .worker
+            .converter(&context.config, ConverterRole::Key)?,
+        value_converter: context
+            .worker
+            .converter(&context.config, ConverterRole::Value)?,
+        uncommitted: BTreeMap::new(),
+        topics: BTreeSet::new(),
+    };
+    task.open(&context.config).await?;
+    context.report_target().await;
+
+    let outcome = run.pump(&mut context, task.as_mut()).await;
+    let committed = match outcome {
+        Ok(()) => run.flush_and_commit(task.as_mut(), CommitMode::Sync).await,
+        Err(_) => Ok(()),
+    };
+    let stopped = task.stop().await.map_err(Error::from);
+    outcome.and(committed).and(stopped)
+}
+
+impl SinkRun {
+    async fn pump(&mut self, context: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+        let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        flush.tick().await;
+        let mut last_error_log = None::<std::time::Instant>;
+        loop {
+            let paused = context.is_paused();
+            tokio::select! {
+                biased;
+                () = context.cancel.cancelled() => return Ok(()),
+                changed = context.target.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    self.apply_target(context, task).await?;
+                }
+                _ = flush.tick() => self.flush_and_commit(task, CommitMode::Async).await?,
+                received = self.consumer.recv(), if !paused => {
+                    let first = match received {
+                        Ok(message) => message,
+                        Err(error) => {
+                            // Transient broker errors (e.g. a topic not created yet) are retried by librdkafka.
+                            if last_error_log.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                                tracing::warn!(task = %context.key, %error, "consumer error");
+                                last_error_log = Some(std::time::Instant::now());
+                            }
+                            continue;
+                        }
+                    };
+                    let mut batch = vec![self.to_record(&first)?];
+                    drop(first);
+                    while batch.len() < MAX_BATCH {
+                        match self.consumer.recv().now_or_never() {
+                            Some(Ok(message)) => batch.push(self.to_record(&message)?),
+                            _ => break,
+                        }
+                    }
+                    self.put(context, task, batch).await?;
+                }
+            }
+        }
+    }
+
+    async fn apply_target(&mut self, context: &TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+        let assignment = self.consumer.assignment()?;
+        if context.is_paused() {
+            self.flush_and_commit(task, CommitMode::Async).await?;
+            self.consumer.pause(&assignment)?;
+        } else {
+            self.consumer.resume(&assignment)?;
+        }
+        context.report_target().await;
+        Ok(())
+    }
+
+    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord> {
+        let topic = message.topic();
+        let key = self.key_converter.to_connect(topic, message.key())?;
+        let value = self.value_converter.to_connect(topic, message.payload())?;
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| Header {
+                        key: header.key.to_owned(),
+                        value: SchemaAndValue {
+                            schema: Some(Schema::new(SchemaType::Bytes).optional()),
+                            value: header
+                                .value
+                                .map_or(Value::Null, |v| Value::Bytes(v.to_vec())),
+                        },
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(SinkRecord {
+            topic: topic.to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key,
+            value,
+            timestamp_ms: message.timestamp().to_millis(),
+            headers,
+        })
+    }
+
+    async fn put(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+        batch: Vec<SinkRecord>,
+    ) -> Result<()> {
+        let mut new_topics = Vec::new();
+        for record in &batch {
+            self.uncommitted
+                .insert((record.topic.clone(), record.partition), record.offset + 1);
+            if self.topics.insert(record.topic.clone()) {
+                new_topics.push(record.topic.clone());
+            }
+        }
+        task.put(batch).await?;
+        if !new_topics.is_empty() {
+            context
+                .emit(TaskEvent::Topics {
+                    connector: context.key.connector.clone(),
+                    topics: new_topics,
+                })
+                .await;
+        }
+        Ok(())
+    }
+
+    /// Flushes the connector, then commits what it has made durable.
+    async fn flush_and_commit(&mut self, task: &mut dyn SinkTask, mode: CommitMode) -> Result<()> {
+        if self.uncommitted.is_empty() {
+            return Ok(());
+        }
+        let offsets: Vec<TopicPartitionOffset> = self
+            .uncommitted
+            .iter()
+            .map(|((topic, partition), offset)| TopicPartitionOffset {
+                topic: topic.clone(),
+                partition: *partition,
+                offset: *offset,
+            })
+            .collect();
+        task.flush(&offsets).await?;
+        let mut list = TopicPartitionList::new();
+        for entry in &offsets {
+            list.add_partition_offset(&entry.topic, entry.partition, Offset::Offset(entry.offset))?;
+        }
+        match mode {
+            CommitMode::Sync => {
+                let consumer = &self.consumer;
+                tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync))?;
+            }
+            CommitMode::Async => self.consumer.commit(&list, CommitMode::Async)?,
+        }
+        self.uncommitted.clear();
+        Ok(())
+    }
+}

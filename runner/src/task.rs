@@ -1,0 +1,132 @@
+//! What every running task shares: its identity and config, its target
+//! state, its cancellation token and the channel its status goes out on.
+//! [`spawn`] starts the source or sink loop and reports FAILED with the
+//! error as `trace` if it ends in an error.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use weir_connect::api::{SourcePosition, Task};
+use weir_connect::config::ConfigMap;
+
+use crate::config::WorkerConfig;
+use crate::offsets::OffsetStore;
+use crate::{sink, source};
+
+/// Identifies a task of a connector.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskKey {
+    pub connector: String,
+    pub task: i32,
+}
+
+impl std::fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// What the coordinator wants a task to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetState {
+    Running,
+    Paused,
+}
+
+/// A task's observed lifecycle state, as reported to the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskState {
+    Running,
+    Paused,
+    Failed,
+}
+
+/// What tasks tell the runner, which forwards it to the coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskEvent {
+    Status {
+        key: TaskKey,
+        state: TaskState,
+        trace: String,
+        epoch: u64,
+    },
+    Topics {
+        connector: String,
+        topics: Vec<String>,
+    },
+    OffsetsCommitted {
+        connector: String,
+        positions: Vec<SourcePosition>,
+    },
+}
+
+/// Everything a task loop needs from its runner.
+pub struct TaskContext {
+    pub key: TaskKey,
+    pub config: ConfigMap,
+    pub epoch: u64,
+    pub worker: Arc<WorkerConfig>,
+    pub offsets: Arc<dyn OffsetStore>,
+    pub target: watch::Receiver<TargetState>,
+    pub cancel: CancellationToken,
+    pub events: mpsc::Sender<TaskEvent>,
+}
+
+impl TaskContext {
+    pub async fn report(&self, state: TaskState, trace: String) {
+        let event = TaskEvent::Status {
+            key: self.key.clone(),
+            state,
+            trace,
+            epoch: self.epoch,
+        };
+        // The runner may be shutting down; a lost report is then harmless.
+        let _ = self.events.send(event).await;
+    }
+
+    pub async fn report_target(&self) {
+        let state = match *self.target.borrow() {
+            TargetState::Running => TaskState::Running,
+            TargetState::Paused => TaskState::Paused,
+        };
+        self.report(state, String::new()).await;
+    }
+
+    pub async fn emit(&self, event: TaskEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    pub fn is_paused(&self) -> bool {
+        *self.target.borrow() == TargetState::Paused
+    }
+}
+
+/// Starts a task's loop.
+pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let key = context.key.clone();
+        let events = context.events.clone();
+        let epoch = context.epoch;
+        let outcome = match task {
+            Task::Source(task) => source::run(context, task).await,
+            Task::Sink(task) => sink::run(context, task).await,
+        };
+        match outcome {
+            Ok(()) => tracing::info!(task = %key, "task stopped"),
+            Err(error) => {
+                tracing::error!(task = %key, %error, "task failed");
+                let trace = format!("{error}\n\tat task {key}");
+                let _ = events
+                    .send(TaskEvent::Status {
+                        key,
+                        state: TaskState::Failed,
+                        trace,
+                        epoch,
+                    })
+                    .await;
+            }
+        }
+    })
+}

@@ -1,0 +1,394 @@
+//! The runner process: joins a coordinator over the control protocol, keeps
+//! its running tasks equal to the latest assignment, and forwards task
+//! status, topics and committed offsets. If the coordinator connection is
+//! lost, every task is stopped (another runner may be given them) and the
+//! runner reconnects with backoff.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use weir_connect::config::ConfigMap;
+use weir_connect::registry::Registry;
+use weir_proto::control::v1 as pb;
+use weir_proto::control::v1::control_client::ControlClient;
+
+use crate::config::{ClientRole, OffsetStorage, WorkerConfig, client_config};
+use crate::error::{Error, Result};
+use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
+use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
+
+/// How long a stopping task may take before it is aborted.
+const TASK_STOP_DEADLINE: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub runner_id: String,
+    /// `http://host:port` of a coordinator's gRPC listener.
+    pub coordinator: String,
+    pub worker: WorkerConfig,
+}
+
+struct RunningTask {
+    config: ConfigMap,
+    restart_generation: u64,
+    target: watch::Sender<TargetState>,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// A runner and the tasks it hosts.
+pub struct Runner {
+    config: RunnerConfig,
+    worker: Arc<WorkerConfig>,
+    registry: Arc<Registry>,
+    offsets: Arc<dyn OffsetStore>,
+    tasks: BTreeMap<TaskKey, RunningTask>,
+    /// Last status of each task, re-sent after a reconnect.
+    last_status: BTreeMap<TaskKey, pb::TaskStatusReport>,
+    last_epoch: u64,
+    kafka_cluster_id: String,
+}
+
+impl Runner {
+    /// Opens offset storage; fails if it cannot be reached.
+    pub async fn new(config: RunnerConfig, registry: Arc<Registry>) -> Result<Self> {
+        let worker = Arc::new(config.worker.clone());
+        let offsets: Arc<dyn OffsetStore> = match &worker.offset_storage {
+            OffsetStorage::File(path) => Arc::new(FileOffsetStore::new(path.clone())),
+            OffsetStorage::Topic {
+                name,
+                partitions,
+                replication_factor,
+            } => {
+                let settings = worker.client_settings(&ConfigMap::new(), ClientRole::Producer);
+                TopicOffsetStore::open(settings, name.clone(), *partitions, *replication_factor)
+                    .await?
+            }
+        };
+        let kafka_cluster_id = cluster_id(&worker).await;
+        Ok(Runner {
+            config,
+            worker,
+            registry,
+            offsets,
+            tasks: BTreeMap::new(),
+            last_status: BTreeMap::new(),
+            last_epoch: 0,
+            kafka_cluster_id,
+        })
+    }
+
+    /// Runs until `shutdown`, reconnecting to the coordinator as needed.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
+        let (events_tx, mut events_rx) = mpsc::channel::<TaskEvent>(256);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let session = self.session(&shutdown, &events_tx, &mut events_rx).await;
+            self.stop_all().await;
+            match session {
+                Ok(()) if shutdown.is_cancelled() => return Ok(()),
+                Ok(()) => {
+                    tracing::warn!("coordinator closed the session; reconnecting");
+                    backoff = Duration::from_millis(100);
+                }
+                Err(error) => tracing::warn!(%error, ?backoff, "coordinator unreachable; retrying"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn session(
+        &mut self,
+        shutdown: &CancellationToken,
+        events_tx: &mpsc::Sender<TaskEvent>,
+        events_rx: &mut mpsc::Receiver<TaskEvent>,
+    ) -> Result<()> {
+        let channel = tonic::transport::Endpoint::from_shared(self.config.coordinator.clone())
+            .map_err(|e| {
+                Error::Config(format!(
+                    "coordinator address {}: {e}",
+                    self.config.coordinator
+                ))
+            })?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        let (outbound, receiver) = mpsc::channel::<pb::RunnerMessage>(256);
+        let hello = pb::RunnerMessage {
+            body: Some(pb::runner_message::Body::Hello(pb::Hello {
+                runner_id: self.config.runner_id.clone(),
+                protocol_version: pb::PROTOCOL_VERSION,
+                kafka_cluster_id: self.kafka_cluster_id.clone(),
+            })),
+        };
+        outbound
+            .send(hello)
+            .await
+            .map_err(|_| Error::Internal("outbound channel closed".into()))?;
+        let mut inbound = ControlClient::new(channel)
+            .join(ReceiverStream::new(receiver))
+            .await?
+            .into_inner();
+        tracing::info!(coordinator = %self.config.coordinator, runner = %self.config.runner_id, "joined coordinator");
+        for report in self.last_status.values() {
+            let _ = outbound
+                .send(pb::RunnerMessage {
+                    body: Some(pb::runner_message::Body::TaskStatus(report.clone())),
+                })
+                .await;
+        }
+        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                _ = heartbeat.tick() => {
+                    let beat = pb::RunnerMessage { body: Some(pb::runner_message::Body::Heartbeat(pb::Heartbeat {})) };
+                    if outbound.send(beat).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                message = inbound.message() => match message? {
+                    None => return Ok(()),
+                    Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Welcome(welcome)) }) => {
+                        tracing::debug!(coordinator = %welcome.coordinator_id, "welcomed");
+                        heartbeat = tokio::time::interval(Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100))));
+                    }
+                    Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
+                        self.apply(assignment, events_tx).await;
+                    }
+                    Some(_) => {}
+                },
+                Some(event) = events_rx.recv() => {
+                    if let Some(message) = self.message_for(event) {
+                        if outbound.send(message).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn message_for(&mut self, event: TaskEvent) -> Option<pb::RunnerMessage> {
+        use pb::runner_message::Body;
+        let body = match event {
+            TaskEvent::Status {
+                key,
+                state,
+                trace,
+                epoch,
+            } => {
+                if !self.tasks.contains_key(&key) {
+                    return None;
+                }
+                let state = match state {
+                    TaskState::Running => pb::TaskState::Running,
+                    TaskState::Paused => pb::TaskState::Paused,
+                    TaskState::Failed => pb::TaskState::Failed,
+                };
+                let report = pb::TaskStatusReport {
+                    connector: key.connector.clone(),
+                    task: key.task,
+                    state: state as i32,
+                    trace,
+                    epoch,
+                };
+                self.last_status.insert(key, report.clone());
+                Body::TaskStatus(report)
+            }
+            TaskEvent::Topics { connector, topics } => {
+                Body::Topics(pb::TopicsReport { connector, topics })
+            }
+            TaskEvent::OffsetsCommitted {
+                connector,
+                positions,
+            } => Body::Offsets(pb::OffsetsReport {
+                connector,
+                offsets: positions
+                    .into_iter()
+                    .map(|p| pb::SourceOffset {
+                        partition_json: serde_json::Value::Object(p.partition).to_string(),
+                        offset_json: serde_json::Value::Object(p.offset).to_string(),
+                    })
+                    .collect(),
+            }),
+        };
+        Some(pb::RunnerMessage { body: Some(body) })
+    }
+
+    /// Makes the running tasks match `assignment`.
+    async fn apply(&mut self, assignment: pb::Assignment, events: &mpsc::Sender<TaskEvent>) {
+        if assignment.epoch < self.last_epoch {
+            tracing::debug!(
+                epoch = assignment.epoch,
+                last = self.last_epoch,
+                "ignoring stale assignment"
+            );
+            return;
+        }
+        self.last_epoch = assignment.epoch;
+        let wanted: BTreeMap<TaskKey, pb::TaskAssignment> = assignment
+            .tasks
+            .into_iter()
+            .map(|t| {
+                (
+                    TaskKey {
+                        connector: t.connector.clone(),
+                        task: t.task,
+                    },
+                    t,
+                )
+            })
+            .collect();
+
+        let mut to_stop = Vec::new();
+        for (key, running) in &self.tasks {
+            let keep = wanted.get(key).is_some_and(|w| {
+                running.restart_generation == w.restart_generation
+                    && running.config == w.config.clone().into_iter().collect::<ConfigMap>()
+                    && !running.handle.is_finished()
+            });
+            let failed_and_unchanged = wanted.get(key).is_some_and(|w| {
+                running.handle.is_finished()
+                    && running.restart_generation == w.restart_generation
+                    && running.config == w.config.clone().into_iter().collect::<ConfigMap>()
+            });
+            if !keep && !failed_and_unchanged {
+                to_stop.push(key.clone());
+            }
+        }
+        for key in to_stop {
+            self.stop(&key).await;
+        }
+
+        for (key, wanted) in wanted {
+            let target = match pb::TargetState::try_from(wanted.target_state) {
+                Ok(pb::TargetState::Paused) => TargetState::Paused,
+                _ => TargetState::Running,
+            };
+            if let Some(running) = self.tasks.get(&key) {
+                running.target.send_if_modified(|current| {
+                    let changed = *current != target;
+                    *current = target;
+                    changed
+                });
+                continue;
+            }
+            self.start(key, wanted, target, assignment.epoch, events.clone());
+        }
+    }
+
+    fn start(
+        &mut self,
+        key: TaskKey,
+        wanted: pb::TaskAssignment,
+        target: TargetState,
+        epoch: u64,
+        events: mpsc::Sender<TaskEvent>,
+    ) {
+        let config: ConfigMap = wanted.config.into_iter().collect();
+        let (target_tx, target_rx) = watch::channel(target);
+        let cancel = CancellationToken::new();
+        let handle = match config
+            .get("connector.class")
+            .and_then(|class| self.registry.connector(class))
+        {
+            Some(plugin) => {
+                let context = TaskContext {
+                    key: key.clone(),
+                    config: config.clone(),
+                    epoch,
+                    worker: self.worker.clone(),
+                    offsets: self.offsets.clone(),
+                    target: target_rx,
+                    cancel: cancel.clone(),
+                    events,
+                };
+                tracing::info!(task = %key, ?target, "starting task");
+                task::spawn(context, plugin.create_task())
+            }
+            None => {
+                let trace = format!(
+                    "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
+                    config
+                        .get("connector.class")
+                        .map_or("<none>", String::as_str),
+                    self.config.runner_id
+                );
+                let failed = TaskEvent::Status {
+                    key: key.clone(),
+                    state: TaskState::Failed,
+                    trace,
+                    epoch,
+                };
+                tokio::spawn(async move {
+                    let _ = events.send(failed).await;
+                })
+            }
+        };
+        self.tasks.insert(
+            key,
+            RunningTask {
+                config,
+                restart_generation: wanted.restart_generation,
+                target: target_tx,
+                cancel,
+                handle,
+            },
+        );
+    }
+
+    async fn stop(&mut self, key: &TaskKey) {
+        let Some(running) = self.tasks.remove(key) else {
+            return;
+        };
+        self.last_status.remove(key);
+        running.cancel.cancel();
+        let mut handle = running.handle;
+        if tokio::time::timeout(TASK_STOP_DEADLINE, &mut handle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(task = %key, "task did not stop in time; aborting it");
+            handle.abort();
+        }
+    }
+
+    /// Stops every task, all at once, each within the deadline.
+    async fn stop_all(&mut self) {
+        let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+        for key in &keys {
+            if let Some(running) = self.tasks.get(key) {
+                running.cancel.cancel();
+            }
+        }
+        for key in keys {
+            self.stop(&key).await;
+        }
+    }
+}
+
+/// The Kafka cluster id, for `GET /`; empty if the broker does not answer soon.
+async fn cluster_id(worker: &WorkerConfig) -> String {
+    let settings = worker.client_settings(&ConfigMap::new(), ClientRole::Consumer);
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = client_config(&settings).create().ok()?;
+        consumer.client().fetch_cluster_id(Duration::from_secs(5))
+    })
+    .await
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
