@@ -137,6 +137,47 @@ impl OffsetStore for FileOffsetStore {
     }
 }
 
+/// Whether the broker knows `topic` (brokers that auto-create may create it here).
+fn topic_exists(settings: &ConfigMap, topic: &str) -> Result<bool> {
+    let consumer: BaseConsumer = client_config(settings).create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
+}
+
+/// Creates the offsets topic, compacted, as Kafka Connect does.
+async fn create_compacted(
+    settings: &ConfigMap,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let new_topic = NewTopic::new(
+        topic,
+        partitions,
+        TopicReplication::Fixed(replication_factor),
+    )
+    .set("cleanup.policy", "compact");
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(15)));
+    for result in admin.create_topics([&new_topic], &options).await? {
+        match result {
+            Ok(name) => tracing::info!(topic = %name, "created offsets topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Offsets(format!(
+                    "creating offsets topic {name}: {code}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Offsets in a compacted Kafka topic, as Kafka Connect's `connect-offsets`.
 pub struct TopicOffsetStore {
     topic: String,
@@ -154,34 +195,15 @@ impl TopicOffsetStore {
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Arc<Self>> {
-        let admin: AdminClient<DefaultClientContext> = client_config(&settings).create()?;
-        let new_topic = NewTopic::new(
-            &topic,
-            partitions,
-            TopicReplication::Fixed(replication_factor),
-        )
-        .set("cleanup.policy", "compact");
-        match admin
-            .create_topics(
-                [&new_topic],
-                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-            )
-            .await
-        {
-            Ok(results) => {
-                for result in results {
-                    match result {
-                        Ok(name) => tracing::info!(topic = %name, "created offsets topic"),
-                        Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                        Err((name, code)) => {
-                            tracing::warn!(topic = %name, ?code, "could not create offsets topic; relying on auto-creation")
-                        }
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "broker does not create topics; relying on auto-creation")
-            }
+        let known = {
+            let settings = settings.clone();
+            let topic = topic.clone();
+            tokio::task::spawn_blocking(move || topic_exists(&settings, &topic))
+                .await
+                .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))??
+        };
+        if !known {
+            create_compacted(&settings, &topic, partitions, replication_factor).await?;
         }
         let mut producer_settings = settings.clone();
         producer_settings.insert("acks".into(), "all".into());

@@ -1,0 +1,302 @@
+//! Distributed mode end to end, every component its own process: etcd,
+//! a broker (the embedded one via `weir dev-kafka`, and tansu), a
+//! `weir-coordinator` and `weir-runner`s.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{Value, json};
+use weir_tests::{Broker, CoordinatorProcess, Etcd, Process, Rest, read, start_runner, wait_until};
+
+struct Cluster {
+    _etcd: Etcd,
+    broker: Broker,
+    coordinator: CoordinatorProcess,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(broker: Broker) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start();
+        let coordinator =
+            CoordinatorProcess::start(&etcd, "/weir-test/", dir.path(), "coordinator-1");
+        Cluster {
+            _etcd: etcd,
+            broker,
+            coordinator,
+            dir,
+        }
+    }
+
+    fn rest(&self) -> &Rest {
+        &self.coordinator.rest
+    }
+
+    fn runner(&self, id: &str, extra: &str) -> Process {
+        start_runner(
+            &self.coordinator.grpc,
+            id,
+            self.broker.bootstrap(),
+            self.dir.path(),
+            extra,
+        )
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn create(&self, body: Value) {
+        let (status, reply) = self.rest().post("/connectors", &body.to_string());
+        assert_eq!(status, 201, "{reply}");
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .unwrap();
+}
+
+fn seed_scenario(broker: Broker, exact_bytes: bool) {
+    let cluster = Cluster::start(broker);
+    cluster.broker.create_topic("seed");
+    let _runner = cluster.runner("runner-1", "");
+    let input = cluster.path("input.txt");
+    let output = cluster.path("output.txt");
+    let first: String = (0..300).map(|i| format!("seed line {i}\n")).collect();
+    std::fs::write(&input, &first).unwrap();
+
+    cluster.create(json!({"name": "seed-source", "config": {
+        "connector.class": "org.apache.kafka.connect.file.FileStreamSourceConnector",
+        "file": input.to_str().unwrap(), "topic": "seed",
+        "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+        "value.converter.schemas.enable": "true"}}));
+    cluster.rest().wait_running("seed-source");
+    let expected: Vec<String> = first
+        .lines()
+        .map(|l| json!({"schema": {"type": "string", "optional": false}, "payload": l}).to_string())
+        .collect();
+    wait_until(Duration::from_secs(60), "lines in the topic", || {
+        cluster.broker.read_values("seed").len() >= expected.len()
+    });
+    let values = cluster.broker.read_values("seed");
+    if exact_bytes {
+        assert_eq!(values, expected);
+    } else {
+        let parse = |v: &String| serde_json::from_str::<Value>(v).unwrap();
+        assert_eq!(
+            values.iter().map(parse).collect::<Vec<_>>(),
+            expected.iter().map(parse).collect::<Vec<_>>()
+        );
+    }
+
+    cluster.create(json!({"name": "seed-sink", "config": {
+        "connector.class": "FileStreamSink", "file": output.to_str().unwrap(), "topics": "seed",
+        "value.converter": "JsonConverter"}}));
+    wait_until(Duration::from_secs(60), "output identical to input", || {
+        read(&output) == first
+    });
+    let more: String = (0..40).map(|i| format!("later line {i}\n")).collect();
+    append(&input, &more);
+    wait_until(Duration::from_secs(60), "appended lines copied", || {
+        read(&output) == read(&input)
+    });
+
+    let (_, status) = cluster.rest().get("/connectors/seed-sink/status");
+    assert_eq!(status["tasks"][0]["worker_id"], "runner-1");
+    assert_eq!(status["connector"]["worker_id"], "coordinator-1");
+    assert_eq!(cluster.rest().delete("/connectors/seed-source").0, 204);
+    assert_eq!(cluster.rest().delete("/connectors/seed-sink").0, 204);
+    assert_eq!(cluster.rest().get("/connectors"), (200, json!([])));
+}
+
+#[test]
+fn seed_pipeline_on_the_embedded_broker() {
+    seed_scenario(Broker::dev(), true);
+}
+
+#[test]
+fn seed_pipeline_on_tansu() {
+    seed_scenario(Broker::tansu(), false);
+}
+
+/// Every payload of partition 0 of `topic`, read with a plain consumer.
+fn topic_payloads(bootstrap: &str, topic: &str) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "weir-test-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(topic, 0, Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let mut payloads = Vec::new();
+    let mut next = 0;
+    while next < high {
+        if let Some(message) = consumer.poll(Duration::from_secs(1)) {
+            let message = message.unwrap();
+            next = message.offset() + 1;
+            let value: Value = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            payloads.push(value["payload"].as_str().unwrap().to_owned());
+        }
+    }
+    payloads
+}
+
+fn line_number(line: &str) -> usize {
+    line.trim_start_matches("line-").parse().unwrap()
+}
+
+/// Checks `seen` is the lines 0..total in order, except for at most one
+/// replay that restarts at or after `floor`; returns where the replay began.
+fn single_replay(seen: &[usize], total: usize, floor: usize) -> Option<usize> {
+    let mut expected = 0;
+    let mut replay = None;
+    for &n in seen {
+        if n == expected {
+            expected += 1;
+        } else if n < expected && replay.is_none() {
+            assert!(
+                n >= floor,
+                "replay from line {n} re-sent lines before the committed line {floor}"
+            );
+            replay = Some(n);
+            expected = n + 1;
+        } else {
+            panic!("line {n} out of order (expected {expected}, replay {replay:?})");
+        }
+    }
+    assert_eq!(expected, total, "lines are missing");
+    replay
+}
+
+#[test]
+fn kill_9_of_the_runner_mid_stream_loses_nothing() {
+    const TOTAL: usize = 40_000;
+    let cluster = Cluster::start(Broker::tansu());
+    cluster.broker.create_topic("numbers");
+    let mut runner = cluster.runner("runner-1", "");
+    let input = cluster.path("numbers.txt");
+    let output = cluster.path("numbers-out.txt");
+    let all: String = (0..TOTAL).map(|i| format!("line-{i:06}\n")).collect();
+    std::fs::write(&input, &all).unwrap();
+    cluster.create(json!({"name": "src", "config": {
+        "connector.class": "FileStreamSource", "file": input.to_str().unwrap(),
+        "topic": "numbers", "batch.size": "20"}}));
+    cluster.create(json!({"name": "snk", "config": {
+        "connector.class": "FileStreamSink", "file": output.to_str().unwrap(), "topics": "numbers"}}));
+
+    wait_until(Duration::from_secs(120), "the stream under way", || {
+        read(&output).lines().count() >= 2_000
+    });
+    runner.kill_hard();
+    let copied_at_kill = read(&output).lines().count();
+    assert!(
+        copied_at_kill < TOTAL,
+        "the stream finished before the kill; the test proves nothing"
+    );
+
+    // What the source had durably committed when it died.
+    let committed = {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let settings = [(
+            "bootstrap.servers".to_owned(),
+            cluster.broker.bootstrap().to_owned(),
+        )]
+        .into();
+        runtime.block_on(async {
+            let store = weir_runner::offsets::TopicOffsetStore::open(
+                settings,
+                "connect-offsets".into(),
+                1,
+                1,
+            )
+            .await
+            .unwrap();
+            use weir_runner::offsets::OffsetStore;
+            store.load("src").await.unwrap()
+        })
+    };
+    let position = committed
+        .first()
+        .and_then(|p| p.offset["position"].as_u64())
+        .unwrap_or(0) as usize;
+    let committed_lines = position / "line-000000\n".len();
+
+    let _restarted = cluster.runner("runner-1", "");
+    wait_until(
+        Duration::from_secs(180),
+        "every line copied after the restart",
+        || {
+            read(&output)
+                .lines()
+                .filter_map(|l| l.strip_prefix("line-"))
+                .filter_map(|n| n.parse::<usize>().ok())
+                .collect::<BTreeSet<_>>()
+                .len()
+                == TOTAL
+        },
+    );
+
+    let in_topic: Vec<usize> = topic_payloads(cluster.broker.bootstrap(), "numbers")
+        .iter()
+        .map(|l| line_number(l))
+        .collect();
+    single_replay(&in_topic, TOTAL, committed_lines);
+    let in_file: Vec<usize> = read(&output).lines().map(line_number).collect();
+    single_replay(&in_file, TOTAL, 0);
+}
+
+#[test]
+fn tasks_of_a_killed_runner_move_to_the_survivor() {
+    let cluster = Cluster::start(Broker::dev());
+    let mut first = cluster.runner("runner-a", "");
+    let _second = cluster.runner("runner-b", "");
+    let input = cluster.path("in.txt");
+    let output = cluster.path("out.txt");
+    std::fs::write(&input, "one\n").unwrap();
+    cluster.create(json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "moves"}}));
+    cluster.create(json!({"name": "snk", "config": {"connector.class": "FileStreamSink", "file": output.to_str().unwrap(), "topics": "moves"}}));
+    cluster.rest().wait_running("src");
+    cluster.rest().wait_running("snk");
+    let worker = |name: &str| {
+        cluster.rest().get(&format!("/connectors/{name}/status")).1["tasks"][0]["worker_id"].clone()
+    };
+    assert_ne!(
+        worker("src"),
+        worker("snk"),
+        "two tasks, two runners: one each"
+    );
+    wait_until(Duration::from_secs(60), "first line copied", || {
+        read(&output) == "one\n"
+    });
+
+    first.kill_hard();
+    wait_until(Duration::from_secs(30), "both tasks on runner-b", || {
+        worker("src") == "runner-b"
+            && worker("snk") == "runner-b"
+            && cluster.rest().all_in_state("src", "RUNNING")
+            && cluster.rest().all_in_state("snk", "RUNNING")
+    });
+    append(&input, "two\n");
+    wait_until(
+        Duration::from_secs(60),
+        "the pipeline flowing again",
+        || read(&output).ends_with("two\n"),
+    );
+    assert!(read(&output).lines().filter(|l| *l == "one").count() >= 1);
+}

@@ -1,0 +1,412 @@
+//! `weir standalone` end to end: the seed pipeline on the embedded broker
+//! (file → topic → identical file, checked with kcat), connector files on the
+//! command line, and the REST API's answers to bad input.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weir_tests::{Process, Rest, binary, free_port, kcat, read, wait_until};
+
+struct Standalone {
+    rest: Rest,
+    bootstrap: String,
+    process: Process,
+}
+
+fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalone {
+    let port = free_port();
+    let worker = dir.join("worker.properties");
+    std::fs::write(
+        &worker,
+        format!(
+            "key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             key.converter.schemas.enable=true\nvalue.converter.schemas.enable=true\n\
+             offset.storage.file.filename={}\noffset.flush.interval.ms=500\n\
+             listeners=http://127.0.0.1:{port}\n{extra_worker}",
+            dir.join("connect.offsets").display()
+        ),
+    )
+    .unwrap();
+    let mut process = Process::spawn(
+        "weir standalone",
+        Command::new(binary("weir"))
+            .arg("standalone")
+            .arg(&worker)
+            .args(connector_files),
+        dir.join("standalone.log"),
+    );
+    let line = process.wait_for_log(
+        "embedded Kafka broker bootstrap.servers=",
+        Duration::from_secs(30),
+    );
+    let bootstrap = line.rsplit('=').next().unwrap().trim().to_owned();
+    process.wait_for_log("REST API on", Duration::from_secs(30));
+    Standalone {
+        rest: Rest::new(format!("http://127.0.0.1:{port}")),
+        bootstrap,
+        process,
+    }
+}
+
+fn lines(count: usize, tag: &str) -> String {
+    (0..count)
+        .map(|i| format!("{tag} line {i} with some text\n"))
+        .collect()
+}
+
+#[test]
+fn seed_pipeline_copies_a_file_through_kafka_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    let first = lines(200, "first");
+    std::fs::write(&input, &first).unwrap();
+    let standalone = start(dir.path(), "", &[]);
+    let rest = &standalone.rest;
+
+    let source = json!({"name": "seed-source", "config": {
+        "connector.class": "FileStreamSource", "tasks.max": "1",
+        "file": input.to_str().unwrap(), "topic": "seed-topic"}});
+    let (status, body) = rest.post("/connectors", &source.to_string());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["type"], "source");
+    rest.wait_running("seed-source");
+
+    let expected: Vec<String> = first
+        .lines()
+        .map(|l| json!({"schema": {"type": "string", "optional": false}, "payload": l}).to_string())
+        .collect();
+    wait_until(Duration::from_secs(30), "every line in the topic", || {
+        kcat(&standalone.bootstrap, "seed-topic").len() >= expected.len()
+    });
+    let in_topic: Vec<String> = kcat(&standalone.bootstrap, "seed-topic")
+        .into_iter()
+        .map(|r| r.value)
+        .collect();
+    assert_eq!(
+        in_topic, expected,
+        "topic holds the exact JsonConverter envelope"
+    );
+    assert_eq!(
+        in_topic[0],
+        r#"{"schema":{"type":"string","optional":false},"payload":"first line 0 with some text"}"#
+    );
+
+    let sink = json!({"name": "seed-sink", "config": {
+        "connector.class": "org.apache.kafka.connect.file.FileStreamSinkConnector",
+        "file": output.to_str().unwrap(), "topics": "seed-topic"}});
+    let (status, body) = rest.post("/connectors", &sink.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(60), "output identical to input", || {
+        read(&output) == first
+    });
+
+    let second = lines(50, "appended");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, second.as_bytes()))
+        .unwrap();
+    let whole = format!("{first}{second}");
+    wait_until(Duration::from_secs(60), "appended lines copied", || {
+        read(&output) == whole
+    });
+    assert_eq!(
+        std::fs::read(&output).unwrap(),
+        std::fs::read(&input).unwrap()
+    );
+
+    let (_, topics) = rest.get("/connectors/seed-source/topics");
+    assert_eq!(topics, json!({"seed-source": {"topics": ["seed-topic"]}}));
+
+    assert_eq!(rest.delete("/connectors/seed-source").0, 204);
+    assert_eq!(rest.delete("/connectors/seed-sink").0, 204);
+    assert_eq!(rest.get("/connectors"), (200, json!([])));
+    drop(standalone);
+}
+
+#[test]
+fn connector_files_on_the_command_line_run_and_offsets_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, lines(100, "a")).unwrap();
+    let source = dir.path().join("source.properties");
+    std::fs::write(
+        &source,
+        format!(
+            "name=file-source\nconnector.class=FileStreamSource\nfile={}\ntopic=cli-topic\n",
+            input.display()
+        ),
+    )
+    .unwrap();
+    let sink = dir.path().join("sink.properties");
+    std::fs::write(
+        &sink,
+        format!(
+            "name=file-sink\nconnector.class=FileStreamSink\nfile={}\ntopics=cli-topic\n",
+            output.display()
+        ),
+    )
+    .unwrap();
+    let mut standalone = start(dir.path(), "", &[&source, &sink]);
+    wait_until(Duration::from_secs(60), "output copied", || {
+        read(&output) == read(&input)
+    });
+    standalone.rest.wait_running("file-source");
+    standalone.process.terminate();
+
+    // The offsets file says where the source stopped: a restart sends nothing again.
+    let offsets: Value = serde_json::from_str(&read(&dir.path().join("connect.offsets"))).unwrap();
+    let size = std::fs::metadata(&input).unwrap().len();
+    assert_eq!(offsets["file-source"][0]["offset"]["position"], json!(size));
+    let restarted = start(dir.path(), "", &[&source]);
+    restarted.rest.wait_running("file-source");
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&input)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"after restart\n"))
+        .unwrap();
+    wait_until(Duration::from_secs(30), "the new line in the topic", || {
+        kcat(&restarted.bootstrap, "cli-topic")
+            .iter()
+            .any(|r| r.value.contains("after restart"))
+    });
+    // A fresh embedded broker: only the line after the committed position was sent.
+    assert_eq!(kcat(&restarted.bootstrap, "cli-topic").len(), 1);
+}
+
+#[test]
+fn rest_api_answers_like_kafka_connect() {
+    let dir = tempfile::tempdir().unwrap();
+    let standalone = start(dir.path(), "", &[]);
+    let rest = &standalone.rest;
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "x\n").unwrap();
+
+    let (status, root) = rest.get("/");
+    assert_eq!(status, 200);
+    assert!(root["version"].is_string() && root["kafka_cluster_id"].is_string());
+    assert_eq!(rest.get("/connectors"), (200, json!([])));
+
+    let (status, plugins) = rest.get("/connector-plugins");
+    assert_eq!(status, 200);
+    let classes: Vec<&str> = plugins
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        classes,
+        [
+            "org.apache.kafka.connect.file.FileStreamSinkConnector",
+            "org.apache.kafka.connect.file.FileStreamSourceConnector"
+        ]
+    );
+    let (_, all) = rest.get("/connector-plugins?connectorsOnly=false");
+    assert!(all.as_array().unwrap().iter().any(|p| p["class"]
+        == "org.apache.kafka.connect.json.JsonConverter"
+        && p["type"] == "converter"));
+
+    // Invalid config: 400 naming the missing key, nothing created.
+    let (status, body) = rest.post(
+        "/connectors",
+        &json!({"name": "bad", "config": {"connector.class": "FileStreamSource", "file": "/tmp/x"}}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(body["error_code"], 400);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "Connector configuration is invalid and contains the following 1 error(s):"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("Missing required configuration \"topic\" which has no default value."),
+        "{message}"
+    );
+    let (status, body) = rest.post(
+        "/connectors",
+        &json!({"name": "bad", "config": {"connector.class": "FileStreamSource", "topic": "t", "tasks.max": "zero"}}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Invalid value zero for configuration tasks.max"),
+        "{body}"
+    );
+    let (status, body) = rest.post(
+        "/connectors",
+        &json!({"name": "bad", "config": {"topic": "t"}}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("contains no connector type"),
+        "{body}"
+    );
+    let (status, body) = rest.post(
+        "/connectors",
+        &json!({"name": "bad", "config": {"connector.class": "NoSuchConnector"}}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("NoSuchConnector"),
+        "{body}"
+    );
+    assert_eq!(rest.get("/connectors"), (200, json!([])));
+
+    // Malformed JSON: an error body in Kafka Connect's format, and the server lives on.
+    for bad in [
+        "{\"name\": broken",
+        "[1,2]",
+        "{\"name\":\"x\",\"config\":{\"a\":{\"nested\":1}}}",
+    ] {
+        let (status, body) = rest.post("/connectors", bad);
+        assert_eq!(status, 500, "{bad}: {body}");
+        assert_eq!(body["error_code"], 500);
+        assert!(body["message"].is_string());
+    }
+
+    let create = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "t", "tasks.max": 1}});
+    let (status, body) = rest.post("/connectors", &create.to_string());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["config"]["tasks.max"], "1");
+    assert_eq!(body["config"]["name"], "src");
+    let (status, body) = rest.post("/connectors", &create.to_string());
+    assert_eq!((status, body["error_code"].clone()), (409, json!(409)));
+    assert_eq!(body["message"], "Connector src already exists");
+
+    // Name mismatch between URL and config.
+    let (status, body) = rest.put(
+        "/connectors/src/config",
+        &json!({"name": "other", "connector.class": "FileStreamSource", "topic": "t"}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("doesn't match connector name in the URL"),
+        "{body}"
+    );
+
+    // Unknown names: 404 with Kafka Connect's messages.
+    for (method, path, message) in [
+        ("GET", "/connectors/nope", "Connector nope not found"),
+        ("GET", "/connectors/nope/config", "Connector nope not found"),
+        (
+            "GET",
+            "/connectors/nope/status",
+            "No status found for connector nope",
+        ),
+        ("GET", "/connectors/nope/tasks", "Connector nope not found"),
+        ("DELETE", "/connectors/nope", "Connector nope not found"),
+        ("PUT", "/connectors/nope/pause", "Unknown connector nope"),
+        ("PUT", "/connectors/nope/resume", "Unknown connector nope"),
+        (
+            "POST",
+            "/connectors/nope/restart",
+            "Unknown connector: nope",
+        ),
+        (
+            "GET",
+            "/connectors/src/tasks/7/status",
+            "No status found for task src-7",
+        ),
+        (
+            "POST",
+            "/connectors/src/tasks/7/restart",
+            "Unknown task: src-7",
+        ),
+        ("GET", "/no/such/path", "HTTP 404 Not Found"),
+    ] {
+        let (status, body) = match method {
+            "GET" => rest.get(path),
+            "DELETE" => rest.delete(path),
+            "PUT" => rest.put_empty(path),
+            _ => rest.post(path, ""),
+        };
+        assert_eq!(status, 404, "{method} {path}: {body}");
+        assert_eq!(
+            body,
+            json!({"error_code": 404, "message": message}),
+            "{method} {path}"
+        );
+    }
+    let (status, body) = rest.delete("/connectors");
+    assert_eq!((status, body["error_code"].clone()), (405, json!(405)));
+
+    // Lifecycle: pause, resume, restart, config update.
+    rest.wait_running("src");
+    let (status, task) = rest.get("/connectors/src/tasks/0/status");
+    assert_eq!(status, 200);
+    assert_eq!(task["id"], 0);
+    assert_eq!(task["state"], "RUNNING");
+    assert_eq!(rest.put_empty("/connectors/src/pause").0, 202);
+    wait_until(Duration::from_secs(30), "src PAUSED", || {
+        rest.all_in_state("src", "PAUSED")
+    });
+    assert_eq!(rest.put_empty("/connectors/src/resume").0, 202);
+    rest.wait_running("src");
+    assert_eq!(rest.post("/connectors/src/restart", "").0, 204);
+    let (status, body) = rest.post("/connectors/src/restart?includeTasks=true", "");
+    assert_eq!(status, 202);
+    assert_eq!(body["tasks"][0]["state"], "RESTARTING");
+    rest.wait_running("src");
+    assert_eq!(rest.post("/connectors/src/tasks/0/restart", "").0, 204);
+    rest.wait_running("src");
+    let (status, body) = rest.put(
+        "/connectors/src/config",
+        &json!({"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "t2"}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, tasks) = rest.get("/connectors/src/tasks");
+    assert_eq!(tasks[0]["config"]["topic"], "t2");
+    let (status, _) = rest.put(
+        "/connectors/created-by-put/config",
+        &json!({"connector.class": "FileStreamSink", "topics": "t2", "file": dir.path().join("o.txt").to_str().unwrap()}).to_string(),
+    );
+    assert_eq!(status, 201);
+    let (_, expanded) = rest.get("/connectors?expand=status&expand=info");
+    assert_eq!(expanded["created-by-put"]["info"]["type"], "sink");
+    assert!(expanded["src"]["status"]["connector"]["state"].is_string());
+
+    // Validate: 200 even with errors, ConfigInfos shape, exact key set.
+    let (status, infos) = rest.put(
+        "/connector-plugins/FileStreamSinkConnector/config/validate",
+        &json!({"connector.class": "FileStreamSink", "name": "v"}).to_string(),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(infos["name"], "FileStreamSink");
+    assert_eq!(infos["error_count"], 2);
+    assert_eq!(infos["configs"].as_array().unwrap().len(), 21);
+    let (status, body) = rest.put(
+        "/connector-plugins/FileStreamSource/config/validate",
+        &json!({"connector.class": "FileStreamSink"}).to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not match request type")
+    );
+
+    assert_eq!(rest.delete("/connectors/src").0, 204);
+    assert_eq!(rest.delete("/connectors/created-by-put").0, 204);
+    assert_eq!(rest.get("/connectors"), (200, json!([])));
+    drop(standalone);
+}

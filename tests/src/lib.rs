@@ -1,0 +1,478 @@
+//! The end-to-end harness. Every server a test needs is a real process on a
+//! free loopback port with its own temporary directory: etcd (Debian's
+//! `etcd-server`), the brokers (`weir dev-kafka`, `tansu` with its SQLite
+//! engine), `weir-coordinator`, `weir-runner` and `weir standalone`. Each
+//! process is killed when its handle drops. Waiting is by polling a
+//! condition against a deadline, never by sleeping a fixed time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `condition` every 100 ms until it holds; panics after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A workspace binary, built before the tests run (`cargo build --bins`).
+pub fn binary(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("WEIR_BIN_DIR") {
+        return Path::new(&dir).join(name);
+    }
+    // target/<profile>/deps/<test exe> → target/<profile>/<name>
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().unwrap().parent().unwrap().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// A child process whose output goes to a log file; killed on drop.
+pub struct Process {
+    pub name: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(name: &str, command: &mut Command, log: PathBuf) -> Process {
+        let out = File::create(&log).unwrap();
+        let err = out.try_clone().unwrap();
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .env(
+                "RUST_LOG",
+                std::env::var("WEIR_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .env("NO_COLOR", "1")
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Process {
+            name: name.to_owned(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, as `kill -9`.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} did not stop on SIGTERM", self.name);
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
+    }
+
+    /// Waits for a line containing `needle` in the log and returns it.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) -> String {
+        let mut found = None;
+        wait_until(timeout, &format!("{} to log {needle:?}", self.name), || {
+            found = self
+                .log_text()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned);
+            found.is_some()
+        });
+        found.unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("---- log of {} ----\n{}", self.name, tail(&self.log, 60));
+            }
+        }
+    }
+}
+
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    wait_until(Duration::from_secs(30), what, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+}
+
+/// etcd from Debian's `etcd-server`.
+pub struct Etcd {
+    pub endpoint: String,
+    _process: Process,
+    _dir: TempDir,
+}
+
+impl Etcd {
+    pub fn start() -> Etcd {
+        let dir = tempfile::tempdir().unwrap();
+        let client = free_port();
+        let peer = free_port();
+        let process = Process::spawn(
+            "etcd",
+            Command::new(std::env::var("WEIR_ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
+                .arg("--data-dir")
+                .arg(dir.path().join("data"))
+                .arg("--listen-client-urls")
+                .arg(format!("http://127.0.0.1:{client}"))
+                .arg("--advertise-client-urls")
+                .arg(format!("http://127.0.0.1:{client}"))
+                .arg("--listen-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-advertise-peer-urls")
+                .arg(format!("http://127.0.0.1:{peer}"))
+                .arg("--initial-cluster")
+                .arg(format!("default=http://127.0.0.1:{peer}")),
+            dir.path().join("etcd.log"),
+        );
+        wait_for_port(client, "etcd");
+        Etcd {
+            endpoint: format!("http://127.0.0.1:{client}"),
+            _process: process,
+            _dir: dir,
+        }
+    }
+}
+
+/// Which Kafka-protocol broker a test runs against.
+pub enum Broker {
+    /// `weir dev-kafka`: librdkafka's mock cluster; read back with kcat.
+    Dev {
+        bootstrap: String,
+        _process: Process,
+        _dir: TempDir,
+    },
+    /// tansu 0.6.0 on SQLite; read back with `tansu cat`.
+    Tansu {
+        bootstrap: String,
+        _process: Process,
+        dir: TempDir,
+    },
+}
+
+impl Broker {
+    pub fn dev() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut process = Process::spawn(
+            "dev-kafka",
+            Command::new(binary("weir")).args(["dev-kafka", "--port", &port.to_string()]),
+            dir.path().join("dev-kafka.log"),
+        );
+        process.wait_for_log("bootstrap.servers=", Duration::from_secs(30));
+        Broker::Dev {
+            bootstrap: format!("127.0.0.1:{port}"),
+            _process: process,
+            _dir: dir,
+        }
+    }
+
+    pub fn tansu() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = Process::spawn(
+            "tansu",
+            Command::new(std::env::var("WEIR_TANSU_BIN").unwrap_or_else(|_| "tansu".into()))
+                .current_dir(dir.path())
+                .args([
+                    "broker",
+                    "--listener-url",
+                    &url,
+                    "--advertised-listener-url",
+                    &url,
+                ])
+                .args(["--storage-engine", "sqlite://tansu.db"]),
+            dir.path().join("tansu.log"),
+        );
+        wait_for_port(port, "tansu");
+        Broker::Tansu {
+            bootstrap: format!("127.0.0.1:{port}"),
+            _process: process,
+            dir,
+        }
+    }
+
+    pub fn bootstrap(&self) -> &str {
+        match self {
+            Broker::Dev { bootstrap, .. } | Broker::Tansu { bootstrap, .. } => bootstrap,
+        }
+    }
+
+    /// Creates a one-partition topic. tansu does not auto-create topics; the
+    /// dev broker creates them on first use.
+    pub fn create_topic(&self, topic: &str) {
+        if let Broker::Tansu { bootstrap, .. } = self {
+            let status =
+                Command::new(std::env::var("WEIR_TANSU_BIN").unwrap_or_else(|_| "tansu".into()))
+                    .args([
+                        "topic",
+                        "create",
+                        "--broker",
+                        &format!("tcp://{bootstrap}"),
+                        "--partitions",
+                        "1",
+                        topic,
+                    ])
+                    .status()
+                    .unwrap();
+            assert!(status.success(), "creating topic {topic}");
+        }
+    }
+
+    /// Record values of partition 0 of `topic`, read by a client independent of Weir.
+    /// With kcat the bytes are exact; `tansu cat` re-encodes JSON values.
+    pub fn read_values(&self, topic: &str) -> Vec<String> {
+        match self {
+            Broker::Dev { bootstrap, .. } => kcat(bootstrap, topic)
+                .into_iter()
+                .map(|r| r.value)
+                .collect(),
+            Broker::Tansu { bootstrap, dir, .. } => {
+                let output = Command::new(
+                    std::env::var("WEIR_TANSU_BIN").unwrap_or_else(|_| "tansu".into()),
+                )
+                .current_dir(dir.path())
+                .args([
+                    "cat",
+                    "consume",
+                    "--broker",
+                    &format!("tcp://{bootstrap}"),
+                    topic,
+                ])
+                .args(["--max-wait-time-ms", "500"])
+                .output()
+                .unwrap();
+                let text = String::from_utf8_lossy(&output.stdout);
+                let records: Value =
+                    serde_json::from_str(text.trim()).unwrap_or(Value::Array(Vec::new()));
+                records
+                    .as_array()
+                    .map(|records| records.iter().map(|r| r["value"].to_string()).collect())
+                    .unwrap_or_default()
+            }
+        }
+    }
+}
+
+/// One record as kcat printed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KcatRecord {
+    pub value: String,
+    pub headers: String,
+}
+
+/// Reads a whole topic with Debian's kcat.
+pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
+    let output = Command::new("kcat")
+        .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u"])
+        .args(["-f", "%h\t%s\n"])
+        .output()
+        .expect("kcat (Debian package kcat) is required");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (headers, value) = line.split_once('\t')?;
+            Some(KcatRecord {
+                value: value.to_owned(),
+                headers: headers.to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A minimal HTTP client for the REST API; every answer is (status, body).
+pub struct Rest {
+    pub base: String,
+}
+
+impl Rest {
+    pub fn new(base: String) -> Rest {
+        Rest { base }
+    }
+
+    fn send(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let request = ureq::request(method, &format!("{}{path}", self.base))
+            .set("Content-Type", "application/json")
+            .timeout(Duration::from_secs(30));
+        let result = match body {
+            Some(body) => request.send_string(body),
+            None => request.call(),
+        };
+        let response = match result {
+            Ok(response) => response,
+            Err(ureq::Error::Status(_, response)) => response,
+            Err(error) => panic!("{method} {path}: {error}"),
+        };
+        let status = response.status();
+        let text = response.into_string().unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        self.send("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send("POST", path, Some(body))
+    }
+
+    pub fn put(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send("PUT", path, Some(body))
+    }
+
+    pub fn put_empty(&self, path: &str) -> (u16, Value) {
+        self.send("PUT", path, None)
+    }
+
+    pub fn delete(&self, path: &str) -> (u16, Value) {
+        self.send("DELETE", path, None)
+    }
+
+    /// Whether the connector and all its tasks report `state`.
+    pub fn all_in_state(&self, connector: &str, state: &str) -> bool {
+        let (status, body) = self.get(&format!("/connectors/{connector}/status"));
+        status == 200
+            && body["connector"]["state"] == state
+            && body["tasks"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["state"] == state))
+    }
+
+    pub fn wait_running(&self, connector: &str) {
+        wait_until(
+            Duration::from_secs(60),
+            &format!("{connector} RUNNING"),
+            || self.all_in_state(connector, "RUNNING"),
+        );
+    }
+}
+
+/// A `weir-coordinator` process on etcd.
+pub struct CoordinatorProcess {
+    pub rest: Rest,
+    pub grpc: String,
+    pub process: Process,
+}
+
+impl CoordinatorProcess {
+    pub fn start(etcd: &Etcd, prefix: &str, dir: &Path, id: &str) -> CoordinatorProcess {
+        let rest_port = free_port();
+        let grpc_port = free_port();
+        let process = Process::spawn(
+            id,
+            Command::new(binary("weir-coordinator"))
+                .args(["--etcd-endpoints", &etcd.endpoint, "--etcd-prefix", prefix])
+                .args(["--listeners", &format!("http://127.0.0.1:{rest_port}")])
+                .args([
+                    "--grpc-listen",
+                    &format!("127.0.0.1:{grpc_port}"),
+                    "--id",
+                    id,
+                ]),
+            dir.join(format!("{id}.log")),
+        );
+        wait_for_port(rest_port, "coordinator REST");
+        CoordinatorProcess {
+            rest: Rest::new(format!("http://127.0.0.1:{rest_port}")),
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            process,
+        }
+    }
+}
+
+/// Starts a `weir-runner` with the given worker properties.
+pub fn start_runner(
+    coordinator: &str,
+    id: &str,
+    bootstrap: &str,
+    dir: &Path,
+    extra: &str,
+) -> Process {
+    let properties = dir.join(format!("{id}.properties"));
+    std::fs::write(
+        &properties,
+        format!("bootstrap.servers={bootstrap}\noffset.flush.interval.ms=500\noffset.storage.replication.factor=1\noffset.storage.partitions=1\n{extra}"),
+    )
+    .unwrap();
+    Process::spawn(
+        id,
+        Command::new(binary("weir-runner"))
+            .arg("--config")
+            .arg(&properties)
+            .args(["--coordinator", coordinator, "--runner-id", id]),
+        dir.join(format!("{id}.log")),
+    )
+}
+
+/// Reads a file, or "" if it does not exist yet.
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
