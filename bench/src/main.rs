@@ -1,0 +1,294 @@
+//! `weir-bench`: FileStreamSource → Kafka through Weir's real source task
+//! loop, against a raw rdkafka producer sending the same records to the same
+//! broker in the same run. Prints records/s of each, their ratio, and CPU
+//! seconds per million records of this process (the broker is a separate
+//! child process, so its CPU is not counted).
+//!
+//! Usage: `cargo run --release -p weir-bench [-- --records N --bootstrap HOST:PORT]`.
+//! Without `--bootstrap` it starts the embedded broker (librdkafka's mock
+//! cluster) in a child process: fine for ratios, not an absolute throughput
+//! reference.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use weir_connect::config::ConfigMap;
+use weir_connect::registry::Registry;
+use weir_runner::WorkerConfig;
+use weir_runner::offsets::FileOffsetStore;
+use weir_runner::task::{self, TargetState, TaskContext, TaskEvent, TaskKey};
+
+/// Process CPU time (user + system) so far.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at index 2.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/self/stat: 11 and 12 here.
+    Duration::from_millis((ticks(11) + ticks(12)) * 1000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+struct Measurement {
+    records: usize,
+    wall: Duration,
+    cpu: Duration,
+}
+
+impl Measurement {
+    fn rate(&self) -> f64 {
+        self.records as f64 / self.wall.as_secs_f64()
+    }
+
+    fn cpu_per_million(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1_000_000.0 / self.records as f64
+    }
+}
+
+fn producer_settings(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000");
+    config
+}
+
+/// The baseline: a raw rdkafka producer sending `lines` as values.
+fn raw_producer(bootstrap: &str, topic: &str, lines: &[String]) -> Measurement {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        producer_settings(bootstrap).create().unwrap();
+    let cpu = cpu_time();
+    let start = Instant::now();
+    for line in lines {
+        let mut record = BaseRecord::<(), str>::to(topic).payload(line.as_str());
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+    Measurement {
+        records: lines.len(),
+        wall: start.elapsed(),
+        cpu: cpu_time() - cpu,
+    }
+}
+
+/// Weir: FileStreamSource → converter → producer, with offsets committed
+/// after acks; done when the offset of the last line is committed.
+async fn weir_source(
+    bootstrap: &str,
+    topic: &str,
+    lines: &[String],
+    converter: &str,
+) -> Measurement {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.txt");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    for line in lines {
+        out.write_all(line.as_bytes()).unwrap();
+        out.write_all(b"\n").unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let size = std::fs::metadata(&file).unwrap().len();
+
+    let worker: ConfigMap = [
+        ("bootstrap.servers", bootstrap),
+        (
+            "offset.storage.file.filename",
+            dir.path().join("offsets").to_str().unwrap(),
+        ),
+        ("offset.flush.interval.ms", "50"),
+        ("value.converter", converter),
+        ("value.converter.schemas.enable", "true"),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.storage.StringConverter",
+        ),
+        ("producer.queue.buffering.max.messages", "1000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let worker = Arc::new(WorkerConfig::from_properties(worker, true).unwrap());
+    let config: ConfigMap = [
+        ("connector.class", "FileStreamSource"),
+        ("file", file.to_str().unwrap()),
+        ("topic", topic),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let plugin = Registry::builtin().connector("FileStreamSource").unwrap();
+    let (events, mut received) = mpsc::channel(1024);
+    let (_target, target_rx) = watch::channel(TargetState::Running);
+    let cancel = CancellationToken::new();
+    let context = TaskContext {
+        key: TaskKey {
+            connector: "bench".into(),
+            task: 0,
+        },
+        config,
+        epoch: 0,
+        worker: worker.clone(),
+        offsets: Arc::new(FileOffsetStore::new(dir.path().join("offsets"))),
+        target: target_rx,
+        cancel: cancel.clone(),
+        events,
+    };
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let handle = task::spawn(context, plugin.create_task());
+    let mut wall = None;
+    while let Some(event) = received.recv().await {
+        match event {
+            TaskEvent::OffsetsCommitted { positions, .. }
+                if positions
+                    .iter()
+                    .any(|p| p.offset["position"].as_u64() == Some(size)) =>
+            {
+                wall = Some(start.elapsed());
+                break;
+            }
+            TaskEvent::Status {
+                state: task::TaskState::Failed,
+                trace,
+                ..
+            } => panic!("source failed: {trace}"),
+            _ => {}
+        }
+    }
+    let cpu = cpu_time() - cpu;
+    cancel.cancel();
+    handle.await.unwrap();
+    Measurement {
+        records: lines.len(),
+        wall: wall.expect("source finished"),
+        cpu,
+    }
+}
+
+fn start_broker() -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args(["serve-broker", &port.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "broker did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, format!("127.0.0.1:{port}"))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    if args.get(1).map(String::as_str) == Some("serve-broker") {
+        let port: u16 = args[2].parse().unwrap();
+        runtime.block_on(async {
+            let _broker = weir_runner::devkafka::DevKafka::start(port).await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        return;
+    }
+    let flag = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let records: usize = flag("--records").map_or(300_000, |r| r.parse().unwrap());
+    let (mut broker, bootstrap) = match flag("--bootstrap") {
+        Some(bootstrap) => (None, bootstrap),
+        None => {
+            let (child, bootstrap) = start_broker();
+            (Some(child), bootstrap)
+        }
+    };
+    println!(
+        "weir-bench: {records} records per run, broker {bootstrap}{}",
+        if broker.is_some() {
+            " (embedded mock cluster, child process)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "{:<8} {:<34} {:>12} {:>12} {:>10} {:>10}",
+        "size", "path", "records/s", "CPU-s/M", "rate ÷raw", "CPU ×raw"
+    );
+    for (size, count) in [(100usize, records), (1024, (records / 4).max(1))] {
+        let lines: Vec<String> = (0..count)
+            .map(|i| format!("{i:0>width$}", width = size))
+            .collect();
+        let raw = raw_producer(&bootstrap, &format!("bench-raw-{size}"), &lines);
+        let string = runtime.block_on(weir_source(
+            &bootstrap,
+            &format!("bench-weir-{size}"),
+            &lines,
+            "org.apache.kafka.connect.storage.StringConverter",
+        ));
+        let json = runtime.block_on(weir_source(
+            &bootstrap,
+            &format!("bench-json-{size}"),
+            &lines,
+            "org.apache.kafka.connect.json.JsonConverter",
+        ));
+        let row = |name: &str, m: &Measurement| {
+            println!(
+                "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
+                format!("{size} B"),
+                name,
+                m.rate(),
+                m.cpu_per_million(),
+                m.rate() / raw.rate(),
+                m.cpu_per_million() / raw.cpu_per_million()
+            );
+        };
+        row("raw rdkafka ThreadedProducer", &raw);
+        row("weir FileStreamSource (String)", &string);
+        row("weir FileStreamSource (Json)", &json);
+    }
+    if let Some(child) = broker.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
