@@ -1,9 +1,12 @@
-//! The source path: connector `poll` → converters → rdkafka producer. Offsets
-//! of records Kafka acknowledged are stored every `offset.flush.interval.ms`
-//! (and on stop); only then is the connector told `commit`.
+//! The source path: connector `poll` → converters → rdkafka producer. Batches
+//! are pipelined: the next poll does not wait for the previous batch's acks,
+//! up to a bound on records in flight. Offsets are stored every
+//! `offset.flush.interval.ms` (and on stop) for the prefix of batches Kafka
+//! has fully acknowledged; only then is the connector told `commit`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use futures::FutureExt;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -16,11 +19,23 @@ use crate::task::{TaskContext, TaskEvent};
 
 /// Records asked of the connector per poll.
 const MAX_POLL_RECORDS: usize = 10_000;
+/// Records sent but not yet acknowledged, at most; past it the loop waits.
+const MAX_IN_FLIGHT: usize = 20_000;
+
+/// One polled batch on its way to Kafka.
+struct InFlight {
+    deliveries: VecDeque<DeliveryFuture>,
+    /// The last position per source partition in this batch (usually one).
+    positions: Vec<SourcePosition>,
+}
 
 struct SourceRun {
     producer: FutureProducer,
     key_converter: Box<dyn Converter>,
     value_converter: Box<dyn Converter>,
+    /// Batches in send order; only a fully acknowledged prefix may be committed.
+    in_flight: VecDeque<InFlight>,
+    in_flight_records: usize,
     /// Acknowledged by Kafka but not yet stored, by partition.
     acked: BTreeMap<String, SourcePosition>,
     topics: BTreeSet<String>,
@@ -44,6 +59,8 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         value_converter: context
             .worker
             .converter(&context.config, ConverterRole::Value)?,
+        in_flight: VecDeque::new(),
+        in_flight_records: 0,
         acked: BTreeMap::new(),
         topics: BTreeSet::new(),
     };
@@ -52,7 +69,15 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     context.report_target().await;
 
     let outcome = run.pump(&mut context, task.as_mut()).await;
-    let committed = run.commit(&context, task.as_mut()).await;
+    // On a clean stop, wait for what is in flight so its offsets are stored too.
+    let settled = match outcome {
+        Ok(()) => run.settle_all().await,
+        Err(_) => Ok(()),
+    };
+    let committed = match settled {
+        Ok(()) => run.commit(&context, task.as_mut()).await,
+        Err(error) => Err(error),
+    };
     let stopped = task.stop().await.map_err(Error::from);
     outcome.and(committed).and(stopped)
 }
@@ -84,26 +109,33 @@ impl SourceRun {
         }
     }
 
-    /// Produces a batch and waits for Kafka to acknowledge all of it.
+    /// Hands a batch to the producer without waiting for its acks, then
+    /// waits only while too many records are in flight.
     async fn send(&mut self, context: &TaskContext, records: Vec<SourceRecord>) -> Result<()> {
-        let mut pending: VecDeque<DeliveryFuture> = VecDeque::with_capacity(records.len());
+        let mut batch = InFlight {
+            deliveries: VecDeque::with_capacity(records.len()),
+            positions: Vec::new(),
+        };
         let mut new_topics = Vec::new();
-        for record in &records {
+        for record in records {
             let key = self
                 .key_converter
                 .from_connect(&record.topic, &record.key)?;
             let value = self
                 .value_converter
                 .from_connect(&record.topic, &record.value)?;
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for header in &record.headers {
-                let text = header.value.value.to_display_string();
-                headers = headers.insert(KafkaHeader {
-                    key: &header.key,
-                    value: Some(text.as_bytes()),
-                });
+            let mut message = FutureRecord::to(&record.topic);
+            if !record.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for header in &record.headers {
+                    let text = header.value.value.to_display_string();
+                    headers = headers.insert(KafkaHeader {
+                        key: &header.key,
+                        value: Some(text.as_bytes()),
+                    });
+                }
+                message = message.headers(headers);
             }
-            let mut message = FutureRecord::to(&record.topic).headers(headers);
             if let Some(key) = key.as_deref() {
                 message = message.key(key);
             }
@@ -119,34 +151,41 @@ impl SourceRun {
             loop {
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
-                        pending.push_back(delivery);
+                        batch.deliveries.push_back(delivery);
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                         message = returned;
-                        // The local queue is full: wait for the oldest send to finish.
-                        match pending.pop_front() {
-                            Some(oldest) => check_delivery(oldest.await)?,
-                            None => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                        // The producer's queue is full: wait for the oldest send to finish.
+                        if let Some(oldest) = batch.deliveries.pop_front() {
+                            check_delivery(oldest.await)?;
+                        } else if !self.settle_one().await? {
+                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
                         }
                     }
                     Err((error, _)) => return Err(error.into()),
                 }
             }
-            if self.topics.insert(record.topic.clone()) {
+            if !self.topics.contains(&record.topic) {
+                self.topics.insert(record.topic.clone());
                 new_topics.push(record.topic.clone());
             }
+            match batch
+                .positions
+                .iter_mut()
+                .find(|p| p.partition == record.source_partition)
+            {
+                Some(position) => position.offset = record.source_offset,
+                None => batch.positions.push(SourcePosition {
+                    partition: record.source_partition,
+                    offset: record.source_offset,
+                }),
+            }
         }
-        for delivery in pending {
-            check_delivery(delivery.await)?;
-        }
-        for record in records {
-            let position = SourcePosition {
-                partition: record.source_partition,
-                offset: record.source_offset,
-            };
-            let key = serde_json::Value::Object(position.partition.clone()).to_string();
-            self.acked.insert(key, position);
+        self.in_flight_records += batch.deliveries.len();
+        self.in_flight.push_back(batch);
+        while self.in_flight_records > MAX_IN_FLIGHT {
+            self.settle_one().await?;
         }
         if !new_topics.is_empty() {
             context
@@ -159,8 +198,61 @@ impl SourceRun {
         Ok(())
     }
 
+    /// Waits for the oldest record in flight; false if nothing is in flight.
+    async fn settle_one(&mut self) -> Result<bool> {
+        let Some(front) = self.in_flight.front_mut() else {
+            return Ok(false);
+        };
+        if let Some(delivery) = front.deliveries.pop_front() {
+            self.in_flight_records -= 1;
+            check_delivery(delivery.await)?;
+        }
+        self.retire_acked();
+        Ok(true)
+    }
+
+    /// Collects acks that already arrived, without waiting.
+    fn settle_ready(&mut self) -> Result<()> {
+        while let Some(front) = self.in_flight.front_mut() {
+            while let Some(delivery) = front.deliveries.front_mut() {
+                match delivery.now_or_never() {
+                    Some(result) => {
+                        front.deliveries.pop_front();
+                        self.in_flight_records -= 1;
+                        check_delivery(result)?;
+                    }
+                    None => return Ok(()),
+                }
+            }
+            self.retire_acked();
+        }
+        Ok(())
+    }
+
+    async fn settle_all(&mut self) -> Result<()> {
+        while self.settle_one().await? {}
+        Ok(())
+    }
+
+    /// Moves fully acknowledged batches at the front into `acked`.
+    fn retire_acked(&mut self) {
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|batch| batch.deliveries.is_empty())
+        {
+            if let Some(batch) = self.in_flight.pop_front() {
+                for position in batch.positions {
+                    let key = serde_json::Value::Object(position.partition.clone()).to_string();
+                    self.acked.insert(key, position);
+                }
+            }
+        }
+    }
+
     /// Stores acknowledged offsets, then tells the connector they are committed.
     async fn commit(&mut self, context: &TaskContext, task: &mut dyn SourceTask) -> Result<()> {
+        self.settle_ready()?;
         if self.acked.is_empty() {
             return Ok(());
         }

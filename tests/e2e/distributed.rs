@@ -184,6 +184,22 @@ fn single_replay(seen: &[usize], total: usize, floor: usize) -> Option<usize> {
     replay
 }
 
+/// Checks `seen` holds every line 0..total, new lines in order with no gap;
+/// repeats (re-deliveries after a restart or a rebalance) are allowed.
+fn at_least_once_in_order(seen: &[usize], total: usize) {
+    let mut next = 0;
+    for &n in seen {
+        assert!(
+            n <= next,
+            "line {n} arrived before line {next}: a line was lost"
+        );
+        if n == next {
+            next += 1;
+        }
+    }
+    assert_eq!(next, total, "lines are missing");
+}
+
 #[test]
 fn kill_9_of_the_runner_mid_stream_loses_nothing() {
     const TOTAL: usize = 40_000;
@@ -237,7 +253,7 @@ fn kill_9_of_the_runner_mid_stream_loses_nothing() {
         .unwrap_or(0) as usize;
     let committed_lines = position / "line-000000\n".len();
 
-    let _restarted = cluster.runner("runner-1", "");
+    let restarted = cluster.runner("runner-1", "");
     wait_until(
         Duration::from_secs(180),
         "every line copied after the restart",
@@ -258,12 +274,16 @@ fn kill_9_of_the_runner_mid_stream_loses_nothing() {
         .collect();
     single_replay(&in_topic, TOTAL, committed_lines);
     let in_file: Vec<usize> = read(&output).lines().map(line_number).collect();
-    single_replay(&in_file, TOTAL, 0);
+    at_least_once_in_order(&in_file, TOTAL);
+    drop(restarted);
 }
 
+// On tansu: the embedded broker (librdkafka's mock) never expires a killed
+// member of a classic consumer group, so its sink group cannot rebalance.
 #[test]
 fn tasks_of_a_killed_runner_move_to_the_survivor() {
-    let cluster = Cluster::start(Broker::dev());
+    let cluster = Cluster::start(Broker::tansu());
+    cluster.broker.create_topic("moves");
     let mut first = cluster.runner("runner-a", "");
     let _second = cluster.runner("runner-b", "");
     let input = cluster.path("in.txt");
