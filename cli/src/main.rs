@@ -167,7 +167,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     Ok(())
 }
 
-fn read_properties(path: &PathBuf) -> Result<ConfigMap, BoxError> {
+fn read_properties(path: &std::path::Path) -> Result<ConfigMap, BoxError> {
     weir_connect::properties::read(path)
         .map_err(|e| format!("reading {}: {e}", path.display()).into())
 }

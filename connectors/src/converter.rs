@@ -28,7 +28,7 @@ type Result<T> = std::result::Result<T, ConvertError>;
 
 /// Converts record keys or values to and from their serialized form.
 pub trait Converter: Send + Sync {
-    fn from_connect(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>>;
+    fn to_kafka(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>>;
     fn to_connect(&self, topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue>;
 }
 
@@ -76,7 +76,7 @@ pub struct JsonConverter {
 }
 
 impl Converter for JsonConverter {
-    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
         if data.schema.is_none() && data.value.is_null() {
             return Ok(None);
         }
@@ -190,10 +190,10 @@ pub fn schema_to_json(schema: &Schema) -> Json {
     if !schema.parameters.is_empty() {
         out.insert("parameters".into(), json!(schema.parameters));
     }
-    if let Some(default) = &schema.default {
-        if let Ok(default_json) = value_to_json(Some(schema), default) {
-            out.insert("default".into(), default_json);
-        }
+    if let Some(default) = &schema.default
+        && let Ok(default_json) = value_to_json(Some(schema), default)
+    {
+        out.insert("default".into(), default_json);
     }
     Json::Object(out)
 }
@@ -491,7 +491,7 @@ pub fn schemaless_from_json(json: &Json) -> Value {
 pub struct StringConverter;
 
 impl Converter for StringConverter {
-    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
         Ok(match &data.value {
             Value::Null => None,
             other => Some(other.to_display_string().into_bytes()),
@@ -513,14 +513,14 @@ impl Converter for StringConverter {
 pub struct ByteArrayConverter;
 
 impl Converter for ByteArrayConverter {
-    fn from_connect(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
-        if let Some(schema) = &data.schema {
-            if schema.schema_type != SchemaType::Bytes {
-                return Err(ConvertError(format!(
-                    "Invalid schema type for ByteArrayConverter: {}",
-                    schema.schema_type.json_name().to_ascii_uppercase()
-                )));
-            }
+    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        if let Some(schema) = &data.schema
+            && schema.schema_type != SchemaType::Bytes
+        {
+            return Err(ConvertError(format!(
+                "Invalid schema type for ByteArrayConverter: {}",
+                schema.schema_type.json_name().to_ascii_uppercase()
+            )));
         }
         match &data.value {
             Value::Null => Ok(None),
@@ -556,7 +556,7 @@ mod tests {
             schemas_enable: true,
         };
         let bytes = converter
-            .from_connect("t", &string_line("hello"))
+            .to_kafka("t", &string_line("hello"))
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -575,7 +575,7 @@ mod tests {
             schemas_enable: false,
         };
         let bytes = converter
-            .from_connect("t", &string_line("hi"))
+            .to_kafka("t", &string_line("hi"))
             .unwrap()
             .unwrap();
         assert_eq!(bytes, br#""hi""#);
@@ -637,7 +637,7 @@ mod tests {
         let converter = JsonConverter {
             schemas_enable: true,
         };
-        let bytes = converter.from_connect("t", &data).unwrap().unwrap();
+        let bytes = converter.to_kafka("t", &data).unwrap().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"int32","optional":true,"field":"age"},{"type":"float","optional":false,"field":"score"}"#), "{text}");
         assert!(
@@ -668,9 +668,7 @@ mod tests {
             schemas_enable: true,
         };
         assert_eq!(
-            converter
-                .from_connect("t", &SchemaAndValue::null())
-                .unwrap(),
+            converter.to_kafka("t", &SchemaAndValue::null()).unwrap(),
             None
         );
         assert_eq!(
@@ -681,9 +679,7 @@ mod tests {
 
     #[test]
     fn string_and_byte_array_converters() {
-        let bytes = StringConverter
-            .from_connect("t", &string_line("x"))
-            .unwrap();
+        let bytes = StringConverter.to_kafka("t", &string_line("x")).unwrap();
         assert_eq!(bytes.as_deref(), Some(&b"x"[..]));
         assert_eq!(
             StringConverter.to_connect("t", Some(b"y")).unwrap().value,
@@ -694,14 +690,10 @@ mod tests {
             value: Value::Bytes(vec![0, 1]),
         };
         assert_eq!(
-            ByteArrayConverter.from_connect("t", &raw).unwrap(),
+            ByteArrayConverter.to_kafka("t", &raw).unwrap(),
             Some(vec![0, 1])
         );
-        assert!(
-            ByteArrayConverter
-                .from_connect("t", &string_line("x"))
-                .is_err()
-        );
+        assert!(ByteArrayConverter.to_kafka("t", &string_line("x")).is_err());
     }
 
     #[test]

@@ -73,10 +73,10 @@ pub fn assign(
             .filter(|(runner, held)| held.len() < quota[*runner])
             .min_by(|(ra, a), (rb, b)| a.len().cmp(&b.len()).then_with(|| ra.cmp(rb)))
             .map(|(runner, _)| runner.clone());
-        if let Some(runner) = target {
-            if let Some(held) = next.get_mut(&runner) {
-                held.insert(task);
-            }
+        if let Some(runner) = target
+            && let Some(held) = next.get_mut(&runner)
+        {
+            held.insert(task);
         }
     }
     next

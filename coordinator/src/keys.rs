@@ -47,15 +47,14 @@ pub fn decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] == b'%' {
-            if let Some(decoded) = segment
+        if bytes[index] == b'%'
+            && let Some(decoded) = segment
                 .get(index + 1..index + 3)
                 .and_then(|hex| u8::from_str_radix(hex, 16).ok())
-            {
-                out.push(decoded);
-                index += 3;
-                continue;
-            }
+        {
+            out.push(decoded);
+            index += 3;
+            continue;
         }
         out.push(bytes[index]);
         index += 1;

@@ -56,13 +56,25 @@ pub fn router(admin: AdminService) -> Router {
         .with_state(admin)
 }
 
-/// Kafka Connect's error body.
-fn error(status: StatusCode, message: &str) -> Response {
-    (
+/// An HTTP error, rendered as Kafka Connect's `{"error_code","message"}` body.
+#[derive(Debug)]
+pub struct RestError {
+    status: StatusCode,
+    message: String,
+}
+
+impl IntoResponse for RestError {
+    fn into_response(self) -> Response {
+        let body = json!({"error_code": self.status.as_u16(), "message": self.message});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> RestError {
+    RestError {
         status,
-        axum::Json(json!({"error_code": status.as_u16(), "message": message})),
-    )
-        .into_response()
+        message: message.to_owned(),
+    }
 }
 
 /// The one mapping from gRPC codes to HTTP statuses.
@@ -79,7 +91,7 @@ pub fn http_status(code: Code) -> StatusCode {
     }
 }
 
-fn from_status(status: tonic::Status) -> Response {
+fn from_status(status: tonic::Status) -> RestError {
     error(http_status(status.code()), status.message())
 }
 
@@ -87,11 +99,11 @@ fn ok(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-type HttpResult = Result<Response, Response>;
+type HttpResult = Result<Response, RestError>;
 
 /// Parses a JSON body. Like Kafka Connect (Jackson behind Jersey), a body
 /// that cannot be read is a 500 with the parser's message.
-fn parse_body(body: &Bytes) -> Result<Value, Response> {
+fn parse_body(body: &Bytes) -> Result<Value, RestError> {
     serde_json::from_slice(body).map_err(|e| {
         error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,7 +114,7 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
 
 /// A flat `{"k":"v"}` config. Numbers and booleans are taken as their text
 /// (as Jackson coerces them); nulls are dropped; nested values are refused.
-fn config_map(value: &Value) -> Result<BTreeMap<String, String>, Response> {
+fn config_map(value: &Value) -> Result<BTreeMap<String, String>, RestError> {
     let Value::Object(object) = value else {
         return Err(error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -164,15 +176,14 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut index = 0;
     while index < bytes.len() {
-        if bytes[index] == b'%' {
-            if let Some(byte) = text
+        if bytes[index] == b'%'
+            && let Some(byte) = text
                 .get(index + 1..index + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
-            {
-                out.push(byte);
-                index += 3;
-                continue;
-            }
+        {
+            out.push(byte);
+            index += 3;
+            continue;
         }
         out.push(bytes[index]);
         index += 1;
@@ -252,7 +263,7 @@ fn connector_ref(name: String) -> Request<pb::ConnectorRef> {
     Request::new(pb::ConnectorRef { name })
 }
 
-fn task_ref(name: String, task: &str) -> Result<Request<pb::TaskRef>, Response> {
+fn task_ref(name: String, task: &str) -> Result<Request<pb::TaskRef>, RestError> {
     let task = task
         .parse()
         .map_err(|_| error(StatusCode::NOT_FOUND, "HTTP 404 Not Found"))?;

@@ -118,16 +118,15 @@ fn sink_topic_errors(config: &ConfigMap) -> Vec<(String, Vec<String>)> {
         .get("errors.deadletterqueue.topic.name")
         .map(|d| d.trim())
         .filter(|d| !d.is_empty())
+        && topics.iter().any(|t| t == dlq)
     {
-        if topics.iter().any(|t| t == dlq) {
-            errors.push((
+        errors.push((
                 "errors.deadletterqueue.topic.name".to_owned(),
                 vec![format!(
                     "The DLQ topic '{dlq}' may not be included in the list of topics ('topics={}') to be consumed.",
                     topics.join(",")
                 )],
             ));
-        }
     }
     errors
 }

@@ -107,10 +107,10 @@ impl WorkerConfig {
         settings.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
         let worker_prefix = format!("{}.", role.prefix());
         for (key, value) in &self.properties {
-            if let Some(setting) = key.strip_prefix(&worker_prefix) {
-                if !setting.starts_with("override.") {
-                    settings.insert(setting.to_owned(), value.clone());
-                }
+            if let Some(setting) = key.strip_prefix(&worker_prefix)
+                && !setting.starts_with("override.")
+            {
+                settings.insert(setting.to_owned(), value.clone());
             }
         }
         let override_prefix = format!("{}.override.", role.prefix());
@@ -205,13 +205,10 @@ mod tests {
         let default = worker
             .converter(&ConfigMap::new(), ConverterRole::Value)
             .unwrap();
-        assert_eq!(
-            default.from_connect("t", &line).unwrap().unwrap(),
-            br#""a""#
-        );
+        assert_eq!(default.to_kafka("t", &line).unwrap().unwrap(), br#""a""#);
         let connector = props(&[("value.converter", "StringConverter")]);
         let own = worker.converter(&connector, ConverterRole::Value).unwrap();
-        assert_eq!(own.from_connect("t", &line).unwrap().unwrap(), b"a");
+        assert_eq!(own.to_kafka("t", &line).unwrap().unwrap(), b"a");
     }
 
     #[test]

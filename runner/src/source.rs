@@ -118,12 +118,10 @@ impl SourceRun {
         };
         let mut new_topics = Vec::new();
         for record in records {
-            let key = self
-                .key_converter
-                .from_connect(&record.topic, &record.key)?;
+            let key = self.key_converter.to_kafka(&record.topic, &record.key)?;
             let value = self
                 .value_converter
-                .from_connect(&record.topic, &record.value)?;
+                .to_kafka(&record.topic, &record.value)?;
             let mut message = FutureRecord::to(&record.topic);
             if !record.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

@@ -171,11 +171,10 @@ impl Runner {
                     Some(_) => {}
                 },
                 Some(event) = events_rx.recv() => {
-                    if let Some(message) = self.message_for(event) {
-                        if outbound.send(message).await.is_err() {
+                    if let Some(message) = self.message_for(event)
+                        && outbound.send(message).await.is_err() {
                             return Ok(());
                         }
-                    }
                 }
             }
         }

@@ -2,6 +2,8 @@
 //! a broker (the embedded one via `weir dev-kafka`, and tansu), a
 //! `weir-coordinator` and `weir-runner`s.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! (file → topic → identical file, checked with kcat), connector files on the
 //! command line, and the REST API's answers to bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! One behavioural suite, run against both state stores: etcd (a real etcd
 //! process) and the local store of standalone mode.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use weir_coordinator::store::{EtcdStore, LocalStore, conformance};
 use weir_tests::Etcd;
 
