@@ -33,6 +33,15 @@ pub fn parse(text: &str) -> ConfigMap {
     map
 }
 
+/// This host's name: the default identity of coordinators and runners.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 /// Reads and parses a `.properties` file.
 pub fn read(path: &Path) -> std::io::Result<ConfigMap> {
     Ok(parse(&std::fs::read_to_string(path)?))

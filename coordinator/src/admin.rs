@@ -17,7 +17,8 @@ use weir_proto::admin::v1::admin_server::Admin;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{
-    InstanceState, RunnerRecord, StatusRecord, TargetRecord, TargetState, TaskConfigsRecord,
+    InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord, TargetState,
+    TaskConfigsRecord,
 };
 use crate::store::{Condition, Store, Txn};
 use crate::validate::{config_infos, invalid_config_message};
@@ -612,7 +613,8 @@ impl Admin for AdminService {
             .delete(keys::connector_status(&name))
             .delete_prefix(keys::task_status_prefix(&name))
             .delete_prefix(keys::restarts_prefix(&name))
-            .delete_prefix(keys::topics_prefix(&name));
+            .delete_prefix(keys::topics_prefix(&name))
+            .delete(keys::offsets(&name));
         if !self.store.txn(txn).await? {
             return Err(Error::NotFound(format!("Connector {name} not found")).into());
         }
@@ -702,6 +704,26 @@ impl Admin for AdminService {
             .filter_map(|(key, _)| key.rsplit('/').next().map(keys::decode))
             .collect();
         Ok(Response::new(pb::ConnectorTopics { name, topics }))
+    }
+
+    async fn get_connector_offsets(
+        &self,
+        request: Request<pb::ConnectorRef>,
+    ) -> Reply<pb::ConnectorOffsets> {
+        let name = request.into_inner().name;
+        self.existing(&name, || format!("Connector {name} not found"))
+            .await?;
+        let entries: Vec<OffsetEntry> = read_json(&self.store, &keys::offsets(&name))
+            .await?
+            .unwrap_or_default();
+        let offsets = entries
+            .into_iter()
+            .map(|entry| pb::ConnectorOffset {
+                partition_json: entry.partition.to_string(),
+                offset_json: entry.offset.to_string(),
+            })
+            .collect();
+        Ok(Response::new(pb::ConnectorOffsets { offsets }))
     }
 
     async fn list_plugins(

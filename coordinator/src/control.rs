@@ -18,8 +18,8 @@ use crate::admin::{read_json, to_json};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
-    AssignmentRecord, InstanceState, RunnerRecord, StatusRecord, TargetRecord, TargetState,
-    TaskConfigsRecord,
+    AssignmentRecord, InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord,
+    TargetState, TaskConfigsRecord,
 };
 use crate::store::{Condition, Store, Txn};
 
@@ -183,12 +183,44 @@ impl Session {
                 }
                 Ok(())
             }
-            Some(Body::Offsets(report)) => {
-                tracing::debug!(connector = %report.connector, partitions = report.offsets.len(), "source offsets committed");
-                Ok(())
-            }
+            Some(Body::Offsets(report)) => self.record_offsets(report).await,
             Some(Body::Heartbeat(_)) | Some(Body::Hello(_)) | None => Ok(()),
         }
+    }
+
+    /// Merges reported offsets into `offsets/{connector}`, per partition.
+    async fn record_offsets(&self, report: pb::OffsetsReport) -> Result<()> {
+        let key = keys::offsets(&report.connector);
+        let previous = self.store.get(&key).await?;
+        let mut entries: Vec<OffsetEntry> = match &previous {
+            Some(bytes) => serde_json::from_slice(bytes)?,
+            None => Vec::new(),
+        };
+        for reported in report.offsets {
+            let (Ok(partition), Ok(offset)) = (
+                serde_json::from_str::<serde_json::Value>(&reported.partition_json),
+                serde_json::from_str::<serde_json::Value>(&reported.offset_json),
+            ) else {
+                continue;
+            };
+            match entries.iter_mut().find(|e| e.partition == partition) {
+                Some(entry) => entry.offset = offset,
+                None => entries.push(OffsetEntry { partition, offset }),
+            }
+        }
+        let unchanged = match previous {
+            Some(bytes) => Condition::ValueEquals(key.clone(), bytes),
+            None => Condition::Absent(key.clone()),
+        };
+        let txn = Txn::new()
+            .when(Condition::Present(keys::connector_config(
+                &report.connector,
+            )))
+            .when(unchanged)
+            .put(key, to_json(&entries)?);
+        // A concurrent report from another task wins; the next flush re-reports.
+        self.store.txn(txn).await?;
+        Ok(())
     }
 
     /// Writes a task's status, but only while this runner owns the task, so a

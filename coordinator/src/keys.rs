@@ -10,6 +10,7 @@
 //! | `status/connectors/{name}` | `{"state","worker_id","trace"}` | admin |
 //! | `status/tasks/{name}/{task}` | `{"state","worker_id","trace","epoch"}` | coordinator serving the runner, leader |
 //! | `topics/{name}/{topic}` | `{}` (active topics, KIP-558) | coordinator serving the runner |
+//! | `offsets/{name}` | `[{"partition":{…},"offset":{…}}]`, last committed offsets reported | coordinator serving the runner |
 //! | `runners/{id}` | `{"runner_id","coordinator_id","session"}`, under the coordinator's lease | coordinator serving the runner |
 //! | `assignments/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}]}` | leader |
 //! | `epoch` | last assignment epoch, a number | leader |
@@ -24,6 +25,7 @@ pub const RESTARTS: &str = "restarts/";
 pub const STATUS_CONNECTORS: &str = "status/connectors/";
 pub const STATUS_TASKS: &str = "status/tasks/";
 pub const TOPICS: &str = "topics/";
+pub const OFFSETS: &str = "offsets/";
 pub const RUNNERS: &str = "runners/";
 pub const ASSIGNMENTS: &str = "assignments/";
 pub const EPOCH: &str = "epoch";
@@ -104,6 +106,10 @@ pub fn topics_prefix(name: &str) -> String {
 
 pub fn topic(name: &str, topic: &str) -> String {
     format!("{}{}", topics_prefix(name), encode(topic))
+}
+
+pub fn offsets(name: &str) -> String {
+    format!("{OFFSETS}{}", encode(name))
 }
 
 pub fn runner(id: &str) -> String {

@@ -83,3 +83,10 @@ pub struct AssignmentRecord {
 pub struct LeaderRecord {
     pub coordinator_id: String,
 }
+
+/// One committed position, as the offsets API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OffsetEntry {
+    pub partition: serde_json::Value,
+    pub offset: serde_json::Value,
+}

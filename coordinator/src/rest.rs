@@ -41,6 +41,7 @@ pub fn router(admin: AdminService) -> Router {
             post(restart_task),
         )
         .route("/connectors/{name}/topics", get(connector_topics))
+        .route("/connectors/{name}/offsets", get(connector_offsets))
         .route("/connector-plugins", get(list_plugins))
         .route(
             "/connector-plugins/{plugin}/config/validate",
@@ -569,6 +570,26 @@ async fn connector_topics(
         StatusCode::OK,
         json!({ topics.name: {"topics": topics.topics} }),
     ))
+}
+
+async fn connector_offsets(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+) -> HttpResult {
+    let offsets = admin
+        .get_connector_offsets(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let entries: Vec<Value> = offsets
+        .offsets
+        .iter()
+        .map(|entry| {
+            let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+            json!({"partition": parse(&entry.partition_json), "offset": parse(&entry.offset_json)})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, json!({"offsets": entries})))
 }
 
 async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {

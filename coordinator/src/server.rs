@@ -162,15 +162,6 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr> {
         .map_err(|e| Error::Internal(format!("reading bound address: {e}")))
 }
 
-/// This host's name, for default ids.
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
-}
-
 /// Parses Kafka Connect's `listeners` (e.g. `http://:8083,http://host:8084`)
 /// into the first address to bind.
 pub fn parse_listeners(listeners: &str) -> Result<SocketAddr> {

@@ -9,7 +9,9 @@ use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use weir_connect::api::{Header, SinkRecord, SinkTask, TopicPartitionOffset};
+use weir_connect::api::{
+    Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
+};
 use weir_connect::config::parse_list;
 use weir_connect::converter::Converter;
 use weir_connect::data::{Schema, SchemaAndValue, SchemaType, Value};
@@ -79,7 +81,10 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
 
     let outcome = run.pump(&mut context, task.as_mut()).await;
     let committed = match outcome {
-        Ok(()) => run.flush_and_commit(task.as_mut(), CommitMode::Sync).await,
+        Ok(()) => {
+            run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync)
+                .await
+        }
         Err(_) => Ok(()),
     };
     let stopped = task.stop().await.map_err(Error::from);
@@ -103,7 +108,7 @@ impl SinkRun {
                     }
                     self.apply_target(context, task).await?;
                 }
-                _ = flush.tick() => self.flush_and_commit(task, CommitMode::Async).await?,
+                _ = flush.tick() => self.flush_and_commit(context, task, CommitMode::Async).await?,
                 received = self.consumer.recv(), if !paused => {
                     let first = match received {
                         Ok(message) => message,
@@ -133,7 +138,8 @@ impl SinkRun {
     async fn apply_target(&mut self, context: &TaskContext, task: &mut dyn SinkTask) -> Result<()> {
         let assignment = self.consumer.assignment()?;
         if context.is_paused() {
-            self.flush_and_commit(task, CommitMode::Async).await?;
+            self.flush_and_commit(context, task, CommitMode::Async)
+                .await?;
             self.consumer.pause(&assignment)?;
         } else {
             self.consumer.resume(&assignment)?;
@@ -200,8 +206,14 @@ impl SinkRun {
         Ok(())
     }
 
-    /// Flushes the connector, then commits what it has made durable.
-    async fn flush_and_commit(&mut self, task: &mut dyn SinkTask, mode: CommitMode) -> Result<()> {
+    /// Flushes the connector, then commits what it has made durable, and
+    /// reports the committed offsets in Kafka Connect's sink offset shape.
+    async fn flush_and_commit(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+        mode: CommitMode,
+    ) -> Result<()> {
         if self.uncommitted.is_empty() {
             return Ok(());
         }
@@ -227,6 +239,23 @@ impl SinkRun {
             CommitMode::Async => self.consumer.commit(&list, CommitMode::Async)?,
         }
         self.uncommitted.clear();
+        let positions = offsets
+            .iter()
+            .map(|entry| {
+                let mut partition = JsonMap::new();
+                partition.insert("kafka_topic".into(), entry.topic.clone().into());
+                partition.insert("kafka_partition".into(), entry.partition.into());
+                let mut offset = JsonMap::new();
+                offset.insert("kafka_offset".into(), entry.offset.into());
+                SourcePosition { partition, offset }
+            })
+            .collect();
+        context
+            .emit(TaskEvent::OffsetsCommitted {
+                connector: context.key.connector.clone(),
+                positions,
+            })
+            .await;
         Ok(())
     }
 }

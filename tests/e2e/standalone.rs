@@ -121,6 +121,19 @@ fn seed_pipeline_copies_a_file_through_kafka_byte_for_byte() {
         std::fs::read(&input).unwrap()
     );
 
+    // The offsets the tasks committed, in Kafka Connect's GET .../offsets shape.
+    let size = std::fs::metadata(&input).unwrap().len();
+    let source_offsets = json!({"offsets": [{"partition": {"filename": input.to_str().unwrap()}, "offset": {"position": size}}]});
+    wait_until(Duration::from_secs(30), "source offsets reported", || {
+        rest.get("/connectors/seed-source/offsets") == (200, source_offsets.clone())
+    });
+    let lines_copied = whole.lines().count();
+    let sink_offsets = json!({"offsets": [{"partition": {"kafka_topic": "seed-topic", "kafka_partition": 0}, "offset": {"kafka_offset": lines_copied}}]});
+    wait_until(Duration::from_secs(30), "sink offsets reported", || {
+        rest.get("/connectors/seed-sink/offsets") == (200, sink_offsets.clone())
+    });
+    assert_eq!(rest.get("/connectors/nope/offsets").0, 404);
+
     let (_, topics) = rest.get("/connectors/seed-source/topics");
     assert_eq!(topics, json!({"seed-source": {"topics": ["seed-topic"]}}));
 
@@ -406,6 +419,33 @@ fn rest_api_answers_like_kafka_connect() {
             .unwrap()
             .contains("does not match request type")
     );
+
+    // A task that cannot start is FAILED, with its error as the trace; the
+    // connector itself stays RUNNING, as in Kafka Connect.
+    let unwritable = dir.path().join("no-such-dir").join("out.txt");
+    let broken = json!({"name": "broken-sink", "config": {"connector.class": "FileStreamSink", "topics": "t", "file": unwritable.to_str().unwrap()}});
+    assert_eq!(rest.post("/connectors", &broken.to_string()).0, 201);
+    wait_until(Duration::from_secs(30), "broken-sink task FAILED", || {
+        rest.get("/connectors/broken-sink/tasks/0/status").1["state"] == "FAILED"
+    });
+    let (_, task) = rest.get("/connectors/broken-sink/tasks/0/status");
+    let trace = task["trace"].as_str().unwrap();
+    assert!(trace.contains("no-such-dir"), "{trace}");
+    let (_, status) = rest.get("/connectors/broken-sink/status");
+    assert_eq!(status["connector"]["state"], "RUNNING");
+    std::fs::create_dir(dir.path().join("no-such-dir")).unwrap();
+    let (status, restarting) = rest.post(
+        "/connectors/broken-sink/restart?includeTasks=true&onlyFailed=true",
+        "",
+    );
+    assert_eq!(status, 202);
+    assert_eq!(restarting["tasks"][0]["state"], "RESTARTING");
+    assert_eq!(
+        restarting["connector"]["state"], "RUNNING",
+        "onlyFailed leaves a running connector alone"
+    );
+    rest.wait_running("broken-sink");
+    assert_eq!(rest.delete("/connectors/broken-sink").0, 204);
 
     assert_eq!(rest.delete("/connectors/src").0, 204);
     assert_eq!(rest.delete("/connectors/created-by-put").0, 204);

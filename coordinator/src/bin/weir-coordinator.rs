@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use weir_connect::properties::hostname;
 use weir_connect::registry::Registry;
-use weir_coordinator::server::{hostname, parse_listeners};
+use weir_coordinator::server::parse_listeners;
 use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
 
 #[derive(Parser, Debug)]

@@ -65,7 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runner_id = properties
         .get("runner.id")
         .cloned()
-        .unwrap_or_else(weir_coordinator_free_hostname);
+        .unwrap_or_else(weir_connect::properties::hostname);
     let worker = WorkerConfig::from_properties(properties, false)?;
     let runner = Runner::new(
         RunnerConfig {
@@ -96,12 +96,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     runner.run(shutdown).await?;
     Ok(())
-}
-
-fn weir_coordinator_free_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
