@@ -16,6 +16,7 @@ pub mod data;
 pub mod file;
 pub mod properties;
 pub mod registry;
+pub mod transforms;
 
 pub use api::{
     ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord, SourceTask,

@@ -4,6 +4,7 @@
 
 use weir_connect::api::ConnectorPlugin;
 use weir_connect::config::{ConfigMap, ConfigType, Direction, base_connector_def, parse_list};
+use weir_connect::transforms::TransformChain;
 use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, ConfigValueInfo};
 
 /// Validates `config` against `plugin`; `error_count` says whether it is valid.
@@ -47,6 +48,9 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
         .collect();
 
     let mut extra = plugin.validate(config);
+    if let Err(message) = TransformChain::from_config(config) {
+        extra.push(("transforms".to_owned(), vec![message]));
+    }
     if plugin.kind() == Direction::Sink {
         extra.extend(sink_topic_errors(config));
     }

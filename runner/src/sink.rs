@@ -15,6 +15,7 @@ use weir_connect::api::{
 use weir_connect::config::parse_list;
 use weir_connect::converter::Converter;
 use weir_connect::data::{Schema, SchemaAndValue, SchemaType, Value};
+use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::config::{ClientRole, ConverterRole, client_config};
 use crate::error::{Error, Result};
@@ -25,6 +26,7 @@ const MAX_BATCH: usize = 1000;
 
 struct SinkRun {
     consumer: StreamConsumer,
+    transforms: TransformChain,
     key_converter: Box<dyn Converter>,
     value_converter: Box<dyn Converter>,
     /// Next offset to commit, per topic partition, for records already put.
@@ -67,6 +69,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     }
     let mut run = SinkRun {
         consumer,
+        transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter: context
             .worker
             .converter(&context.config, ConverterRole::Key)?,
@@ -121,13 +124,18 @@ impl SinkRun {
                             continue;
                         }
                     };
-                    let mut batch = vec![self.to_record(&first)?];
+                    let mut batch = Vec::new();
+                    let mut consumed = vec![self.take(&first, &mut batch)?];
                     drop(first);
-                    while batch.len() < MAX_BATCH {
+                    while consumed.len() < MAX_BATCH {
                         match self.consumer.recv().now_or_never() {
-                            Some(Ok(message)) => batch.push(self.to_record(&message)?),
+                            Some(Ok(message)) => consumed.push(self.take(&message, &mut batch)?),
                             _ => break,
                         }
+                    }
+                    // Committed at the next flush, after `put` — even the records a transform dropped.
+                    for (topic_partition, next) in consumed {
+                        self.uncommitted.insert(topic_partition, next);
                     }
                     self.put(context, task, batch).await?;
                 }
@@ -146,6 +154,54 @@ impl SinkRun {
         }
         context.report_target().await;
         Ok(())
+    }
+
+    /// Converts and transforms one consumed message into `batch`; returns
+    /// its topic partition and the next offset to commit for it.
+    fn take(
+        &self,
+        message: &BorrowedMessage<'_>,
+        batch: &mut Vec<SinkRecord>,
+    ) -> Result<((String, i32), i64)> {
+        let consumed = (
+            (message.topic().to_owned(), message.partition()),
+            message.offset() + 1,
+        );
+        let record = self.to_record(message)?;
+        if self.transforms.is_empty() {
+            batch.push(record);
+            return Ok(consumed);
+        }
+        let SinkRecord {
+            topic,
+            partition,
+            offset,
+            key,
+            value,
+            timestamp_ms,
+            headers,
+        } = record;
+        let connect = ConnectRecord {
+            topic,
+            kafka_partition: Some(partition),
+            kafka_offset: Some(offset),
+            key,
+            value,
+            timestamp_ms,
+            headers,
+        };
+        if let Some(out) = self.transforms.apply(connect)? {
+            batch.push(SinkRecord {
+                topic: out.topic,
+                partition: out.kafka_partition.unwrap_or(partition),
+                offset,
+                key: out.key,
+                value: out.value,
+                timestamp_ms: out.timestamp_ms,
+                headers: out.headers,
+            });
+        }
+        Ok(consumed)
     }
 
     fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord> {
@@ -188,9 +244,8 @@ impl SinkRun {
     ) -> Result<()> {
         let mut new_topics = Vec::new();
         for record in &batch {
-            self.uncommitted
-                .insert((record.topic.clone(), record.partition), record.offset + 1);
-            if self.topics.insert(record.topic.clone()) {
+            if !self.topics.contains(&record.topic) {
+                self.topics.insert(record.topic.clone());
                 new_topics.push(record.topic.clone());
             }
         }

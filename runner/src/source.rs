@@ -12,6 +12,7 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use weir_connect::api::{SourcePosition, SourceRecord, SourceTask};
 use weir_connect::converter::Converter;
+use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::config::{ClientRole, ConverterRole, client_config};
 use crate::error::{Error, Result};
@@ -31,6 +32,7 @@ struct InFlight {
 
 struct SourceRun {
     producer: FutureProducer,
+    transforms: TransformChain,
     key_converter: Box<dyn Converter>,
     value_converter: Box<dyn Converter>,
     /// Batches in send order; only a fully acknowledged prefix may be committed.
@@ -53,6 +55,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         .or_insert_with(|| "5".into());
     let mut run = SourceRun {
         producer: client_config(&settings).create()?,
+        transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter: context
             .worker
             .converter(&context.config, ConverterRole::Key)?,
@@ -117,7 +120,46 @@ impl SourceRun {
             positions: Vec::new(),
         };
         let mut new_topics = Vec::new();
-        for record in records {
+        for source in records {
+            let SourceRecord {
+                source_partition,
+                source_offset,
+                topic,
+                kafka_partition,
+                key,
+                value,
+                timestamp_ms,
+                headers,
+            } = source;
+            // The offset counts as handled even when a transform drops the record.
+            match batch
+                .positions
+                .iter_mut()
+                .find(|p| p.partition == source_partition)
+            {
+                Some(position) => position.offset = source_offset,
+                None => batch.positions.push(SourcePosition {
+                    partition: source_partition,
+                    offset: source_offset,
+                }),
+            }
+            let record = ConnectRecord {
+                topic,
+                kafka_partition,
+                kafka_offset: None,
+                key,
+                value,
+                timestamp_ms,
+                headers,
+            };
+            let record = if self.transforms.is_empty() {
+                record
+            } else {
+                match self.transforms.apply(record)? {
+                    Some(record) => record,
+                    None => continue,
+                }
+            };
             let key = self.key_converter.to_kafka(&record.topic, &record.key)?;
             let value = self
                 .value_converter
@@ -167,17 +209,6 @@ impl SourceRun {
             if !self.topics.contains(&record.topic) {
                 self.topics.insert(record.topic.clone());
                 new_topics.push(record.topic.clone());
-            }
-            match batch
-                .positions
-                .iter_mut()
-                .find(|p| p.partition == record.source_partition)
-            {
-                Some(position) => position.offset = record.source_offset,
-                None => batch.positions.push(SourcePosition {
-                    partition: record.source_partition,
-                    offset: record.source_offset,
-                }),
             }
         }
         self.in_flight_records += batch.deliveries.len();

@@ -255,7 +255,10 @@ fn kill_9_of_the_runner_mid_stream_loses_nothing() {
         .unwrap_or(0) as usize;
     let committed_lines = position / "line-000000\n".len();
 
-    let restarted = cluster.runner("runner-1", "");
+    let restarted = cluster.runner(
+        "runner-1",
+        &std::env::var("WEIR_TEST_RUNNER_EXTRA").unwrap_or_default(),
+    );
     wait_until(
         Duration::from_secs(180),
         "every line copied after the restart",

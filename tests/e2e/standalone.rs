@@ -452,3 +452,38 @@ fn rest_api_answers_like_kafka_connect() {
     assert_eq!(rest.get("/connectors"), (200, json!([])));
     drop(standalone);
 }
+
+#[test]
+fn insert_header_is_seen_by_an_independent_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "alpha\nbeta\ngamma\n").unwrap();
+    let standalone = start(dir.path(), "", &[]);
+    let source = json!({"name": "with-header", "config": {
+        "connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "headed",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "transforms": "addSource,skipBeta",
+        "transforms.addSource.type": "org.apache.kafka.connect.transforms.InsertHeader",
+        "transforms.addSource.header": "source",
+        "transforms.addSource.value.literal": "weir-file",
+        "transforms.skipBeta.type": "org.apache.kafka.connect.transforms.Filter",
+        "transforms.skipBeta.predicate": "isBetaTopic",
+        "predicates": "isBetaTopic",
+        "predicates.isBetaTopic.type": "org.apache.kafka.connect.transforms.predicates.TopicNameMatches",
+        "predicates.isBetaTopic.pattern": "beta-.*"}});
+    let (status, body) = standalone.rest.post("/connectors", &source.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(30), "three records", || kcat(&standalone.bootstrap, "headed").len() >= 3);
+    let records = kcat(&standalone.bootstrap, "headed");
+    let values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
+    assert_eq!(values, ["alpha", "beta", "gamma"], "the predicate does not match, so nothing is filtered");
+    assert!(records.iter().all(|r| r.headers == "source=weir-file"), "{records:?}");
+
+    // An invalid transform config is a 400 naming the key, and nothing is created.
+    let bad = json!({"name": "bad-transform", "config": {
+        "connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "t",
+        "transforms": "x"}});
+    let (status, body) = standalone.rest.post("/connectors", &bad.to_string());
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("transforms.x.type"), "{body}");
+}

@@ -139,7 +139,11 @@ impl Drop for Process {
             let _ = child.kill();
             let _ = child.wait();
             if std::thread::panicking() {
-                eprintln!("---- log of {} ----\n{}", self.name, tail(&self.log, 60));
+                let lines = std::env::var("WEIR_TEST_LOG_TAIL")
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(60);
+                eprintln!("---- log of {} ----\n{}", self.name, tail(&self.log, lines));
             }
         }
     }

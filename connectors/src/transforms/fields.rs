@@ -1,0 +1,369 @@
+//! Field-level SMTs: `ValueToKey`, `ExtractField$Key/$Value`,
+//! `HoistField$Key/$Value`. Each handles schemaful records (struct values
+//! with a struct schema) and schemaless ones (maps with string keys).
+
+use super::{ConnectRecord, Part, Result, TransformError, Transformation, required};
+use crate::config::{ConfigMap, parse_list};
+use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+
+/// Kafka Connect's name for a value's type in error messages.
+fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Int8(_) => "java.lang.Byte",
+        Value::Int16(_) => "java.lang.Short",
+        Value::Int32(_) => "java.lang.Integer",
+        Value::Int64(_) => "java.lang.Long",
+        Value::Float32(_) => "java.lang.Float",
+        Value::Float64(_) => "java.lang.Double",
+        Value::Boolean(_) => "java.lang.Boolean",
+        Value::String(_) => "java.lang.String",
+        Value::Bytes(_) => "[B",
+        Value::Array(_) => "java.util.ArrayList",
+        Value::Map(_) => "java.util.HashMap",
+        Value::Struct(_) => "org.apache.kafka.connect.data.Struct",
+    }
+}
+
+fn require_map<'a>(value: &'a Value, purpose: &str) -> Result<&'a [(Value, Value)]> {
+    match value {
+        Value::Map(entries) => Ok(entries),
+        other => Err(TransformError(format!(
+            "Only Map objects supported in absence of schema for [{purpose}], found: {}",
+            type_name(other)
+        ))),
+    }
+}
+
+fn require_struct<'a>(value: &'a Value, purpose: &str) -> Result<&'a [(String, Value)]> {
+    match value {
+        Value::Struct(fields) => Ok(fields),
+        other => Err(TransformError(format!(
+            "Only Struct objects supported for [{purpose}], found: {}",
+            type_name(other)
+        ))),
+    }
+}
+
+fn map_get<'a>(entries: &'a [(Value, Value)], name: &str) -> Option<&'a Value> {
+    entries
+        .iter()
+        .find(|(k, _)| matches!(k, Value::String(s) if s == name))
+        .map(|(_, v)| v)
+}
+
+fn struct_get<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a Value> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// Copies fields of the value into a new key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValueToKey {
+    fields: Vec<String>,
+}
+
+impl ValueToKey {
+    pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let fields = parse_list(required(settings, "fields")?);
+        if fields.is_empty() {
+            return Err("Invalid value  for configuration fields: Empty list".into());
+        }
+        Ok(ValueToKey { fields })
+    }
+}
+
+impl Transformation for ValueToKey {
+    fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        const PURPOSE: &str = "copying fields from value to key";
+        record.key = match &record.value.schema {
+            None => {
+                let entries = require_map(&record.value.value, PURPOSE)?;
+                let key = self
+                    .fields
+                    .iter()
+                    .map(|f| {
+                        (
+                            Value::String(f.clone()),
+                            map_get(entries, f).cloned().unwrap_or(Value::Null),
+                        )
+                    })
+                    .collect();
+                SchemaAndValue {
+                    schema: None,
+                    value: Value::Map(key),
+                }
+            }
+            Some(schema) => {
+                let values = require_struct(&record.value.value, PURPOSE)?;
+                let mut key_schema = Schema::new(SchemaType::Struct);
+                let mut key = Vec::with_capacity(self.fields.len());
+                for name in &self.fields {
+                    let field = schema
+                        .field(name)
+                        .ok_or_else(|| TransformError(format!("Field does not exist: {name}")))?;
+                    key_schema.fields.push(field.clone());
+                    key.push((
+                        name.clone(),
+                        struct_get(values, name).cloned().unwrap_or(Value::Null),
+                    ));
+                }
+                SchemaAndValue {
+                    schema: Some(key_schema),
+                    value: Value::Struct(key),
+                }
+            }
+        };
+        Ok(Some(record))
+    }
+}
+
+/// Replaces the key or value with one of its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractField {
+    part: Part,
+    field: String,
+}
+
+impl ExtractField {
+    pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        Ok(ExtractField {
+            part,
+            field: required(settings, "field")?.to_owned(),
+        })
+    }
+}
+
+impl Transformation for ExtractField {
+    fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        const PURPOSE: &str = "field extraction";
+        let data = self.part.get(&record);
+        let extracted = match &data.schema {
+            None => {
+                let value = match &data.value {
+                    Value::Null => Value::Null,
+                    other => map_get(require_map(other, PURPOSE)?, &self.field)
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                };
+                SchemaAndValue {
+                    schema: None,
+                    value,
+                }
+            }
+            Some(schema) => {
+                let field = schema
+                    .field(&self.field)
+                    .ok_or_else(|| TransformError(format!("Unknown field: {}", self.field)))?;
+                let value = match &data.value {
+                    Value::Null => Value::Null,
+                    other => struct_get(require_struct(other, PURPOSE)?, &self.field)
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                };
+                SchemaAndValue {
+                    schema: Some(field.schema.clone()),
+                    value,
+                }
+            }
+        };
+        self.part.set(&mut record, extracted);
+        Ok(Some(record))
+    }
+}
+
+/// Wraps the key or value in a struct (or map) with one field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoistField {
+    part: Part,
+    field: String,
+}
+
+impl HoistField {
+    pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        Ok(HoistField {
+            part,
+            field: required(settings, "field")?.to_owned(),
+        })
+    }
+}
+
+impl Transformation for HoistField {
+    fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        let data = self.part.get(&record).clone();
+        let hoisted = match data.schema {
+            None => SchemaAndValue {
+                schema: None,
+                value: Value::Map(vec![(Value::String(self.field.clone()), data.value)]),
+            },
+            Some(schema) => {
+                let mut wrapper = Schema::new(SchemaType::Struct);
+                wrapper.fields.push(Field {
+                    name: self.field.clone(),
+                    schema,
+                });
+                SchemaAndValue {
+                    schema: Some(wrapper),
+                    value: Value::Struct(vec![(self.field.clone(), data.value)]),
+                }
+            }
+        };
+        self.part.set(&mut record, hoisted);
+        Ok(Some(record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::tests::{config, record};
+
+    fn person_schema() -> Schema {
+        let mut schema = Schema::new(SchemaType::Struct);
+        schema.name = Some("Person".into());
+        schema.fields = vec![
+            Field {
+                name: "id".into(),
+                schema: Schema::new(SchemaType::Int64),
+            },
+            Field {
+                name: "name".into(),
+                schema: Schema::string(),
+            },
+        ];
+        schema
+    }
+
+    fn person() -> SchemaAndValue {
+        SchemaAndValue {
+            schema: Some(person_schema()),
+            value: Value::Struct(vec![
+                ("id".into(), Value::Int64(42)),
+                ("name".into(), Value::String("ann".into())),
+            ]),
+        }
+    }
+
+    fn person_map() -> SchemaAndValue {
+        SchemaAndValue {
+            schema: None,
+            value: Value::Map(vec![
+                (Value::String("id".into()), Value::Int64(42)),
+                (Value::String("name".into()), Value::String("ann".into())),
+            ]),
+        }
+    }
+
+    #[test]
+    fn value_to_key_schemaful_and_schemaless() {
+        let smt = ValueToKey::configure(&config(&[("fields", "id")])).unwrap();
+        let out = smt.apply(record("t", person())).unwrap().unwrap();
+        assert_eq!(
+            out.key.value,
+            Value::Struct(vec![("id".into(), Value::Int64(42))])
+        );
+        let key_schema = out.key.schema.unwrap();
+        assert_eq!(key_schema.schema_type, SchemaType::Struct);
+        assert_eq!(
+            key_schema.fields,
+            vec![Field {
+                name: "id".into(),
+                schema: Schema::new(SchemaType::Int64)
+            }]
+        );
+        assert_eq!(out.value, person(), "the value is unchanged");
+
+        let out = smt.apply(record("t", person_map())).unwrap().unwrap();
+        assert_eq!(
+            out.key,
+            SchemaAndValue {
+                schema: None,
+                value: Value::Map(vec![(Value::String("id".into()), Value::Int64(42))])
+            }
+        );
+
+        let missing = ValueToKey::configure(&config(&[("fields", "nope")])).unwrap();
+        assert!(missing.apply(record("t", person())).is_err());
+        let not_a_map = smt.apply(record(
+            "t",
+            SchemaAndValue {
+                schema: None,
+                value: Value::String("x".into()),
+            },
+        ));
+        assert!(
+            not_a_map
+                .unwrap_err()
+                .0
+                .starts_with("Only Map objects supported in absence of schema")
+        );
+    }
+
+    #[test]
+    fn extract_field_table() {
+        let value = ExtractField::configure(Part::Value, &config(&[("field", "name")])).unwrap();
+        let out = value.apply(record("t", person())).unwrap().unwrap();
+        assert_eq!(
+            out.value,
+            SchemaAndValue {
+                schema: Some(Schema::string()),
+                value: Value::String("ann".into())
+            }
+        );
+        let out = value.apply(record("t", person_map())).unwrap().unwrap();
+        assert_eq!(
+            out.value,
+            SchemaAndValue {
+                schema: None,
+                value: Value::String("ann".into())
+            }
+        );
+        let out = value
+            .apply(record("t", SchemaAndValue::null()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.value, SchemaAndValue::null(), "null passes through");
+        let unknown = ExtractField::configure(Part::Value, &config(&[("field", "nope")])).unwrap();
+        assert_eq!(
+            unknown.apply(record("t", person())).unwrap_err().0,
+            "Unknown field: nope"
+        );
+
+        let key = ExtractField::configure(Part::Key, &config(&[("field", "id")])).unwrap();
+        let mut keyed = record("t", person());
+        keyed.key = person_map();
+        let out = key.apply(keyed).unwrap().unwrap();
+        assert_eq!(out.key.value, Value::Int64(42));
+        assert_eq!(out.value, person());
+    }
+
+    #[test]
+    fn hoist_field_table() {
+        let smt = HoistField::configure(Part::Value, &config(&[("field", "line")])).unwrap();
+        let text = SchemaAndValue {
+            schema: Some(Schema::string()),
+            value: Value::String("x".into()),
+        };
+        let out = smt.apply(record("t", text)).unwrap().unwrap();
+        let schema = out.value.schema.unwrap();
+        assert_eq!(
+            schema.fields,
+            vec![Field {
+                name: "line".into(),
+                schema: Schema::string()
+            }]
+        );
+        assert_eq!(
+            out.value.value,
+            Value::Struct(vec![("line".into(), Value::String("x".into()))])
+        );
+        let schemaless = SchemaAndValue {
+            schema: None,
+            value: Value::Int64(1),
+        };
+        let out = smt.apply(record("t", schemaless)).unwrap().unwrap();
+        assert_eq!(
+            out.value.value,
+            Value::Map(vec![(Value::String("line".into()), Value::Int64(1))])
+        );
+    }
+}

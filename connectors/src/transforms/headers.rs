@@ -1,0 +1,129 @@
+//! `InsertHeader`, `DropHeaders` and the `HasHeaderKey` predicate.
+
+use super::{ConnectRecord, Predicate, Result, Transformation, required};
+use crate::api::Header;
+use crate::config::{ConfigMap, parse_list};
+use crate::data::{Schema, SchemaAndValue, Value};
+
+/// Adds a header with a literal value to every record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InsertHeader {
+    header: String,
+    value: String,
+}
+
+impl InsertHeader {
+    pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        Ok(InsertHeader {
+            header: required(settings, "header")?.to_owned(),
+            value: required(settings, "value.literal")?.to_owned(),
+        })
+    }
+}
+
+impl Transformation for InsertHeader {
+    fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        record.headers.push(Header {
+            key: self.header.clone(),
+            value: SchemaAndValue {
+                schema: Some(Schema::string()),
+                value: Value::String(self.value.clone()),
+            },
+        });
+        Ok(Some(record))
+    }
+}
+
+/// Removes every header with one of the given names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropHeaders {
+    headers: Vec<String>,
+}
+
+impl DropHeaders {
+    pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let headers = parse_list(required(settings, "headers")?);
+        if headers.is_empty() {
+            return Err("Invalid value  for configuration headers: Empty list".into());
+        }
+        Ok(DropHeaders { headers })
+    }
+}
+
+impl Transformation for DropHeaders {
+    fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        record.headers.retain(|h| !self.headers.contains(&h.key));
+        Ok(Some(record))
+    }
+}
+
+/// `HasHeaderKey`: true when the record has at least one header named `name`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HasHeaderKey {
+    name: String,
+}
+
+impl HasHeaderKey {
+    pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        Ok(HasHeaderKey {
+            name: required(settings, "name")?.to_owned(),
+        })
+    }
+}
+
+impl Predicate for HasHeaderKey {
+    fn test(&self, record: &ConnectRecord) -> bool {
+        record.headers.iter().any(|h| h.key == self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transforms::tests::{config, record, text};
+
+    fn with_headers(keys: &[&str]) -> ConnectRecord {
+        let mut r = record("t", text("v"));
+        r.headers = keys
+            .iter()
+            .map(|k| Header {
+                key: (*k).into(),
+                value: text("h"),
+            })
+            .collect();
+        r
+    }
+
+    fn keys(record: &ConnectRecord) -> Vec<&str> {
+        record.headers.iter().map(|h| h.key.as_str()).collect()
+    }
+
+    #[test]
+    fn insert_header_appends_a_literal() {
+        let smt =
+            InsertHeader::configure(&config(&[("header", "source"), ("value.literal", "weir")]))
+                .unwrap();
+        let out = smt.apply(with_headers(&["a"])).unwrap().unwrap();
+        assert_eq!(keys(&out), ["a", "source"]);
+        assert_eq!(out.headers[1].value, text("weir"));
+        assert!(InsertHeader::configure(&config(&[("header", "x")])).is_err());
+    }
+
+    #[test]
+    fn drop_headers_removes_every_match() {
+        let smt = DropHeaders::configure(&config(&[("headers", "a, c")])).unwrap();
+        let out = smt
+            .apply(with_headers(&["a", "b", "c", "a"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(keys(&out), ["b"]);
+        assert!(DropHeaders::configure(&config(&[("headers", "")])).is_err());
+    }
+
+    #[test]
+    fn has_header_key() {
+        let predicate = HasHeaderKey::configure(&config(&[("name", "b")])).unwrap();
+        assert!(predicate.test(&with_headers(&["a", "b"])));
+        assert!(!predicate.test(&with_headers(&["a"])));
+    }
+}
