@@ -159,6 +159,7 @@ async fn weir_source(
             connector: "bench".into(),
             task: 0,
         },
+        task_count: 1,
         config,
         epoch: 0,
         worker: worker.clone(),

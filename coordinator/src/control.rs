@@ -325,6 +325,7 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
             config: config.into_iter().collect(),
             target_state: target_state as i32,
             restart_generation,
+            task_count: connector.tasks.configs.len() as i32,
         });
     }
     Ok(Some(pb::Assignment {

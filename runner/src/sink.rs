@@ -1,6 +1,13 @@
-//! The sink path: consumer group `connect-<name>` → converters → connector
-//! `put`. Every `offset.flush.interval.ms` (and on pause or stop) the
-//! connector flushes, and only then are the consumed offsets committed.
+//! The sink path: Kafka → converters → transforms → connector `put`. Every
+//! `offset.flush.interval.ms` (and on pause, reassignment or stop) the
+//! connector flushes, and only then are the consumed offsets committed to
+//! the consumer group `connect-<name>`.
+//!
+//! Partitions are not handed out by a consumer-group rebalance: each task
+//! assigns itself every `task_count`-th partition of its topics (sorted), and
+//! resumes from the group's committed offsets. The coordinator already places
+//! tasks, so a task that moves after a crash reads on at once instead of
+//! waiting for the broker to expire the dead member.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -23,9 +30,44 @@ use crate::task::{TaskContext, TaskEvent};
 
 /// Records handed to the connector per `put`, at most.
 const MAX_BATCH: usize = 1000;
+/// How often new topics and partitions are looked for.
+const REDISCOVER_INTERVAL: Duration = Duration::from_secs(10);
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The topics a sink reads.
+enum Subscription {
+    Topics(Vec<String>),
+    Pattern(regex::Regex),
+}
+
+impl Subscription {
+    fn wants(&self, topic: &str) -> bool {
+        match self {
+            Subscription::Topics(topics) => topics.iter().any(|t| t == topic),
+            Subscription::Pattern(pattern) => !topic.starts_with("__") && pattern.is_match(topic),
+        }
+    }
+}
+
+/// This task's share of the partitions: every `count`-th of the sorted list.
+fn share(all: &BTreeSet<(String, i32)>, index: i32, count: i32) -> BTreeSet<(String, i32)> {
+    let count = count.max(1) as usize;
+    let index = index.max(0) as usize;
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| i % count == index)
+        .map(|(_, p)| p.clone())
+        .collect()
+}
 
 struct SinkRun {
     consumer: StreamConsumer,
+    subscription: Subscription,
+    /// The partitions this task reads; the coordinator, not a consumer-group
+    /// rebalance, decides which task runs where.
+    owned: BTreeSet<(String, i32)>,
+    task_index: i32,
+    task_count: i32,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
     value_converter: Box<dyn Converter>,
@@ -57,18 +99,25 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         .get("topics.regex")
         .map(|r| r.trim().to_owned())
         .unwrap_or_default();
-    if !topics.is_empty() {
-        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names)?;
+    let subscription = if !topics.is_empty() {
+        Subscription::Topics(topics)
     } else if !regex.is_empty() {
-        consumer.subscribe(&[format!("^{regex}").as_str()])?;
+        Subscription::Pattern(regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| {
+            Error::Config(format!(
+                "Invalid value {regex} for configuration topics.regex: {e}"
+            ))
+        })?)
     } else {
         return Err(Error::Config(
             "Must configure one of topics or topics.regex".into(),
         ));
-    }
+    };
     let mut run = SinkRun {
         consumer,
+        subscription,
+        owned: BTreeSet::new(),
+        task_index: context.key.task,
+        task_count: context.task_count,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter: context
             .worker
@@ -95,10 +144,46 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
 }
 
 impl SinkRun {
+    /// Looks up the subscribed topics' partitions and assigns this task's
+    /// share, resuming each from the group's committed offset.
+    async fn rediscover(&mut self, context: &TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+        let metadata =
+            tokio::task::block_in_place(|| self.consumer.fetch_metadata(None, DISCOVERY_TIMEOUT))?;
+        let all: BTreeSet<(String, i32)> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && self.subscription.wants(t.name()))
+            .flat_map(|t| {
+                t.partitions()
+                    .iter()
+                    .map(move |p| (t.name().to_owned(), p.id()))
+            })
+            .collect();
+        let mine = share(&all, self.task_index, self.task_count);
+        if mine == self.owned {
+            return Ok(());
+        }
+        self.flush_and_commit(context, task, CommitMode::Sync)
+            .await?;
+        let mut assignment = TopicPartitionList::new();
+        for (topic, partition) in &mine {
+            assignment.add_partition_offset(topic, *partition, Offset::Stored)?;
+        }
+        self.consumer.assign(&assignment)?;
+        if context.is_paused() {
+            self.consumer.pause(&assignment)?;
+        }
+        tracing::info!(task = %context.key, partitions = mine.len(), "sink partitions assigned");
+        self.owned = mine;
+        Ok(())
+    }
+
     async fn pump(&mut self, context: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
         let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.tick().await;
+        let mut discover = tokio::time::interval(REDISCOVER_INTERVAL);
+        discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_error_log = None::<std::time::Instant>;
         loop {
             let paused = context.is_paused();
@@ -112,6 +197,7 @@ impl SinkRun {
                     self.apply_target(context, task).await?;
                 }
                 _ = flush.tick() => self.flush_and_commit(context, task, CommitMode::Async).await?,
+                _ = discover.tick() => self.rediscover(context, task).await?,
                 received = self.consumer.recv(), if !paused => {
                     let first = match received {
                         Ok(message) => message,

@@ -65,6 +65,8 @@ pub enum TaskEvent {
 /// Everything a task loop needs from its runner.
 pub struct TaskContext {
     pub key: TaskKey,
+    /// How many tasks the connector has (sink tasks split partitions by it).
+    pub task_count: i32,
     pub config: ConfigMap,
     pub epoch: u64,
     pub worker: Arc<WorkerConfig>,

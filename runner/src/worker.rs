@@ -38,6 +38,7 @@ pub struct RunnerConfig {
 struct RunningTask {
     config: ConfigMap,
     restart_generation: u64,
+    task_count: i32,
     target: watch::Sender<TargetState>,
     cancel: CancellationToken,
     handle: JoinHandle<()>,
@@ -256,12 +257,14 @@ impl Runner {
         for (key, running) in &self.tasks {
             let keep = wanted.get(key).is_some_and(|w| {
                 running.restart_generation == w.restart_generation
+                    && running.task_count == w.task_count
                     && running.config == w.config.clone().into_iter().collect::<ConfigMap>()
                     && !running.handle.is_finished()
             });
             let failed_and_unchanged = wanted.get(key).is_some_and(|w| {
                 running.handle.is_finished()
                     && running.restart_generation == w.restart_generation
+                    && running.task_count == w.task_count
                     && running.config == w.config.clone().into_iter().collect::<ConfigMap>()
             });
             if !keep && !failed_and_unchanged {
@@ -307,6 +310,7 @@ impl Runner {
             Some(plugin) => {
                 let context = TaskContext {
                     key: key.clone(),
+                    task_count: wanted.task_count.max(1),
                     config: config.clone(),
                     epoch,
                     worker: self.worker.clone(),
@@ -342,6 +346,7 @@ impl Runner {
             RunningTask {
                 config,
                 restart_generation: wanted.restart_generation,
+                task_count: wanted.task_count,
                 target: target_tx,
                 cancel,
                 handle,

@@ -473,11 +473,20 @@ fn insert_header_is_seen_by_an_independent_consumer() {
         "predicates.isBetaTopic.pattern": "beta-.*"}});
     let (status, body) = standalone.rest.post("/connectors", &source.to_string());
     assert_eq!(status, 201, "{body}");
-    wait_until(Duration::from_secs(30), "three records", || kcat(&standalone.bootstrap, "headed").len() >= 3);
+    wait_until(Duration::from_secs(30), "three records", || {
+        kcat(&standalone.bootstrap, "headed").len() >= 3
+    });
     let records = kcat(&standalone.bootstrap, "headed");
     let values: Vec<&str> = records.iter().map(|r| r.value.as_str()).collect();
-    assert_eq!(values, ["alpha", "beta", "gamma"], "the predicate does not match, so nothing is filtered");
-    assert!(records.iter().all(|r| r.headers == "source=weir-file"), "{records:?}");
+    assert_eq!(
+        values,
+        ["alpha", "beta", "gamma"],
+        "the predicate does not match, so nothing is filtered"
+    );
+    assert!(
+        records.iter().all(|r| r.headers == "source=weir-file"),
+        "{records:?}"
+    );
 
     // An invalid transform config is a 400 naming the key, and nothing is created.
     let bad = json!({"name": "bad-transform", "config": {
@@ -485,5 +494,11 @@ fn insert_header_is_seen_by_an_independent_consumer() {
         "transforms": "x"}});
     let (status, body) = standalone.rest.post("/connectors", &bad.to_string());
     assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("transforms.x.type"), "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("transforms.x.type"),
+        "{body}"
+    );
 }

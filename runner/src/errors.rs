@@ -1,0 +1,324 @@
+//! Error handling as Kafka Connect configures it per connector:
+//! `errors.retry.timeout` / `errors.retry.delay.max.ms` (exponential backoff
+//! for retryable failures), `errors.tolerance` (`none` fails the task, `all`
+//! skips the record), `errors.log.enable` / `errors.log.include.messages`,
+//! and for sinks the dead-letter queue `errors.deadletterqueue.*` with
+//! Kafka Connect's `__connect.errors.*` context headers.
+
+use std::time::{Duration, Instant};
+
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use weir_connect::config::ConfigMap;
+
+use crate::config::{ClientRole, WorkerConfig, client_config};
+use crate::error::{Error, Result};
+
+/// Where in the record path an operation failed (`__connect.errors.stage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    KeyConverter,
+    ValueConverter,
+    Transformation,
+    TaskPut,
+    TaskPoll,
+    KafkaProduce,
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::KeyConverter => "KEY_CONVERTER",
+            Stage::ValueConverter => "VALUE_CONVERTER",
+            Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
+            Stage::TaskPoll => "TASK_POLL",
+            Stage::KafkaProduce => "KAFKA_PRODUCE",
+        }
+    }
+
+    /// The Java class Kafka Connect names for the stage (`__connect.errors.class.name`).
+    pub fn class_name(self) -> &'static str {
+        match self {
+            Stage::KeyConverter | Stage::ValueConverter => "org.apache.kafka.connect.json.JsonConverter",
+            Stage::Transformation => "org.apache.kafka.connect.transforms.Transformation",
+            Stage::TaskPut => "org.apache.kafka.connect.sink.SinkTask",
+            Stage::TaskPoll => "org.apache.kafka.connect.source.SourceTask",
+            Stage::KafkaProduce => "org.apache.kafka.clients.producer.KafkaProducer",
+        }
+    }
+}
+
+/// The consumed record a sink failure is about, as it came from Kafka.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OriginalRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// One failed operation on one record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub stage: Stage,
+    pub error: String,
+    /// The exception class Kafka Connect would show.
+    pub exception_class: &'static str,
+}
+
+/// The dead-letter queue of a sink connector.
+struct DeadLetterQueue {
+    topic: String,
+    context_headers: bool,
+    producer: FutureProducer,
+}
+
+/// A connector's error-handling settings and its DLQ producer.
+pub struct ErrorPolicy {
+    connector: String,
+    task: i32,
+    /// `None`: retry forever (`errors.retry.timeout=-1`).
+    retry_timeout: Option<Duration>,
+    max_delay: Duration,
+    tolerate_all: bool,
+    log: bool,
+    log_messages: bool,
+    dlq: Option<DeadLetterQueue>,
+}
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(300);
+
+fn number(config: &ConfigMap, key: &str, default: i64) -> Result<i64> {
+    match config.get(key) {
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| Error::Config(format!("Invalid value {raw} for configuration {key}: Not a number of type LONG"))),
+        None => Ok(default),
+    }
+}
+
+fn flag(config: &ConfigMap, key: &str) -> bool {
+    config.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+impl ErrorPolicy {
+    /// Reads the `errors.*` settings; opens a DLQ producer for sinks that name one.
+    pub fn from_config(connector: &str, task: i32, config: &ConfigMap, worker: &WorkerConfig, sink: bool) -> Result<Self> {
+        let retry = number(config, "errors.retry.timeout", 0)?;
+        let tolerance = config.get("errors.tolerance").map_or("none", |t| t.trim());
+        let tolerate_all = match tolerance.to_ascii_lowercase().as_str() {
+            "none" => false,
+            "all" => true,
+            other => {
+                return Err(Error::Config(format!(
+                    "Invalid value {other} for configuration errors.tolerance: String must be one of: none, all"
+                )));
+            }
+        };
+        let dlq = match config.get("errors.deadletterqueue.topic.name").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+            Some(topic) if sink => {
+                let mut settings = worker.client_settings(config, ClientRole::Producer);
+                settings.entry("acks".into()).or_insert_with(|| "all".into());
+                Some(DeadLetterQueue {
+                    topic: topic.to_owned(),
+                    context_headers: flag(config, "errors.deadletterqueue.context.headers.enable"),
+                    producer: client_config(&settings).create()?,
+                })
+            }
+            _ => None,
+        };
+        Ok(ErrorPolicy {
+            connector: connector.to_owned(),
+            task,
+            retry_timeout: u64::try_from(retry).ok().map(Duration::from_millis),
+            max_delay: Duration::from_millis(number(config, "errors.retry.delay.max.ms", 60_000)?.max(0) as u64),
+            tolerate_all,
+            log: flag(config, "errors.log.enable"),
+            log_messages: flag(config, "errors.log.include.messages"),
+            dlq,
+        })
+    }
+
+    pub fn tolerates_all(&self) -> bool {
+        self.tolerate_all
+    }
+
+    /// The DLQ topic, which must exist before the first report on brokers that
+    /// do not create topics.
+    pub fn dlq_topic(&self) -> Option<&str> {
+        self.dlq.as_ref().map(|d| d.topic.as_str())
+    }
+
+    /// Runs `operation` until it succeeds, fails with a non-retryable error,
+    /// or the retry timeout passes; waits with exponential backoff between tries.
+    pub async fn retry<T, E, F, Fut>(&self, mut operation: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let started = Instant::now();
+        let mut delay = INITIAL_BACKOFF;
+        loop {
+            match operation().await {
+                Ok(value) => return Ok(value),
+                Err(error) if retryable(&error) => {
+                    let elapsed = started.elapsed();
+                    let remaining = match self.retry_timeout {
+                        None => Duration::MAX,
+                        Some(limit) if elapsed < limit => limit - elapsed,
+                        Some(_) => return Err(error),
+                    };
+                    tokio::time::sleep(delay.min(self.max_delay).min(remaining)).await;
+                    delay = delay.saturating_mul(2);
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Handles a failed record. With `errors.tolerance=none` the task fails
+    /// with the error; with `all` the failure is logged and/or sent to the
+    /// DLQ, and the caller skips the record.
+    pub async fn tolerate(&self, failure: Failure, original: Option<&OriginalRecord>) -> Result<()> {
+        if !self.tolerate_all {
+            return Err(Error::Tolerance(format!(
+                "Tolerance exceeded in error handler; stage {}: {}: {}",
+                failure.stage.name(),
+                failure.exception_class,
+                failure.error
+            )));
+        }
+        if self.log {
+            match (self.log_messages, original) {
+                (true, Some(record)) => tracing::error!(
+                    connector = %self.connector, task = self.task, stage = failure.stage.name(),
+                    topic = %record.topic, partition = record.partition, offset = record.offset,
+                    value = %String::from_utf8_lossy(record.value.as_deref().unwrap_or_default()),
+                    error = %failure.error, "error encountered in task; record skipped"
+                ),
+                _ => tracing::error!(
+                    connector = %self.connector, task = self.task, stage = failure.stage.name(),
+                    error = %failure.error, "error encountered in task; record skipped"
+                ),
+            }
+        }
+        if let (Some(dlq), Some(record)) = (&self.dlq, original) {
+            self.send_to_dlq(dlq, &failure, record).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_to_dlq(&self, dlq: &DeadLetterQueue, failure: &Failure, record: &OriginalRecord) -> Result<()> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 10);
+        for (key, value) in &record.headers {
+            headers = headers.insert(KafkaHeader { key, value: value.as_deref() });
+        }
+        if dlq.context_headers {
+            let partition = record.partition.to_string();
+            let offset = record.offset.to_string();
+            let task = self.task.to_string();
+            let context = [
+                ("__connect.errors.topic", record.topic.as_str()),
+                ("__connect.errors.partition", partition.as_str()),
+                ("__connect.errors.offset", offset.as_str()),
+                ("__connect.errors.connector.name", self.connector.as_str()),
+                ("__connect.errors.task.id", task.as_str()),
+                ("__connect.errors.stage", failure.stage.name()),
+                ("__connect.errors.class.name", failure.stage.class_name()),
+                ("__connect.errors.exception.class.name", failure.exception_class),
+                ("__connect.errors.exception.message", failure.error.as_str()),
+                ("__connect.errors.exception.stacktrace", failure.error.as_str()),
+            ];
+            for (key, value) in context {
+                headers = headers.insert(KafkaHeader { key, value: Some(value.as_bytes()) });
+            }
+        }
+        let mut message = FutureRecord::to(&dlq.topic).headers(headers);
+        if let Some(key) = record.key.as_deref() {
+            message = message.key(key);
+        }
+        if let Some(value) = record.value.as_deref() {
+            message = message.payload(value);
+        }
+        dlq.producer
+            .send(message, Duration::from_secs(30))
+            .await
+            .map_err(|(error, _)| Error::Kafka(error))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker() -> WorkerConfig {
+        let props = [("offset.storage.file.filename", "/tmp/unused")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        WorkerConfig::from_properties(props, true).unwrap()
+    }
+
+    fn policy(pairs: &[(&str, &str)]) -> ErrorPolicy {
+        let config: ConfigMap = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        ErrorPolicy::from_config("c", 0, &config, &worker(), false).unwrap()
+    }
+
+    fn failure() -> Failure {
+        Failure { stage: Stage::ValueConverter, error: "bad json".into(), exception_class: "org.apache.kafka.connect.errors.DataException" }
+    }
+
+    #[tokio::test]
+    async fn tolerance_none_fails_and_all_skips() {
+        let strict = policy(&[]);
+        let error = strict.tolerate(failure(), None).await.unwrap_err().to_string();
+        assert!(error.contains("Tolerance exceeded in error handler"), "{error}");
+        assert!(error.contains("VALUE_CONVERTER"), "{error}");
+        assert!(policy(&[("errors.tolerance", "all"), ("errors.log.enable", "true")]).tolerate(failure(), None).await.is_ok());
+        let config: ConfigMap = [("errors.tolerance".to_owned(), "some".to_owned())].into();
+        assert!(ErrorPolicy::from_config("c", 0, &config, &worker(), false).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_with_backoff_until_the_timeout() {
+        let retrying = policy(&[("errors.retry.timeout", "2000"), ("errors.retry.delay.max.ms", "500")]);
+        let mut attempts = 0;
+        let started = tokio::time::Instant::now();
+        let outcome: Result<(), &str> = retrying
+            .retry(
+                || {
+                    attempts += 1;
+                    async { Err("busy") }
+                },
+                |_| true,
+            )
+            .await;
+        assert_eq!(outcome, Err("busy"));
+        // 300 ms, then 500 ms steps (capped) until 2 s have passed.
+        assert!((5..=7).contains(&attempts), "{attempts}");
+        assert!(started.elapsed() >= Duration::from_millis(2000));
+
+        let mut calls = 0;
+        let eventually: Result<u32, &str> = retrying
+            .retry(
+                || {
+                    calls += 1;
+                    let ok = calls >= 3;
+                    async move { if ok { Ok(7) } else { Err("busy") } }
+                },
+                |_| true,
+            )
+            .await;
+        assert_eq!(eventually, Ok(7));
+
+        let no_retry = policy(&[]);
+        let mut once = 0;
+        let _: Result<(), &str> = no_retry.retry(|| { once += 1; async { Err("busy") } }, |_| true).await;
+        assert_eq!(once, 1, "errors.retry.timeout=0 means no retries");
+        let mut fatal = 0;
+        let _: Result<(), &str> = retrying.retry(|| { fatal += 1; async { Err("fatal") } }, |_| false).await;
+        assert_eq!(fatal, 1, "non-retryable errors are not retried");
+    }
+}
