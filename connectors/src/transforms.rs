@@ -18,9 +18,12 @@
 //! does not hold (or holds, with `negate`) passes the record through; a
 //! transform returning `None` drops the record.
 
+mod cast;
 mod fields;
 mod headers;
 mod routing;
+mod structure;
+mod time;
 
 use std::collections::BTreeMap;
 
@@ -28,9 +31,12 @@ use crate::api::Header;
 use crate::config::{ConfigMap, parse_list};
 use crate::data::SchemaAndValue;
 
+pub use cast::Cast;
 pub use fields::{ExtractField, HoistField, ValueToKey};
 pub use headers::{DropHeaders, InsertHeader};
 pub use routing::{Filter, RegexRouter};
+pub use structure::{Flatten, HeaderFrom, InsertField, MaskField, ReplaceField, SetSchemaMetadata};
+pub use time::{DateFormat, TimestampConverter, TimestampRouter};
 
 /// The part of a source or sink record that transforms see and change.
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +144,15 @@ pub fn create_transform(
         "ValueToKey" => Box::new(ValueToKey::configure(settings)?),
         "ExtractField" => Box::new(ExtractField::configure(needs_part()?, settings)?),
         "HoistField" => Box::new(HoistField::configure(needs_part()?, settings)?),
+        "InsertField" => Box::new(InsertField::configure(needs_part()?, settings)?),
+        "ReplaceField" => Box::new(ReplaceField::configure(needs_part()?, settings)?),
+        "MaskField" => Box::new(MaskField::configure(needs_part()?, settings)?),
+        "SetSchemaMetadata" => Box::new(SetSchemaMetadata::configure(needs_part()?, settings)?),
+        "Flatten" => Box::new(Flatten::configure(needs_part()?, settings)?),
+        "HeaderFrom" => Box::new(HeaderFrom::configure(needs_part()?, settings)?),
+        "Cast" => Box::new(Cast::configure(needs_part()?, settings)?),
+        "TimestampConverter" => Box::new(TimestampConverter::configure(needs_part()?, settings)?),
+        "TimestampRouter" => Box::new(TimestampRouter::configure(settings)?),
         _ => {
             return Err(format!(
                 "Invalid value {class} for configuration type: Class {class} could not be found."
