@@ -16,6 +16,9 @@ pub enum Error {
     Transform(#[from] weir_connect::transforms::TransformError),
     #[error("org.apache.kafka.common.KafkaException: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// `errors.tolerance=none` and a record failed.
+    #[error("org.apache.kafka.connect.errors.ConnectException: {0}")]
+    Tolerance(String),
     #[error("offset storage: {0}")]
     Offsets(String),
     #[error("coordinator: {0}")]

@@ -5,7 +5,9 @@
 //! and for sinks the dead-letter queue `errors.deadletterqueue.*` with
 //! Kafka Connect's `__connect.errors.*` context headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -13,6 +15,7 @@ use weir_connect::config::ConfigMap;
 
 use crate::config::{ClientRole, WorkerConfig, client_config};
 use crate::error::{Error, Result};
+use crate::offsets::{TopicSpec, ensure_topic};
 
 /// Where in the record path an operation failed (`__connect.errors.stage`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,9 @@ impl Stage {
     /// The Java class Kafka Connect names for the stage (`__connect.errors.class.name`).
     pub fn class_name(self) -> &'static str {
         match self {
-            Stage::KeyConverter | Stage::ValueConverter => "org.apache.kafka.connect.json.JsonConverter",
+            Stage::KeyConverter | Stage::ValueConverter => {
+                "org.apache.kafka.connect.json.JsonConverter"
+            }
             Stage::Transformation => "org.apache.kafka.connect.transforms.Transformation",
             Stage::TaskPut => "org.apache.kafka.connect.sink.SinkTask",
             Stage::TaskPoll => "org.apache.kafka.connect.source.SourceTask",
@@ -91,23 +96,57 @@ pub struct ErrorPolicy {
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(300);
 
+/// Exponential backoff between retries of one operation: 300 ms doubling,
+/// capped by `errors.retry.delay.max.ms`, until `errors.retry.timeout`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    started: Instant,
+    delay: Duration,
+    max_delay: Duration,
+    timeout: Option<Duration>,
+}
+
+impl Backoff {
+    /// How long to wait before the next try; `None` once the timeout has passed.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        let remaining = match self.timeout {
+            None => Duration::MAX,
+            Some(limit) => limit
+                .checked_sub(self.started.elapsed())
+                .filter(|r| !r.is_zero())?,
+        };
+        let wait = self.delay.min(self.max_delay).min(remaining);
+        self.delay = self.delay.saturating_mul(2);
+        Some(wait)
+    }
+}
+
 fn number(config: &ConfigMap, key: &str, default: i64) -> Result<i64> {
     match config.get(key) {
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| Error::Config(format!("Invalid value {raw} for configuration {key}: Not a number of type LONG"))),
+        Some(raw) => raw.trim().parse().map_err(|_| {
+            Error::Config(format!(
+                "Invalid value {raw} for configuration {key}: Not a number of type LONG"
+            ))
+        }),
         None => Ok(default),
     }
 }
 
 fn flag(config: &ConfigMap, key: &str) -> bool {
-    config.get(key).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    config
+        .get(key)
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
 }
 
 impl ErrorPolicy {
     /// Reads the `errors.*` settings; opens a DLQ producer for sinks that name one.
-    pub fn from_config(connector: &str, task: i32, config: &ConfigMap, worker: &WorkerConfig, sink: bool) -> Result<Self> {
+    pub async fn from_config(
+        connector: &str,
+        task: i32,
+        config: &ConfigMap,
+        worker: &WorkerConfig,
+        sink: bool,
+    ) -> Result<Self> {
         let retry = number(config, "errors.retry.timeout", 0)?;
         let tolerance = config.get("errors.tolerance").map_or("none", |t| t.trim());
         let tolerate_all = match tolerance.to_ascii_lowercase().as_str() {
@@ -119,10 +158,24 @@ impl ErrorPolicy {
                 )));
             }
         };
-        let dlq = match config.get("errors.deadletterqueue.topic.name").map(|t| t.trim()).filter(|t| !t.is_empty()) {
+        let dlq = match config
+            .get("errors.deadletterqueue.topic.name")
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+        {
             Some(topic) if sink => {
                 let mut settings = worker.client_settings(config, ClientRole::Producer);
-                settings.entry("acks".into()).or_insert_with(|| "all".into());
+                let replication_factor =
+                    number(config, "errors.deadletterqueue.topic.replication.factor", 3)? as i32;
+                let spec = TopicSpec {
+                    partitions: 1,
+                    replication_factor,
+                    compacted: false,
+                };
+                ensure_topic(&settings, topic, spec).await?;
+                settings
+                    .entry("acks".into())
+                    .or_insert_with(|| "all".into());
                 Some(DeadLetterQueue {
                     topic: topic.to_owned(),
                     context_headers: flag(config, "errors.deadletterqueue.context.headers.enable"),
@@ -135,7 +188,9 @@ impl ErrorPolicy {
             connector: connector.to_owned(),
             task,
             retry_timeout: u64::try_from(retry).ok().map(Duration::from_millis),
-            max_delay: Duration::from_millis(number(config, "errors.retry.delay.max.ms", 60_000)?.max(0) as u64),
+            max_delay: Duration::from_millis(
+                number(config, "errors.retry.delay.max.ms", 60_000)?.max(0) as u64,
+            ),
             tolerate_all,
             log: flag(config, "errors.log.enable"),
             log_messages: flag(config, "errors.log.include.messages"),
@@ -153,28 +208,35 @@ impl ErrorPolicy {
         self.dlq.as_ref().map(|d| d.topic.as_str())
     }
 
+    /// A fresh backoff for one operation's retries.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            started: Instant::now(),
+            delay: INITIAL_BACKOFF,
+            max_delay: self.max_delay,
+            timeout: self.retry_timeout,
+        }
+    }
+
     /// Runs `operation` until it succeeds, fails with a non-retryable error,
     /// or the retry timeout passes; waits with exponential backoff between tries.
-    pub async fn retry<T, E, F, Fut>(&self, mut operation: F, retryable: impl Fn(&E) -> bool) -> Result<T, E>
+    pub async fn retry<T, E, F, Fut>(
+        &self,
+        mut operation: F,
+        retryable: impl Fn(&E) -> bool,
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, E>>,
     {
-        let started = Instant::now();
-        let mut delay = INITIAL_BACKOFF;
+        let mut backoff = self.backoff();
         loop {
             match operation().await {
                 Ok(value) => return Ok(value),
-                Err(error) if retryable(&error) => {
-                    let elapsed = started.elapsed();
-                    let remaining = match self.retry_timeout {
-                        None => Duration::MAX,
-                        Some(limit) if elapsed < limit => limit - elapsed,
-                        Some(_) => return Err(error),
-                    };
-                    tokio::time::sleep(delay.min(self.max_delay).min(remaining)).await;
-                    delay = delay.saturating_mul(2);
-                }
+                Err(error) if retryable(&error) => match backoff.next_delay() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(error),
+                },
                 Err(error) => return Err(error),
             }
         }
@@ -183,7 +245,11 @@ impl ErrorPolicy {
     /// Handles a failed record. With `errors.tolerance=none` the task fails
     /// with the error; with `all` the failure is logged and/or sent to the
     /// DLQ, and the caller skips the record.
-    pub async fn tolerate(&self, failure: Failure, original: Option<&OriginalRecord>) -> Result<()> {
+    pub async fn tolerate(
+        &self,
+        failure: Failure,
+        original: Option<&OriginalRecord>,
+    ) -> Result<()> {
         if !self.tolerate_all {
             return Err(Error::Tolerance(format!(
                 "Tolerance exceeded in error handler; stage {}: {}: {}",
@@ -212,10 +278,18 @@ impl ErrorPolicy {
         Ok(())
     }
 
-    async fn send_to_dlq(&self, dlq: &DeadLetterQueue, failure: &Failure, record: &OriginalRecord) -> Result<()> {
+    async fn send_to_dlq(
+        &self,
+        dlq: &DeadLetterQueue,
+        failure: &Failure,
+        record: &OriginalRecord,
+    ) -> Result<()> {
         let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 10);
         for (key, value) in &record.headers {
-            headers = headers.insert(KafkaHeader { key, value: value.as_deref() });
+            headers = headers.insert(KafkaHeader {
+                key,
+                value: value.as_deref(),
+            });
         }
         if dlq.context_headers {
             let partition = record.partition.to_string();
@@ -229,12 +303,21 @@ impl ErrorPolicy {
                 ("__connect.errors.task.id", task.as_str()),
                 ("__connect.errors.stage", failure.stage.name()),
                 ("__connect.errors.class.name", failure.stage.class_name()),
-                ("__connect.errors.exception.class.name", failure.exception_class),
+                (
+                    "__connect.errors.exception.class.name",
+                    failure.exception_class,
+                ),
                 ("__connect.errors.exception.message", failure.error.as_str()),
-                ("__connect.errors.exception.stacktrace", failure.error.as_str()),
+                (
+                    "__connect.errors.exception.stacktrace",
+                    failure.error.as_str(),
+                ),
             ];
             for (key, value) in context {
-                headers = headers.insert(KafkaHeader { key, value: Some(value.as_bytes()) });
+                headers = headers.insert(KafkaHeader {
+                    key,
+                    value: Some(value.as_bytes()),
+                });
             }
         }
         let mut message = FutureRecord::to(&dlq.topic).headers(headers);
@@ -257,33 +340,66 @@ mod tests {
     use super::*;
 
     fn worker() -> WorkerConfig {
-        let props = [("offset.storage.file.filename", "/tmp/unused")].into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+        let props = [("offset.storage.file.filename", "/tmp/unused")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
         WorkerConfig::from_properties(props, true).unwrap()
     }
 
-    fn policy(pairs: &[(&str, &str)]) -> ErrorPolicy {
-        let config: ConfigMap = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        ErrorPolicy::from_config("c", 0, &config, &worker(), false).unwrap()
+    async fn policy(pairs: &[(&str, &str)]) -> ErrorPolicy {
+        let config: ConfigMap = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ErrorPolicy::from_config("c", 0, &config, &worker(), false)
+            .await
+            .unwrap()
     }
 
     fn failure() -> Failure {
-        Failure { stage: Stage::ValueConverter, error: "bad json".into(), exception_class: "org.apache.kafka.connect.errors.DataException" }
+        Failure {
+            stage: Stage::ValueConverter,
+            error: "bad json".into(),
+            exception_class: "org.apache.kafka.connect.errors.DataException",
+        }
     }
 
     #[tokio::test]
     async fn tolerance_none_fails_and_all_skips() {
-        let strict = policy(&[]);
-        let error = strict.tolerate(failure(), None).await.unwrap_err().to_string();
-        assert!(error.contains("Tolerance exceeded in error handler"), "{error}");
+        let strict = policy(&[]).await;
+        let error = strict
+            .tolerate(failure(), None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("Tolerance exceeded in error handler"),
+            "{error}"
+        );
         assert!(error.contains("VALUE_CONVERTER"), "{error}");
-        assert!(policy(&[("errors.tolerance", "all"), ("errors.log.enable", "true")]).tolerate(failure(), None).await.is_ok());
+        assert!(
+            policy(&[("errors.tolerance", "all"), ("errors.log.enable", "true")])
+                .await
+                .tolerate(failure(), None)
+                .await
+                .is_ok()
+        );
         let config: ConfigMap = [("errors.tolerance".to_owned(), "some".to_owned())].into();
-        assert!(ErrorPolicy::from_config("c", 0, &config, &worker(), false).is_err());
+        assert!(
+            ErrorPolicy::from_config("c", 0, &config, &worker(), false)
+                .await
+                .is_err()
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn retries_with_backoff_until_the_timeout() {
-        let retrying = policy(&[("errors.retry.timeout", "2000"), ("errors.retry.delay.max.ms", "500")]);
+        let retrying = policy(&[
+            ("errors.retry.timeout", "2000"),
+            ("errors.retry.delay.max.ms", "500"),
+        ])
+        .await;
         let mut attempts = 0;
         let started = tokio::time::Instant::now();
         let outcome: Result<(), &str> = retrying
@@ -313,12 +429,28 @@ mod tests {
             .await;
         assert_eq!(eventually, Ok(7));
 
-        let no_retry = policy(&[]);
+        let no_retry = policy(&[]).await;
         let mut once = 0;
-        let _: Result<(), &str> = no_retry.retry(|| { once += 1; async { Err("busy") } }, |_| true).await;
+        let _: Result<(), &str> = no_retry
+            .retry(
+                || {
+                    once += 1;
+                    async { Err("busy") }
+                },
+                |_| true,
+            )
+            .await;
         assert_eq!(once, 1, "errors.retry.timeout=0 means no retries");
         let mut fatal = 0;
-        let _: Result<(), &str> = retrying.retry(|| { fatal += 1; async { Err("fatal") } }, |_| false).await;
+        let _: Result<(), &str> = retrying
+            .retry(
+                || {
+                    fatal += 1;
+                    async { Err("fatal") }
+                },
+                |_| false,
+            )
+            .await;
         assert_eq!(fatal, 1, "non-retryable errors are not retried");
     }
 }

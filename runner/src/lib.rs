@@ -10,6 +10,7 @@
 pub mod config;
 pub mod devkafka;
 pub mod error;
+pub mod errors;
 pub mod offsets;
 pub mod sink;
 pub mod source;

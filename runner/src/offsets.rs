@@ -147,31 +147,44 @@ fn topic_exists(settings: &ConfigMap, topic: &str) -> Result<bool> {
         .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty()))
 }
 
-/// Creates the offsets topic, compacted, as Kafka Connect does.
-async fn create_compacted(
-    settings: &ConfigMap,
-    topic: &str,
-    partitions: i32,
-    replication_factor: i32,
-) -> Result<()> {
+/// How a topic Weir depends on is created when it is missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub compacted: bool,
+}
+
+/// Creates `topic` unless the broker already has it (or creates it on lookup).
+pub async fn ensure_topic(settings: &ConfigMap, topic: &str, spec: TopicSpec) -> Result<()> {
+    let known = {
+        let settings = settings.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || topic_exists(&settings, &topic))
+            .await
+            .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))??
+    };
+    if known {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
-    let new_topic = NewTopic::new(
+    let mut new_topic = NewTopic::new(
         topic,
-        partitions,
-        TopicReplication::Fixed(replication_factor),
-    )
-    .set("cleanup.policy", "compact");
+        spec.partitions,
+        TopicReplication::Fixed(spec.replication_factor),
+    );
+    if spec.compacted {
+        new_topic = new_topic.set("cleanup.policy", "compact");
+    }
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(10)))
         .request_timeout(Some(Duration::from_secs(15)));
     for result in admin.create_topics([&new_topic], &options).await? {
         match result {
-            Ok(name) => tracing::info!(topic = %name, "created offsets topic"),
+            Ok(name) => tracing::info!(topic = %name, "created topic"),
             Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(Error::Offsets(format!(
-                    "creating offsets topic {name}: {code}"
-                )));
+                return Err(Error::Offsets(format!("creating topic {name}: {code}")));
             }
         }
     }
@@ -195,16 +208,12 @@ impl TopicOffsetStore {
         partitions: i32,
         replication_factor: i32,
     ) -> Result<Arc<Self>> {
-        let known = {
-            let settings = settings.clone();
-            let topic = topic.clone();
-            tokio::task::spawn_blocking(move || topic_exists(&settings, &topic))
-                .await
-                .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))??
+        let spec = TopicSpec {
+            partitions,
+            replication_factor,
+            compacted: true,
         };
-        if !known {
-            create_compacted(&settings, &topic, partitions, replication_factor).await?;
-        }
+        ensure_topic(&settings, &topic, spec).await?;
         let mut producer_settings = settings.clone();
         producer_settings.insert("acks".into(), "all".into());
         producer_settings.insert("linger.ms".into(), "0".into());

@@ -17,7 +17,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use weir_connect::api::{
-    Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
+    ConnectorError, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
 };
 use weir_connect::config::parse_list;
 use weir_connect::converter::Converter;
@@ -26,6 +26,7 @@ use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::config::{ClientRole, ConverterRole, client_config};
 use crate::error::{Error, Result};
+use crate::errors::{ErrorPolicy, Failure, OriginalRecord, Stage};
 use crate::task::{TaskContext, TaskEvent};
 
 /// Records handed to the connector per `put`, at most.
@@ -60,8 +61,38 @@ fn share(all: &BTreeSet<(String, i32)>, index: i32, count: i32) -> BTreeSet<(Str
         .collect()
 }
 
+/// What became of one consumed message.
+struct Taken {
+    /// Its topic partition and the next offset to commit there.
+    consumed: ((String, i32), i64),
+    outcome: std::result::Result<Option<SinkRecord>, (Failure, OriginalRecord)>,
+    /// The record as consumed, kept when a DLQ may need it after `put`.
+    original: Option<OriginalRecord>,
+}
+
+fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
+    OriginalRecord {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+        key: message.key().map(<[u8]>::to_vec),
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+const DATA_EXCEPTION: &str = "org.apache.kafka.connect.errors.DataException";
+
 struct SinkRun {
     consumer: StreamConsumer,
+    errors: ErrorPolicy,
     subscription: Subscription,
     /// The partitions this task reads; the coordinator, not a consumer-group
     /// rebalance, decides which task runs where.
@@ -112,8 +143,17 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
             "Must configure one of topics or topics.regex".into(),
         ));
     };
+    let errors = ErrorPolicy::from_config(
+        &context.key.connector,
+        context.key.task,
+        &context.config,
+        &context.worker,
+        true,
+    )
+    .await?;
     let mut run = SinkRun {
         consumer,
+        errors,
         subscription,
         owned: BTreeSet::new(),
         task_index: context.key.task,
@@ -210,20 +250,29 @@ impl SinkRun {
                             continue;
                         }
                     };
-                    let mut batch = Vec::new();
-                    let mut consumed = vec![self.take(&first, &mut batch)?];
+                    let mut taken = vec![self.take(&first)];
                     drop(first);
-                    while consumed.len() < MAX_BATCH {
+                    while taken.len() < MAX_BATCH {
                         match self.consumer.recv().now_or_never() {
-                            Some(Ok(message)) => consumed.push(self.take(&message, &mut batch)?),
+                            Some(Ok(message)) => taken.push(self.take(&message)),
                             _ => break,
                         }
                     }
-                    // Committed at the next flush, after `put` — even the records a transform dropped.
-                    for (topic_partition, next) in consumed {
+                    let mut batch = Vec::with_capacity(taken.len());
+                    let mut originals = Vec::new();
+                    for Taken { consumed: (topic_partition, next), outcome, original } in taken {
+                        // Committed at the next flush, after `put` — even records skipped or dropped.
                         self.uncommitted.insert(topic_partition, next);
+                        match outcome {
+                            Ok(Some(record)) => {
+                                batch.push(record);
+                                originals.extend(original);
+                            }
+                            Ok(None) => {}
+                            Err((failure, original)) => self.errors.tolerate(failure, Some(&original)).await?,
+                        }
                     }
-                    self.put(context, task, batch).await?;
+                    self.put(context, task, batch, originals).await?;
                 }
             }
         }
@@ -242,21 +291,30 @@ impl SinkRun {
         Ok(())
     }
 
-    /// Converts and transforms one consumed message into `batch`; returns
-    /// its topic partition and the next offset to commit for it.
-    fn take(
-        &self,
-        message: &BorrowedMessage<'_>,
-        batch: &mut Vec<SinkRecord>,
-    ) -> Result<((String, i32), i64)> {
+    /// Converts and transforms one consumed message.
+    fn take(&self, message: &BorrowedMessage<'_>) -> Taken {
         let consumed = (
             (message.topic().to_owned(), message.partition()),
             message.offset() + 1,
         );
+        let original = self.errors.dlq_topic().map(|_| original_of(message));
+        let outcome = self
+            .convert_and_transform(message)
+            .map_err(|failure| (failure, original_of(message)));
+        Taken {
+            consumed,
+            outcome,
+            original,
+        }
+    }
+
+    fn convert_and_transform(
+        &self,
+        message: &BorrowedMessage<'_>,
+    ) -> std::result::Result<Option<SinkRecord>, Failure> {
         let record = self.to_record(message)?;
         if self.transforms.is_empty() {
-            batch.push(record);
-            return Ok(consumed);
+            return Ok(Some(record));
         }
         let SinkRecord {
             topic,
@@ -276,24 +334,37 @@ impl SinkRun {
             timestamp_ms,
             headers,
         };
-        if let Some(out) = self.transforms.apply(connect)? {
-            batch.push(SinkRecord {
-                topic: out.topic,
-                partition: out.kafka_partition.unwrap_or(partition),
-                offset,
-                key: out.key,
-                value: out.value,
-                timestamp_ms: out.timestamp_ms,
-                headers: out.headers,
-            });
-        }
-        Ok(consumed)
+        let out = self.transforms.apply(connect).map_err(|e| Failure {
+            stage: Stage::Transformation,
+            error: e.to_string(),
+            exception_class: DATA_EXCEPTION,
+        })?;
+        Ok(out.map(|out| SinkRecord {
+            topic: out.topic,
+            partition: out.kafka_partition.unwrap_or(partition),
+            offset,
+            key: out.key,
+            value: out.value,
+            timestamp_ms: out.timestamp_ms,
+            headers: out.headers,
+        }))
     }
 
-    fn to_record(&self, message: &BorrowedMessage<'_>) -> Result<SinkRecord> {
+    fn to_record(&self, message: &BorrowedMessage<'_>) -> std::result::Result<SinkRecord, Failure> {
         let topic = message.topic();
-        let key = self.key_converter.to_connect(topic, message.key())?;
-        let value = self.value_converter.to_connect(topic, message.payload())?;
+        let failure = |stage, error: weir_connect::converter::ConvertError| Failure {
+            stage,
+            error: error.0,
+            exception_class: DATA_EXCEPTION,
+        };
+        let key = self
+            .key_converter
+            .to_connect(topic, message.key())
+            .map_err(|e| failure(Stage::KeyConverter, e))?;
+        let value = self
+            .value_converter
+            .to_connect(topic, message.payload())
+            .map_err(|e| failure(Stage::ValueConverter, e))?;
         let headers = message
             .headers()
             .map(|headers| {
@@ -322,11 +393,15 @@ impl SinkRun {
         })
     }
 
+    /// Hands a batch to the connector: retryable failures are retried with
+    /// backoff; with `errors.tolerance=all` a batch that still fails is put
+    /// record by record and the failing records are reported (log/DLQ).
     async fn put(
         &mut self,
         context: &TaskContext,
         task: &mut dyn SinkTask,
         batch: Vec<SinkRecord>,
+        originals: Vec<OriginalRecord>,
     ) -> Result<()> {
         let mut new_topics = Vec::new();
         for record in &batch {
@@ -335,7 +410,26 @@ impl SinkRun {
                 new_topics.push(record.topic.clone());
             }
         }
-        task.put(batch).await?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let attempt = self.put_with_retry(task, batch.clone()).await;
+        match attempt {
+            Ok(()) => {}
+            Err(error) if !self.errors.tolerates_all() => return Err(error.into()),
+            Err(_) => {
+                for (index, record) in batch.into_iter().enumerate() {
+                    if let Err(error) = self.put_with_retry(task, vec![record]).await {
+                        let failure = Failure {
+                            stage: Stage::TaskPut,
+                            error: error.to_string(),
+                            exception_class: "org.apache.kafka.connect.errors.ConnectException",
+                        };
+                        self.errors.tolerate(failure, originals.get(index)).await?;
+                    }
+                }
+            }
+        }
         if !new_topics.is_empty() {
             context
                 .emit(TaskEvent::Topics {
@@ -345,6 +439,24 @@ impl SinkRun {
                 .await;
         }
         Ok(())
+    }
+
+    async fn put_with_retry(
+        &self,
+        task: &mut dyn SinkTask,
+        batch: Vec<SinkRecord>,
+    ) -> std::result::Result<(), ConnectorError> {
+        let mut backoff = self.errors.backoff();
+        loop {
+            match task.put(batch.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_retryable() => match backoff.next_delay() {
+                    Some(delay) => tokio::time::sleep(delay).await,
+                    None => return Err(error),
+                },
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     /// Flushes the connector, then commits what it has made durable, and

@@ -16,6 +16,7 @@ use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::config::{ClientRole, ConverterRole, client_config};
 use crate::error::{Error, Result};
+use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
 use crate::task::{TaskContext, TaskEvent};
 
 /// Records asked of the connector per poll.
@@ -30,8 +31,17 @@ struct InFlight {
     positions: Vec<SourcePosition>,
 }
 
+fn data_failure(stage: Stage, error: String) -> Failure {
+    Failure {
+        stage,
+        error,
+        exception_class: "org.apache.kafka.connect.errors.DataException",
+    }
+}
+
 struct SourceRun {
     producer: FutureProducer,
+    errors: ErrorPolicy,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
     value_converter: Box<dyn Converter>,
@@ -53,7 +63,16 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     settings
         .entry("linger.ms".into())
         .or_insert_with(|| "5".into());
+    let errors = ErrorPolicy::from_config(
+        &context.key.connector,
+        context.key.task,
+        &context.config,
+        &context.worker,
+        false,
+    )
+    .await?;
     let mut run = SourceRun {
+        errors,
         producer: client_config(&settings).create()?,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter: context
@@ -90,6 +109,7 @@ impl SourceRun {
         let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.tick().await;
+        let mut poll_backoff: Option<Backoff> = None;
         loop {
             let paused = context.is_paused();
             tokio::select! {
@@ -103,7 +123,24 @@ impl SourceRun {
                 }
                 _ = flush.tick() => self.commit(context, task).await?,
                 polled = task.poll(MAX_POLL_RECORDS), if !paused => {
-                    let records = polled?;
+                    let records = match polled {
+                        Ok(records) => {
+                            poll_backoff = None;
+                            records
+                        }
+                        Err(error) if error.is_retryable() => {
+                            let backoff = poll_backoff.get_or_insert_with(|| self.errors.backoff());
+                            match backoff.next_delay() {
+                                Some(delay) => {
+                                    tracing::warn!(task = %context.key, %error, ?delay, "retryable poll failure");
+                                    tokio::time::sleep(delay).await;
+                                    continue;
+                                }
+                                None => return Err(error.into()),
+                            }
+                        }
+                        Err(error) => return Err(error.into()),
+                    };
                     if !records.is_empty() {
                         self.send(context, records).await?;
                     }
@@ -155,15 +192,35 @@ impl SourceRun {
             let record = if self.transforms.is_empty() {
                 record
             } else {
-                match self.transforms.apply(record)? {
-                    Some(record) => record,
-                    None => continue,
+                match self.transforms.apply(record) {
+                    Ok(Some(record)) => record,
+                    Ok(None) => continue,
+                    Err(error) => {
+                        self.errors
+                            .tolerate(data_failure(Stage::Transformation, error.to_string()), None)
+                            .await?;
+                        continue;
+                    }
                 }
             };
-            let key = self.key_converter.to_kafka(&record.topic, &record.key)?;
-            let value = self
-                .value_converter
-                .to_kafka(&record.topic, &record.value)?;
+            let key = match self.key_converter.to_kafka(&record.topic, &record.key) {
+                Ok(key) => key,
+                Err(error) => {
+                    self.errors
+                        .tolerate(data_failure(Stage::KeyConverter, error.0), None)
+                        .await?;
+                    continue;
+                }
+            };
+            let value = match self.value_converter.to_kafka(&record.topic, &record.value) {
+                Ok(value) => value,
+                Err(error) => {
+                    self.errors
+                        .tolerate(data_failure(Stage::ValueConverter, error.0), None)
+                        .await?;
+                    continue;
+                }
+            };
             let mut message = FutureRecord::to(&record.topic);
             if !record.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weir_tests::{Process, Rest, binary, free_port, kcat, read, wait_until};
+use weir_tests::{Process, Rest, binary, free_port, kcat, kcat_produce, read, wait_until};
 
 struct Standalone {
     rest: Rest,
@@ -500,5 +500,78 @@ fn insert_header_is_seen_by_an_independent_consumer() {
             .unwrap()
             .contains("transforms.x.type"),
         "{body}"
+    );
+}
+
+#[test]
+fn malformed_records_go_to_the_dead_letter_queue_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let standalone = start(dir.path(), "", &[]);
+    let good = |text: &str| {
+        json!({"schema": {"type": "string", "optional": false}, "payload": text}).to_string()
+    };
+    let (good1, good2, good3) = (good("good 1"), good("good 2"), good("good 3"));
+    kcat_produce(
+        &standalone.bootstrap,
+        "raw-json",
+        &[&good1, "{not json", &good2, "plain text", &good3],
+    );
+
+    let output = dir.path().join("good.txt");
+    let sink = json!({"name": "tolerant", "config": {
+        "connector.class": "FileStreamSink", "topics": "raw-json", "file": output.to_str().unwrap(),
+        "errors.tolerance": "all", "errors.log.enable": "true", "errors.log.include.messages": "true",
+        "errors.deadletterqueue.topic.name": "raw-json-dlq",
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true"}});
+    let (status, body) = standalone.rest.post("/connectors", &sink.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_until(
+        Duration::from_secs(60),
+        "the good records in the file",
+        || read(&output) == "good 1\ngood 2\ngood 3\n",
+    );
+    wait_until(Duration::from_secs(30), "two records in the DLQ", || {
+        kcat(&standalone.bootstrap, "raw-json-dlq").len() >= 2
+    });
+    let dead = kcat(&standalone.bootstrap, "raw-json-dlq");
+    assert_eq!(
+        dead.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(),
+        ["{not json", "plain text"],
+        "the original bytes, in order"
+    );
+    for (record, offset) in dead.iter().zip([1, 3]) {
+        for expected in [
+            "__connect.errors.topic=raw-json".to_owned(),
+            "__connect.errors.partition=0".to_owned(),
+            format!("__connect.errors.offset={offset}"),
+            "__connect.errors.connector.name=tolerant".to_owned(),
+            "__connect.errors.task.id=0".to_owned(),
+            "__connect.errors.stage=VALUE_CONVERTER".to_owned(),
+            "__connect.errors.exception.class.name=org.apache.kafka.connect.errors.DataException".to_owned(),
+            "__connect.errors.exception.message=Converting byte[] to Kafka Connect data failed due to serialization error".to_owned(),
+        ] {
+            assert!(record.headers.contains(&expected), "{expected} missing in {}", record.headers);
+        }
+    }
+    standalone.rest.wait_running("tolerant");
+
+    // The same topic with errors.tolerance=none: the task fails on the first bad record.
+    let strict = json!({"name": "strict", "config": {
+        "connector.class": "FileStreamSink", "topics": "raw-json", "file": dir.path().join("strict.txt").to_str().unwrap()}});
+    assert_eq!(
+        standalone.rest.post("/connectors", &strict.to_string()).0,
+        201
+    );
+    wait_until(Duration::from_secs(60), "strict task FAILED", || {
+        standalone.rest.get("/connectors/strict/tasks/0/status").1["state"] == "FAILED"
+    });
+    let (_, task) = standalone.rest.get("/connectors/strict/tasks/0/status");
+    assert!(
+        task["trace"]
+            .as_str()
+            .unwrap()
+            .contains("Tolerance exceeded in error handler"),
+        "{task}"
     );
 }

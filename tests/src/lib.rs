@@ -480,3 +480,22 @@ pub fn start_runner(
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// Produces one record per line to `topic` with Debian's kcat.
+pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[&str]) {
+    use std::io::Write;
+    let mut child = Command::new("kcat")
+        .args(["-b", bootstrap, "-P", "-t", topic])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("kcat (Debian package kcat) is required");
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    assert!(
+        child.wait().unwrap().success(),
+        "kcat could not produce to {topic}"
+    );
+}
