@@ -805,7 +805,11 @@ mod tests {
 
     #[test]
     fn replace_field_table() {
-        let cases: [(&[(&str, &str)], &[&str]); 4] = [
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            &'static [&'static str],
+        );
+        let cases: [Case; 4] = [
             (&[("exclude", "ssn")], &["id", "name"]),
             (&[("include", "name,id")], &["id", "name"]),
             (

@@ -351,7 +351,7 @@ impl TimestampConverter {
         })
     }
 
-    fn from_millis(&self, millis: i64) -> Result<Value> {
+    fn render(&self, millis: i64) -> Result<Value> {
         Ok(match self.target {
             TimeType::String => Value::String(
                 self.format
@@ -391,7 +391,7 @@ impl TimestampConverter {
         let converted = if value.is_null() {
             Value::Null
         } else {
-            self.from_millis(self.to_millis(from, value)?)?
+            self.render(self.to_millis(from, value)?)?
         };
         Ok((schema.map(|_| self.target.schema(optional)), converted))
     }
@@ -553,7 +553,12 @@ mod tests {
 
     #[test]
     fn timestamp_converter_whole_value_table() {
-        let cases: [(&[(&str, &str)], SchemaAndValue, SchemaAndValue); 6] = [
+        type Case = (
+            &'static [(&'static str, &'static str)],
+            SchemaAndValue,
+            SchemaAndValue,
+        );
+        let cases: [Case; 6] = [
             (
                 &[("target.type", "string"), ("format", "yyyy-MM-dd")],
                 timestamp(MILLIS),
