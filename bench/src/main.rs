@@ -26,6 +26,38 @@ use weir_runner::WorkerConfig;
 use weir_runner::offsets::FileOffsetStore;
 use weir_runner::task::{self, TargetState, TaskContext, TaskEvent, TaskKey};
 
+/// A chain of five SMTs over each line: wrap it in a struct, rename the
+/// field, add the topic as a field, name the schema, add a header.
+const FIVE_SMTS: &[(&str, &str)] = &[
+    ("transforms", "hoist,rename,topic,name,header"),
+    (
+        "transforms.hoist.type",
+        "org.apache.kafka.connect.transforms.HoistField$Value",
+    ),
+    ("transforms.hoist.field", "line"),
+    (
+        "transforms.rename.type",
+        "org.apache.kafka.connect.transforms.ReplaceField$Value",
+    ),
+    ("transforms.rename.renames", "line:text"),
+    (
+        "transforms.topic.type",
+        "org.apache.kafka.connect.transforms.InsertField$Value",
+    ),
+    ("transforms.topic.topic.field", "source_topic"),
+    (
+        "transforms.name.type",
+        "org.apache.kafka.connect.transforms.SetSchemaMetadata$Value",
+    ),
+    ("transforms.name.schema.name", "com.example.Line"),
+    (
+        "transforms.header.type",
+        "org.apache.kafka.connect.transforms.InsertHeader",
+    ),
+    ("transforms.header.header", "origin"),
+    ("transforms.header.value.literal", "bench"),
+];
+
 /// Process CPU time (user + system) so far.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -111,6 +143,7 @@ async fn weir_source(
     topic: &str,
     lines: &[String],
     converter: &str,
+    transforms: &[(&str, &str)],
 ) -> Measurement {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("input.txt");
@@ -148,6 +181,7 @@ async fn weir_source(
         ("topic", topic),
     ]
     .into_iter()
+    .chain(transforms.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let plugin = Registry::builtin().connector("FileStreamSource").unwrap();
@@ -266,12 +300,21 @@ fn main() {
             &format!("bench-weir-{size}"),
             &lines,
             "org.apache.kafka.connect.storage.StringConverter",
+            &[],
         ));
         let json = runtime.block_on(weir_source(
             &bootstrap,
             &format!("bench-json-{size}"),
             &lines,
             "org.apache.kafka.connect.json.JsonConverter",
+            &[],
+        ));
+        let chained = runtime.block_on(weir_source(
+            &bootstrap,
+            &format!("bench-smt-{size}"),
+            &lines,
+            "org.apache.kafka.connect.json.JsonConverter",
+            FIVE_SMTS,
         ));
         let row = |name: &str, m: &Measurement| {
             println!(
@@ -287,6 +330,13 @@ fn main() {
         row("raw rdkafka ThreadedProducer", &raw);
         row("weir FileStreamSource (String)", &string);
         row("weir FileStreamSource (Json)", &json);
+        row("weir FileStreamSource (Json, 5 SMTs)", &chained);
+        println!(
+            "{:<8} 5-SMT chain ÷ no SMTs: {:.2} records/s, {:.2} CPU per record",
+            format!("{size} B"),
+            chained.rate() / json.rate(),
+            chained.cpu_per_million() / json.cpu_per_million()
+        );
     }
     if let Some(child) = broker.as_mut() {
         let _ = child.kill();

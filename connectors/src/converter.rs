@@ -649,6 +649,128 @@ mod tests {
         assert_eq!(converter.to_connect("t", Some(&bytes)).unwrap(), data);
     }
 
+    fn logical(schema_type: SchemaType, name: &str, parameters: &[(&str, &str)]) -> Schema {
+        let mut schema = Schema::new(schema_type);
+        schema.name = Some(name.into());
+        schema.version = Some(1);
+        schema.parameters = parameters
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        schema
+    }
+
+    // Kafka Connect's JsonConverter output for its logical types, byte for byte.
+    #[test]
+    fn logical_types_round_trip_exactly() {
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
+        let cases = [
+            (
+                logical(
+                    SchemaType::Bytes,
+                    "org.apache.kafka.connect.data.Decimal",
+                    &[("scale", "2")],
+                ),
+                Value::Bytes(vec![0x30, 0x39]), // 12345 unscaled: 123.45
+                r#"{"schema":{"type":"bytes","optional":false,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2"}},"payload":"MDk="}"#,
+            ),
+            (
+                logical(SchemaType::Int32, "org.apache.kafka.connect.data.Date", &[]),
+                Value::Int32(19_675),
+                r#"{"schema":{"type":"int32","optional":false,"name":"org.apache.kafka.connect.data.Date","version":1},"payload":19675}"#,
+            ),
+            (
+                logical(SchemaType::Int32, "org.apache.kafka.connect.data.Time", &[]),
+                Value::Int32(80_000_000),
+                r#"{"schema":{"type":"int32","optional":false,"name":"org.apache.kafka.connect.data.Time","version":1},"payload":80000000}"#,
+            ),
+            (
+                logical(
+                    SchemaType::Int64,
+                    "org.apache.kafka.connect.data.Timestamp",
+                    &[],
+                ),
+                Value::Int64(1_700_000_000_000),
+                r#"{"schema":{"type":"int64","optional":false,"name":"org.apache.kafka.connect.data.Timestamp","version":1},"payload":1700000000000}"#,
+            ),
+            (
+                Schema::new(SchemaType::Float32),
+                Value::Float32(2.5),
+                r#"{"schema":{"type":"float","optional":false},"payload":2.5}"#,
+            ),
+            (
+                Schema::new(SchemaType::Float64),
+                Value::Float64(-0.5),
+                r#"{"schema":{"type":"double","optional":false},"payload":-0.5}"#,
+            ),
+            (
+                Schema::new(SchemaType::Int8),
+                Value::Int8(-7),
+                r#"{"schema":{"type":"int8","optional":false},"payload":-7}"#,
+            ),
+            (
+                Schema::new(SchemaType::Boolean).optional(),
+                Value::Null,
+                r#"{"schema":{"type":"boolean","optional":true},"payload":null}"#,
+            ),
+            (
+                Schema::array(Schema::new(SchemaType::Int16)),
+                Value::Array(vec![Value::Int16(1), Value::Int16(2)]),
+                r#"{"schema":{"type":"array","items":{"type":"int16","optional":false},"optional":false},"payload":[1,2]}"#,
+            ),
+            (
+                Schema::map(Schema::new(SchemaType::Int32), Schema::string()),
+                Value::Map(vec![(Value::Int32(1), Value::String("a".into()))]),
+                r#"{"schema":{"type":"map","keys":{"type":"int32","optional":false},"values":{"type":"string","optional":false},"optional":false},"payload":[[1,"a"]]}"#,
+            ),
+        ];
+        for (schema, value, expected) in cases {
+            let data = SchemaAndValue {
+                schema: Some(schema),
+                value,
+            };
+            let bytes = converter.to_kafka("t", &data).unwrap().unwrap();
+            assert_eq!(String::from_utf8(bytes.clone()).unwrap(), expected);
+            assert_eq!(
+                converter.to_connect("t", Some(&bytes)).unwrap(),
+                data,
+                "{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_defaults_fill_nulls_both_ways() {
+        let mut schema = Schema::new(SchemaType::Int32).optional();
+        schema.default = Some(Box::new(Value::Int32(5)));
+        let converter = JsonConverter {
+            schemas_enable: true,
+        };
+        let bytes = converter
+            .to_kafka(
+                "t",
+                &SchemaAndValue {
+                    schema: Some(schema.clone()),
+                    value: Value::Null,
+                },
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8(bytes).unwrap(),
+            r#"{"schema":{"type":"int32","optional":true,"default":5},"payload":5}"#
+        );
+        let read = converter
+            .to_connect(
+                "t",
+                Some(br#"{"schema":{"type":"int32","optional":true,"default":5},"payload":null}"#),
+            )
+            .unwrap();
+        assert_eq!(read.value, Value::Int32(5));
+    }
+
     #[test]
     fn malformed_and_unenveloped_json_are_errors() {
         let converter = JsonConverter {

@@ -19,6 +19,7 @@
 //! transform returning `None` drops the record.
 
 mod cast;
+pub mod defs;
 mod fields;
 mod headers;
 mod routing;
@@ -119,8 +120,16 @@ pub fn required<'a>(settings: &'a ConfigMap, key: &str) -> Result<&'a str, Strin
     })
 }
 
+/// The simple name of a predicate class.
+pub fn predicate_simple_name(class: &str) -> &str {
+    class
+        .trim()
+        .strip_prefix(PREDICATES_PACKAGE)
+        .unwrap_or(class.trim())
+}
+
 /// The simple name of an SMT class (`InsertField$Value` → `InsertField`, part `Value`).
-fn split_class(class: &str) -> (String, Option<Part>) {
+pub fn split_class(class: &str) -> (String, Option<Part>) {
     let simple = class.strip_prefix(TRANSFORMS_PACKAGE).unwrap_or(class);
     match simple.split_once('$') {
         Some((name, "Key")) => (name.to_owned(), Some(Part::Key)),

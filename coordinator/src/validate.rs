@@ -3,8 +3,12 @@
 //! own keys, each with its value and errors.
 
 use weir_connect::api::ConnectorPlugin;
+use weir_connect::config::ConfigKey;
 use weir_connect::config::{ConfigMap, ConfigType, Direction, base_connector_def, parse_list};
-use weir_connect::transforms::TransformChain;
+use weir_connect::transforms::{
+    TransformChain, create_predicate, create_transform, defs, predicate_simple_name, settings_of,
+    split_class,
+};
 use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, ConfigValueInfo};
 
 /// Validates `config` against `plugin`; `error_count` says whether it is valid.
@@ -48,7 +52,11 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
         .collect();
 
     let mut extra = plugin.validate(config);
-    if let Err(message) = TransformChain::from_config(config) {
+    let mut alias_groups = Vec::new();
+    let alias_errors = alias_infos(config, &mut configs, &mut alias_groups);
+    if alias_errors == 0
+        && let Err(message) = TransformChain::from_config(config)
+    {
         extra.push(("transforms".to_owned(), vec![message]));
     }
     if plugin.kind() == Direction::Sink {
@@ -86,6 +94,7 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
             groups.push(key.group.to_owned());
         }
     }
+    groups.extend(alias_groups);
     let error_count = configs
         .iter()
         .filter_map(|info| info.value.as_ref())
@@ -97,6 +106,178 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
         groups,
         configs,
     }
+}
+
+/// One `ConfigInfo` for a key of an alias (`transforms.<alias>.<key>`), with
+/// the key's messages naming the full key.
+fn alias_info(
+    key: &ConfigKey,
+    full: &str,
+    group: &str,
+    raw: Option<&str>,
+    extra: Vec<String>,
+) -> ConfigInfo {
+    let errors = key
+        .check(raw)
+        .into_iter()
+        .map(|m| {
+            m.replace(&format!("\"{}\"", key.name), &format!("\"{full}\""))
+                .replace(
+                    &format!("configuration {}:", key.name),
+                    &format!("configuration {full}:"),
+                )
+        })
+        .chain(extra)
+        .collect();
+    ConfigInfo {
+        definition: Some(ConfigKeyDefinition {
+            name: full.to_owned(),
+            r#type: key.config_type.name().to_owned(),
+            required: key.is_required(),
+            default_value: key.default_value().map(str::to_owned),
+            importance: key.importance.name().to_owned(),
+            documentation: key.documentation.to_owned(),
+            group: group.to_owned(),
+            order: key.order,
+            width: key.width.name().to_owned(),
+            display_name: full.to_owned(),
+            dependents: Vec::new(),
+        }),
+        value: Some(ConfigValueInfo {
+            name: full.to_owned(),
+            value: raw.or(key.default_value()).map(str::to_owned),
+            recommended_values: Vec::new(),
+            errors,
+            visible: true,
+        }),
+    }
+}
+
+/// Adds the keys of every transform and predicate alias (their `type`,
+/// `predicate`, `negate` and the class's own keys) under groups
+/// `Transforms: <alias>` / `Predicates: <alias>`; returns how many errors it found.
+fn alias_infos(
+    config: &ConfigMap,
+    configs: &mut Vec<ConfigInfo>,
+    groups: &mut Vec<String>,
+) -> usize {
+    let predicate_aliases = config
+        .get("predicates")
+        .map(|p| parse_list(p))
+        .unwrap_or_default();
+    let mut found = 0;
+    let mut push = |info: ConfigInfo, configs: &mut Vec<ConfigInfo>| {
+        found += info.value.as_ref().map_or(0, |v| v.errors.len());
+        configs.push(info);
+    };
+    for alias in config
+        .get("transforms")
+        .map(|t| parse_list(t))
+        .unwrap_or_default()
+    {
+        let group = format!("Transforms: {alias}");
+        let prefix = format!("transforms.{alias}.");
+        let settings = settings_of(config, &prefix);
+        let mut def = defs::transform_base();
+        let mut type_errors = Vec::new();
+        if let Some(class) = settings.get("type") {
+            let (name, _) = split_class(class);
+            match defs::transform_def(&name) {
+                Some(own) => {
+                    def = def.extend(own);
+                    // Checks beyond single keys, e.g. a missing $Key/$Value or a bad regex.
+                    if let Err(message) = create_transform(class, &settings)
+                        && !message.starts_with("Missing required configuration")
+                    {
+                        type_errors.push(message);
+                    }
+                }
+                None => type_errors.push(format!(
+                    "Invalid value {class} for configuration {prefix}type: Class {class} could not be found."
+                )),
+            }
+        }
+        let predicate = settings
+            .get("predicate")
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        let negated = settings
+            .get("negate")
+            .is_some_and(|n| n.trim().eq_ignore_ascii_case("true"));
+        for key in &def.keys {
+            let full = format!("{prefix}{}", key.name);
+            let mut extra = Vec::new();
+            match key.name {
+                "type" => extra.append(&mut type_errors),
+                "predicate" => {
+                    if let Some(p) = &predicate
+                        && !predicate_aliases.contains(p)
+                    {
+                        extra.push(format!(
+                            "Invalid value {p} for configuration {full}: undefined predicate"
+                        ));
+                    }
+                }
+                "negate" if negated && predicate.is_none() => {
+                    extra.push(format!("Invalid value true for configuration {full}: negate can only be used with a predicate"));
+                }
+                _ => {}
+            }
+            push(
+                alias_info(
+                    key,
+                    &full,
+                    &group,
+                    settings.get(key.name).map(String::as_str),
+                    extra,
+                ),
+                configs,
+            );
+        }
+        groups.push(group);
+    }
+    for alias in predicate_aliases {
+        let group = format!("Predicates: {alias}");
+        let prefix = format!("predicates.{alias}.");
+        let settings = settings_of(config, &prefix);
+        let mut def = defs::predicate_base();
+        let mut type_errors = Vec::new();
+        if let Some(class) = settings.get("type") {
+            match defs::predicate_def(predicate_simple_name(class)) {
+                Some(own) => {
+                    def = def.extend(own);
+                    if let Err(message) = create_predicate(class, &settings)
+                        && !message.starts_with("Missing required configuration")
+                    {
+                        type_errors.push(message);
+                    }
+                }
+                None => type_errors.push(format!(
+                    "Invalid value {class} for configuration {prefix}type: Class {class} could not be found."
+                )),
+            }
+        }
+        for key in &def.keys {
+            let full = format!("{prefix}{}", key.name);
+            let extra = if key.name == "type" {
+                std::mem::take(&mut type_errors)
+            } else {
+                Vec::new()
+            };
+            push(
+                alias_info(
+                    key,
+                    &full,
+                    &group,
+                    settings.get(key.name).map(String::as_str),
+                    extra,
+                ),
+                configs,
+            );
+        }
+        groups.push(group);
+    }
+    found
 }
 
 /// `SinkConnectorConfig.validate`: exactly one of topics / topics.regex,
@@ -207,6 +388,88 @@ mod tests {
         assert!(invalid_config_message(&infos).starts_with(
             "Connector configuration is invalid and contains the following 2 error(s):\nMust configure one of topics or topics.regex\n"
         ));
+    }
+
+    #[test]
+    fn transforms_and_predicates_are_validated_per_alias() {
+        let config = ConfigMap::from([
+            ("connector.class".to_owned(), "FileStreamSource".to_owned()),
+            ("name".to_owned(), "s".to_owned()),
+            ("topic".to_owned(), "t".to_owned()),
+            ("transforms".to_owned(), "route,mask,bad".to_owned()),
+            (
+                "transforms.route.type".to_owned(),
+                "org.apache.kafka.connect.transforms.RegexRouter".to_owned(),
+            ),
+            ("transforms.route.regex".to_owned(), "(.*)".to_owned()),
+            ("transforms.route.predicate".to_owned(), "isLogs".to_owned()),
+            (
+                "transforms.mask.type".to_owned(),
+                "org.apache.kafka.connect.transforms.MaskField$Value".to_owned(),
+            ),
+            (
+                "transforms.bad.type".to_owned(),
+                "NoSuchTransform".to_owned(),
+            ),
+            ("predicates".to_owned(), "isLogs".to_owned()),
+            (
+                "predicates.isLogs.type".to_owned(),
+                "org.apache.kafka.connect.transforms.predicates.TopicNameMatches".to_owned(),
+            ),
+            ("predicates.isLogs.pattern".to_owned(), "logs-.*".to_owned()),
+        ]);
+        let infos = config_infos(&FileStreamSource, &config);
+        for group in [
+            "Transforms: route",
+            "Transforms: mask",
+            "Transforms: bad",
+            "Predicates: isLogs",
+        ] {
+            assert!(
+                infos.groups.iter().any(|g| g == group),
+                "{group} in {:?}",
+                infos.groups
+            );
+        }
+        let errors_of = |name: &str| -> Vec<String> {
+            infos
+                .configs
+                .iter()
+                .filter_map(|c| c.value.as_ref())
+                .find(|v| v.name == name)
+                .map(|v| v.errors.clone())
+                .unwrap_or_else(|| panic!("{name} not listed"))
+        };
+        assert_eq!(
+            errors_of("transforms.route.replacement"),
+            [
+                "Missing required configuration \"transforms.route.replacement\" which has no default value."
+            ]
+        );
+        assert_eq!(
+            errors_of("transforms.mask.fields"),
+            [
+                "Missing required configuration \"transforms.mask.fields\" which has no default value."
+            ]
+        );
+        assert!(errors_of("transforms.bad.type")[0].contains("NoSuchTransform could not be found"));
+        assert!(errors_of("transforms.route.predicate").is_empty());
+        assert!(errors_of("predicates.isLogs.pattern").is_empty());
+        assert_eq!(errors_of("transforms.route.negate"), Vec::<String>::new());
+        assert_eq!(infos.error_count, 3, "{infos:?}");
+        let definition = infos
+            .configs
+            .iter()
+            .find(|c| {
+                c.value
+                    .as_ref()
+                    .is_some_and(|v| v.name == "transforms.route.regex")
+            })
+            .unwrap();
+        assert_eq!(
+            definition.definition.as_ref().unwrap().group,
+            "Transforms: route"
+        );
     }
 
     #[test]
