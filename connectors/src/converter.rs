@@ -50,7 +50,7 @@ pub fn create(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
                 Some(raw) => parse_bool("schemas.enable", raw)?,
                 None => true,
             };
-            Ok(Box::new(JsonConverter { schemas_enable }))
+            Ok(Box::new(JsonConverter::new(schemas_enable)))
         }
         Some(STRING_CONVERTER) => Ok(Box::new(StringConverter)),
         Some(BYTE_ARRAY_CONVERTER) => Ok(Box::new(ByteArrayConverter)),
@@ -73,6 +73,32 @@ fn parse_bool(key: &str, raw: &str) -> Result<bool> {
 /// `org.apache.kafka.connect.json.JsonConverter`.
 pub struct JsonConverter {
     pub schemas_enable: bool,
+    /// The JSON of the last schema written: records of one task usually
+    /// share a schema, so it is rendered once, as Kafka Connect's cache does.
+    schema_cache: std::sync::Mutex<Option<(Schema, Json)>>,
+}
+
+impl JsonConverter {
+    pub fn new(schemas_enable: bool) -> Self {
+        JsonConverter {
+            schemas_enable,
+            schema_cache: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn schema_json(&self, schema: &Schema) -> Json {
+        let Ok(mut cache) = self.schema_cache.lock() else {
+            return schema_to_json(schema);
+        };
+        match cache.as_ref() {
+            Some((cached, json)) if cached == schema => json.clone(),
+            _ => {
+                let json = schema_to_json(schema);
+                *cache = Some((schema.clone(), json.clone()));
+                json
+            }
+        }
+    }
 }
 
 impl Converter for JsonConverter {
@@ -83,7 +109,7 @@ impl Converter for JsonConverter {
         let payload = value_to_json(data.schema.as_ref(), &data.value)?;
         let document = if self.schemas_enable {
             json!({
-                "schema": data.schema.as_ref().map(schema_to_json).unwrap_or(Json::Null),
+                "schema": data.schema.as_ref().map_or(Json::Null, |s| self.schema_json(s)),
                 "payload": payload,
             })
         } else {
@@ -552,9 +578,7 @@ mod tests {
 
     #[test]
     fn json_with_schemas_writes_kafka_connects_envelope() {
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         let bytes = converter
             .to_kafka("t", &string_line("hello"))
             .unwrap()
@@ -571,9 +595,7 @@ mod tests {
 
     #[test]
     fn json_without_schemas_is_plain_json() {
-        let converter = JsonConverter {
-            schemas_enable: false,
-        };
+        let converter = JsonConverter::new(false);
         let bytes = converter
             .to_kafka("t", &string_line("hi"))
             .unwrap()
@@ -634,9 +656,7 @@ mod tests {
             schema: Some(schema),
             value,
         };
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         let bytes = converter.to_kafka("t", &data).unwrap().unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
         assert!(text.starts_with(r#"{"schema":{"type":"struct","fields":[{"type":"string","optional":false,"field":"name"},{"type":"int32","optional":true,"field":"age"},{"type":"float","optional":false,"field":"score"}"#), "{text}");
@@ -663,9 +683,7 @@ mod tests {
     // Kafka Connect's JsonConverter output for its logical types, byte for byte.
     #[test]
     fn logical_types_round_trip_exactly() {
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         let cases = [
             (
                 logical(
@@ -745,9 +763,7 @@ mod tests {
     fn schema_defaults_fill_nulls_both_ways() {
         let mut schema = Schema::new(SchemaType::Int32).optional();
         schema.default = Some(Box::new(Value::Int32(5)));
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         let bytes = converter
             .to_kafka(
                 "t",
@@ -773,9 +789,7 @@ mod tests {
 
     #[test]
     fn malformed_and_unenveloped_json_are_errors() {
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         let err = converter.to_connect("t", Some(b"{not json")).unwrap_err();
         assert!(err.0.starts_with(
             "Converting byte[] to Kafka Connect data failed due to serialization error"
@@ -786,9 +800,7 @@ mod tests {
 
     #[test]
     fn null_is_a_tombstone_both_ways() {
-        let converter = JsonConverter {
-            schemas_enable: true,
-        };
+        let converter = JsonConverter::new(true);
         assert_eq!(
             converter.to_kafka("t", &SchemaAndValue::null()).unwrap(),
             None

@@ -84,6 +84,15 @@ impl Part {
         }
     }
 
+    /// Moves the key or value out of the record, leaving a null in its place.
+    pub fn take(self, record: &mut ConnectRecord) -> SchemaAndValue {
+        let slot = match self {
+            Part::Key => &mut record.key,
+            Part::Value => &mut record.value,
+        };
+        std::mem::replace(slot, SchemaAndValue::null())
+    }
+
     pub fn set(self, record: &mut ConnectRecord, data: SchemaAndValue) {
         match self {
             Part::Key => record.key = data,

@@ -413,22 +413,13 @@ impl SinkRun {
         if batch.is_empty() {
             return Ok(());
         }
-        let attempt = self.put_with_retry(task, batch.clone()).await;
-        match attempt {
-            Ok(()) => {}
-            Err(error) if !self.errors.tolerates_all() => return Err(error.into()),
-            Err(_) => {
-                for (index, record) in batch.into_iter().enumerate() {
-                    if let Err(error) = self.put_with_retry(task, vec![record]).await {
-                        let failure = Failure {
-                            stage: Stage::TaskPut,
-                            error: error.to_string(),
-                            exception_class: "org.apache.kafka.connect.errors.ConnectException",
-                        };
-                        self.errors.tolerate(failure, originals.get(index)).await?;
-                    }
-                }
-            }
+        for (index, error) in put_batch(task, batch, &self.errors).await? {
+            let failure = Failure {
+                stage: Stage::TaskPut,
+                error: error.to_string(),
+                exception_class: "org.apache.kafka.connect.errors.ConnectException",
+            };
+            self.errors.tolerate(failure, originals.get(index)).await?;
         }
         if !new_topics.is_empty() {
             context
@@ -439,24 +430,6 @@ impl SinkRun {
                 .await;
         }
         Ok(())
-    }
-
-    async fn put_with_retry(
-        &self,
-        task: &mut dyn SinkTask,
-        batch: Vec<SinkRecord>,
-    ) -> std::result::Result<(), ConnectorError> {
-        let mut backoff = self.errors.backoff();
-        loop {
-            match task.put(batch.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_retryable() => match backoff.next_delay() {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(error),
-                },
-                Err(error) => return Err(error),
-            }
-        }
     }
 
     /// Flushes the connector, then commits what it has made durable, and
@@ -510,5 +483,197 @@ impl SinkRun {
             })
             .await;
         Ok(())
+    }
+}
+
+/// Puts `batch`, retrying retryable failures with the policy's backoff. If
+/// it still fails and the policy tolerates all errors, each record is put on
+/// its own and the ones that fail are returned (by index) for reporting;
+/// otherwise the failure is returned.
+pub async fn put_batch(
+    task: &mut dyn SinkTask,
+    batch: Vec<SinkRecord>,
+    policy: &ErrorPolicy,
+) -> std::result::Result<Vec<(usize, ConnectorError)>, ConnectorError> {
+    match put_with_retry(task, batch.clone(), policy).await {
+        Ok(()) => Ok(Vec::new()),
+        Err(error) if !policy.tolerates_all() => Err(error),
+        Err(_) => {
+            let mut failed = Vec::new();
+            for (index, record) in batch.into_iter().enumerate() {
+                if let Err(error) = put_with_retry(task, vec![record], policy).await {
+                    failed.push((index, error));
+                }
+            }
+            Ok(failed)
+        }
+    }
+}
+
+async fn put_with_retry(
+    task: &mut dyn SinkTask,
+    batch: Vec<SinkRecord>,
+    policy: &ErrorPolicy,
+) -> std::result::Result<(), ConnectorError> {
+    let mut backoff = policy.backoff();
+    loop {
+        match task.put(batch.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(error) if error.is_retryable() => match backoff.next_delay() {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => return Err(error),
+            },
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::WorkerConfig;
+
+    /// Fails every record whose value is "bad", and the first `busy` calls retryably.
+    struct FlakySink {
+        busy: usize,
+        calls: usize,
+        written: Vec<String>,
+    }
+
+    #[async_trait::async_trait]
+    impl SinkTask for FlakySink {
+        async fn open(
+            &mut self,
+            _config: &weir_connect::config::ConfigMap,
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn put(&mut self, records: Vec<SinkRecord>) -> weir_connect::api::Result<()> {
+            self.calls += 1;
+            if self.calls <= self.busy {
+                return Err(ConnectorError::Retryable("busy".into()));
+            }
+            if records
+                .iter()
+                .any(|r| r.value.value == Value::String("bad".into()))
+            {
+                return Err(ConnectorError::Fatal("cannot write bad".into()));
+            }
+            self.written
+                .extend(records.iter().map(|r| r.value.value.to_display_string()));
+            Ok(())
+        }
+
+        async fn flush(
+            &mut self,
+            _offsets: &[TopicPartitionOffset],
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn stop(&mut self) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn records(values: &[&str]) -> Vec<SinkRecord> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| SinkRecord {
+                topic: "t".into(),
+                partition: 0,
+                offset: i as i64,
+                key: SchemaAndValue::null(),
+                value: SchemaAndValue {
+                    schema: None,
+                    value: Value::String((*v).into()),
+                },
+                timestamp_ms: None,
+                headers: Vec::new(),
+            })
+            .collect()
+    }
+
+    async fn policy(pairs: &[(&str, &str)]) -> ErrorPolicy {
+        let worker = WorkerConfig::from_properties(
+            [(
+                "offset.storage.file.filename".to_owned(),
+                "/tmp/unused".to_owned(),
+            )]
+            .into(),
+            true,
+        )
+        .unwrap();
+        let config = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        ErrorPolicy::from_config("c", 0, &config, &worker, false)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retryable_put_failures_are_retried() {
+        let mut sink = FlakySink {
+            busy: 2,
+            calls: 0,
+            written: Vec::new(),
+        };
+        let policy = policy(&[("errors.retry.timeout", "10000")]).await;
+        let failed = put_batch(&mut sink, records(&["a", "b"]), &policy)
+            .await
+            .unwrap();
+        assert!(failed.is_empty());
+        assert_eq!(sink.written, ["a", "b"]);
+        assert_eq!(sink.calls, 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_tolerance_all_only_the_bad_records_fail() {
+        let mut sink = FlakySink {
+            busy: 0,
+            calls: 0,
+            written: Vec::new(),
+        };
+        let policy = policy(&[("errors.tolerance", "all")]).await;
+        let failed = put_batch(&mut sink, records(&["a", "bad", "c", "bad"]), &policy)
+            .await
+            .unwrap();
+        assert_eq!(failed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(
+            sink.written,
+            ["a", "c"],
+            "the good records are written, nothing else is lost"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_tolerance_none_a_failed_put_fails() {
+        let mut sink = FlakySink {
+            busy: 0,
+            calls: 0,
+            written: Vec::new(),
+        };
+        let policy = policy(&[]).await;
+        assert!(
+            put_batch(&mut sink, records(&["a", "bad"]), &policy)
+                .await
+                .is_err()
+        );
+        let mut busy = FlakySink {
+            busy: 5,
+            calls: 0,
+            written: Vec::new(),
+        };
+        assert!(
+            put_batch(&mut busy, records(&["a"]), &policy)
+                .await
+                .unwrap_err()
+                .is_retryable(),
+            "no retries without errors.retry.timeout"
+        );
     }
 }

@@ -145,10 +145,10 @@ fn cast_schema(schema: &Schema, to: SchemaType) -> Schema {
 
 impl Transformation for Cast {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
-        if data.value.is_null() {
+        if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
+        let data = self.part.take(&mut record);
         let cast = match self.casts.as_slice() {
             [(None, to)] => SchemaAndValue {
                 schema: data.schema.as_ref().map(|s| cast_schema(s, *to)),

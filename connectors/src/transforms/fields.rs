@@ -189,7 +189,7 @@ impl HoistField {
 
 impl Transformation for HoistField {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
+        let data = self.part.take(&mut record);
         let hoisted = match data.schema {
             None => SchemaAndValue {
                 schema: None,

@@ -128,7 +128,7 @@ impl Transformation for InsertField {
             return Ok(Some(record));
         }
         let additions = self.additions(&record)?;
-        let data = self.part.get(&record).clone();
+        let data = self.part.take(&mut record);
         let updated = match data.schema {
             None => {
                 let Value::Map(mut entries) = data.value else {
@@ -241,10 +241,10 @@ impl ReplaceField {
 
 impl Transformation for ReplaceField {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
-        if data.value.is_null() {
+        if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
+        let data = self.part.take(&mut record);
         let updated = match data.schema {
             None => {
                 let Value::Map(entries) = data.value else {
@@ -362,10 +362,10 @@ impl MaskField {
 
 impl Transformation for MaskField {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
-        if data.value.is_null() {
+        if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
+        let data = self.part.take(&mut record);
         let value = match (&data.schema, data.value) {
             (None, Value::Map(entries)) => Value::Map(
                 entries
@@ -431,7 +431,7 @@ impl SetSchemaMetadata {
 
 impl Transformation for SetSchemaMetadata {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let mut data = self.part.get(&record).clone();
+        let mut data = self.part.take(&mut record);
         let schema = data.schema.as_mut().ok_or_else(|| {
             TransformError("Schema required for [updating schema metadata]".into())
         })?;
@@ -532,9 +532,11 @@ impl Flatten {
 
 impl Transformation for Flatten {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
+        if self.part.get(&record).value.is_null() {
+            return Ok(Some(record));
+        }
+        let data = self.part.take(&mut record);
         let flattened = match (data.schema, data.value) {
-            (_, Value::Null) => return Ok(Some(record)),
             (None, Value::Map(entries)) => {
                 let mut out = Vec::new();
                 self.flatten_map("", entries, &mut out);

@@ -399,10 +399,10 @@ impl TimestampConverter {
 
 impl Transformation for TimestampConverter {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
-        if data.value.is_null() {
+        if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
+        let data = self.part.take(&mut record);
         let converted = if self.field.is_empty() {
             let (schema, value) = self.convert(data.schema.as_ref(), &data.value)?;
             SchemaAndValue { schema, value }
