@@ -171,25 +171,9 @@ fn query_pairs(query: &Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A query-string component: `+` is a space, `%XX` an escaped byte.
 fn percent_decode(text: &str) -> String {
-    let text = text.replace('+', " ");
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%'
-            && let Some(byte) = text
-                .get(index + 1..index + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(byte);
-            index += 3;
-            continue;
-        }
-        out.push(bytes[index]);
-        index += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::keys::decode(&text.replace('+', " "))
 }
 
 /// A boolean query parameter; absent or unparsable means `default`.

@@ -421,14 +421,7 @@ impl SinkRun {
             };
             self.errors.tolerate(failure, originals.get(index)).await?;
         }
-        if !new_topics.is_empty() {
-            context
-                .emit(TaskEvent::Topics {
-                    connector: context.key.connector.clone(),
-                    topics: new_topics,
-                })
-                .await;
-        }
+        context.emit_topics(new_topics).await;
         Ok(())
     }
 

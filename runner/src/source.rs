@@ -273,14 +273,7 @@ impl SourceRun {
         while self.in_flight_records > MAX_IN_FLIGHT {
             self.settle_one().await?;
         }
-        if !new_topics.is_empty() {
-            context
-                .emit(TaskEvent::Topics {
-                    connector: context.key.connector.clone(),
-                    topics: new_topics,
-                })
-                .await;
-        }
+        context.emit_topics(new_topics).await;
         Ok(())
     }
 

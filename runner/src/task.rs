@@ -100,6 +100,17 @@ impl TaskContext {
         let _ = self.events.send(event).await;
     }
 
+    /// Reports topics a task started using (`GET /connectors/{c}/topics`).
+    pub async fn emit_topics(&self, topics: Vec<String>) {
+        if !topics.is_empty() {
+            self.emit(TaskEvent::Topics {
+                connector: self.key.connector.clone(),
+                topics,
+            })
+            .await;
+        }
+    }
+
     pub fn is_paused(&self) -> bool {
         *self.target.borrow() == TargetState::Paused
     }
