@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use crate::api::Header;
 use crate::config::{ConfigMap, parse_list};
-use crate::data::SchemaAndValue;
+use crate::data::{SchemaAndValue, Value};
 
 pub use cast::Cast;
 pub use fields::{ExtractField, HoistField, ValueToKey};
@@ -127,6 +127,49 @@ pub fn required<'a>(settings: &'a ConfigMap, key: &str) -> Result<&'a str, Strin
     settings.get(key).map(String::as_str).ok_or_else(|| {
         format!("Missing required configuration \"{key}\" which has no default value.")
     })
+}
+
+/// `replace.null.with.default` (KIP-1040, default true): whether a null
+/// struct field reads as its schema's default value.
+pub fn replace_null_with_default(settings: &ConfigMap) -> Result<bool, String> {
+    match settings
+        .get("replace.null.with.default")
+        .map(|v| v.trim().to_ascii_lowercase())
+    {
+        None => Ok(true),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(other) => Err(format!(
+            "Invalid value {other} for configuration replace.null.with.default: Expected value to be either true or false"
+        )),
+    }
+}
+
+/// Reads a struct as Kafka Connect's `Struct.get` does when `replace` is
+/// set: null fields that have a default read as the default.
+pub fn apply_defaults(replace: bool, data: SchemaAndValue) -> SchemaAndValue {
+    let (Some(schema), Value::Struct(fields)) = (&data.schema, &data.value) else {
+        return data;
+    };
+    if !replace || !fields.iter().any(|(_, v)| v.is_null()) {
+        return data;
+    }
+    let filled = fields
+        .iter()
+        .map(|(name, value)| {
+            match (
+                value,
+                schema.field(name).and_then(|f| f.schema.default.as_deref()),
+            ) {
+                (Value::Null, Some(default)) => (name.clone(), default.clone()),
+                _ => (name.clone(), value.clone()),
+            }
+        })
+        .collect();
+    SchemaAndValue {
+        schema: data.schema,
+        value: Value::Struct(filled),
+    }
 }
 
 /// The simple name of a predicate class.
@@ -363,6 +406,61 @@ pub(crate) mod tests {
         assert_eq!(kept.topic, "logs-clean");
         // Not renamed, so the negated predicate holds and Filter drops it.
         assert_eq!(chain.apply(record("other", text("x"))).unwrap(), None);
+    }
+
+    // KIP-1040: a null struct field with a default reads as the default unless
+    // replace.null.with.default=false.
+    #[test]
+    fn replace_null_with_default_table() {
+        use crate::data::{Field, SchemaType};
+        let mut age = Schema::new(SchemaType::Int32).optional();
+        age.default = Some(Box::new(Value::Int32(18)));
+        let mut schema = Schema::new(SchemaType::Struct);
+        schema.fields = vec![Field {
+            name: "age".into(),
+            schema: age,
+        }];
+        let data = SchemaAndValue {
+            schema: Some(schema),
+            value: Value::Struct(vec![("age".into(), Value::Null)]),
+        };
+        let cases: [(&str, &[(&str, &str)], Value); 4] = [
+            ("ExtractField$Value", &[("field", "age")], Value::Int32(18)),
+            (
+                "ReplaceField$Value",
+                &[("renames", "age:years")],
+                Value::Struct(vec![("years".into(), Value::Int32(18))]),
+            ),
+            (
+                "Cast$Value",
+                &[("spec", "age:int64")],
+                Value::Struct(vec![("age".into(), Value::Int64(18))]),
+            ),
+            (
+                "InsertField$Value",
+                &[("static.field", "s"), ("static.value", "x")],
+                Value::Struct(vec![
+                    ("age".into(), Value::Int32(18)),
+                    ("s".into(), Value::String("x".into())),
+                ]),
+            ),
+        ];
+        for (class, settings, expected) in cases {
+            let on = create_transform(class, &config(settings)).unwrap();
+            let out = on.apply(record("t", data.clone())).unwrap().unwrap();
+            assert_eq!(out.value.value, expected, "{class} with defaults");
+            let mut off_settings = config(settings);
+            off_settings.insert("replace.null.with.default".into(), "false".into());
+            let off = create_transform(class, &off_settings).unwrap();
+            let out = off.apply(record("t", data.clone())).unwrap().unwrap();
+            assert_ne!(
+                out.value.value, expected,
+                "{class} without defaults keeps the null"
+            );
+        }
+        let mut bad = config(&[("field", "age")]);
+        bad.insert("replace.null.with.default".into(), "maybe".into());
+        assert!(create_transform("ExtractField$Value", &bad).is_err());
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! `Cast$Key/$Value`: casts the whole key/value (`spec=int64`) or fields
 //! (`spec=a:int32,b:string`) to another primitive type.
 
-use super::{ConnectRecord, Part, Result, TransformError, Transformation, required};
+use super::{
+    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    replace_null_with_default, required,
+};
 use crate::config::{ConfigMap, parse_list};
 use crate::data::{Schema, SchemaAndValue, SchemaType, Value};
 
@@ -34,6 +37,7 @@ fn target_type(name: &str, spec: &str) -> Result<SchemaType, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cast {
     part: Part,
+    replace_null: bool,
     /// `None` field means the whole key/value.
     casts: Vec<(Option<String>, SchemaType)>,
 }
@@ -62,7 +66,11 @@ impl Cast {
                 }
             }
         }
-        Ok(Cast { part, casts })
+        Ok(Cast {
+            part,
+            casts,
+            replace_null: replace_null_with_default(settings)?,
+        })
     }
 
     fn target_for(&self, field: &str) -> Option<SchemaType> {
@@ -148,7 +156,7 @@ impl Transformation for Cast {
         if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
-        let data = self.part.take(&mut record);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let cast = match self.casts.as_slice() {
             [(None, to)] => SchemaAndValue {
                 schema: data.schema.as_ref().map(|s| cast_schema(s, *to)),

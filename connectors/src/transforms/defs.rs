@@ -54,8 +54,36 @@ pub fn predicate_base() -> ConfigDef {
     ))
 }
 
+/// The SMTs that have KIP-1040's `replace.null.with.default`.
+const REPLACES_NULLS: [&str; 9] = [
+    "Cast",
+    "ExtractField",
+    "HeaderFrom",
+    "InsertField",
+    "MaskField",
+    "ReplaceField",
+    "SetSchemaMetadata",
+    "TimestampConverter",
+    "ValueToKey",
+];
+
 /// The SMT's own keys, by its simple name (without `$Key`/`$Value`).
 pub fn transform_def(simple_name: &str) -> Option<ConfigDef> {
+    let def = own_keys(simple_name)?;
+    Some(if REPLACES_NULLS.contains(&simple_name) {
+        def.define(key(
+            "replace.null.with.default",
+            ConfigType::Boolean,
+            Default::Value("true"),
+            Importance::Medium,
+            "Whether to replace fields that have a default value and that are null to the default value. When set to true, the default value is used, otherwise null is used.",
+        ))
+    } else {
+        def
+    })
+}
+
+fn own_keys(simple_name: &str) -> Option<ConfigDef> {
     use ConfigType::*;
     use Importance::*;
     let def = ConfigDef::new();

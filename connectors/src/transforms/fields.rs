@@ -2,7 +2,10 @@
 //! `HoistField$Key/$Value`. Each handles schemaful records (struct values
 //! with a struct schema) and schemaless ones (maps with string keys).
 
-use super::{ConnectRecord, Part, Result, TransformError, Transformation, required};
+use super::{
+    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    replace_null_with_default, required,
+};
 use crate::config::{ConfigMap, parse_list};
 use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
@@ -60,6 +63,7 @@ fn struct_get<'a>(fields: &'a [(String, Value)], name: &str) -> Option<&'a Value
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValueToKey {
     fields: Vec<String>,
+    replace_null: bool,
 }
 
 impl ValueToKey {
@@ -68,7 +72,10 @@ impl ValueToKey {
         if fields.is_empty() {
             return Err("Invalid value  for configuration fields: Empty list".into());
         }
-        Ok(ValueToKey { fields })
+        Ok(ValueToKey {
+            fields,
+            replace_null: replace_null_with_default(settings)?,
+        })
     }
 }
 
@@ -94,7 +101,8 @@ impl Transformation for ValueToKey {
                 }
             }
             Some(schema) => {
-                let values = require_struct(&record.value.value, PURPOSE)?;
+                let read = apply_defaults(self.replace_null, record.value.clone());
+                let values = require_struct(&read.value, PURPOSE)?;
                 let mut key_schema = Schema::new(SchemaType::Struct);
                 let mut key = Vec::with_capacity(self.fields.len());
                 for name in &self.fields {
@@ -122,6 +130,7 @@ impl Transformation for ValueToKey {
 pub struct ExtractField {
     part: Part,
     field: String,
+    replace_null: bool,
 }
 
 impl ExtractField {
@@ -129,6 +138,7 @@ impl ExtractField {
         Ok(ExtractField {
             part,
             field: required(settings, "field")?.to_owned(),
+            replace_null: replace_null_with_default(settings)?,
         })
     }
 }
@@ -136,7 +146,7 @@ impl ExtractField {
 impl Transformation for ExtractField {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
         const PURPOSE: &str = "field extraction";
-        let data = self.part.get(&record);
+        let data = &apply_defaults(self.replace_null, self.part.take(&mut record));
         let extracted = match &data.schema {
             None => {
                 let value = match &data.value {

@@ -2,7 +2,10 @@
 //! `MaskField`, `SetSchemaMetadata`, `Flatten` and `HeaderFrom`, each with
 //! `$Key` / `$Value` variants, schemaful (struct) and schemaless (map).
 
-use super::{ConnectRecord, Part, Result, TransformError, Transformation, required};
+use super::{
+    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    replace_null_with_default, required,
+};
 use crate::api::Header;
 use crate::config::{ConfigMap, parse_list};
 use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
@@ -49,6 +52,7 @@ impl InsertSpec {
 #[derive(Debug, Clone, PartialEq)]
 pub struct InsertField {
     part: Part,
+    replace_null: bool,
     topic: Option<InsertSpec>,
     partition: Option<InsertSpec>,
     offset: Option<InsertSpec>,
@@ -60,6 +64,7 @@ pub struct InsertField {
 impl InsertField {
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
         Ok(InsertField {
+            replace_null: replace_null_with_default(settings)?,
             part,
             topic: InsertSpec::parse(optional_setting(settings, "topic.field")),
             partition: InsertSpec::parse(optional_setting(settings, "partition.field")),
@@ -128,7 +133,7 @@ impl Transformation for InsertField {
             return Ok(Some(record));
         }
         let additions = self.additions(&record)?;
-        let data = self.part.take(&mut record);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let updated = match data.schema {
             None => {
                 let Value::Map(mut entries) = data.value else {
@@ -193,6 +198,7 @@ fn kind(value: &Value) -> &'static str {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReplaceField {
     part: Part,
+    replace_null: bool,
     exclude: Vec<String>,
     include: Vec<String>,
     renames: Vec<(String, String)>,
@@ -213,6 +219,7 @@ impl ReplaceField {
             })
             .collect::<Result<_, String>>()?;
         Ok(ReplaceField {
+            replace_null: replace_null_with_default(settings)?,
             part,
             exclude: settings
                 .get("exclude")
@@ -244,7 +251,7 @@ impl Transformation for ReplaceField {
         if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
-        let data = self.part.take(&mut record);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let updated = match data.schema {
             None => {
                 let Value::Map(entries) = data.value else {
@@ -299,6 +306,7 @@ impl Transformation for ReplaceField {
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskField {
     part: Part,
+    replace_null: bool,
     fields: Vec<String>,
     replacement: Option<String>,
 }
@@ -310,6 +318,7 @@ impl MaskField {
             return Err("Invalid value  for configuration fields: Empty list".into());
         }
         Ok(MaskField {
+            replace_null: replace_null_with_default(settings)?,
             part,
             fields,
             replacement: settings
@@ -365,7 +374,7 @@ impl Transformation for MaskField {
         if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
-        let data = self.part.take(&mut record);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let value = match (&data.schema, data.value) {
             (None, Value::Map(entries)) => Value::Map(
                 entries
@@ -403,6 +412,7 @@ impl Transformation for MaskField {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SetSchemaMetadata {
     part: Part,
+    replace_null: bool,
     name: Option<String>,
     version: Option<i32>,
 }
@@ -422,6 +432,7 @@ impl SetSchemaMetadata {
             return Err("Neither schema name nor version configured".into());
         }
         Ok(SetSchemaMetadata {
+            replace_null: replace_null_with_default(settings)?,
             part,
             name,
             version,
@@ -431,7 +442,7 @@ impl SetSchemaMetadata {
 
 impl Transformation for SetSchemaMetadata {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let mut data = self.part.take(&mut record);
+        let mut data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let schema = data.schema.as_mut().ok_or_else(|| {
             TransformError("Schema required for [updating schema metadata]".into())
         })?;
@@ -568,6 +579,7 @@ impl Transformation for Flatten {
 #[derive(Debug, Clone, PartialEq)]
 pub struct HeaderFrom {
     part: Part,
+    replace_null: bool,
     fields: Vec<String>,
     headers: Vec<String>,
     moving: bool,
@@ -593,6 +605,7 @@ impl HeaderFrom {
             }
         };
         Ok(HeaderFrom {
+            replace_null: replace_null_with_default(settings)?,
             part,
             fields,
             headers,
@@ -603,7 +616,7 @@ impl HeaderFrom {
 
 impl Transformation for HeaderFrom {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
-        let data = self.part.get(&record).clone();
+        let data = apply_defaults(self.replace_null, self.part.get(&record).clone());
         let mut updated = data.clone();
         match (&data.schema, &data.value) {
             (_, Value::Null) => return Ok(Some(record)),

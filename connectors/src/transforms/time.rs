@@ -2,7 +2,10 @@
 //! the subset of Java's `SimpleDateFormat` patterns they need (`y M d H m s
 //! S`, quoted literals, and `Z`/`X` for UTC), always in UTC.
 
-use super::{ConnectRecord, Part, Result, TransformError, Transformation};
+use super::{
+    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    replace_null_with_default,
+};
 use crate::config::ConfigMap;
 use crate::data::{Schema, SchemaAndValue, SchemaType, Value};
 
@@ -289,6 +292,7 @@ impl TimeType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimestampConverter {
     part: Part,
+    replace_null: bool,
     field: String,
     target: TimeType,
     format: Option<DateFormat>,
@@ -326,6 +330,7 @@ impl TimestampConverter {
             }
         };
         Ok(TimestampConverter {
+            replace_null: replace_null_with_default(settings)?,
             part,
             field: settings.get("field").cloned().unwrap_or_default(),
             target,
@@ -402,7 +407,7 @@ impl Transformation for TimestampConverter {
         if self.part.get(&record).value.is_null() {
             return Ok(Some(record));
         }
-        let data = self.part.take(&mut record);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let converted = if self.field.is_empty() {
             let (schema, value) = self.convert(data.schema.as_ref(), &data.value)?;
             SchemaAndValue { schema, value }
