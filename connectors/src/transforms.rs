@@ -424,7 +424,8 @@ pub(crate) mod tests {
             schema: Some(schema),
             value: Value::Struct(vec![("age".into(), Value::Null)]),
         };
-        let cases: [(&str, &[(&str, &str)], Value); 4] = [
+        type Case = (&'static str, &'static [(&'static str, &'static str)], Value);
+        let cases: [Case; 4] = [
             ("ExtractField$Value", &[("field", "age")], Value::Int32(18)),
             (
                 "ReplaceField$Value",
