@@ -100,7 +100,12 @@ fn own_keys(simple_name: &str) -> Option<ConfigDef> {
             .define(key("topic.format", String, Default::Value("${topic}-${timestamp}"), High, "Format string which can contain ${topic} and ${timestamp} as placeholders for the topic and timestamp, respectively."))
             .define(key("timestamp.format", String, Default::Value("yyyyMMdd"), High, "Format string for the timestamp that is compatible with java.text.SimpleDateFormat.")),
         "ValueToKey" => def.define(key("fields", List, Default::Required, High, "Field names on the record value to extract as the record key.")),
-        "ExtractField" => def.define(key("field", String, Default::Required, Medium, "Field name to extract.")),
+        "ExtractField" => def
+            .define(key("field", String, Default::Required, Medium, "Field name to extract."))
+            .define(
+                key("field.syntax.version", String, Default::Value("V1"), High, "Defines the version of the syntax to access fields. If set to `V1`, then the field paths are limited to access the elements at the root level of the struct or map. If set to `V2`, the syntax will support accessing nested elements.")
+                    .validator(Validator::OneOf(&["V1", "V2"])),
+            ),
         "HoistField" => def.define(key("field", String, Default::Required, Medium, "Field name for the single field that will be created in the resulting Struct or Map.")),
         "InsertField" => def
             .define(key("topic.field", String, Default::Null, Medium, "Field name for Kafka topic. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))

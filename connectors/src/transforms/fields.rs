@@ -130,6 +130,8 @@ impl Transformation for ValueToKey {
 pub struct ExtractField {
     part: Part,
     field: String,
+    /// `field.syntax.version=V2`: `field` is a dotted path into nested values.
+    nested: bool,
     replace_null: bool,
 }
 
@@ -138,45 +140,69 @@ impl ExtractField {
         Ok(ExtractField {
             part,
             field: required(settings, "field")?.to_owned(),
+            nested: match settings
+                .get("field.syntax.version")
+                .map(|v| v.trim().to_ascii_uppercase())
+                .as_deref()
+            {
+                None | Some("V1") => false,
+                Some("V2") => true,
+                Some(other) => {
+                    return Err(format!(
+                        "Invalid value {other} for configuration field.syntax.version: String must be one of (case insensitive): V1, V2"
+                    ));
+                }
+            },
             replace_null: replace_null_with_default(settings)?,
         })
+    }
+}
+
+impl ExtractField {
+    /// The path to the field: the name itself (`V1`), or dotted segments
+    /// with backtick-quoted names kept whole (`V2`, KIP-821).
+    fn path(&self) -> Vec<String> {
+        if !self.nested {
+            return vec![self.field.clone()];
+        }
+        let mut segments = Vec::new();
+        let mut current = String::new();
+        let mut quoted = false;
+        for c in self.field.chars() {
+            match c {
+                '`' => quoted = !quoted,
+                '.' if !quoted => segments.push(std::mem::take(&mut current)),
+                other => current.push(other),
+            }
+        }
+        segments.push(current);
+        segments
     }
 }
 
 impl Transformation for ExtractField {
     fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
         const PURPOSE: &str = "field extraction";
-        let data = &apply_defaults(self.replace_null, self.part.take(&mut record));
-        let extracted = match &data.schema {
-            None => {
-                let value = match &data.value {
-                    Value::Null => Value::Null,
-                    other => map_get(require_map(other, PURPOSE)?, &self.field)
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                };
-                SchemaAndValue {
-                    schema: None,
-                    value,
-                }
-            }
-            Some(schema) => {
-                let field = schema
-                    .field(&self.field)
-                    .ok_or_else(|| TransformError(format!("Unknown field: {}", self.field)))?;
-                let value = match &data.value {
-                    Value::Null => Value::Null,
-                    other => struct_get(require_struct(other, PURPOSE)?, &self.field)
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                };
-                SchemaAndValue {
-                    schema: Some(field.schema.clone()),
-                    value,
-                }
-            }
-        };
-        self.part.set(&mut record, extracted);
+        let data = apply_defaults(self.replace_null, self.part.take(&mut record));
+        let unknown = || TransformError(format!("Unknown field: {}", self.field));
+        let mut schema = data.schema;
+        let mut value = data.value;
+        for segment in self.path() {
+            schema = match schema {
+                None => None,
+                Some(s) => Some(s.field(&segment).ok_or_else(unknown)?.schema.clone()),
+            };
+            value = match (&schema, value) {
+                (_, Value::Null) => Value::Null,
+                (None, other) => map_get(require_map(&other, PURPOSE)?, &segment)
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                (Some(_), other) => struct_get(require_struct(&other, PURPOSE)?, &segment)
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            };
+        }
+        self.part.set(&mut record, SchemaAndValue { schema, value });
         Ok(Some(record))
     }
 }
@@ -344,6 +370,89 @@ mod tests {
         let out = key.apply(keyed).unwrap().unwrap();
         assert_eq!(out.key.value, Value::Int64(42));
         assert_eq!(out.value, person());
+    }
+
+    #[test]
+    fn extract_field_nested_paths_with_field_syntax_v2() {
+        let mut address = Schema::new(SchemaType::Struct);
+        address.fields = vec![
+            Field {
+                name: "city".into(),
+                schema: Schema::string(),
+            },
+            Field {
+                name: "zip.code".into(),
+                schema: Schema::string(),
+            },
+        ];
+        let mut schema = Schema::new(SchemaType::Struct);
+        schema.fields = vec![Field {
+            name: "address".into(),
+            schema: address,
+        }];
+        let value = Value::Struct(vec![(
+            "address".into(),
+            Value::Struct(vec![
+                ("city".into(), Value::String("Oslo".into())),
+                ("zip.code".into(), Value::String("0150".into())),
+            ]),
+        )]);
+        let data = SchemaAndValue {
+            schema: Some(schema),
+            value,
+        };
+        let cases = [("address.city", "Oslo"), ("address.`zip.code`", "0150")];
+        for (path, expected) in cases {
+            let smt = ExtractField::configure(
+                Part::Value,
+                &config(&[("field", path), ("field.syntax.version", "V2")]),
+            )
+            .unwrap();
+            let out = smt.apply(record("t", data.clone())).unwrap().unwrap();
+            assert_eq!(
+                out.value,
+                SchemaAndValue {
+                    schema: Some(Schema::string()),
+                    value: Value::String(expected.into())
+                },
+                "{path}"
+            );
+        }
+        // V1 (the default) takes the name literally.
+        let literal =
+            ExtractField::configure(Part::Value, &config(&[("field", "address.city")])).unwrap();
+        assert_eq!(
+            literal.apply(record("t", data.clone())).unwrap_err().0,
+            "Unknown field: address.city"
+        );
+        let schemaless = SchemaAndValue {
+            schema: None,
+            value: Value::Map(vec![(
+                Value::String("a".into()),
+                Value::Map(vec![(Value::String("b".into()), Value::Int64(1))]),
+            )]),
+        };
+        let nested = ExtractField::configure(
+            Part::Value,
+            &config(&[("field", "a.b"), ("field.syntax.version", "v2")]),
+        )
+        .unwrap();
+        assert_eq!(
+            nested
+                .apply(record("t", schemaless))
+                .unwrap()
+                .unwrap()
+                .value
+                .value,
+            Value::Int64(1)
+        );
+        assert!(
+            ExtractField::configure(
+                Part::Value,
+                &config(&[("field", "a"), ("field.syntax.version", "V3")])
+            )
+            .is_err()
+        );
     }
 
     #[test]
