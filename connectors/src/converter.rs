@@ -73,9 +73,9 @@ fn parse_bool(key: &str, raw: &str) -> Result<bool> {
 /// `org.apache.kafka.connect.json.JsonConverter`.
 pub struct JsonConverter {
     pub schemas_enable: bool,
-    /// The JSON of the last schema written: records of one task usually
-    /// share a schema, so it is rendered once, as Kafka Connect's cache does.
-    schema_cache: std::sync::Mutex<Option<(Schema, Json)>>,
+    /// The serialized JSON of the last schema written: records of one task
+    /// usually share a schema, so it is rendered once, as Kafka Connect's cache does.
+    schema_cache: std::sync::Mutex<Option<(Schema, String)>>,
 }
 
 impl JsonConverter {
@@ -86,17 +86,17 @@ impl JsonConverter {
         }
     }
 
-    fn schema_json(&self, schema: &Schema) -> Json {
+    /// Writes the schema's JSON text to `out`, from the cache when it is the last one seen.
+    fn write_schema(&self, schema: &Schema, out: &mut Vec<u8>) {
         let Ok(mut cache) = self.schema_cache.lock() else {
-            return schema_to_json(schema);
+            out.extend_from_slice(schema_to_json(schema).to_string().as_bytes());
+            return;
         };
-        match cache.as_ref() {
-            Some((cached, json)) if cached == schema => json.clone(),
-            _ => {
-                let json = schema_to_json(schema);
-                *cache = Some((schema.clone(), json.clone()));
-                json
-            }
+        if !matches!(cache.as_ref(), Some((cached, _)) if cached == schema) {
+            *cache = Some((schema.clone(), schema_to_json(schema).to_string()));
+        }
+        if let Some((_, text)) = cache.as_ref() {
+            out.extend_from_slice(text.as_bytes());
         }
     }
 }
@@ -107,19 +107,25 @@ impl Converter for JsonConverter {
             return Ok(None);
         }
         let payload = value_to_json(data.schema.as_ref(), &data.value)?;
-        let document = if self.schemas_enable {
-            json!({
-                "schema": data.schema.as_ref().map_or(Json::Null, |s| self.schema_json(s)),
-                "payload": payload,
-            })
-        } else {
-            payload
-        };
-        serde_json::to_vec(&document).map(Some).map_err(|e| {
+        let failed = |e: serde_json::Error| {
             ConvertError(format!(
                 "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
             ))
-        })
+        };
+        if !self.schemas_enable {
+            return serde_json::to_vec(&payload).map(Some).map_err(failed);
+        }
+        // {"schema":…,"payload":…}, byte for byte what serde_json writes for the envelope.
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(br#"{"schema":"#);
+        match &data.schema {
+            Some(schema) => self.write_schema(schema, &mut out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(br#","payload":"#);
+        serde_json::to_writer(&mut out, &payload).map_err(failed)?;
+        out.push(b'}');
+        Ok(Some(out))
     }
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
