@@ -50,6 +50,31 @@ struct ConnectorEntry {
     raw_config: Vec<u8>,
     target: TargetState,
     tasks: TaskConfigsRecord,
+    /// The stored bytes of the target state and task configs, so a write
+    /// can require that neither changed since they were read.
+    raw_target: Option<Vec<u8>>,
+    raw_tasks: Option<Vec<u8>>,
+}
+
+/// Requires `key` to still hold what was read (or still be absent).
+fn still(key: String, read: &Option<Vec<u8>>) -> Condition {
+    match read {
+        Some(bytes) => Condition::ValueEquals(key, bytes.clone()),
+        None => Condition::Absent(key),
+    }
+}
+
+impl ConnectorEntry {
+    /// Conditions that make a transaction fail if a concurrent change to
+    /// this connector's config, target state or task configs landed first.
+    fn unchanged(&self, name: &str, txn: Txn) -> Txn {
+        txn.when(Condition::ValueEquals(
+            keys::connector_config(name),
+            self.raw_config.clone(),
+        ))
+        .when(still(keys::connector_target(name), &self.raw_target))
+        .when(still(keys::task_configs(name), &self.raw_tasks))
+    }
 }
 
 const STALE_CONFIG: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
@@ -68,17 +93,23 @@ impl AdminService {
             return Ok(None);
         };
         let config: ConfigMap = serde_json::from_slice(&raw_config)?;
-        let target = read_json::<TargetRecord>(&self.store, &keys::connector_target(name))
-            .await?
-            .map_or(TargetState::Running, |t| t.state);
-        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name))
-            .await?
-            .unwrap_or_default();
+        let raw_target = self.store.get(&keys::connector_target(name)).await?;
+        let target = match &raw_target {
+            Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
+            None => TargetState::Running,
+        };
+        let raw_tasks = self.store.get(&keys::task_configs(name)).await?;
+        let tasks = match &raw_tasks {
+            Some(bytes) => serde_json::from_slice::<TaskConfigsRecord>(bytes)?,
+            None => TaskConfigsRecord::default(),
+        };
         Ok(Some(ConnectorEntry {
             config,
             raw_config,
             target,
             tasks,
+            raw_target,
+            raw_tasks,
         }))
     }
 
@@ -263,10 +294,7 @@ impl AdminService {
             .put(keys::connector_status(name), to_json(&status)?);
         match previous {
             Some(previous) => {
-                txn = txn.when(Condition::ValueEquals(
-                    keys::connector_config(name),
-                    previous.raw_config.clone(),
-                ));
+                txn = previous.unchanged(name, txn);
                 for task in tasks.configs.len()..previous.tasks.configs.len() {
                     txn = txn.delete(keys::task_status(name, task as i32));
                 }
@@ -294,11 +322,18 @@ impl AdminService {
             tasks = tasks.configs.len(),
             "connector config written"
         );
+        let raw_target = match previous {
+            Some(previous) => previous.raw_target.clone(),
+            None => Some(to_json(&TargetRecord { state: target })?),
+        };
+        let raw_tasks = Some(to_json(&tasks)?);
         Ok(ConnectorEntry {
             config,
             raw_config,
             target,
             tasks,
+            raw_target,
+            raw_tasks,
         })
     }
 
@@ -312,11 +347,8 @@ impl AdminService {
         let generation = entry.tasks.generation + u64::from(regenerate);
         let (tasks, status) =
             self.generate_tasks(plugin.as_ref(), &entry.config, target, generation);
-        let mut txn = Txn::new()
-            .when(Condition::ValueEquals(
-                keys::connector_config(name),
-                entry.raw_config.clone(),
-            ))
+        let mut txn = entry
+            .unchanged(name, Txn::new())
             .put(
                 keys::connector_target(name),
                 to_json(&TargetRecord { state: target })?,
@@ -541,10 +573,7 @@ impl Admin for AdminService {
                 .is_some_and(|s| s.state == pb::State::Failed as i32)
         };
         let restart_connector = !request.only_failed || failed(&before.connector);
-        let mut txn = Txn::new().when(Condition::ValueEquals(
-            keys::connector_config(&name),
-            entry.raw_config.clone(),
-        ));
+        let mut txn = entry.unchanged(&name, Txn::new());
         let mut shown = before.clone();
         if restart_connector {
             let plugin = self.plugin(&entry.config)?;
@@ -675,10 +704,7 @@ impl Admin for AdminService {
                 .map(|s| s.worker_id)
                 .unwrap_or_default();
         let txn = self.restart_task_ops(
-            Txn::new().when(Condition::ValueEquals(
-                keys::connector_config(&task.connector),
-                entry.raw_config,
-            )),
+            entry.unchanged(&task.connector, Txn::new()),
             &task.connector,
             task.task,
             generation,

@@ -130,8 +130,21 @@ impl Session {
         }
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
+        let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
+        let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let assignment = assignment_for(&self.store, runner).await?;
+            let mut assignment = assignment_for(&self.store, runner).await?;
+            if assignment.is_none()
+                && let Some(previous) = &last_sent
+            {
+                // The leader took every task away (or the runner record was
+                // dropped): tell the runner to stop them.
+                assignment = Some(pb::Assignment {
+                    epoch: previous.epoch,
+                    tasks: Vec::new(),
+                });
+            }
             if assignment.is_some() && assignment != last_sent {
                 let message = pb::CoordinatorMessage {
                     body: assignment
@@ -149,20 +162,30 @@ impl Session {
                         return Ok(());
                     }
                 }
-                message = tokio::time::timeout(HEARTBEAT_INTERVAL * 3, inbound.message()) => {
-                    match message {
-                        Err(_) => {
-                            tracing::warn!(%runner, "runner missed its heartbeats");
-                            return Ok(());
-                        }
-                        Ok(Err(status)) => {
-                            tracing::info!(%runner, %status, "runner stream ended");
-                            return Ok(());
-                        }
-                        Ok(Ok(None)) => return Ok(()),
-                        Ok(Ok(Some(message))) => self.handle(message).await?,
+                // Only the runner's own messages move this deadline.
+                () = tokio::time::sleep_until(silent_after) => {
+                    tracing::warn!(%runner, "runner missed its heartbeats");
+                    return Ok(());
+                }
+                _ = beat.tick() => {
+                    let heartbeat = pb::CoordinatorMessage {
+                        body: Some(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat {})),
+                    };
+                    if self.outbound.send(Ok(heartbeat)).await.is_err() {
+                        return Ok(());
                     }
                 }
+                message = inbound.message() => match message {
+                    Err(status) => {
+                        tracing::info!(%runner, %status, "runner stream ended");
+                        return Ok(());
+                    }
+                    Ok(None) => return Ok(()),
+                    Ok(Some(message)) => {
+                        silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
+                        self.handle(message).await?;
+                    }
+                },
             }
         }
     }
@@ -227,8 +250,11 @@ impl Session {
     /// late report from a previous owner cannot overwrite the new one's.
     async fn record_status(&self, report: pb::TaskStatusReport) -> Result<()> {
         let runner = &self.record.runner_id;
-        let assignment: Option<AssignmentRecord> =
-            read_json(&self.store, &keys::assignment(runner)).await?;
+        let assignment_key = keys::assignment(runner);
+        let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
+            return Ok(());
+        };
+        let assignment: Option<AssignmentRecord> = Some(serde_json::from_slice(&raw_assignment)?);
         let owns = assignment.is_some_and(|a| {
             a.tasks
                 .iter()
@@ -250,10 +276,12 @@ impl Session {
             trace: report.trace,
             epoch: report.epoch,
         };
+        // Written only if the task is still assigned here when the write lands.
         let txn = Txn::new()
             .when(Condition::Present(keys::connector_config(
                 &report.connector,
             )))
+            .when(Condition::ValueEquals(assignment_key, raw_assignment))
             .put(
                 keys::task_status(&report.connector, report.task),
                 to_json(&status)?,

@@ -107,6 +107,8 @@ pub struct LocalStore {
 struct LocalState {
     entries: BTreeMap<String, Vec<u8>>,
     ephemeral: BTreeSet<String>,
+    /// What the state file holds now.
+    saved: Vec<u8>,
 }
 
 impl LocalState {
@@ -170,7 +172,7 @@ impl LocalStore {
 
     /// Runs `change` under the lock, then saves and notifies if it changed anything.
     fn mutate<T>(&self, change: impl FnOnce(&mut LocalState) -> (T, bool)) -> Result<T> {
-        let (result, snapshot) = {
+        let result = {
             let mut state = self
                 .inner
                 .lock()
@@ -179,11 +181,17 @@ impl LocalStore {
             if !changed {
                 return Ok(result);
             }
-            (result, self.file.as_ref().map(|_| self.snapshot(&state)))
+            // Saved under the lock, so files are written in the order of the
+            // changes; skipped when no persisted key changed.
+            if let Some(file) = &self.file {
+                let snapshot = self.snapshot(&state)?;
+                if snapshot != state.saved {
+                    save_atomically(file, &snapshot)?;
+                    state.saved = snapshot;
+                }
+            }
+            result
         };
-        if let (Some(file), Some(snapshot)) = (&self.file, snapshot) {
-            save_atomically(file, &snapshot?)?;
-        }
         self.changes.send_modify(|revision| *revision += 1);
         Ok(result)
     }
@@ -209,7 +217,7 @@ impl LocalStore {
 }
 
 fn save_atomically(file: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let temp = file.with_extension("tmp");
+    let temp = PathBuf::from(format!("{}.tmp", file.display()));
     std::fs::write(&temp, bytes)
         .and_then(|()| std::fs::rename(&temp, file))
         .map_err(|e| Error::Store(format!("writing {}: {e}", file.display())))

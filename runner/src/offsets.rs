@@ -124,7 +124,7 @@ impl OffsetStore for FileOffsetStore {
             .collect();
         let bytes =
             serde_json::to_vec_pretty(&document).map_err(|e| Error::Offsets(e.to_string()))?;
-        let temp = self.path.with_extension("tmp");
+        let temp = PathBuf::from(format!("{}.tmp", self.path.display()));
         let write = async {
             tokio::fs::write(&temp, &bytes).await?;
             let file = tokio::fs::File::open(&temp).await?;

@@ -23,6 +23,19 @@ use crate::error::{Error, Result};
 use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
 use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
 
+/// How often the runner and the coordinator hear from each other; three
+/// silent intervals end the session on either side.
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How long a stopping task may take before it is aborted.
 const TASK_STOP_DEADLINE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -150,26 +163,43 @@ impl Runner {
                 })
                 .await;
         }
-        let mut heartbeat = tokio::time::interval(Duration::from_secs(1));
+        // Heartbeats go out from their own task, so a slow task stop in
+        // `apply` cannot make the coordinator think this runner is gone.
+        let beats = outbound.clone();
+        let heartbeats = AbortOnDrop(tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
+            loop {
+                ticker.tick().await;
+                let beat = pb::RunnerMessage {
+                    body: Some(pb::runner_message::Body::Heartbeat(pb::Heartbeat {})),
+                };
+                if beats.send(beat).await.is_err() {
+                    break;
+                }
+            }
+        }));
+        let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
-                _ = heartbeat.tick() => {
-                    let beat = pb::RunnerMessage { body: Some(pb::runner_message::Body::Heartbeat(pb::Heartbeat {})) };
-                    if outbound.send(beat).await.is_err() {
-                        return Ok(());
-                    }
+                // Silence from the coordinator: it may have dropped this runner and
+                // given its tasks to another, so stop them (the caller does) and rejoin.
+                () = tokio::time::sleep_until(silent_after) => {
+                    drop(heartbeats);
+                    return Err(Error::Coordinator("no message from the coordinator for three heartbeat intervals".into()));
                 }
-                message = inbound.message() => match message? {
-                    None => return Ok(()),
-                    Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Welcome(welcome)) }) => {
-                        tracing::debug!(coordinator = %welcome.coordinator_id, "welcomed");
-                        heartbeat = tokio::time::interval(Duration::from_millis(u64::from(welcome.heartbeat_interval_ms.max(100))));
+                message = inbound.message() => {
+                    silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
+                    match message? {
+                        None => return Ok(()),
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Welcome(welcome)) }) => {
+                            tracing::debug!(coordinator = %welcome.coordinator_id, "welcomed");
+                        }
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
+                            self.apply(assignment, events_tx).await;
+                        }
+                        Some(_) => {}
                     }
-                    Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
-                        self.apply(assignment, events_tx).await;
-                    }
-                    Some(_) => {}
                 },
                 Some(event) = events_rx.recv() => {
                     if let Some(message) = self.message_for(event)
@@ -271,9 +301,7 @@ impl Runner {
                 to_stop.push(key.clone());
             }
         }
-        for key in to_stop {
-            self.stop(&key).await;
-        }
+        self.stop_many(to_stop).await;
 
         for (key, wanted) in wanted {
             let target = match pb::TargetState::try_from(wanted.target_state) {
@@ -373,6 +401,12 @@ impl Runner {
     /// Stops every task, all at once, each within the deadline.
     async fn stop_all(&mut self) {
         let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+        self.stop_many(keys).await;
+    }
+
+    /// Cancels the tasks all at once, so they wind down together, then waits
+    /// for each within the deadline.
+    async fn stop_many(&mut self, keys: Vec<TaskKey>) {
         for key in &keys {
             if let Some(running) = self.tasks.get(key) {
                 running.cancel.cancel();
