@@ -608,6 +608,34 @@ mod tests {
             .unwrap()
     }
 
+    #[test]
+    fn every_partition_is_read_by_exactly_one_task() {
+        for topics in 1..4 {
+            for partitions in 1..7 {
+                let all: BTreeSet<(String, i32)> = (0..topics)
+                    .flat_map(|t| (0..partitions).map(move |p| (format!("topic-{t}"), p)))
+                    .collect();
+                for count in 1..6 {
+                    let shares: Vec<_> =
+                        (0..count).map(|index| share(&all, index, count)).collect();
+                    let mut seen = BTreeSet::new();
+                    for owned in &shares {
+                        for partition in owned {
+                            assert!(seen.insert(partition.clone()), "{partition:?} read twice");
+                        }
+                    }
+                    assert_eq!(
+                        seen, all,
+                        "{topics} topics × {partitions} partitions over {count} tasks"
+                    );
+                    let sizes: Vec<usize> = shares.iter().map(BTreeSet::len).collect();
+                    let (min, max) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+                    assert!(max - min <= 1, "unbalanced {sizes:?}");
+                }
+            }
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retryable_put_failures_are_retried() {
         let mut sink = FlakySink {
