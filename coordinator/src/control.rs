@@ -254,12 +254,11 @@ impl Session {
         let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
             return Ok(());
         };
-        let assignment: Option<AssignmentRecord> = Some(serde_json::from_slice(&raw_assignment)?);
-        let owns = assignment.is_some_and(|a| {
-            a.tasks
-                .iter()
-                .any(|t| t.connector == report.connector && t.task == report.task)
-        });
+        let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
+        let owns = assignment
+            .tasks
+            .iter()
+            .any(|t| t.connector == report.connector && t.task == report.task);
         if !owns {
             tracing::debug!(%runner, connector = %report.connector, task = report.task, "ignoring status for a task not assigned here");
             return Ok(());

@@ -12,8 +12,6 @@ pub enum Error {
     Convert(#[from] ConvertError),
     #[error("org.apache.kafka.connect.errors.ConnectException: {0}")]
     Connector(#[from] ConnectorError),
-    #[error("org.apache.kafka.connect.errors.DataException: {0}")]
-    Transform(#[from] weir_connect::transforms::TransformError),
     #[error("org.apache.kafka.common.KafkaException: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     /// `errors.tolerance=none` and a record failed.

@@ -24,8 +24,6 @@ pub enum Stage {
     ValueConverter,
     Transformation,
     TaskPut,
-    TaskPoll,
-    KafkaProduce,
 }
 
 impl Stage {
@@ -35,8 +33,6 @@ impl Stage {
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
             Stage::TaskPut => "TASK_PUT",
-            Stage::TaskPoll => "TASK_POLL",
-            Stage::KafkaProduce => "KAFKA_PRODUCE",
         }
     }
 
@@ -48,8 +44,6 @@ impl Stage {
             }
             Stage::Transformation => "org.apache.kafka.connect.transforms.Transformation",
             Stage::TaskPut => "org.apache.kafka.connect.sink.SinkTask",
-            Stage::TaskPoll => "org.apache.kafka.connect.source.SourceTask",
-            Stage::KafkaProduce => "org.apache.kafka.clients.producer.KafkaProducer",
         }
     }
 }
@@ -218,30 +212,6 @@ impl ErrorPolicy {
         }
     }
 
-    /// Runs `operation` until it succeeds, fails with a non-retryable error,
-    /// or the retry timeout passes; waits with exponential backoff between tries.
-    pub async fn retry<T, E, F, Fut>(
-        &self,
-        mut operation: F,
-        retryable: impl Fn(&E) -> bool,
-    ) -> Result<T, E>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<T, E>>,
-    {
-        let mut backoff = self.backoff();
-        loop {
-            match operation().await {
-                Ok(value) => return Ok(value),
-                Err(error) if retryable(&error) => match backoff.next_delay() {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(error),
-                },
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
     /// Handles a failed record. With `errors.tolerance=none` the task fails
     /// with the error; with `all` the failure is logged and/or sent to the
     /// DLQ, and the caller skips the record.
@@ -393,6 +363,17 @@ mod tests {
         );
     }
 
+    /// Tries an always-failing operation the way the record paths do:
+    /// once, then again after each delay the backoff gives.
+    async fn attempts_until_given_up(backoff: &mut Backoff) -> usize {
+        let mut attempts = 1;
+        while let Some(delay) = backoff.next_delay() {
+            tokio::time::sleep(delay).await;
+            attempts += 1;
+        }
+        attempts
+    }
+
     #[tokio::test(start_paused = true)]
     async fn retries_with_backoff_until_the_timeout() {
         let retrying = policy(&[
@@ -400,57 +381,23 @@ mod tests {
             ("errors.retry.delay.max.ms", "500"),
         ])
         .await;
-        let mut attempts = 0;
         let started = tokio::time::Instant::now();
-        let outcome: Result<(), &str> = retrying
-            .retry(
-                || {
-                    attempts += 1;
-                    async { Err("busy") }
-                },
-                |_| true,
-            )
-            .await;
-        assert_eq!(outcome, Err("busy"));
+        let attempts = attempts_until_given_up(&mut retrying.backoff()).await;
         // 300 ms, then 500 ms steps (capped) until 2 s have passed.
         assert!((5..=7).contains(&attempts), "{attempts}");
         assert!(started.elapsed() >= Duration::from_millis(2000));
 
-        let mut calls = 0;
-        let eventually: Result<u32, &str> = retrying
-            .retry(
-                || {
-                    calls += 1;
-                    let ok = calls >= 3;
-                    async move { if ok { Ok(7) } else { Err("busy") } }
-                },
-                |_| true,
-            )
-            .await;
-        assert_eq!(eventually, Ok(7));
+        // Delays double from 300 ms and are capped by errors.retry.delay.max.ms.
+        let mut backoff = retrying.backoff();
+        assert_eq!(backoff.next_delay(), Some(Duration::from_millis(300)));
+        assert_eq!(backoff.next_delay(), Some(Duration::from_millis(500)));
+        assert_eq!(backoff.next_delay(), Some(Duration::from_millis(500)));
 
         let no_retry = policy(&[]).await;
-        let mut once = 0;
-        let _: Result<(), &str> = no_retry
-            .retry(
-                || {
-                    once += 1;
-                    async { Err("busy") }
-                },
-                |_| true,
-            )
-            .await;
-        assert_eq!(once, 1, "errors.retry.timeout=0 means no retries");
-        let mut fatal = 0;
-        let _: Result<(), &str> = retrying
-            .retry(
-                || {
-                    fatal += 1;
-                    async { Err("fatal") }
-                },
-                |_| false,
-            )
-            .await;
-        assert_eq!(fatal, 1, "non-retryable errors are not retried");
+        assert_eq!(
+            attempts_until_given_up(&mut no_retry.backoff()).await,
+            1,
+            "errors.retry.timeout=0 means no retries"
+        );
     }
 }

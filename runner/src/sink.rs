@@ -678,9 +678,9 @@ mod tests {
             calls: 0,
             written: Vec::new(),
         };
-        let policy = policy(&[]).await;
+        let strict = policy(&[]).await;
         assert!(
-            put_batch(&mut sink, records(&["a", "bad"]), &policy)
+            put_batch(&mut sink, records(&["a", "bad"]), &strict)
                 .await
                 .is_err()
         );
@@ -690,11 +690,24 @@ mod tests {
             written: Vec::new(),
         };
         assert!(
-            put_batch(&mut busy, records(&["a"]), &policy)
+            put_batch(&mut busy, records(&["a"]), &strict)
                 .await
                 .unwrap_err()
                 .is_retryable(),
             "no retries without errors.retry.timeout"
         );
+        assert_eq!(busy.calls, 1, "no retries without errors.retry.timeout");
+        let retrying = policy(&[("errors.retry.timeout", "10000")]).await;
+        let mut fatal = FlakySink {
+            busy: 0,
+            calls: 0,
+            written: Vec::new(),
+        };
+        assert!(
+            put_batch(&mut fatal, records(&["bad"]), &retrying)
+                .await
+                .is_err()
+        );
+        assert_eq!(fatal.calls, 1, "non-retryable errors are not retried");
     }
 }
