@@ -1,28 +1,44 @@
 #!/usr/bin/env bash
-# Installs what building and testing Weir needs, only what is missing:
-# Debian packages (protoc for etcd-client's build, cmake for librdkafka,
-# etcd, kcat) and the tansu 0.6.0 broker from crates.io (~15 min once; cached
-# in ~/.cargo/bin).
+# Installs what building and testing Weir needs, and only what is missing.
+#
+# Debian packages are checked one by one with `dpkg -s` (a command being on
+# the PATH says nothing about a -dev package's headers). The one list:
+#   build:   protobuf-compiler and libprotobuf-dev (its well-known .proto files)
+#            for etcd-client's and weir-proto's build, cmake,
+#            g++, make, pkg-config (librdkafka's build)
+#   librdkafka with TLS, SASL and every codec:
+#            libssl-dev (TLS, SCRAM, OAUTHBEARER), libsasl2-dev and
+#            libsasl2-modules-gssapi-mit (GSSAPI), libcurl4-openssl-dev (OIDC;
+#            librdkafka includes curl.h whatever its features say),
+#            libzstd-dev, zlib1g-dev (gzip); lz4 and snappy are built in
+#   tests:   etcd-server, kcat, openssl (test certificates), curl
+#
+# `--with-tansu` also builds the tansu 0.6.0 broker from crates.io (about 15
+# minutes once on 2 cores; cached in ~/.cargo/bin).
 set -euo pipefail
 
-need_packages=()
-command -v protoc >/dev/null || need_packages+=(protobuf-compiler)
-command -v cmake >/dev/null || need_packages+=(cmake)
-command -v etcd >/dev/null || need_packages+=(etcd-server)
-command -v kcat >/dev/null || need_packages+=(kcat)
-command -v c++ >/dev/null || need_packages+=(g++)
-command -v make >/dev/null || need_packages+=(make)
-command -v curl >/dev/null || need_packages+=(curl)
+packages=(
+  protobuf-compiler libprotobuf-dev cmake g++ make pkg-config
+  libssl-dev libsasl2-dev libsasl2-modules-gssapi-mit libcurl4-openssl-dev
+  libzstd-dev zlib1g-dev
+  etcd-server kcat openssl curl ca-certificates
+)
 
-if [ ${#need_packages[@]} -gt 0 ]; then
-  echo "setup: installing ${need_packages[*]}"
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 if [ "${1:-}" = "--with-tansu" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
   if ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
     echo "setup: building tansu 0.6.0 (cargo install, about 15 minutes on 2 cores)"
     cargo install tansu --version 0.6.0 --locked --features dynostore,libsql

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use weir_connect::client::OverridePolicy;
 use weir_connect::config::ConfigMap;
 use weir_connect::properties::hostname;
 use weir_connect::registry::Registry;
@@ -103,12 +104,15 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     let state_file = properties
         .get("config.storage.file.filename")
         .map(PathBuf::from);
+    let override_policy = OverridePolicy::from_worker(&properties)?;
+    let worker = WorkerConfig::from_properties(properties, true)?;
     let coordinator = Coordinator::start(
         CoordinatorConfig {
             id: id.clone(),
             grpc_listen,
             rest_listen,
             store: StoreConfig::Local { file: state_file },
+            override_policy,
         },
         Arc::new(Registry::builtin()),
     )
@@ -118,7 +122,6 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         coordinator.rest_addr
     );
 
-    let worker = WorkerConfig::from_properties(properties, true)?;
     let runner = Runner::new(
         RunnerConfig {
             runner_id: id,

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`data`]: Kafka Connect's data model (schemas and values).
 //! - [`config`]: config definitions (`ConfigDef`) and their validation.
+//! - [`client`]: client overrides, the override policy and secret keys.
 //! - [`properties`]: Java `.properties` files, the format of worker and connector configs.
 //! - [`api`]: the traits a connector implements; they mirror the connector
 //!   protocol in `proto/weir/connector/v1` one to one.
@@ -10,6 +11,7 @@
 //! - [`registry`]: the plugins this build knows, by class name and alias.
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod converter;
 pub mod data;

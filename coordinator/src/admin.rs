@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 use weir_connect::api::ConnectorPlugin;
+use weir_connect::client::{OverridePolicy, mask_secrets, restore_hidden_secrets};
 use weir_connect::config::{ConfigMap, Direction};
 use weir_connect::registry::Registry;
 use weir_proto::admin::v1 as pb;
@@ -42,6 +43,8 @@ pub struct AdminService {
     registry: Arc<Registry>,
     /// Shown as the connector's `worker_id`: the coordinator that ran its logic.
     coordinator_id: String,
+    /// `connector.client.config.override.policy`.
+    override_policy: OverridePolicy,
 }
 
 /// Everything stored about one connector's configuration.
@@ -85,7 +88,14 @@ impl AdminService {
             store,
             registry,
             coordinator_id,
+            override_policy: OverridePolicy::All,
         }
+    }
+
+    /// Sets what connectors may override in their clients' settings.
+    pub fn with_override_policy(mut self, policy: OverridePolicy) -> Self {
+        self.override_policy = policy;
+        self
     }
 
     async fn entry(&self, name: &str) -> Result<Option<ConnectorEntry>> {
@@ -142,7 +152,7 @@ impl AdminService {
     /// Validates a config for create/update; returns its plugin.
     fn check_config(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
         let plugin = self.plugin(config)?;
-        let infos = config_infos(plugin.as_ref(), config);
+        let infos = config_infos(plugin.as_ref(), config, self.override_policy);
         if infos.error_count > 0 {
             return Err(Error::BadRequest(invalid_config_message(&infos)));
         }
@@ -206,7 +216,7 @@ impl AdminService {
     fn info(&self, name: &str, entry: &ConnectorEntry) -> pb::ConnectorInfo {
         pb::ConnectorInfo {
             name: name.to_owned(),
-            config: entry.config.clone().into_iter().collect(),
+            config: mask_secrets(&entry.config).into_iter().collect(),
             tasks: (0..entry.tasks.configs.len())
                 .map(|task| pb::TaskRef {
                     connector: name.to_owned(),
@@ -283,6 +293,10 @@ impl AdminService {
         previous: Option<&ConnectorEntry>,
         initial: TargetState,
     ) -> Result<ConnectorEntry> {
+        let mut config = config;
+        if let Some(previous) = previous {
+            restore_hidden_secrets(&mut config, &previous.config);
+        }
         let plugin = self.check_config(&config)?;
         let target = previous.map_or(initial, |p| p.target);
         let generation = previous.map_or(1, |p| p.tasks.generation + 1);
@@ -426,8 +440,12 @@ fn instance(record: StatusRecord) -> pb::InstanceStatus {
 }
 
 /// Java's `Map.toString()`, which Kafka Connect puts in some messages.
+/// A config as Java prints a map, secrets hidden.
 fn java_map(config: &ConfigMap) -> String {
-    let entries: Vec<String> = config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let entries: Vec<String> = mask_secrets(config)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     format!("{{{}}}", entries.join(", "))
 }
 
@@ -524,7 +542,7 @@ impl Admin for AdminService {
             .existing(&name, || format!("Connector {name} not found"))
             .await?;
         Ok(Response::new(pb::ConnectorConfig {
-            config: entry.config.into_iter().collect(),
+            config: mask_secrets(&entry.config).into_iter().collect(),
         }))
     }
 
@@ -666,7 +684,7 @@ impl Admin for AdminService {
                     connector: name.clone(),
                     task: task as i32,
                 }),
-                config: config.into_iter().collect(),
+                config: mask_secrets(&config).into_iter().collect(),
             })
             .collect();
         Ok(Response::new(pb::ListTasksResponse { tasks }))
@@ -788,6 +806,10 @@ impl Admin for AdminService {
             ))
             .into());
         }
-        Ok(Response::new(config_infos(plugin.as_ref(), &config)))
+        Ok(Response::new(config_infos(
+            plugin.as_ref(),
+            &config,
+            self.override_policy,
+        )))
     }
 }

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use weir_connect::client::OverridePolicy;
 use weir_connect::registry::Registry;
 use weir_proto::admin::v1::admin_server::AdminServer;
 use weir_proto::control::v1::control_server::ControlServer;
@@ -40,6 +41,8 @@ pub struct CoordinatorConfig {
     pub grpc_listen: SocketAddr,
     pub rest_listen: SocketAddr,
     pub store: StoreConfig,
+    /// `connector.client.config.override.policy`, checked when connectors are validated.
+    pub override_policy: OverridePolicy,
 }
 
 /// A running coordinator.
@@ -86,7 +89,8 @@ impl Coordinator {
         let grpc_addr = local_addr(&grpc_listener)?;
         let rest_addr = local_addr(&rest_listener)?;
 
-        let admin = AdminService::new(store.clone(), registry, config.id.clone());
+        let admin = AdminService::new(store.clone(), registry, config.id.clone())
+            .with_override_policy(config.override_policy);
         let control = ControlService::new(store.clone(), config.id.clone());
         let mut tasks = JoinSet::new();
 

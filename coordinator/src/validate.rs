@@ -3,6 +3,7 @@
 //! own keys, each with its value and errors.
 
 use weir_connect::api::ConnectorPlugin;
+use weir_connect::client::{HIDDEN, OverridePolicy, is_secret_key};
 use weir_connect::config::ConfigKey;
 use weir_connect::config::{ConfigMap, ConfigType, Direction, base_connector_def, parse_list};
 use weir_connect::transforms::{
@@ -11,8 +12,14 @@ use weir_connect::transforms::{
 };
 use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, ConfigValueInfo};
 
-/// Validates `config` against `plugin`; `error_count` says whether it is valid.
-pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigInfos {
+/// Validates `config` against `plugin` and the worker's client override
+/// policy; `error_count` says whether it is valid. Secret values show as
+/// `[hidden]`.
+pub fn config_infos(
+    plugin: &dyn ConnectorPlugin,
+    config: &ConfigMap,
+    policy: OverridePolicy,
+) -> ConfigInfos {
     let def = base_connector_def(plugin.kind()).extend(plugin.config_def());
     let mut configs: Vec<ConfigInfo> = def
         .keys
@@ -62,6 +69,12 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
     if plugin.kind() == Direction::Sink {
         extra.extend(sink_topic_errors(config));
     }
+    extra.extend(
+        policy
+            .violations(config)
+            .into_iter()
+            .map(|(key, message)| (key, vec![message])),
+    );
     for (name, errors) in extra {
         if errors.is_empty() {
             continue;
@@ -79,7 +92,13 @@ pub fn config_infos(plugin: &dyn ConnectorPlugin, config: &ConfigMap) -> ConfigI
                 definition: None,
                 value: Some(ConfigValueInfo {
                     name: name.clone(),
-                    value: config.get(&name).cloned(),
+                    value: config.get(&name).map(|value| {
+                        if is_secret_key(&name) {
+                            HIDDEN.to_owned()
+                        } else {
+                            value.clone()
+                        }
+                    }),
                     recommended_values: Vec::new(),
                     errors,
                     visible: true,
@@ -360,7 +379,7 @@ mod tests {
             ("name".to_owned(), "s".to_owned()),
             ("topic".to_owned(), "t".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
         assert_eq!(infos.error_count, 0, "{infos:?}");
         assert_eq!(
             names(&infos),
@@ -377,7 +396,7 @@ mod tests {
             ("connector.class".to_owned(), "FileStreamSink".to_owned()),
             ("name".to_owned(), "s".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSink, &config);
+        let infos = config_infos(&FileStreamSink, &config, OverridePolicy::All);
         assert_eq!(
             names(&infos),
             sorted(
@@ -418,7 +437,7 @@ mod tests {
             ),
             ("predicates.isLogs.pattern".to_owned(), "logs-.*".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
         for group in [
             "Transforms: route",
             "Transforms: mask",
@@ -476,7 +495,7 @@ mod tests {
     fn missing_required_key_is_named() {
         let config =
             ConfigMap::from([("connector.class".to_owned(), "FileStreamSource".to_owned())]);
-        let infos = config_infos(&FileStreamSource, &config);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
         let message = invalid_config_message(&infos);
         assert!(
             message.contains("Missing required configuration \"topic\""),

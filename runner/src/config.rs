@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use weir_connect::client::OverridePolicy;
 use weir_connect::config::ConfigMap;
 use weir_connect::converter::{self, Converter};
 
+use crate::clients::{ClientRole, ClientSettings};
 use crate::error::{Error, Result};
 
 /// Where source offsets are kept.
@@ -30,6 +32,8 @@ pub struct WorkerConfig {
     pub bootstrap_servers: String,
     pub offset_flush_interval: Duration,
     pub offset_storage: OffsetStorage,
+    /// `connector.client.config.override.policy`.
+    pub override_policy: OverridePolicy,
 }
 
 const DEFAULT_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
@@ -65,12 +69,26 @@ impl WorkerConfig {
                 )? as i32,
             }
         };
-        Ok(WorkerConfig {
+        let override_policy = OverridePolicy::from_worker(&properties).map_err(Error::Config)?;
+        let worker = WorkerConfig {
             properties,
             bootstrap_servers,
             offset_flush_interval: Duration::from_millis(flush_ms.max(1) as u64),
             offset_storage,
-        })
+            override_policy,
+        };
+        // A bad client property fails start-up, naming the property.
+        for role in [
+            ClientRole::Producer,
+            ClientRole::Consumer,
+            ClientRole::Admin,
+            ClientRole::Worker,
+        ] {
+            worker
+                .client_settings(&ConfigMap::new(), role)?
+                .to_rdkafka()?;
+        }
+        Ok(worker)
     }
 
     /// The key or value converter for a connector: the connector's own
@@ -99,27 +117,21 @@ impl WorkerConfig {
         converter::create(&class, &settings).map_err(Error::Convert)
     }
 
-    /// librdkafka settings for a client: bootstrap servers, then the worker's
-    /// `producer.`/`consumer.` properties, then the connector's
-    /// `producer.override.`/`consumer.override.` ones.
-    pub fn client_settings(&self, connector: &ConfigMap, role: ClientRole) -> ConfigMap {
-        let mut settings = ConfigMap::new();
-        settings.insert("bootstrap.servers".into(), self.bootstrap_servers.clone());
-        let worker_prefix = format!("{}.", role.prefix());
-        for (key, value) in &self.properties {
-            if let Some(setting) = key.strip_prefix(&worker_prefix)
-                && !setting.starts_with("override.")
-            {
-                settings.insert(setting.to_owned(), value.clone());
-            }
-        }
-        let override_prefix = format!("{}.override.", role.prefix());
-        for (key, value) in connector {
-            if let Some(setting) = key.strip_prefix(&override_prefix) {
-                settings.insert(setting.to_owned(), value.clone());
-            }
-        }
-        settings
+    /// The Kafka client properties for one of a connector's clients (or,
+    /// with [`ClientRole::Worker`], the worker's own), layered as Kafka
+    /// Connect layers them. See [`crate::clients`].
+    pub fn client_settings(
+        &self,
+        connector: &ConfigMap,
+        role: ClientRole,
+    ) -> Result<ClientSettings> {
+        ClientSettings::layered(
+            &self.bootstrap_servers,
+            &self.properties,
+            connector,
+            role,
+            self.override_policy,
+        )
     }
 }
 
@@ -146,30 +158,6 @@ impl ConverterRole {
             ConverterRole::Value => "value.converter",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientRole {
-    Producer,
-    Consumer,
-}
-
-impl ClientRole {
-    fn prefix(self) -> &'static str {
-        match self {
-            ClientRole::Producer => "producer",
-            ClientRole::Consumer => "consumer",
-        }
-    }
-}
-
-/// Builds an rdkafka client config from settings.
-pub fn client_config(settings: &ConfigMap) -> rdkafka::ClientConfig {
-    let mut config = rdkafka::ClientConfig::new();
-    for (key, value) in settings {
-        config.set(key, value);
-    }
-    config
 }
 
 #[cfg(test)]
@@ -223,13 +211,24 @@ mod tests {
         )
         .unwrap();
         let connector = props(&[("producer.override.acks", "all")]);
-        let settings = worker.client_settings(&connector, ClientRole::Producer);
-        assert_eq!(settings["bootstrap.servers"], "b:1");
-        assert_eq!(settings["linger.ms"], "7");
-        assert_eq!(settings["acks"], "all");
+        let settings = worker
+            .client_settings(&connector, ClientRole::Producer)
+            .unwrap();
+        assert_eq!(settings.get("bootstrap.servers"), Some("b:1"));
+        assert_eq!(settings.get("linger.ms"), Some("7"));
+        assert_eq!(settings.get("acks"), Some("all"));
         assert!(
             matches!(worker.offset_storage, OffsetStorage::Topic { ref name, .. } if name == "connect-offsets")
         );
+    }
+
+    #[test]
+    fn a_bad_worker_client_property_fails_start_up_naming_it() {
+        let error =
+            WorkerConfig::from_properties(props(&[("producer.security.protocol", "TLS")]), false)
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("producer.security.protocol"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,8 @@ use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_connect::config::ConfigMap;
 
-use crate::config::{ClientRole, WorkerConfig, client_config};
+use crate::clients::{ClientFailures, ClientRole, WatchedContext};
+use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 use crate::offsets::{TopicSpec, ensure_topic};
 
@@ -72,7 +73,9 @@ pub struct Failure {
 struct DeadLetterQueue {
     topic: String,
     context_headers: bool,
-    producer: FutureProducer,
+    producer: FutureProducer<WatchedContext>,
+    /// Authentication or TLS failures of the DLQ producer.
+    failures: ClientFailures,
 }
 
 /// A connector's error-handling settings and its DLQ producer.
@@ -158,7 +161,8 @@ impl ErrorPolicy {
             .filter(|t| !t.is_empty())
         {
             Some(topic) if sink => {
-                let mut settings = worker.client_settings(config, ClientRole::Producer);
+                let admin = worker.client_settings(config, ClientRole::Admin)?;
+                let mut settings = worker.client_settings(config, ClientRole::Producer)?;
                 let replication_factor =
                     number(config, "errors.deadletterqueue.topic.replication.factor", 3)? as i32;
                 let spec = TopicSpec {
@@ -166,14 +170,14 @@ impl ErrorPolicy {
                     replication_factor,
                     compacted: false,
                 };
-                ensure_topic(&settings, topic, spec).await?;
-                settings
-                    .entry("acks".into())
-                    .or_insert_with(|| "all".into());
+                ensure_topic(&admin, topic, spec).await?;
+                settings.set_default("acks", "all");
+                let (producer, failures) = settings.create()?;
                 Some(DeadLetterQueue {
                     topic: topic.to_owned(),
                     context_headers: flag(config, "errors.deadletterqueue.context.headers.enable"),
-                    producer: client_config(&settings).create()?,
+                    producer,
+                    failures,
                 })
             }
             _ => None,
@@ -289,6 +293,9 @@ impl ErrorPolicy {
                     value: Some(value.as_bytes()),
                 });
             }
+        }
+        if let Some(failure) = dlq.failures.borrow().clone() {
+            return Err(Error::Config(failure));
         }
         let mut message = FutureRecord::to(&dlq.topic).headers(headers);
         if let Some(key) = record.key.as_deref() {

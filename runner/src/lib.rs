@@ -5,8 +5,10 @@
 //! - [`task`]: what running tasks share; [`source`] and [`sink`] are the record paths.
 //! - [`offsets`]: source offset storage (local file or compacted Kafka topic).
 //! - [`config`]: worker settings in Kafka Connect's property names.
+//! - [`clients`]: Kafka client properties translated for librdkafka, and client creation.
 //! - [`devkafka`]: the embedded development broker (librdkafka's mock cluster).
 
+pub mod clients;
 pub mod config;
 pub mod devkafka;
 pub mod error;

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -18,9 +17,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 use weir_connect::api::{JsonMap, SourcePosition};
-use weir_connect::config::ConfigMap;
 
-use crate::config::client_config;
+use crate::clients::{ClientSettings, WatchedContext};
 use crate::error::{Error, Result};
 
 /// Where a runner reads and writes source offsets.
@@ -138,8 +136,8 @@ impl OffsetStore for FileOffsetStore {
 }
 
 /// Whether the broker knows `topic` (brokers that auto-create may create it here).
-fn topic_exists(settings: &ConfigMap, topic: &str) -> Result<bool> {
-    let consumer: BaseConsumer = client_config(settings).create()?;
+fn topic_exists(settings: &ClientSettings, topic: &str) -> Result<bool> {
+    let (consumer, _): (BaseConsumer<WatchedContext>, _) = settings.create()?;
     let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
     Ok(metadata
         .topics()
@@ -156,7 +154,7 @@ pub struct TopicSpec {
 }
 
 /// Creates `topic` unless the broker already has it (or creates it on lookup).
-pub async fn ensure_topic(settings: &ConfigMap, topic: &str, spec: TopicSpec) -> Result<()> {
+pub async fn ensure_topic(settings: &ClientSettings, topic: &str, spec: TopicSpec) -> Result<()> {
     let known = {
         let settings = settings.clone();
         let topic = topic.to_owned();
@@ -167,7 +165,7 @@ pub async fn ensure_topic(settings: &ConfigMap, topic: &str, spec: TopicSpec) ->
     if known {
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> = client_config(settings).create()?;
+    let (admin, _): (AdminClient<WatchedContext>, _) = settings.create()?;
     let mut new_topic = NewTopic::new(
         topic,
         spec.partitions,
@@ -194,8 +192,8 @@ pub async fn ensure_topic(settings: &ConfigMap, topic: &str, spec: TopicSpec) ->
 /// Offsets in a compacted Kafka topic, as Kafka Connect's `connect-offsets`.
 pub struct TopicOffsetStore {
     topic: String,
-    settings: ConfigMap,
-    producer: FutureProducer,
+    settings: ClientSettings,
+    producer: FutureProducer<WatchedContext>,
 }
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -203,7 +201,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(30);
 impl TopicOffsetStore {
     /// Creates the topic (compacted) if the broker allows it, and a producer for it.
     pub async fn open(
-        settings: ConfigMap,
+        settings: ClientSettings,
         topic: String,
         partitions: i32,
         replication_factor: i32,
@@ -215,9 +213,9 @@ impl TopicOffsetStore {
         };
         ensure_topic(&settings, &topic, spec).await?;
         let mut producer_settings = settings.clone();
-        producer_settings.insert("acks".into(), "all".into());
-        producer_settings.insert("linger.ms".into(), "0".into());
-        let producer = client_config(&producer_settings).create()?;
+        producer_settings.set("acks", "all");
+        producer_settings.set("linger.ms", "0");
+        let (producer, _) = producer_settings.create()?;
         Ok(Arc::new(TopicOffsetStore {
             topic,
             settings,
@@ -226,12 +224,16 @@ impl TopicOffsetStore {
     }
 
     /// Reads the whole topic up to its end: the latest offset per partition key.
-    fn read_all(settings: &ConfigMap, topic: &str, connector: &str) -> Result<Vec<SourcePosition>> {
+    fn read_all(
+        settings: &ClientSettings,
+        topic: &str,
+        connector: &str,
+    ) -> Result<Vec<SourcePosition>> {
         let mut consumer_settings = settings.clone();
-        consumer_settings.insert("group.id".into(), "weir-offsets-reader".into());
-        consumer_settings.insert("enable.auto.commit".into(), "false".into());
-        consumer_settings.insert("enable.partition.eof".into(), "false".into());
-        let consumer: BaseConsumer = client_config(&consumer_settings).create()?;
+        consumer_settings.set("group.id", "weir-offsets-reader");
+        consumer_settings.set("enable.auto.commit", "false");
+        consumer_settings.set("enable.partition.eof", "false");
+        let (consumer, _): (BaseConsumer<WatchedContext>, _) = consumer_settings.create()?;
         let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
         let partitions: Vec<i32> = metadata
             .topics()

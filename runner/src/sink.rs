@@ -24,7 +24,8 @@ use weir_connect::converter::Converter;
 use weir_connect::data::{Schema, SchemaAndValue, SchemaType, Value};
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
-use crate::config::{ClientRole, ConverterRole, client_config};
+use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
+use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{ErrorPolicy, Failure, OriginalRecord, Stage};
 use crate::task::{TaskContext, TaskEvent};
@@ -91,7 +92,7 @@ fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
 const DATA_EXCEPTION: &str = "org.apache.kafka.connect.errors.DataException";
 
 struct SinkRun {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<WatchedContext>,
     errors: ErrorPolicy,
     subscription: Subscription,
     /// The partitions this task reads; the coordinator, not a consumer-group
@@ -110,16 +111,11 @@ struct SinkRun {
 pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Result<()> {
     let mut settings = context
         .worker
-        .client_settings(&context.config, ClientRole::Consumer);
-    settings.insert(
-        "group.id".into(),
-        format!("connect-{}", context.key.connector),
-    );
-    settings.insert("enable.auto.commit".into(), "false".into());
-    settings
-        .entry("auto.offset.reset".into())
-        .or_insert_with(|| "earliest".into());
-    let consumer: StreamConsumer = client_config(&settings).create()?;
+        .client_settings(&context.config, ClientRole::Consumer)?;
+    settings.set_default("group.id", &format!("connect-{}", context.key.connector));
+    settings.set("enable.auto.commit", "false");
+    settings.set_default("auto.offset.reset", "earliest");
+    let (consumer, mut failures): (StreamConsumer<WatchedContext>, _) = settings.create()?;
     let topics = context
         .config
         .get("topics")
@@ -171,7 +167,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     task.open(&context.config).await?;
     context.report_target().await;
 
-    let outcome = run.pump(&mut context, task.as_mut()).await;
+    let outcome = run.pump(&mut context, task.as_mut(), &mut failures).await;
     let committed = match outcome {
         Ok(()) => {
             run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync)
@@ -218,7 +214,12 @@ impl SinkRun {
         Ok(())
     }
 
-    async fn pump(&mut self, context: &mut TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+    async fn pump(
+        &mut self,
+        context: &mut TaskContext,
+        task: &mut dyn SinkTask,
+        failures: &mut ClientFailures,
+    ) -> Result<()> {
         let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.tick().await;
@@ -230,6 +231,7 @@ impl SinkRun {
             tokio::select! {
                 biased;
                 () = context.cancel.cancelled() => return Ok(()),
+                error = clients::failed(failures) => return Err(error),
                 changed = context.target.changed() => {
                     if changed.is_err() {
                         return Ok(());

@@ -14,7 +14,8 @@ use weir_connect::api::{SourcePosition, SourceRecord, SourceTask};
 use weir_connect::converter::Converter;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
-use crate::config::{ClientRole, ConverterRole, client_config};
+use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
+use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
 use crate::task::{TaskContext, TaskEvent};
@@ -40,7 +41,7 @@ fn data_failure(stage: Stage, error: String) -> Failure {
 }
 
 struct SourceRun {
-    producer: FutureProducer,
+    producer: FutureProducer<WatchedContext>,
     errors: ErrorPolicy,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
@@ -56,13 +57,10 @@ struct SourceRun {
 pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Result<()> {
     let mut settings = context
         .worker
-        .client_settings(&context.config, ClientRole::Producer);
-    settings
-        .entry("acks".into())
-        .or_insert_with(|| "all".into());
-    settings
-        .entry("linger.ms".into())
-        .or_insert_with(|| "5".into());
+        .client_settings(&context.config, ClientRole::Producer)?;
+    settings.set_default("acks", "all");
+    settings.set_default("linger.ms", "5");
+    let (producer, mut failures) = settings.create()?;
     let errors = ErrorPolicy::from_config(
         &context.key.connector,
         context.key.task,
@@ -73,7 +71,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     .await?;
     let mut run = SourceRun {
         errors,
-        producer: client_config(&settings).create()?,
+        producer,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter: context
             .worker
@@ -90,7 +88,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     task.open(&context.config, &positions).await?;
     context.report_target().await;
 
-    let outcome = run.pump(&mut context, task.as_mut()).await;
+    let outcome = run.pump(&mut context, task.as_mut(), &mut failures).await;
     // On a clean stop, wait for what is in flight so its offsets are stored too.
     let settled = match outcome {
         Ok(()) => run.settle_all().await,
@@ -105,7 +103,12 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
 }
 
 impl SourceRun {
-    async fn pump(&mut self, context: &mut TaskContext, task: &mut dyn SourceTask) -> Result<()> {
+    async fn pump(
+        &mut self,
+        context: &mut TaskContext,
+        task: &mut dyn SourceTask,
+        failures: &mut ClientFailures,
+    ) -> Result<()> {
         let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.tick().await;
@@ -115,6 +118,7 @@ impl SourceRun {
             tokio::select! {
                 biased;
                 () = context.cancel.cancelled() => return Ok(()),
+                error = clients::failed(failures) => return Err(error),
                 changed = context.target.changed() => {
                     if changed.is_err() {
                         return Ok(());

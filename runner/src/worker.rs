@@ -18,7 +18,8 @@ use weir_connect::registry::Registry;
 use weir_proto::control::v1 as pb;
 use weir_proto::control::v1::control_client::ControlClient;
 
-use crate::config::{ClientRole, OffsetStorage, WorkerConfig, client_config};
+use crate::clients::{ClientRole, WatchedContext};
+use crate::config::{OffsetStorage, WorkerConfig};
 use crate::error::{Error, Result};
 use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
 use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
@@ -81,7 +82,7 @@ impl Runner {
                 partitions,
                 replication_factor,
             } => {
-                let settings = worker.client_settings(&ConfigMap::new(), ClientRole::Producer);
+                let settings = worker.client_settings(&ConfigMap::new(), ClientRole::Worker)?;
                 TopicOffsetStore::open(settings, name.clone(), *partitions, *replication_factor)
                     .await?
             }
@@ -420,9 +421,11 @@ impl Runner {
 
 /// The Kafka cluster id, for `GET /`; empty if the broker does not answer soon.
 async fn cluster_id(worker: &WorkerConfig) -> String {
-    let settings = worker.client_settings(&ConfigMap::new(), ClientRole::Consumer);
+    let Ok(settings) = worker.client_settings(&ConfigMap::new(), ClientRole::Worker) else {
+        return String::new();
+    };
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = client_config(&settings).create().ok()?;
+        let (consumer, _): (BaseConsumer<WatchedContext>, _) = settings.create().ok()?;
         consumer.client().fetch_cluster_id(Duration::from_secs(5))
     })
     .await

@@ -231,11 +231,7 @@ fn kill_9_of_the_runner_mid_stream_loses_nothing() {
     // What the source had durably committed when it died.
     let committed = {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let settings = [(
-            "bootstrap.servers".to_owned(),
-            cluster.broker.bootstrap().to_owned(),
-        )]
-        .into();
+        let settings = weir_runner::clients::ClientSettings::new(cluster.broker.bootstrap());
         runtime.block_on(async {
             let store = weir_runner::offsets::TopicOffsetStore::open(
                 settings,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Parser;
+use weir_connect::client::{OVERRIDE_POLICY_KEY, OverridePolicy};
 use weir_connect::properties::hostname;
 use weir_connect::registry::Registry;
 use weir_coordinator::server::parse_listeners;
@@ -37,6 +38,10 @@ struct Args {
     /// This coordinator's id (`coordinator.id`), default `<hostname>:<rest port>`.
     #[arg(long, env = "WEIR_COORDINATOR_ID")]
     id: Option<String>,
+    /// What connectors may override in their Kafka clients
+    /// (`connector.client.config.override.policy`): None, Principal or All (default).
+    #[arg(long, env = "WEIR_CONNECTOR_CLIENT_CONFIG_OVERRIDE_POLICY")]
+    connector_client_config_override_policy: Option<String>,
 }
 
 #[tokio::main]
@@ -76,12 +81,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id = setting(args.id, "coordinator.id")
         .unwrap_or_else(|| format!("{}:{}", hostname(), rest_listen.port()));
 
+    let override_policy = match setting(
+        args.connector_client_config_override_policy,
+        OVERRIDE_POLICY_KEY,
+    ) {
+        Some(raw) => OverridePolicy::parse(&raw)?,
+        None => OverridePolicy::All,
+    };
+
     let coordinator = Coordinator::start(
         CoordinatorConfig {
             id,
             grpc_listen,
             rest_listen,
             store: StoreConfig::Etcd { endpoints, prefix },
+            override_policy,
         },
         Arc::new(Registry::builtin()),
     )
