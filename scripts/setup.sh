@@ -11,7 +11,9 @@
 #            libsasl2-modules-gssapi-mit (GSSAPI), libcurl4-openssl-dev (OIDC;
 #            librdkafka includes curl.h whatever its features say),
 #            libzstd-dev, zlib1g-dev (gzip); lz4 and snappy are built in
-#   tests:   etcd-server, kcat, openssl (test certificates), curl
+#   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
+#            listener in front of tansu, which accepts --cert/--key but
+#            serves plaintext in 0.6.0), curl
 #
 # `--with-tansu` also builds the tansu 0.6.0 broker from crates.io (about 15
 # minutes once on 2 cores; cached in ~/.cargo/bin).
@@ -21,7 +23,7 @@ packages=(
   protobuf-compiler libprotobuf-dev cmake g++ make pkg-config
   libssl-dev libsasl2-dev libsasl2-modules-gssapi-mit libcurl4-openssl-dev
   libzstd-dev zlib1g-dev
-  etcd-server kcat openssl curl ca-certificates
+  etcd-server kcat openssl socat curl ca-certificates
 )
 
 missing=()

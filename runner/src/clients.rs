@@ -798,6 +798,15 @@ impl ClientContext for WatchedContext {
 
 impl ConsumerContext for WatchedContext {}
 
+/// A Kafka error explained by the client failure behind it, when there is one
+/// (a metadata timeout caused by a refused password, say).
+pub fn explain(error: Error, failures: &ClientFailures) -> Error {
+    match (&error, failures.borrow().as_ref()) {
+        (Error::Kafka(_), Some(failure)) => Error::Config(failure.clone()),
+        _ => error,
+    }
+}
+
 /// Waits until a client failure is published; never returns otherwise.
 pub async fn failed(failures: &mut ClientFailures) -> Error {
     loop {

@@ -167,7 +167,10 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     task.open(&context.config).await?;
     context.report_target().await;
 
-    let outcome = run.pump(&mut context, task.as_mut(), &mut failures).await;
+    let outcome = run
+        .pump(&mut context, task.as_mut(), &mut failures)
+        .await
+        .map_err(|error| clients::explain(error, &failures));
     let committed = match outcome {
         Ok(()) => {
             run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync)

@@ -88,7 +88,10 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     task.open(&context.config, &positions).await?;
     context.report_target().await;
 
-    let outcome = run.pump(&mut context, task.as_mut(), &mut failures).await;
+    let outcome = run
+        .pump(&mut context, task.as_mut(), &mut failures)
+        .await
+        .map_err(|error| clients::explain(error, &failures));
     // On a clean stop, wait for what is in flight so its offsets are stored too.
     let settled = match outcome {
         Ok(()) => run.settle_all().await,

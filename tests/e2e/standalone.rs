@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weir_tests::{Process, Rest, binary, free_port, kcat, kcat_produce, read, wait_until};
+use weir_tests::{
+    Process, Rest, binary, free_port, kcat, kcat_produce, kcat_produce_compressed, read, wait_until,
+};
 
 struct Standalone {
     rest: Rest,
@@ -574,4 +576,36 @@ fn malformed_records_go_to_the_dead_letter_queue_and_nothing_is_lost() {
             .contains("Tolerance exceeded in error handler"),
         "{task}"
     );
+}
+
+#[test]
+fn a_sink_reads_topics_produced_with_every_compression_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let standalone = start(dir.path(), "", &[]);
+    let text = lines(500, "compressed");
+    let records: Vec<&str> = text.lines().collect();
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        let topic = format!("codec-{codec}");
+        // kcat batches the whole input, so every batch is compressed.
+        kcat_produce_compressed(&standalone.bootstrap, &topic, codec, &records);
+        let sink = json!({"name": format!("sink-{codec}"), "config": {
+            "connector.class": "FileStreamSink", "topics": topic,
+            "file": dir.path().join(format!("{codec}.txt")).to_str().unwrap(),
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}});
+        let (status, body) = standalone.rest.post("/connectors", &sink.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+    for codec in codecs {
+        let output = dir.path().join(format!("{codec}.txt"));
+        wait_until(
+            Duration::from_secs(60),
+            &format!("the {codec} topic copied to its file"),
+            || read(&output) == text,
+        );
+        let (_, status) = standalone
+            .rest
+            .get(&format!("/connectors/sink-{codec}/tasks/0/status"));
+        assert_eq!(status["state"], "RUNNING", "{status}");
+    }
 }

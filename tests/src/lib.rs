@@ -483,9 +483,15 @@ pub fn read(path: &Path) -> String {
 
 /// Produces one record per line to `topic` with Debian's kcat.
 pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[&str]) {
+    kcat_produce_compressed(bootstrap, topic, "none", lines);
+}
+
+/// Produces one record per line to `topic` with Debian's kcat, its batches
+/// compressed with `codec` (none, gzip, snappy, lz4 or zstd).
+pub fn kcat_produce_compressed(bootstrap: &str, topic: &str, codec: &str, lines: &[&str]) {
     use std::io::Write;
     let mut child = Command::new("kcat")
-        .args(["-b", bootstrap, "-P", "-t", topic])
+        .args(["-b", bootstrap, "-P", "-t", topic, "-z", codec])
         .stdin(Stdio::piped())
         .spawn()
         .expect("kcat (Debian package kcat) is required");
