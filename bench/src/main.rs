@@ -185,7 +185,7 @@ async fn weir_source(
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     let plugin = Registry::builtin().connector("FileStreamSource").unwrap();
-    let (events, mut received) = mpsc::channel(1024);
+    let (events, mut received) = mpsc::unbounded_channel();
     let (_target, target_rx) = watch::channel(TargetState::Running);
     let cancel = CancellationToken::new();
     let context = TaskContext {

@@ -165,6 +165,27 @@ impl ClientSettings {
         self.entries.get(key).map(|s| s.value.as_str())
     }
 
+    /// Kafka Connect's producer defaults, which lose nothing: every replica
+    /// acknowledges (`acks=all`), a record is retried until it is delivered
+    /// (`delivery.timeout.ms` = the maximum, so a long broker outage only
+    /// delays records), and order is kept: by the idempotent producer (up to
+    /// 5 requests in flight), or, when the user turns idempotence off, by one
+    /// request in flight. Keys are partitioned as Java clients do (murmur2).
+    /// Each can be overridden with the usual `producer.*` properties.
+    pub fn apply_producer_defaults(&mut self) {
+        self.set_default("acks", "all");
+        self.set_default("delivery.timeout.ms", &i32::MAX.to_string());
+        self.set_default("enable.idempotence", "true");
+        let idempotent = self
+            .get("enable.idempotence")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        self.set_default(
+            "max.in.flight.requests.per.connection",
+            if idempotent { "5" } else { "1" },
+        );
+        self.set_default("partitioner", "murmur2_random");
+    }
+
     /// The librdkafka configuration, translated from the Java properties.
     pub fn to_rdkafka(&self) -> Result<Translated> {
         translate(&self.entries)

@@ -34,6 +34,10 @@ pub struct WorkerConfig {
     pub offset_storage: OffsetStorage,
     /// `connector.client.config.override.policy`.
     pub override_policy: OverridePolicy,
+    /// `task.shutdown.graceful.timeout.ms`: how long a stopping task may
+    /// take to finish in-flight work before it is cut short (then its
+    /// connector's `stop` and the final commit get as long again each).
+    pub task_shutdown_timeout: Duration,
 }
 
 const DEFAULT_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
@@ -46,6 +50,7 @@ impl WorkerConfig {
             .cloned()
             .unwrap_or_else(|| "localhost:9092".to_owned());
         let flush_ms = parse_number(&properties, "offset.flush.interval.ms", 60_000)?;
+        let shutdown_ms = parse_number(&properties, "task.shutdown.graceful.timeout.ms", 5_000)?;
         let offset_storage = if standalone {
             let file = properties
                 .get("offset.storage.file.filename")
@@ -76,6 +81,7 @@ impl WorkerConfig {
             offset_flush_interval: Duration::from_millis(flush_ms.max(1) as u64),
             offset_storage,
             override_policy,
+            task_shutdown_timeout: Duration::from_millis(shutdown_ms.max(0) as u64),
         };
         // A bad client property fails start-up, naming the property.
         for role in [

@@ -104,6 +104,11 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// The longest wait between two tries.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
     /// How long to wait before the next try; `None` once the timeout has passed.
     pub fn next_delay(&mut self) -> Option<Duration> {
         let remaining = match self.timeout {
@@ -171,7 +176,7 @@ impl ErrorPolicy {
                     compacted: false,
                 };
                 ensure_topic(&admin, topic, spec).await?;
-                settings.set_default("acks", "all");
+                settings.apply_producer_defaults();
                 let (producer, failures) = settings.create()?;
                 Some(DeadLetterQueue {
                     topic: topic.to_owned(),
@@ -204,6 +209,16 @@ impl ErrorPolicy {
     /// do not create topics.
     pub fn dlq_topic(&self) -> Option<&str> {
         self.dlq.as_ref().map(|d| d.topic.as_str())
+    }
+
+    /// A fresh backoff for retriable connector failures (`poll`, `put`),
+    /// which Kafka Connect retries until they succeed:
+    /// `errors.retry.timeout` does not bound it.
+    pub fn connector_backoff(&self) -> Backoff {
+        Backoff {
+            timeout: None,
+            ..self.backoff()
+        }
     }
 
     /// A fresh backoff for one operation's retries.

@@ -213,8 +213,14 @@ impl TopicOffsetStore {
         };
         ensure_topic(&settings, &topic, spec).await?;
         let mut producer_settings = settings.clone();
-        producer_settings.set("acks", "all");
+        producer_settings.apply_producer_defaults();
         producer_settings.set("linger.ms", "0");
+        // A flush that cannot be written in time fails and is retried at
+        // the next flush (`offset.flush.interval.ms`) instead of waiting forever.
+        producer_settings.set("delivery.timeout.ms", "30000");
+        // Keys land in the partition Kafka Connect's Java workers choose, so
+        // an offsets topic shared with (or migrated from) them stays consistent.
+        producer_settings.set("partitioner", "murmur2_random");
         let (producer, _) = producer_settings.create()?;
         Ok(Arc::new(TopicOffsetStore {
             topic,

@@ -10,12 +10,15 @@
 //! waiting for the broker to expire the dead member.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use weir_connect::api::{
     ConnectorError, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
 };
@@ -27,7 +30,7 @@ use weir_connect::transforms::{ConnectRecord, TransformChain};
 use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::error::{Error, Result};
-use crate::errors::{ErrorPolicy, Failure, OriginalRecord, Stage};
+use crate::errors::{Backoff, ErrorPolicy, Failure, OriginalRecord, Stage};
 use crate::task::{TaskContext, TaskEvent};
 
 /// Records handed to the connector per `put`, at most.
@@ -51,6 +54,84 @@ impl Subscription {
     }
 }
 
+type Partitions = BTreeSet<(String, i32)>;
+
+/// The partitions of the subscribed topics: metadata of just those topics
+/// (or of all, for `topics.regex`), fetched on a blocking thread.
+async fn discover_partitions(
+    consumer: Arc<StreamConsumer<WatchedContext>>,
+    subscription: Arc<Subscription>,
+) -> Result<Partitions> {
+    let wanted: Option<Vec<String>> = match subscription.as_ref() {
+        Subscription::Topics(topics) => Some(topics.clone()),
+        Subscription::Pattern(_) => None,
+    };
+    let topics = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<i32>)>> {
+        let fetch = |topic: Option<&str>| -> Result<Vec<(String, Vec<i32>)>> {
+            let metadata = consumer.fetch_metadata(topic, DISCOVERY_TIMEOUT)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none())
+                .map(|t| {
+                    let partitions = t.partitions().iter().map(|p| p.id()).collect();
+                    (t.name().to_owned(), partitions)
+                })
+                .collect())
+        };
+        match wanted {
+            Some(topics) => {
+                let mut found = Vec::new();
+                for topic in &topics {
+                    found.extend(fetch(Some(topic))?);
+                }
+                Ok(found)
+            }
+            None => fetch(None),
+        }
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))??;
+    Ok(topics
+        .into_iter()
+        .filter(|(name, _)| subscription.wants(name))
+        .flat_map(|(name, partitions)| partitions.into_iter().map(move |p| (name.clone(), p)))
+        .collect())
+}
+
+/// Looks up the subscribed partitions every [`REDISCOVER_INTERVAL`] in the
+/// background, so a slow or failing metadata request never holds up the
+/// record loop; failures (a broker restarting) are retried. Ends when the
+/// receiver is dropped.
+fn watch_partitions(
+    consumer: Arc<StreamConsumer<WatchedContext>>,
+    subscription: Arc<Subscription>,
+    task: String,
+) -> watch::Receiver<Option<Partitions>> {
+    let (sender, receiver) = watch::channel(None);
+    tokio::spawn(async move {
+        while !sender.is_closed() {
+            match discover_partitions(consumer.clone(), subscription.clone()).await {
+                Ok(found) => {
+                    sender.send_if_modified(|current| {
+                        let changed = current.as_ref() != Some(&found);
+                        *current = Some(found);
+                        changed
+                    });
+                }
+                Err(error) => {
+                    tracing::warn!(%task, %error, "partition discovery failed; retrying");
+                }
+            }
+            tokio::select! {
+                () = sender.closed() => break,
+                () = tokio::time::sleep(REDISCOVER_INTERVAL) => {}
+            }
+        }
+    });
+    receiver
+}
+
 /// This task's share of the partitions: every `count`-th of the sorted list.
 fn share(all: &BTreeSet<(String, i32)>, index: i32, count: i32) -> BTreeSet<(String, i32)> {
     let count = count.max(1) as usize;
@@ -67,8 +148,6 @@ struct Taken {
     /// Its topic partition and the next offset to commit there.
     consumed: ((String, i32), i64),
     outcome: std::result::Result<Option<SinkRecord>, (Failure, OriginalRecord)>,
-    /// The record as consumed, kept when a DLQ may need it after `put`.
-    original: Option<OriginalRecord>,
 }
 
 fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
@@ -92,9 +171,11 @@ fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
 const DATA_EXCEPTION: &str = "org.apache.kafka.connect.errors.DataException";
 
 struct SinkRun {
-    consumer: StreamConsumer<WatchedContext>,
+    /// Shared so blocking calls (metadata, synchronous commits) can run off
+    /// the async workers.
+    consumer: Arc<StreamConsumer<WatchedContext>>,
     errors: ErrorPolicy,
-    subscription: Subscription,
+    subscription: Arc<Subscription>,
     /// The partitions this task reads; the coordinator, not a consumer-group
     /// rebalance, decides which task runs where.
     owned: BTreeSet<(String, i32)>,
@@ -106,6 +187,9 @@ struct SinkRun {
     /// Next offset to commit, per topic partition, for records already put.
     uncommitted: BTreeMap<(String, i32), i64>,
     topics: BTreeSet<String>,
+    /// A stop interrupted a `put` (retrying it): `uncommitted` may cover
+    /// records the connector never took, so it must not be committed.
+    interrupted: bool,
 }
 
 pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Result<()> {
@@ -148,9 +232,9 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     )
     .await?;
     let mut run = SinkRun {
-        consumer,
+        consumer: Arc::new(consumer),
         errors,
-        subscription,
+        subscription: Arc::new(subscription),
         owned: BTreeSet::new(),
         task_index: context.key.task,
         task_count: context.task_count,
@@ -163,42 +247,64 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
             .converter(&context.config, ConverterRole::Value)?,
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
+        interrupted: false,
     };
     task.open(&context.config).await?;
     context.report_target().await;
 
-    let outcome = run
-        .pump(&mut context, task.as_mut(), &mut failures)
-        .await
-        .map_err(|error| clients::explain(error, &failures));
-    let committed = match outcome {
-        Ok(()) => {
-            run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync)
-                .await
+    // A stop gives the loop `task.shutdown.graceful.timeout.ms` to finish
+    // the batch at hand; past it the loop is cut short (a connector stuck in
+    // `put`, say), nothing more is committed, and `stop` is still called.
+    let grace = context.worker.task_shutdown_timeout;
+    let deadline = context.stop_deadline();
+    let outcome = tokio::select! {
+        outcome = run.pump(&mut context, task.as_mut(), &mut failures) => {
+            Some(outcome.map_err(|error| clients::explain(error, &failures)))
         }
-        Err(_) => Ok(()),
+        () = deadline => None,
     };
-    let stopped = task.stop().await.map_err(Error::from);
+    let cut_short = outcome.is_none();
+    if cut_short {
+        tracing::warn!(task = %context.key, "task did not finish its batch in time; it is not committed");
+    }
+    let outcome = outcome.unwrap_or(Ok(()));
+    // What was put is flushed and committed; an interrupted batch is not.
+    let committed = if outcome.is_ok() && !cut_short && !run.interrupted {
+        match tokio::time::timeout(
+            grace,
+            run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync),
+        )
+        .await
+        {
+            Ok(committed) => committed,
+            Err(_) => Err(Error::Offsets(
+                "the final flush and commit timed out".into(),
+            )),
+        }
+    } else {
+        Ok(())
+    };
+    let stopped = match tokio::time::timeout(grace, task.stop()).await {
+        Ok(stopped) => stopped.map_err(Error::from),
+        Err(_) => Err(Error::Internal(
+            "the connector's stop did not return in time".into(),
+        )),
+    };
     outcome.and(committed).and(stopped)
 }
 
 impl SinkRun {
     /// Looks up the subscribed topics' partitions and assigns this task's
     /// share, resuming each from the group's committed offset.
-    async fn rediscover(&mut self, context: &TaskContext, task: &mut dyn SinkTask) -> Result<()> {
-        let metadata =
-            tokio::task::block_in_place(|| self.consumer.fetch_metadata(None, DISCOVERY_TIMEOUT))?;
-        let all: BTreeSet<(String, i32)> = metadata
-            .topics()
-            .iter()
-            .filter(|t| t.error().is_none() && self.subscription.wants(t.name()))
-            .flat_map(|t| {
-                t.partitions()
-                    .iter()
-                    .map(move |p| (t.name().to_owned(), p.id()))
-            })
-            .collect();
-        let mine = share(&all, self.task_index, self.task_count);
+    /// Assigns this task's share of `all`, resuming each partition from the
+    /// group's committed offset.
+    async fn reassign(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+        all: &BTreeSet<(String, i32)>,
+    ) -> Result<()> {
+        let mine = share(all, self.task_index, self.task_count);
         if mine == self.owned {
             return Ok(());
         }
@@ -226,8 +332,11 @@ impl SinkRun {
         let mut flush = tokio::time::interval(context.worker.offset_flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         flush.tick().await;
-        let mut discover = tokio::time::interval(REDISCOVER_INTERVAL);
-        discover.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut partitions = watch_partitions(
+            self.consumer.clone(),
+            self.subscription.clone(),
+            context.key.to_string(),
+        );
         let mut last_error_log = None::<std::time::Instant>;
         loop {
             let paused = context.is_paused();
@@ -242,7 +351,15 @@ impl SinkRun {
                     self.apply_target(context, task).await?;
                 }
                 _ = flush.tick() => self.flush_and_commit(context, task, CommitMode::Async).await?,
-                _ = discover.tick() => self.rediscover(context, task).await?,
+                changed = partitions.changed() => {
+                    if changed.is_err() {
+                        return Err(Error::Internal("partition discovery ended".into()));
+                    }
+                    let found = partitions.borrow_and_update().clone();
+                    if let Some(all) = found {
+                        self.reassign(context, task, &all).await?;
+                    }
+                }
                 received = self.consumer.recv(), if !paused => {
                     let first = match received {
                         Ok(message) => message,
@@ -264,20 +381,18 @@ impl SinkRun {
                         }
                     }
                     let mut batch = Vec::with_capacity(taken.len());
-                    let mut originals = Vec::new();
-                    for Taken { consumed: (topic_partition, next), outcome, original } in taken {
+                    for Taken { consumed: (topic_partition, next), outcome } in taken {
                         // Committed at the next flush, after `put` — even records skipped or dropped.
                         self.uncommitted.insert(topic_partition, next);
                         match outcome {
                             Ok(Some(record)) => {
                                 batch.push(record);
-                                originals.extend(original);
                             }
                             Ok(None) => {}
                             Err((failure, original)) => self.errors.tolerate(failure, Some(&original)).await?,
                         }
                     }
-                    self.put(context, task, batch, originals).await?;
+                    self.put(context, task, batch).await?;
                 }
             }
         }
@@ -302,15 +417,10 @@ impl SinkRun {
             (message.topic().to_owned(), message.partition()),
             message.offset() + 1,
         );
-        let original = self.errors.dlq_topic().map(|_| original_of(message));
         let outcome = self
             .convert_and_transform(message)
             .map_err(|failure| (failure, original_of(message)));
-        Taken {
-            consumed,
-            outcome,
-            original,
-        }
+        Taken { consumed, outcome }
     }
 
     fn convert_and_transform(
@@ -398,15 +508,15 @@ impl SinkRun {
         })
     }
 
-    /// Hands a batch to the connector: retryable failures are retried with
-    /// backoff; with `errors.tolerance=all` a batch that still fails is put
-    /// record by record and the failing records are reported (log/DLQ).
+    /// Hands a batch to the connector. A retriable failure is retried until
+    /// it succeeds (Kafka Connect retries a RetriableException from `put`);
+    /// any other failure fails the task, whatever `errors.tolerance` says:
+    /// tolerance covers conversion and transformation, not the connector.
     async fn put(
         &mut self,
         context: &TaskContext,
         task: &mut dyn SinkTask,
         batch: Vec<SinkRecord>,
-        originals: Vec<OriginalRecord>,
     ) -> Result<()> {
         let mut new_topics = Vec::new();
         for record in &batch {
@@ -418,13 +528,10 @@ impl SinkRun {
         if batch.is_empty() {
             return Ok(());
         }
-        for (index, error) in put_batch(task, batch, &self.errors).await? {
-            let failure = Failure {
-                stage: Stage::TaskPut,
-                error: error.to_string(),
-                exception_class: "org.apache.kafka.connect.errors.ConnectException",
-            };
-            self.errors.tolerate(failure, originals.get(index)).await?;
+        let backoff = self.errors.connector_backoff();
+        match put_until_done(task, batch, backoff, &context.cancel).await? {
+            Put::Done => {}
+            Put::Cancelled => self.interrupted = true,
         }
         context.emit_topics(new_topics).await;
         Ok(())
@@ -457,8 +564,10 @@ impl SinkRun {
         }
         match mode {
             CommitMode::Sync => {
-                let consumer = &self.consumer;
-                tokio::task::block_in_place(|| consumer.commit(&list, CommitMode::Sync))?;
+                let consumer = self.consumer.clone();
+                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+                    .await
+                    .map_err(|e| Error::Internal(format!("offset commit panicked: {e}")))??;
             }
             CommitMode::Async => self.consumer.commit(&list, CommitMode::Async)?,
         }
@@ -484,43 +593,33 @@ impl SinkRun {
     }
 }
 
-/// Puts `batch`, retrying retryable failures with the policy's backoff. If
-/// it still fails and the policy tolerates all errors, each record is put on
-/// its own and the ones that fail are returned (by index) for reporting;
-/// otherwise the failure is returned.
-pub async fn put_batch(
-    task: &mut dyn SinkTask,
-    batch: Vec<SinkRecord>,
-    policy: &ErrorPolicy,
-) -> std::result::Result<Vec<(usize, ConnectorError)>, ConnectorError> {
-    match put_with_retry(task, batch.clone(), policy).await {
-        Ok(()) => Ok(Vec::new()),
-        Err(error) if !policy.tolerates_all() => Err(error),
-        Err(_) => {
-            let mut failed = Vec::new();
-            for (index, record) in batch.into_iter().enumerate() {
-                if let Err(error) = put_with_retry(task, vec![record], policy).await {
-                    failed.push((index, error));
-                }
-            }
-            Ok(failed)
-        }
-    }
+/// How a `put` ended that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Put {
+    Done,
+    /// The task was stopped while the batch was being retried.
+    Cancelled,
 }
 
-async fn put_with_retry(
+/// Puts `batch`, retrying retriable failures with `backoff` until it is
+/// taken or the task stops; a fatal failure is returned.
+pub async fn put_until_done(
     task: &mut dyn SinkTask,
     batch: Vec<SinkRecord>,
-    policy: &ErrorPolicy,
-) -> std::result::Result<(), ConnectorError> {
-    let mut backoff = policy.backoff();
+    mut backoff: Backoff,
+    cancel: &CancellationToken,
+) -> std::result::Result<Put, ConnectorError> {
     loop {
         match task.put(batch.clone()).await {
-            Ok(()) => return Ok(()),
-            Err(error) if error.is_retryable() => match backoff.next_delay() {
-                Some(delay) => tokio::time::sleep(delay).await,
-                None => return Err(error),
-            },
+            Ok(()) => return Ok(Put::Done),
+            Err(error) if error.is_retryable() => {
+                let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
+                tracing::warn!(%error, ?delay, "retriable put failure; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return Ok(Put::Cancelled),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
             Err(error) => return Err(error),
         }
     }
@@ -642,77 +741,73 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retryable_put_failures_are_retried() {
+    async fn retriable_put_failures_are_retried_until_they_succeed() {
         let mut sink = FlakySink {
-            busy: 2,
+            busy: 3,
             calls: 0,
             written: Vec::new(),
         };
-        let policy = policy(&[("errors.retry.timeout", "10000")]).await;
-        let failed = put_batch(&mut sink, records(&["a", "b"]), &policy)
-            .await
-            .unwrap();
-        assert!(failed.is_empty());
+        // errors.retry.timeout (0 by default) does not bound connector retries.
+        let policy = policy(&[]).await;
+        let put = put_until_done(
+            &mut sink,
+            records(&["a", "b"]),
+            policy.connector_backoff(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(put, Put::Done);
         assert_eq!(sink.written, ["a", "b"]);
-        assert_eq!(sink.calls, 3);
+        assert_eq!(sink.calls, 4);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn with_tolerance_all_only_the_bad_records_fail() {
+    async fn a_fatal_put_failure_fails_even_with_tolerance_all() {
         let mut sink = FlakySink {
             busy: 0,
             calls: 0,
             written: Vec::new(),
         };
-        let policy = policy(&[("errors.tolerance", "all")]).await;
-        let failed = put_batch(&mut sink, records(&["a", "bad", "c", "bad"]), &policy)
-            .await
-            .unwrap();
-        assert_eq!(failed.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
-        assert_eq!(
-            sink.written,
-            ["a", "c"],
-            "the good records are written, nothing else is lost"
+        let tolerant = policy(&[("errors.tolerance", "all")]).await;
+        let error = put_until_done(
+            &mut sink,
+            records(&["a", "bad"]),
+            tolerant.connector_backoff(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert!(!error.is_retryable());
+        assert!(
+            sink.written.is_empty(),
+            "nothing of the failed batch was taken"
         );
     }
 
     #[tokio::test(start_paused = true)]
-    async fn with_tolerance_none_a_failed_put_fails() {
+    async fn a_stop_interrupts_put_retries() {
         let mut sink = FlakySink {
-            busy: 0,
+            busy: usize::MAX,
             calls: 0,
             written: Vec::new(),
         };
-        let strict = policy(&[]).await;
-        assert!(
-            put_batch(&mut sink, records(&["a", "bad"]), &strict)
-                .await
-                .is_err()
-        );
-        let mut busy = FlakySink {
-            busy: 5,
-            calls: 0,
-            written: Vec::new(),
-        };
-        assert!(
-            put_batch(&mut busy, records(&["a"]), &strict)
-                .await
-                .unwrap_err()
-                .is_retryable(),
-            "no retries without errors.retry.timeout"
-        );
-        assert_eq!(busy.calls, 1, "no retries without errors.retry.timeout");
-        let retrying = policy(&[("errors.retry.timeout", "10000")]).await;
-        let mut fatal = FlakySink {
-            busy: 0,
-            calls: 0,
-            written: Vec::new(),
-        };
-        assert!(
-            put_batch(&mut fatal, records(&["bad"]), &retrying)
-                .await
-                .is_err()
-        );
-        assert_eq!(fatal.calls, 1, "non-retryable errors are not retried");
+        let policy = policy(&[]).await;
+        let cancel = CancellationToken::new();
+        let stopper = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            stopper.cancel();
+        });
+        let put = put_until_done(
+            &mut sink,
+            records(&["a"]),
+            policy.connector_backoff(),
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(put, Put::Cancelled);
+        assert!(sink.calls > 3, "it retried until the stop");
     }
 }

@@ -30,6 +30,9 @@ struct InFlight {
     deliveries: VecDeque<DeliveryFuture>,
     /// The last position per source partition in this batch (usually one).
     positions: Vec<SourcePosition>,
+    /// A record of this batch was not delivered: neither this batch's
+    /// positions nor any later batch's may ever be stored.
+    failed: bool,
 }
 
 fn data_failure(stage: Stage, error: String) -> Failure {
@@ -58,7 +61,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     let mut settings = context
         .worker
         .client_settings(&context.config, ClientRole::Producer)?;
-    settings.set_default("acks", "all");
+    settings.apply_producer_defaults();
     settings.set_default("linger.ms", "5");
     let (producer, mut failures) = settings.create()?;
     let errors = ErrorPolicy::from_config(
@@ -88,20 +91,44 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     task.open(&context.config, &positions).await?;
     context.report_target().await;
 
-    let outcome = run
-        .pump(&mut context, task.as_mut(), &mut failures)
-        .await
-        .map_err(|error| clients::explain(error, &failures));
-    // On a clean stop, wait for what is in flight so its offsets are stored too.
-    let settled = match outcome {
-        Ok(()) => run.settle_all().await,
-        Err(_) => Ok(()),
+    // A stop gives in-flight work `task.shutdown.graceful.timeout.ms` to
+    // finish; past it the loop is cut short wherever it waits (a broker
+    // that is down, a connector stuck in `poll`). What Kafka acknowledged is
+    // still committed, and the connector is always told `stop`.
+    let grace = context.worker.task_shutdown_timeout;
+    let deadline = context.stop_deadline();
+    let outcome = tokio::select! {
+        outcome = run.pump(&mut context, task.as_mut(), &mut failures) => {
+            Some(outcome.map_err(|error| clients::explain(error, &failures)))
+        }
+        () = deadline => None,
     };
-    let committed = match settled {
-        Ok(()) => run.commit(&context, task.as_mut()).await,
-        Err(error) => Err(error),
+    let outcome = match outcome {
+        // On a clean stop, wait for what is in flight so its offsets are stored too.
+        Some(Ok(())) => match tokio::time::timeout(grace, run.settle_all()).await {
+            Ok(settled) => settled,
+            Err(_) => {
+                tracing::warn!(task = %context.key, "records still unacknowledged at stop are not committed");
+                Ok(())
+            }
+        },
+        Some(Err(error)) => Err(error),
+        None => {
+            tracing::warn!(task = %context.key, "task did not finish in-flight work in time; unacknowledged records are not committed");
+            Ok(())
+        }
     };
-    let stopped = task.stop().await.map_err(Error::from);
+    let committed =
+        match tokio::time::timeout(grace, run.commit(&context, task.as_mut(), true)).await {
+            Ok(committed) => committed,
+            Err(_) => Err(Error::Offsets("the final offset commit timed out".into())),
+        };
+    let stopped = match tokio::time::timeout(grace, task.stop()).await {
+        Ok(stopped) => stopped.map_err(Error::from),
+        Err(_) => Err(Error::Internal(
+            "the connector's stop did not return in time".into(),
+        )),
+    };
     outcome.and(committed).and(stopped)
 }
 
@@ -128,22 +155,22 @@ impl SourceRun {
                     }
                     context.report_target().await;
                 }
-                _ = flush.tick() => self.commit(context, task).await?,
+                _ = flush.tick() => self.commit(context, task, false).await?,
                 polled = task.poll(MAX_POLL_RECORDS), if !paused => {
                     let records = match polled {
                         Ok(records) => {
                             poll_backoff = None;
                             records
                         }
+                        // A retriable failure is retried until it succeeds, as Kafka
+                        // Connect retries a RetriableException from `poll`.
                         Err(error) if error.is_retryable() => {
-                            let backoff = poll_backoff.get_or_insert_with(|| self.errors.backoff());
-                            match backoff.next_delay() {
-                                Some(delay) => {
-                                    tracing::warn!(task = %context.key, %error, ?delay, "retryable poll failure");
-                                    tokio::time::sleep(delay).await;
-                                    continue;
-                                }
-                                None => return Err(error.into()),
+                            let backoff = poll_backoff.get_or_insert_with(|| self.errors.connector_backoff());
+                            let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
+                            tracing::warn!(task = %context.key, %error, ?delay, "retriable poll failure; retrying");
+                            tokio::select! {
+                                () = context.cancel.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(delay) => continue,
                             }
                         }
                         Err(error) => return Err(error.into()),
@@ -162,6 +189,7 @@ impl SourceRun {
         let mut batch = InFlight {
             deliveries: VecDeque::with_capacity(records.len()),
             positions: Vec::new(),
+            failed: false,
         };
         let mut new_topics = Vec::new();
         for source in records {
@@ -289,9 +317,20 @@ impl SourceRun {
         let Some(front) = self.in_flight.front_mut() else {
             return Ok(false);
         };
-        if let Some(delivery) = front.deliveries.pop_front() {
+        if front.failed {
+            // Nothing after an undelivered record can ever be committed.
+            return Ok(false);
+        }
+        // Awaited in place and removed only once it resolved, so a caller
+        // that gives up waiting (a stop deadline) cannot lose it.
+        if let Some(delivery) = front.deliveries.front_mut() {
+            let result = delivery.await;
+            front.deliveries.pop_front();
             self.in_flight_records -= 1;
-            check_delivery(delivery.await)?;
+            if let Err(error) = check_delivery(result) {
+                front.failed = true;
+                return Err(error);
+            }
         }
         self.retire_acked();
         Ok(true)
@@ -300,12 +339,18 @@ impl SourceRun {
     /// Collects acks that already arrived, without waiting.
     fn settle_ready(&mut self) -> Result<()> {
         while let Some(front) = self.in_flight.front_mut() {
+            if front.failed {
+                return Ok(());
+            }
             while let Some(delivery) = front.deliveries.front_mut() {
                 match delivery.now_or_never() {
                     Some(result) => {
                         front.deliveries.pop_front();
                         self.in_flight_records -= 1;
-                        check_delivery(result)?;
+                        if let Err(error) = check_delivery(result) {
+                            front.failed = true;
+                            return Err(error);
+                        }
                     }
                     None => return Ok(()),
                 }
@@ -320,12 +365,14 @@ impl SourceRun {
         Ok(())
     }
 
-    /// Moves fully acknowledged batches at the front into `acked`.
+    /// Moves fully acknowledged batches at the front into `acked`. A batch
+    /// with an undelivered record is never retired, so neither it nor any
+    /// batch after it is committed.
     fn retire_acked(&mut self) {
         while self
             .in_flight
             .front()
-            .is_some_and(|batch| batch.deliveries.is_empty())
+            .is_some_and(|batch| batch.deliveries.is_empty() && !batch.failed)
         {
             if let Some(batch) = self.in_flight.pop_front() {
                 for position in batch.positions {
@@ -336,18 +383,36 @@ impl SourceRun {
         }
     }
 
-    /// Stores acknowledged offsets, then tells the connector they are committed.
-    async fn commit(&mut self, context: &TaskContext, task: &mut dyn SourceTask) -> Result<()> {
+    /// Stores acknowledged offsets, then tells the connector they are
+    /// committed. A store that fails keeps the positions for the next try;
+    /// `final_commit` (at stop) reports the failure instead.
+    async fn commit(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SourceTask,
+        final_commit: bool,
+    ) -> Result<()> {
         self.settle_ready()?;
         if self.acked.is_empty() {
             return Ok(());
         }
-        let positions: Vec<SourcePosition> =
-            std::mem::take(&mut self.acked).into_values().collect();
-        context
+        let pending = std::mem::take(&mut self.acked);
+        let positions: Vec<SourcePosition> = pending.values().cloned().collect();
+        if let Err(error) = context
             .offsets
             .commit(&context.key.connector, &positions)
-            .await?;
+            .await
+        {
+            // Positions acknowledged since are newer; keep those.
+            for (key, position) in pending {
+                self.acked.entry(key).or_insert(position);
+            }
+            if final_commit {
+                return Err(error);
+            }
+            tracing::warn!(task = %context.key, %error, "offset commit failed; retrying at the next flush");
+            return Ok(());
+        }
         tracing::debug!(task = %context.key, partitions = positions.len(), "source offsets committed");
         task.commit(&positions).await?;
         context
@@ -370,5 +435,221 @@ fn check_delivery(
         Ok(Ok(_)) => Ok(()),
         Ok(Err((error, _))) => Err(error.into()),
         Err(_) => Err(Error::Internal("producer dropped a delivery report".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    use tokio::sync::{mpsc, watch};
+    use tokio_util::sync::CancellationToken;
+    use weir_connect::api::JsonMap;
+    use weir_connect::config::ConfigMap;
+    use weir_connect::data::{SchemaAndValue, Value};
+
+    use super::*;
+    use crate::config::WorkerConfig;
+    use crate::offsets::{FileOffsetStore, OffsetStore};
+    use crate::task::{TargetState, TaskKey};
+
+    /// Polls the given records once, then nothing; remembers what it was
+    /// told is committed and whether it was stopped.
+    struct ScriptedSource {
+        records: Vec<SourceRecord>,
+        committed: Arc<Mutex<Vec<SourcePosition>>>,
+        stopped: Arc<Mutex<bool>>,
+        polled: Arc<tokio::sync::Notify>,
+    }
+
+    #[async_trait::async_trait]
+    impl SourceTask for ScriptedSource {
+        async fn open(
+            &mut self,
+            _config: &ConfigMap,
+            _positions: &[SourcePosition],
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn poll(&mut self, _max: usize) -> weir_connect::api::Result<Vec<SourceRecord>> {
+            if self.records.is_empty() {
+                // Nothing more: wait as a connector blocked upstream would.
+                std::future::pending::<()>().await;
+            }
+            self.polled.notify_one();
+            Ok(std::mem::take(&mut self.records))
+        }
+
+        async fn commit(&mut self, positions: &[SourcePosition]) -> weir_connect::api::Result<()> {
+            self.committed.lock().unwrap().extend_from_slice(positions);
+            Ok(())
+        }
+
+        async fn stop(&mut self) -> weir_connect::api::Result<()> {
+            *self.stopped.lock().unwrap() = true;
+            Ok(())
+        }
+    }
+
+    fn record(line: u64) -> SourceRecord {
+        let mut partition = JsonMap::new();
+        partition.insert("filename".into(), "in.txt".into());
+        let mut offset = JsonMap::new();
+        offset.insert("position".into(), line.into());
+        SourceRecord {
+            source_partition: partition,
+            source_offset: offset,
+            topic: "out".into(),
+            kafka_partition: None,
+            key: SchemaAndValue::null(),
+            value: SchemaAndValue {
+                schema: None,
+                value: Value::String(format!("line {line}")),
+            },
+            timestamp_ms: None,
+            headers: Vec::new(),
+        }
+    }
+
+    struct Harness {
+        context: TaskContext,
+        offsets: Arc<FileOffsetStore>,
+        cancel: CancellationToken,
+        _target: watch::Sender<TargetState>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn harness(bootstrap: &str) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let properties: ConfigMap = [
+            ("bootstrap.servers", bootstrap),
+            ("offset.storage.file.filename", "unused"),
+            ("offset.flush.interval.ms", "100"),
+            ("task.shutdown.graceful.timeout.ms", "500"),
+            (
+                "value.converter",
+                "org.apache.kafka.connect.storage.StringConverter",
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let worker = Arc::new(WorkerConfig::from_properties(properties, true).unwrap());
+        let offsets = Arc::new(FileOffsetStore::new(dir.path().join("offsets.json")));
+        let (target, target_rx) = watch::channel(TargetState::Running);
+        let (events, _) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let context = TaskContext {
+            key: TaskKey {
+                connector: "src".into(),
+                task: 0,
+            },
+            task_count: 1,
+            config: ConfigMap::new(),
+            epoch: 1,
+            worker,
+            offsets: offsets.clone(),
+            target: target_rx,
+            cancel: cancel.clone(),
+            events,
+        };
+        Harness {
+            context,
+            offsets,
+            cancel,
+            _target: target,
+            _dir: dir,
+        }
+    }
+
+    type Committed = Arc<Mutex<Vec<SourcePosition>>>;
+
+    fn scripted(records: Vec<SourceRecord>) -> (ScriptedSource, Committed, Arc<Mutex<bool>>) {
+        let committed = Arc::new(Mutex::new(Vec::new()));
+        let stopped = Arc::new(Mutex::new(false));
+        let task = ScriptedSource {
+            records,
+            committed: committed.clone(),
+            stopped: stopped.clone(),
+            polled: Arc::new(tokio::sync::Notify::new()),
+        };
+        (task, committed, stopped)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_delivery_in_a_one_record_batch_commits_nothing() {
+        let cluster = MockCluster::new(1).unwrap();
+        // Not retriable: the broker refuses the record for good.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10],
+        );
+        let harness = harness(&cluster.bootstrap_servers());
+        let (task, committed, stopped) = scripted(vec![record(1)]);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(60),
+            run(harness.context, Box::new(task)),
+        )
+        .await
+        .expect("the task ends after the failed delivery");
+        assert!(outcome.is_err(), "a record Kafka refused fails the task");
+        assert!(
+            committed.lock().unwrap().is_empty(),
+            "the connector was told nothing is committed"
+        );
+        assert!(
+            harness.offsets.load("src").await.unwrap().is_empty(),
+            "no offset was stored for a record Kafka never accepted"
+        );
+        assert!(*stopped.lock().unwrap(), "the connector is stopped");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn delivered_records_are_committed() {
+        let cluster = MockCluster::new(1).unwrap();
+        let harness = harness(&cluster.bootstrap_servers());
+        let (task, committed, _) = scripted(vec![record(1), record(2)]);
+        let cancel = harness.cancel.clone();
+        let offsets = harness.offsets.clone();
+        let running = tokio::spawn(run(harness.context, Box::new(task)));
+        while offsets.load("src").await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        cancel.cancel();
+        running.await.unwrap().unwrap();
+        let stored = offsets.load("src").await.unwrap();
+        assert_eq!(stored[0].offset["position"], 2);
+        assert_eq!(
+            committed.lock().unwrap().last().unwrap().offset["position"],
+            2
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_with_records_stuck_in_flight_ends_and_commits_nothing() {
+        // A broker that is down: nothing listens on the port.
+        let unreachable = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let harness = harness(&unreachable.to_string());
+        let (task, committed, stopped) = scripted(vec![record(1)]);
+        let polled = task.polled.clone();
+        let cancel = harness.cancel.clone();
+        let running = tokio::spawn(run(harness.context, Box::new(task)));
+        // The record goes to the producer, whose broker is down.
+        polled.notified().await;
+        cancel.cancel();
+        let outcome = tokio::time::timeout(Duration::from_secs(30), running)
+            .await
+            .expect("a stop does not wait for a broker that is down");
+        assert!(outcome.unwrap().is_ok());
+        assert!(committed.lock().unwrap().is_empty());
+        assert!(harness.offsets.load("src").await.unwrap().is_empty());
+        assert!(*stopped.lock().unwrap(), "the connector is stopped");
     }
 }

@@ -73,7 +73,9 @@ pub struct TaskContext {
     pub offsets: Arc<dyn OffsetStore>,
     pub target: watch::Receiver<TargetState>,
     pub cancel: CancellationToken,
-    pub events: mpsc::Sender<TaskEvent>,
+    /// Unbounded, so a task never waits on the runner to report (a runner
+    /// busy stopping other tasks could not drain it).
+    pub events: mpsc::UnboundedSender<TaskEvent>,
 }
 
 impl TaskContext {
@@ -85,7 +87,7 @@ impl TaskContext {
             epoch: self.epoch,
         };
         // The runner may be shutting down; a lost report is then harmless.
-        let _ = self.events.send(event).await;
+        let _ = self.events.send(event);
     }
 
     pub async fn report_target(&self) {
@@ -97,7 +99,18 @@ impl TaskContext {
     }
 
     pub async fn emit(&self, event: TaskEvent) {
-        let _ = self.events.send(event).await;
+        let _ = self.events.send(event);
+    }
+
+    /// Resolves once the task has been asked to stop and its graceful
+    /// shutdown time (`task.shutdown.graceful.timeout.ms`) has passed.
+    pub fn stop_deadline(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let cancel = self.cancel.clone();
+        let grace = self.worker.task_shutdown_timeout;
+        async move {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        }
     }
 
     /// Reports topics a task started using (`GET /connectors/{c}/topics`).
@@ -131,14 +144,12 @@ pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
             Err(error) => {
                 tracing::error!(task = %key, %error, "task failed");
                 let trace = format!("{error}\n\tat task {key}");
-                let _ = events
-                    .send(TaskEvent::Status {
-                        key,
-                        state: TaskState::Failed,
-                        trace,
-                        epoch,
-                    })
-                    .await;
+                let _ = events.send(TaskEvent::Status {
+                    key,
+                    state: TaskState::Failed,
+                    trace,
+                    epoch,
+                });
             }
         }
     })

@@ -37,8 +37,9 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// How long a stopping task may take before it is aborted.
-const TASK_STOP_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a stopping task may take before it is aborted, beyond the three
+/// graceful phases it bounds itself (in-flight work, final commit, `stop`).
+const TASK_STOP_SLACK: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
@@ -102,11 +103,11 @@ impl Runner {
 
     /// Runs until `shutdown`, reconnecting to the coordinator as needed.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
-        let (events_tx, mut events_rx) = mpsc::channel::<TaskEvent>(256);
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel::<TaskEvent>();
         let mut backoff = Duration::from_millis(100);
         loop {
             let session = self.session(&shutdown, &events_tx, &mut events_rx).await;
-            self.stop_all().await;
+            self.stop_all(&mut events_rx).await;
             match session {
                 Ok(()) if shutdown.is_cancelled() => return Ok(()),
                 Ok(()) => {
@@ -126,8 +127,8 @@ impl Runner {
     async fn session(
         &mut self,
         shutdown: &CancellationToken,
-        events_tx: &mpsc::Sender<TaskEvent>,
-        events_rx: &mut mpsc::Receiver<TaskEvent>,
+        events_tx: &mpsc::UnboundedSender<TaskEvent>,
+        events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
     ) -> Result<()> {
         let channel = tonic::transport::Endpoint::from_shared(self.config.coordinator.clone())
             .map_err(|e| {
@@ -197,7 +198,7 @@ impl Runner {
                             tracing::debug!(coordinator = %welcome.coordinator_id, "welcomed");
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
-                            self.apply(assignment, events_tx).await;
+                            self.apply(assignment, events_tx, events_rx, &outbound).await;
                         }
                         Some(_) => {}
                     }
@@ -260,7 +261,13 @@ impl Runner {
     }
 
     /// Makes the running tasks match `assignment`.
-    async fn apply(&mut self, assignment: pb::Assignment, events: &mpsc::Sender<TaskEvent>) {
+    async fn apply(
+        &mut self,
+        assignment: pb::Assignment,
+        events: &mpsc::UnboundedSender<TaskEvent>,
+        events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
+        outbound: &mpsc::Sender<pb::RunnerMessage>,
+    ) {
         if assignment.epoch < self.last_epoch {
             tracing::debug!(
                 epoch = assignment.epoch,
@@ -302,7 +309,7 @@ impl Runner {
                 to_stop.push(key.clone());
             }
         }
-        self.stop_many(to_stop).await;
+        self.stop_many(to_stop, events_rx, Some(outbound)).await;
 
         for (key, wanted) in wanted {
             let target = match pb::TargetState::try_from(wanted.target_state) {
@@ -327,7 +334,7 @@ impl Runner {
         wanted: pb::TaskAssignment,
         target: TargetState,
         epoch: u64,
-        events: mpsc::Sender<TaskEvent>,
+        events: mpsc::UnboundedSender<TaskEvent>,
     ) {
         let config: ConfigMap = wanted.config.into_iter().collect();
         let (target_tx, target_rx) = watch::channel(target);
@@ -365,9 +372,9 @@ impl Runner {
                     trace,
                     epoch,
                 };
-                tokio::spawn(async move {
-                    let _ = events.send(failed).await;
-                })
+                let _ = events.send(failed);
+                // The task never runs: its handle is one that has finished.
+                tokio::spawn(async {})
             }
         };
         self.tasks.insert(
@@ -383,38 +390,58 @@ impl Runner {
         );
     }
 
-    async fn stop(&mut self, key: &TaskKey) {
-        let Some(running) = self.tasks.remove(key) else {
-            return;
-        };
-        self.last_status.remove(key);
-        running.cancel.cancel();
-        let mut handle = running.handle;
-        if tokio::time::timeout(TASK_STOP_DEADLINE, &mut handle)
-            .await
-            .is_err()
-        {
-            tracing::warn!(task = %key, "task did not stop in time; aborting it");
-            handle.abort();
-        }
-    }
-
-    /// Stops every task, all at once, each within the deadline.
-    async fn stop_all(&mut self) {
+    /// Stops every task, all at once.
+    async fn stop_all(&mut self, events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>) {
         let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
-        self.stop_many(keys).await;
+        self.stop_many(keys, events_rx, None).await;
     }
 
-    /// Cancels the tasks all at once, so they wind down together, then waits
-    /// for each within the deadline.
-    async fn stop_many(&mut self, keys: Vec<TaskKey>) {
-        for key in &keys {
-            if let Some(running) = self.tasks.get(key) {
-                running.cancel.cancel();
-            }
+    /// Cancels the tasks all at once and waits for them together, each
+    /// under the same deadline; one that overruns it is aborted. Meanwhile
+    /// task events (offsets committed while stopping, say) keep flowing to
+    /// `outbound` when there is one.
+    async fn stop_many(
+        &mut self,
+        keys: Vec<TaskKey>,
+        events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
+        outbound: Option<&mpsc::Sender<pb::RunnerMessage>>,
+    ) {
+        let stopping: Vec<(TaskKey, RunningTask)> = keys
+            .into_iter()
+            .filter_map(|key| {
+                self.last_status.remove(&key);
+                self.tasks.remove(&key).map(|running| (key, running))
+            })
+            .collect();
+        if stopping.is_empty() {
+            return;
         }
-        for key in keys {
-            self.stop(&key).await;
+        for (_, running) in &stopping {
+            running.cancel.cancel();
+        }
+        let deadline =
+            tokio::time::Instant::now() + self.worker.task_shutdown_timeout * 3 + TASK_STOP_SLACK;
+        let all_stopped =
+            futures::future::join_all(stopping.into_iter().map(|(key, running)| async move {
+                let mut handle = running.handle;
+                if tokio::time::timeout_at(deadline, &mut handle)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(task = %key, "task did not stop in time; aborting it");
+                    handle.abort();
+                }
+            }));
+        tokio::pin!(all_stopped);
+        loop {
+            tokio::select! {
+                _ = &mut all_stopped => return,
+                Some(event) = events_rx.recv(), if outbound.is_some() => {
+                    if let (Some(message), Some(outbound)) = (self.message_for(event), outbound) {
+                        let _ = outbound.send(message).await;
+                    }
+                }
+            }
         }
     }
 }

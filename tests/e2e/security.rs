@@ -3,9 +3,11 @@
 //! against tansu, and bad client settings fail with errors that name the
 //! property and never show a secret.
 //!
-//! TLS is real OpenSSL on both ends: tansu 0.6.0 accepts `--cert/--key` but
-//! its accept loop serves plaintext, so `socat` terminates TLS in front of it
-//! and tansu advertises the TLS port.
+//! TLS is real OpenSSL on both ends. tansu 0.6.0 cannot serve TLS itself:
+//! clap puts `--cert` and `--key` in one exclusive group ("the argument
+//! '--cert <CERT>' cannot be used with '--key <KEY>'"), and its accept loop
+//! never uses the acceptor it builds. So `socat` terminates TLS in front of
+//! tansu, and tansu advertises the TLS port.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -143,11 +145,12 @@ impl SecureTansu {
 
         let cert = certificates.cert.to_str().unwrap();
         let key = certificates.key.to_str().unwrap();
-        let mut extra = vec!["--cert", cert, "--key", key];
-        if authentication {
-            extra.push("--authentication");
-        }
-        let tansu = broker(&extra, "tansu.log");
+        let extra: &[&str] = if authentication {
+            &["--authentication"]
+        } else {
+            &[]
+        };
+        let tansu = broker(extra, "tansu.log");
         wait_for_port(tansu_port, "tansu");
         let tls = Process::spawn(
             "socat",
