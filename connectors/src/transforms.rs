@@ -59,6 +59,13 @@ pub struct TransformError(pub String);
 
 pub type Result<T, E = TransformError> = std::result::Result<T, E>;
 
+/// A transform failure and the class of the SMT that failed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageFailure {
+    pub class: String,
+    pub error: TransformError,
+}
+
 /// One SMT. `None` drops the record.
 pub trait Transformation: Send + Sync {
     fn apply(&self, record: ConnectRecord) -> Result<Option<ConnectRecord>>;
@@ -242,6 +249,8 @@ pub fn create_predicate(class: &str, settings: &ConfigMap) -> Result<Box<dyn Pre
 
 struct Stage {
     alias: String,
+    /// The SMT's class name, as Kafka Connect reports it.
+    class: String,
     transform: Box<dyn Transformation>,
     /// The predicate and whether it is negated.
     predicate: Option<(Box<dyn Predicate>, bool)>,
@@ -314,8 +323,15 @@ impl TransformChain {
                 }
                 None => None,
             };
+            let (simple, part) = split_class(class.trim());
+            let class = match part {
+                Some(Part::Key) => format!("{TRANSFORMS_PACKAGE}{simple}$Key"),
+                Some(Part::Value) => format!("{TRANSFORMS_PACKAGE}{simple}$Value"),
+                None => format!("{TRANSFORMS_PACKAGE}{simple}"),
+            };
             stages.push(Stage {
                 alias,
+                class,
                 transform,
                 predicate,
             });
@@ -328,7 +344,16 @@ impl TransformChain {
     }
 
     /// Applies every stage in order; `None` means a stage dropped the record.
-    pub fn apply(&self, mut record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+    pub fn apply(&self, record: ConnectRecord) -> Result<Option<ConnectRecord>> {
+        self.apply_naming_failures(record)
+            .map_err(|failure| failure.error)
+    }
+
+    /// As [`apply`](Self::apply), and a failure names the SMT class that failed.
+    pub fn apply_naming_failures(
+        &self,
+        mut record: ConnectRecord,
+    ) -> std::result::Result<Option<ConnectRecord>, StageFailure> {
         for stage in &self.stages {
             if let Some((predicate, negate)) = &stage.predicate
                 && predicate.test(&record) == *negate
@@ -339,10 +364,10 @@ impl TransformChain {
                 Ok(Some(next)) => next,
                 Ok(None) => return Ok(None),
                 Err(TransformError(message)) => {
-                    return Err(TransformError(format!(
-                        "transform {}: {message}",
-                        stage.alias
-                    )));
+                    return Err(StageFailure {
+                        class: stage.class.clone(),
+                        error: TransformError(format!("transform {}: {message}", stage.alias)),
+                    });
                 }
             };
         }

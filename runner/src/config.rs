@@ -98,12 +98,13 @@ impl WorkerConfig {
     }
 
     /// The key or value converter for a connector: the connector's own
-    /// `key.converter`/`value.converter` with its prefixed settings, else the worker's.
+    /// `key.converter`/`value.converter` with its prefixed settings, else the
+    /// worker's. Returned with its class name, for error reports.
     pub fn converter(
         &self,
         connector: &ConfigMap,
         which: ConverterRole,
-    ) -> Result<Box<dyn Converter>> {
+    ) -> Result<(Box<dyn Converter>, String)> {
         let key = which.key();
         let (class, source) = match connector.get(key) {
             Some(class) => (class.clone(), connector),
@@ -120,7 +121,9 @@ impl WorkerConfig {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_owned(), v.clone())))
             .collect();
-        converter::create(&class, &settings).map_err(Error::Convert)
+        let converter = converter::create(&class, &settings).map_err(Error::Convert)?;
+        let class = converter::resolve_class(&class).map_or(class, str::to_owned);
+        Ok((converter, class))
     }
 
     /// The Kafka client properties for one of a connector's clients (or,
@@ -196,12 +199,14 @@ mod tests {
             schema: Some(Schema::string()),
             value: Value::String("a".into()),
         };
-        let default = worker
+        let (default, class) = worker
             .converter(&ConfigMap::new(), ConverterRole::Value)
             .unwrap();
+        assert_eq!(class, "org.apache.kafka.connect.json.JsonConverter");
         assert_eq!(default.to_kafka("t", &line).unwrap().unwrap(), br#""a""#);
         let connector = props(&[("value.converter", "StringConverter")]);
-        let own = worker.converter(&connector, ConverterRole::Value).unwrap();
+        let (own, class) = worker.converter(&connector, ConverterRole::Value).unwrap();
+        assert_eq!(class, "org.apache.kafka.connect.storage.StringConverter");
         assert_eq!(own.to_kafka("t", &line).unwrap().unwrap(), b"a");
     }
 

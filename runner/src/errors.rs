@@ -24,7 +24,6 @@ pub enum Stage {
     KeyConverter,
     ValueConverter,
     Transformation,
-    TaskPut,
 }
 
 impl Stage {
@@ -33,18 +32,6 @@ impl Stage {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
-            Stage::TaskPut => "TASK_PUT",
-        }
-    }
-
-    /// The Java class Kafka Connect names for the stage (`__connect.errors.class.name`).
-    pub fn class_name(self) -> &'static str {
-        match self {
-            Stage::KeyConverter | Stage::ValueConverter => {
-                "org.apache.kafka.connect.json.JsonConverter"
-            }
-            Stage::Transformation => "org.apache.kafka.connect.transforms.Transformation",
-            Stage::TaskPut => "org.apache.kafka.connect.sink.SinkTask",
         }
     }
 }
@@ -55,6 +42,8 @@ pub struct OriginalRecord {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// The record's timestamp, kept on the DLQ copy.
+    pub timestamp_ms: Option<i64>,
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
@@ -64,9 +53,25 @@ pub struct OriginalRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
     pub stage: Stage,
+    /// The converter or SMT class that failed (`__connect.errors.class.name`).
+    pub class_name: String,
     pub error: String,
     /// The exception class Kafka Connect would show.
     pub exception_class: &'static str,
+}
+
+impl Failure {
+    /// What `__connect.errors.exception.stacktrace` carries: the exception
+    /// and where in the record path it was thrown (Weir has no Java stack).
+    pub fn trace(&self, connector: &str, task: i32) -> String {
+        format!(
+            "{}: {}\n\tat {} ({} stage)\n\tat task {connector}-{task}",
+            self.exception_class,
+            self.error,
+            self.class_name,
+            self.stage.name()
+        )
+    }
 }
 
 /// The dead-letter queue of a sink connector.
@@ -284,6 +289,7 @@ impl ErrorPolicy {
             let partition = record.partition.to_string();
             let offset = record.offset.to_string();
             let task = self.task.to_string();
+            let trace = failure.trace(&self.connector, self.task);
             let context = [
                 ("__connect.errors.topic", record.topic.as_str()),
                 ("__connect.errors.partition", partition.as_str()),
@@ -291,16 +297,13 @@ impl ErrorPolicy {
                 ("__connect.errors.connector.name", self.connector.as_str()),
                 ("__connect.errors.task.id", task.as_str()),
                 ("__connect.errors.stage", failure.stage.name()),
-                ("__connect.errors.class.name", failure.stage.class_name()),
+                ("__connect.errors.class.name", failure.class_name.as_str()),
                 (
                     "__connect.errors.exception.class.name",
                     failure.exception_class,
                 ),
                 ("__connect.errors.exception.message", failure.error.as_str()),
-                (
-                    "__connect.errors.exception.stacktrace",
-                    failure.error.as_str(),
-                ),
+                ("__connect.errors.exception.stacktrace", trace.as_str()),
             ];
             for (key, value) in context {
                 headers = headers.insert(KafkaHeader {
@@ -318,6 +321,9 @@ impl ErrorPolicy {
         }
         if let Some(value) = record.value.as_deref() {
             message = message.payload(value);
+        }
+        if let Some(timestamp) = record.timestamp_ms {
+            message = message.timestamp(timestamp);
         }
         dlq.producer
             .send(message, Duration::from_secs(30))
@@ -352,6 +358,7 @@ mod tests {
     fn failure() -> Failure {
         Failure {
             stage: Stage::ValueConverter,
+            class_name: "org.apache.kafka.connect.json.JsonConverter".into(),
             error: "bad json".into(),
             exception_class: "org.apache.kafka.connect.errors.DataException",
         }

@@ -155,6 +155,7 @@ fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
         topic: message.topic().to_owned(),
         partition: message.partition(),
         offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis(),
         key: message.key().map(<[u8]>::to_vec),
         value: message.payload().map(<[u8]>::to_vec),
         headers: message
@@ -183,7 +184,9 @@ struct SinkRun {
     task_count: i32,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
+    key_converter_class: String,
     value_converter: Box<dyn Converter>,
+    value_converter_class: String,
     /// Next offset to commit, per topic partition, for records already put.
     uncommitted: BTreeMap<(String, i32), i64>,
     topics: BTreeSet<String>,
@@ -231,6 +234,12 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         true,
     )
     .await?;
+    let (key_converter, key_converter_class) = context
+        .worker
+        .converter(&context.config, ConverterRole::Key)?;
+    let (value_converter, value_converter_class) = context
+        .worker
+        .converter(&context.config, ConverterRole::Value)?;
     let mut run = SinkRun {
         consumer: Arc::new(consumer),
         errors,
@@ -239,12 +248,10 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         task_index: context.key.task,
         task_count: context.task_count,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
-        key_converter: context
-            .worker
-            .converter(&context.config, ConverterRole::Key)?,
-        value_converter: context
-            .worker
-            .converter(&context.config, ConverterRole::Value)?,
+        key_converter,
+        key_converter_class,
+        value_converter,
+        value_converter_class,
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
         interrupted: false,
@@ -449,11 +456,15 @@ impl SinkRun {
             timestamp_ms,
             headers,
         };
-        let out = self.transforms.apply(connect).map_err(|e| Failure {
-            stage: Stage::Transformation,
-            error: e.to_string(),
-            exception_class: DATA_EXCEPTION,
-        })?;
+        let out = self
+            .transforms
+            .apply_naming_failures(connect)
+            .map_err(|failed| Failure {
+                stage: Stage::Transformation,
+                class_name: failed.class,
+                error: failed.error.0,
+                exception_class: DATA_EXCEPTION,
+            })?;
         Ok(out.map(|out| SinkRecord {
             topic: out.topic,
             partition: out.kafka_partition.unwrap_or(partition),
@@ -467,19 +478,20 @@ impl SinkRun {
 
     fn to_record(&self, message: &BorrowedMessage<'_>) -> std::result::Result<SinkRecord, Failure> {
         let topic = message.topic();
-        let failure = |stage, error: weir_connect::converter::ConvertError| Failure {
+        let failure = |stage, class: &str, error: weir_connect::converter::ConvertError| Failure {
             stage,
+            class_name: class.to_owned(),
             error: error.0,
             exception_class: DATA_EXCEPTION,
         };
         let key = self
             .key_converter
             .to_connect(topic, message.key())
-            .map_err(|e| failure(Stage::KeyConverter, e))?;
+            .map_err(|e| failure(Stage::KeyConverter, &self.key_converter_class, e))?;
         let value = self
             .value_converter
             .to_connect(topic, message.payload())
-            .map_err(|e| failure(Stage::ValueConverter, e))?;
+            .map_err(|e| failure(Stage::ValueConverter, &self.value_converter_class, e))?;
         let headers = message
             .headers()
             .map(|headers| {

@@ -35,9 +35,10 @@ struct InFlight {
     failed: bool,
 }
 
-fn data_failure(stage: Stage, error: String) -> Failure {
+fn data_failure(stage: Stage, class_name: &str, error: String) -> Failure {
     Failure {
         stage,
+        class_name: class_name.to_owned(),
         error,
         exception_class: "org.apache.kafka.connect.errors.DataException",
     }
@@ -48,7 +49,9 @@ struct SourceRun {
     errors: ErrorPolicy,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
+    key_converter_class: String,
     value_converter: Box<dyn Converter>,
+    value_converter_class: String,
     /// Batches in send order; only a fully acknowledged prefix may be committed.
     in_flight: VecDeque<InFlight>,
     in_flight_records: usize,
@@ -72,16 +75,20 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         false,
     )
     .await?;
+    let (key_converter, key_converter_class) = context
+        .worker
+        .converter(&context.config, ConverterRole::Key)?;
+    let (value_converter, value_converter_class) = context
+        .worker
+        .converter(&context.config, ConverterRole::Value)?;
     let mut run = SourceRun {
         errors,
         producer,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
-        key_converter: context
-            .worker
-            .converter(&context.config, ConverterRole::Key)?,
-        value_converter: context
-            .worker
-            .converter(&context.config, ConverterRole::Value)?,
+        key_converter,
+        key_converter_class,
+        value_converter,
+        value_converter_class,
         in_flight: VecDeque::new(),
         in_flight_records: 0,
         acked: BTreeMap::new(),
@@ -227,13 +234,13 @@ impl SourceRun {
             let record = if self.transforms.is_empty() {
                 record
             } else {
-                match self.transforms.apply(record) {
+                match self.transforms.apply_naming_failures(record) {
                     Ok(Some(record)) => record,
                     Ok(None) => continue,
-                    Err(error) => {
-                        self.errors
-                            .tolerate(data_failure(Stage::Transformation, error.to_string()), None)
-                            .await?;
+                    Err(failed) => {
+                        let failure =
+                            data_failure(Stage::Transformation, &failed.class, failed.error.0);
+                        self.errors.tolerate(failure, None).await?;
                         continue;
                     }
                 }
@@ -242,7 +249,10 @@ impl SourceRun {
                 Ok(key) => key,
                 Err(error) => {
                     self.errors
-                        .tolerate(data_failure(Stage::KeyConverter, error.0), None)
+                        .tolerate(
+                            data_failure(Stage::KeyConverter, &self.key_converter_class, error.0),
+                            None,
+                        )
                         .await?;
                     continue;
                 }
@@ -251,7 +261,14 @@ impl SourceRun {
                 Ok(value) => value,
                 Err(error) => {
                     self.errors
-                        .tolerate(data_failure(Stage::ValueConverter, error.0), None)
+                        .tolerate(
+                            data_failure(
+                                Stage::ValueConverter,
+                                &self.value_converter_class,
+                                error.0,
+                            ),
+                            None,
+                        )
                         .await?;
                     continue;
                 }

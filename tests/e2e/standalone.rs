@@ -537,6 +537,12 @@ fn malformed_records_go_to_the_dead_letter_queue_and_nothing_is_lost() {
         kcat(&standalone.bootstrap, "raw-json-dlq").len() >= 2
     });
     let dead = kcat(&standalone.bootstrap, "raw-json-dlq");
+    let originals = kcat(&standalone.bootstrap, "raw-json");
+    assert_eq!(
+        [dead[0].timestamp, dead[1].timestamp],
+        [originals[1].timestamp, originals[3].timestamp],
+        "DLQ records keep the original timestamps"
+    );
     assert_eq!(
         dead.iter().map(|r| r.value.as_str()).collect::<Vec<_>>(),
         ["{not json", "plain text"],
@@ -552,6 +558,8 @@ fn malformed_records_go_to_the_dead_letter_queue_and_nothing_is_lost() {
             "__connect.errors.stage=VALUE_CONVERTER".to_owned(),
             "__connect.errors.exception.class.name=org.apache.kafka.connect.errors.DataException".to_owned(),
             "__connect.errors.exception.message=Converting byte[] to Kafka Connect data failed due to serialization error".to_owned(),
+            "__connect.errors.class.name=org.apache.kafka.connect.json.JsonConverter".to_owned(),
+            "__connect.errors.exception.stacktrace=org.apache.kafka.connect.errors.DataException: Converting byte[]".to_owned(),
         ] {
             assert!(record.headers.contains(&expected), "{expected} missing in {}", record.headers);
         }

@@ -325,23 +325,42 @@ impl Broker {
 #[derive(Debug, Clone, PartialEq)]
 pub struct KcatRecord {
     pub value: String,
+    /// `key=value` pairs joined by `,`, as kcat's `%h` prints them.
     pub headers: String,
+    /// The record's timestamp (ms).
+    pub timestamp: i64,
 }
 
-/// Reads a whole topic with Debian's kcat.
+/// Reads a whole topic with Debian's kcat (its JSON output, so values and
+/// headers may hold any character).
 pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
     let output = Command::new("kcat")
-        .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u"])
-        .args(["-f", "%h\t%s\n"])
+        .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-J"])
         .output()
         .expect("kcat (Debian package kcat) is required");
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| {
-            let (headers, value) = line.split_once('\t')?;
+            let record: Value = serde_json::from_str(line).ok()?;
+            let headers: Vec<String> = record["headers"]
+                .as_array()
+                .map(|flat| {
+                    flat.chunks(2)
+                        .map(|pair| {
+                            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+                            format!(
+                                "{}={}",
+                                text(&pair[0]),
+                                pair.get(1).map(text).unwrap_or_default()
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             Some(KcatRecord {
-                value: value.to_owned(),
-                headers: headers.to_owned(),
+                value: record["payload"].as_str().unwrap_or_default().to_owned(),
+                headers: headers.join(","),
+                timestamp: record["ts"].as_i64().unwrap_or_default(),
             })
         })
         .collect()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Proves that scripts/setup.sh installs everything a build needs: it makes a
+# fresh Debian bookworm with debootstrap (no -dev package, no protoc, no
+# cmake), copies this checkout into it, and there, chrooted, runs
+# scripts/setup.sh and a release build of `weir`. The host's Rust toolchain
+# is mounted read-only (no toolchain can be downloaded here); cargo's
+# registry cache is shared so crates are not fetched twice.
+#
+# Usage: sudo scripts/check-fresh-machine.sh [SCRATCH_DIR]
+# Not part of the test command: it takes about 15 minutes and needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scratch=${1:-/tmp/weir-fresh-machine}
+root="$scratch/bookworm"
+
+if ! dpkg -s debootstrap >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+fi
+
+if [ ! -x "$root/bin/bash" ]; then
+  mkdir -p "$scratch"
+  debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian
+fi
+
+cleanup() {
+  for mount in proc sys dev root/.rustup root/.cargo/bin root/.cargo/registry; do
+    umount -l "$root/$mount" 2>/dev/null || true
+  done
+}
+trap cleanup EXIT
+
+mkdir -p "$root/root/.rustup" "$root/root/.cargo/bin" "$root/root/.cargo/registry" "$root/work"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys"
+mount --rbind /dev "$root/dev"
+mount --bind -o ro "$HOME/.rustup" "$root/root/.rustup"
+mount --bind -o ro "$HOME/.cargo/bin" "$root/root/.cargo/bin"
+mount --bind "$HOME/.cargo/registry" "$root/root/.cargo/registry"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+
+rm -rf "$root/work/weir"
+git clone -q "$PWD" "$root/work/weir"
+
+echo "check: packages in the fresh root before setup:"
+chroot "$root" sh -c 'for p in protobuf-compiler libprotobuf-dev cmake g++ libcurl4-openssl-dev libssl-dev libsasl2-dev libzstd-dev; do dpkg -s $p >/dev/null 2>&1 && echo "  $p: installed" || echo "  $p: missing"; done'
+
+chroot "$root" /usr/bin/env -i HOME=/root PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \
+  bash -euc 'cd /work/weir && ./scripts/setup.sh && cargo build --release --locked -p weir --bin weir && ./target/release/weir --version'
+echo "check: a fresh bookworm built weir after scripts/setup.sh alone"
