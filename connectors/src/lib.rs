@@ -7,6 +7,7 @@
 //! - [`properties`]: Java `.properties` files, the format of worker and connector configs.
 //! - [`api`]: the traits a connector implements; they mirror the connector
 //!   protocol in `proto/weir/connector/v1` one to one.
+//! - [`durable`]: crash-safe file replacement.
 //! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
 //! - [`registry`]: the plugins this build knows, by class name and alias.
 
@@ -15,6 +16,7 @@ pub mod client;
 pub mod config;
 pub mod converter;
 pub mod data;
+pub mod durable;
 pub mod file;
 pub mod properties;
 pub mod registry;

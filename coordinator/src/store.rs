@@ -98,6 +98,9 @@ pub type Store = Arc<dyn KvStore>;
 /// a JSON file after every change and loading them on start.
 pub struct LocalStore {
     inner: Mutex<LocalState>,
+    /// The sequence number of the snapshot last written to `file`; held
+    /// while writing, so writes never overlap and never go backwards.
+    written: tokio::sync::Mutex<u64>,
     changes: watch::Sender<u64>,
     file: Option<PathBuf>,
     persisted_prefixes: Vec<String>,
@@ -107,8 +110,10 @@ pub struct LocalStore {
 struct LocalState {
     entries: BTreeMap<String, Vec<u8>>,
     ephemeral: BTreeSet<String>,
-    /// What the state file holds now.
+    /// What the state file holds (or is about to hold).
     saved: Vec<u8>,
+    /// Counts snapshots taken for the state file.
+    sequence: u64,
 }
 
 impl LocalState {
@@ -143,6 +148,7 @@ impl LocalStore {
     pub fn in_memory() -> Self {
         LocalStore {
             inner: Mutex::new(LocalState::default()),
+            written: tokio::sync::Mutex::new(0),
             changes: watch::channel(0).0,
             file: None,
             persisted_prefixes: Vec::new(),
@@ -164,15 +170,17 @@ impl LocalStore {
         }
         Ok(LocalStore {
             inner: Mutex::new(state),
+            written: tokio::sync::Mutex::new(0),
             changes: watch::channel(0).0,
             file: Some(file),
             persisted_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
         })
     }
 
-    /// Runs `change` under the lock, then saves and notifies if it changed anything.
-    fn mutate<T>(&self, change: impl FnOnce(&mut LocalState) -> (T, bool)) -> Result<T> {
-        let result = {
+    /// Runs `change` under the lock; if it changed anything, saves the state
+    /// file durably (off the async workers) and then notifies.
+    async fn mutate<T>(&self, change: impl FnOnce(&mut LocalState) -> (T, bool)) -> Result<T> {
+        let (result, pending) = {
             let mut state = self
                 .inner
                 .lock()
@@ -181,17 +189,28 @@ impl LocalStore {
             if !changed {
                 return Ok(result);
             }
-            // Saved under the lock, so files are written in the order of the
-            // changes; skipped when no persisted key changed.
+            // Skipped when no persisted key changed.
+            let mut pending = None;
             if let Some(file) = &self.file {
                 let snapshot = self.snapshot(&state)?;
                 if snapshot != state.saved {
-                    save_atomically(file, &snapshot)?;
-                    state.saved = snapshot;
+                    state.sequence += 1;
+                    state.saved.clone_from(&snapshot);
+                    pending = Some((file.clone(), state.sequence, snapshot));
                 }
             }
-            result
+            (result, pending)
         };
+        if let Some((file, sequence, snapshot)) = pending {
+            let mut written = self.written.lock().await;
+            // A later snapshot, which holds this change too, may already be on disk.
+            if sequence > *written {
+                tokio::task::spawn_blocking(move || save_durably(&file, &snapshot))
+                    .await
+                    .map_err(|e| Error::Internal(format!("state file writer panicked: {e}")))??;
+                *written = sequence;
+            }
+        }
         self.changes.send_modify(|revision| *revision += 1);
         Ok(result)
     }
@@ -216,10 +235,8 @@ impl LocalStore {
     }
 }
 
-fn save_atomically(file: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let temp = PathBuf::from(format!("{}.tmp", file.display()));
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::rename(&temp, file))
+fn save_durably(file: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    weir_connect::durable::replace_file(file, bytes)
         .map_err(|e| Error::Store(format!("writing {}: {e}", file.display())))
 }
 
@@ -245,6 +262,7 @@ impl KvStore for LocalStore {
             state.apply(Op::Put(key.to_owned(), value));
             ((), true)
         })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -253,6 +271,7 @@ impl KvStore for LocalStore {
             state.apply(Op::Delete(key.to_owned()));
             ((), existed)
         })
+        .await
     }
 
     async fn txn(&self, txn: Txn) -> Result<bool> {
@@ -265,6 +284,7 @@ impl KvStore for LocalStore {
             }
             (true, true)
         })
+        .await
     }
 
     async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<bool> {
@@ -276,6 +296,7 @@ impl KvStore for LocalStore {
             state.ephemeral.insert(key.to_owned());
             (true, true)
         })
+        .await
     }
 
     async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()> {
@@ -284,6 +305,7 @@ impl KvStore for LocalStore {
             state.ephemeral.insert(key.to_owned());
             ((), true)
         })
+        .await
     }
 
     fn changes(&self) -> watch::Receiver<u64> {
@@ -299,6 +321,7 @@ impl KvStore for LocalStore {
             }
             ((), changed)
         })
+        .await
     }
 }
 

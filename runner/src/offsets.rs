@@ -122,15 +122,12 @@ impl OffsetStore for FileOffsetStore {
             .collect();
         let bytes =
             serde_json::to_vec_pretty(&document).map_err(|e| Error::Offsets(e.to_string()))?;
-        let temp = PathBuf::from(format!("{}.tmp", self.path.display()));
-        let write = async {
-            tokio::fs::write(&temp, &bytes).await?;
-            let file = tokio::fs::File::open(&temp).await?;
-            file.sync_all().await?;
-            tokio::fs::rename(&temp, &self.path).await
-        };
+        let path = self.path.clone();
+        let write =
+            tokio::task::spawn_blocking(move || weir_connect::durable::replace_file(&path, &bytes));
         write
             .await
+            .map_err(|e| Error::Internal(format!("offsets writer panicked: {e}")))?
             .map_err(|e| Error::Offsets(format!("writing {}: {e}", self.path.display())))
     }
 }
