@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Proves that scripts/setup.sh installs everything a build needs: it makes a
+# Proves that scripts/setup.sh installs everything Weir needs: it makes a
 # fresh Debian bookworm with debootstrap (no -dev package, no protoc, no
-# cmake), copies this checkout into it, and there, chrooted, runs
-# scripts/setup.sh and a release build of `weir`. The host's Rust toolchain
-# is mounted read-only (no toolchain can be downloaded here); cargo's
-# registry cache is shared so crates are not fetched twice.
+# cmake), clones this checkout into it, and there, chrooted, runs
+# scripts/setup.sh, a release build of `weir`, and then the README's two
+# commands (the quickstart and the test command). The host's Rust toolchain
+# and ~/.cargo/bin (with a tansu built before, as the README says it is
+# cached) are mounted read-only: no toolchain can be downloaded here.
+# cargo's registry cache is shared so crates are not fetched twice.
 #
 # Usage: sudo scripts/check-fresh-machine.sh [SCRATCH_DIR]
-# Not part of the test command: it takes about 15 minutes and needs root.
+# Not part of the test command: it takes about 30 minutes and needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,5 +50,5 @@ chroot "$root" sh -c 'for p in protobuf-compiler libprotobuf-dev cmake g++ libcu
 
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \
-  bash -euc 'cd /work/weir && ./scripts/setup.sh && cargo build --release --locked -p weir --bin weir && ./target/release/weir --version'
-echo "check: a fresh bookworm built weir after scripts/setup.sh alone"
+  bash -euc 'cd /work/weir && ./scripts/setup.sh && cargo build --release --locked -p weir --bin weir && ./target/release/weir --version && ./scripts/quickstart.sh && CI=true ./scripts/test.sh'
+echo "check: a fresh bookworm built weir after scripts/setup.sh alone and passed both README commands"
