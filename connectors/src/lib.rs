@@ -10,6 +10,8 @@
 //! - [`durable`]: crash-safe file replacement.
 //! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
 //! - [`registry`]: the plugins this build knows, by class name and alias.
+//! - [`wire`]: the API's types in connector protocol v2.
+//! - [`sdk`]: the Rust SDK's sidecar server: plugins served over protocol v2.
 
 pub mod api;
 pub mod client;
@@ -20,7 +22,9 @@ pub mod durable;
 pub mod file;
 pub mod properties;
 pub mod registry;
+pub mod sdk;
 pub mod transforms;
+pub mod wire;
 
 pub use api::{
     ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord, SourceTask,

@@ -29,6 +29,23 @@ impl Default for Registry {
     }
 }
 
+/// The short names a connector class also answers to: its simple name and
+/// the simple name without `Connector` (`FileStreamSource`).
+pub fn aliases(class: &str) -> Vec<String> {
+    let simple = class.rsplit('.').next().unwrap_or(class);
+    let mut aliases = vec![simple.to_owned()];
+    if let Some(short) = simple.strip_suffix("Connector") {
+        aliases.push(short.to_owned());
+    }
+    aliases
+}
+
+/// Whether `name` names the connector `class`: the full name or an alias.
+pub fn answers_to(class: &str, name: &str) -> bool {
+    let name = name.trim();
+    name == class || aliases(class).iter().any(|alias| alias == name)
+}
+
 impl Registry {
     /// The connectors compiled into this build.
     pub fn builtin() -> Self {
@@ -39,14 +56,9 @@ impl Registry {
 
     /// Finds a connector by full class name, simple name, or simple name without `Connector`.
     pub fn connector(&self, name: &str) -> Option<Arc<dyn ConnectorPlugin>> {
-        let name = name.trim();
         self.connectors
             .iter()
-            .find(|plugin| {
-                let class = plugin.class();
-                let simple = class.rsplit('.').next().unwrap_or(class);
-                name == class || name == simple || Some(name) == simple.strip_suffix("Connector")
-            })
+            .find(|plugin| answers_to(plugin.class(), name))
             .cloned()
     }
 

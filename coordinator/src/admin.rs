@@ -9,7 +9,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 use weir_connect::api::ConnectorPlugin;
-use weir_connect::client::{OverridePolicy, mask_secrets, restore_hidden_secrets};
+use weir_connect::client::{
+    HIDDEN, OverridePolicy, is_secret_key, mask_secrets, restore_hidden_secrets,
+};
 use weir_connect::config::{ConfigMap, Direction};
 use weir_connect::registry::Registry;
 use weir_proto::admin::v1 as pb;
@@ -296,6 +298,16 @@ impl AdminService {
         let mut config = config;
         if let Some(previous) = previous {
             restore_hidden_secrets(&mut config, &previous.config);
+        }
+        // A secret copied from a masked GET with nothing stored to restore.
+        if let Some(key) = config
+            .iter()
+            .find(|(key, value)| *value == HIDDEN && is_secret_key(key))
+            .map(|(key, _)| key)
+        {
+            return Err(Error::BadRequest(format!(
+                "The value of {key} is {HIDDEN}, the placeholder GET responses show for secrets, and there is no stored value to keep; give the secret itself"
+            )));
         }
         let plugin = self.check_config(&config)?;
         let target = previous.map_or(initial, |p| p.target);

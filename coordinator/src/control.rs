@@ -212,38 +212,48 @@ impl Session {
     }
 
     /// Merges reported offsets into `offsets/{connector}`, per partition.
+    /// A concurrent report from another task may land first: then merge
+    /// again into what it wrote.
     async fn record_offsets(&self, report: pb::OffsetsReport) -> Result<()> {
         let key = keys::offsets(&report.connector);
-        let previous = self.store.get(&key).await?;
-        let mut entries: Vec<OffsetEntry> = match &previous {
-            Some(bytes) => serde_json::from_slice(bytes)?,
-            None => Vec::new(),
-        };
-        for reported in report.offsets {
-            let (Ok(partition), Ok(offset)) = (
-                serde_json::from_str::<serde_json::Value>(&reported.partition_json),
-                serde_json::from_str::<serde_json::Value>(&reported.offset_json),
-            ) else {
-                continue;
+        let connector_key = keys::connector_config(&report.connector);
+        let reported: Vec<(serde_json::Value, serde_json::Value)> = report
+            .offsets
+            .iter()
+            .filter_map(|reported| {
+                Some((
+                    serde_json::from_str(&reported.partition_json).ok()?,
+                    serde_json::from_str(&reported.offset_json).ok()?,
+                ))
+            })
+            .collect();
+        loop {
+            let previous = self.store.get(&key).await?;
+            let mut entries: Vec<OffsetEntry> = match &previous {
+                Some(bytes) => serde_json::from_slice(bytes)?,
+                None => Vec::new(),
             };
-            match entries.iter_mut().find(|e| e.partition == partition) {
-                Some(entry) => entry.offset = offset,
-                None => entries.push(OffsetEntry { partition, offset }),
+            for (partition, offset) in &reported {
+                match entries.iter_mut().find(|e| &e.partition == partition) {
+                    Some(entry) => entry.offset = offset.clone(),
+                    None => entries.push(OffsetEntry {
+                        partition: partition.clone(),
+                        offset: offset.clone(),
+                    }),
+                }
+            }
+            let unchanged = match previous {
+                Some(bytes) => Condition::ValueEquals(key.clone(), bytes),
+                None => Condition::Absent(key.clone()),
+            };
+            let txn = Txn::new()
+                .when(Condition::Present(connector_key.clone()))
+                .when(unchanged)
+                .put(key.clone(), to_json(&entries)?);
+            if self.store.txn(txn).await? || self.store.get(&connector_key).await?.is_none() {
+                return Ok(());
             }
         }
-        let unchanged = match previous {
-            Some(bytes) => Condition::ValueEquals(key.clone(), bytes),
-            None => Condition::Absent(key.clone()),
-        };
-        let txn = Txn::new()
-            .when(Condition::Present(keys::connector_config(
-                &report.connector,
-            )))
-            .when(unchanged)
-            .put(key, to_json(&entries)?);
-        // A concurrent report from another task wins; the next flush re-reports.
-        self.store.txn(txn).await?;
-        Ok(())
     }
 
     /// Writes a task's status, but only while this runner owns the task, so a
@@ -251,42 +261,52 @@ impl Session {
     async fn record_status(&self, report: pb::TaskStatusReport) -> Result<()> {
         let runner = &self.record.runner_id;
         let assignment_key = keys::assignment(runner);
-        let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
-            return Ok(());
-        };
-        let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
-        let owns = assignment
-            .tasks
-            .iter()
-            .any(|t| t.connector == report.connector && t.task == report.task);
-        if !owns {
-            tracing::debug!(%runner, connector = %report.connector, task = report.task, "ignoring status for a task not assigned here");
-            return Ok(());
-        }
         let state = match pb::TaskState::try_from(report.state) {
             Ok(pb::TaskState::Running) => InstanceState::Running,
             Ok(pb::TaskState::Paused) => InstanceState::Paused,
             Ok(pb::TaskState::Failed) => InstanceState::Failed,
             Ok(pb::TaskState::Unassigned) | Err(_) => InstanceState::Unassigned,
         };
-        let status = StatusRecord {
+        let status = to_json(&StatusRecord {
             state,
             worker_id: runner.clone(),
             trace: report.trace,
             epoch: report.epoch,
-        };
-        // Written only if the task is still assigned here when the write lands.
-        let txn = Txn::new()
-            .when(Condition::Present(keys::connector_config(
-                &report.connector,
-            )))
-            .when(Condition::ValueEquals(assignment_key, raw_assignment))
-            .put(
-                keys::task_status(&report.connector, report.task),
-                to_json(&status)?,
-            );
-        self.store.txn(txn).await?;
-        Ok(())
+        })?;
+        // Written only if the task is still assigned here when the write
+        // lands. The leader may rewrite this runner's assignment (adding
+        // another task) between the read and the write: then read again.
+        loop {
+            let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
+                return Ok(());
+            };
+            let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
+            let owns = assignment
+                .tasks
+                .iter()
+                .any(|t| t.connector == report.connector && t.task == report.task);
+            if !owns {
+                tracing::debug!(%runner, connector = %report.connector, task = report.task, "ignoring status for a task not assigned here");
+                return Ok(());
+            }
+            let connector_key = keys::connector_config(&report.connector);
+            let txn = Txn::new()
+                .when(Condition::Present(connector_key.clone()))
+                .when(Condition::ValueEquals(
+                    assignment_key.clone(),
+                    raw_assignment,
+                ))
+                .put(
+                    keys::task_status(&report.connector, report.task),
+                    status.clone(),
+                );
+            if self.store.txn(txn).await? {
+                return Ok(());
+            }
+            if self.store.get(&connector_key).await?.is_none() {
+                return Ok(());
+            }
+        }
     }
 }
 

@@ -100,7 +100,7 @@ pub struct LocalStore {
     inner: Mutex<LocalState>,
     /// The sequence number of the snapshot last written to `file`; held
     /// while writing, so writes never overlap and never go backwards.
-    written: tokio::sync::Mutex<u64>,
+    written: Arc<tokio::sync::Mutex<u64>>,
     changes: watch::Sender<u64>,
     file: Option<PathBuf>,
     persisted_prefixes: Vec<String>,
@@ -148,7 +148,7 @@ impl LocalStore {
     pub fn in_memory() -> Self {
         LocalStore {
             inner: Mutex::new(LocalState::default()),
-            written: tokio::sync::Mutex::new(0),
+            written: Arc::new(tokio::sync::Mutex::new(0)),
             changes: watch::channel(0).0,
             file: None,
             persisted_prefixes: Vec::new(),
@@ -170,7 +170,7 @@ impl LocalStore {
         }
         Ok(LocalStore {
             inner: Mutex::new(state),
-            written: tokio::sync::Mutex::new(0),
+            written: Arc::new(tokio::sync::Mutex::new(0)),
             changes: watch::channel(0).0,
             file: Some(file),
             persisted_prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
@@ -202,13 +202,18 @@ impl LocalStore {
             (result, pending)
         };
         if let Some((file, sequence, snapshot)) = pending {
-            let mut written = self.written.lock().await;
+            let mut written = self.written.clone().lock_owned().await;
             // A later snapshot, which holds this change too, may already be on disk.
             if sequence > *written {
-                tokio::task::spawn_blocking(move || save_durably(&file, &snapshot))
-                    .await
-                    .map_err(|e| Error::Internal(format!("state file writer panicked: {e}")))??;
-                *written = sequence;
+                // The guard moves into the write, so it is held until the file
+                // is on disk even if this caller goes away.
+                tokio::task::spawn_blocking(move || {
+                    save_durably(&file, &snapshot)?;
+                    *written = sequence;
+                    Ok::<(), Error>(())
+                })
+                .await
+                .map_err(|e| Error::Internal(format!("state file writer panicked: {e}")))??;
             }
         }
         self.changes.send_modify(|revision| *revision += 1);

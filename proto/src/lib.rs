@@ -2,7 +2,9 @@
 //!
 //! - [`admin::v1`]: clients ↔ coordinator, everything the REST API can do;
 //! - [`control::v1`]: runner ↔ coordinator (join, assignments, status);
-//! - [`connector::v1`]: runner ↔ connector (in-process or gRPC sidecar).
+//! - [`connector::v1`]: runner ↔ connector, as first drawn for in-process use;
+//! - [`connector::v2`]: runner ↔ connector sidecar: per-task streams, credits,
+//!   typed errors, version negotiation.
 
 pub mod admin {
     pub mod v1 {
@@ -25,5 +27,12 @@ pub mod connector {
 
         /// Connector-protocol version this build speaks.
         pub const PROTOCOL_VERSION: u32 = 1;
+    }
+
+    pub mod v2 {
+        tonic::include_proto!("weir.connector.v2");
+
+        /// Connector-protocol version this build speaks.
+        pub const PROTOCOL_VERSION: u32 = 2;
     }
 }

@@ -101,6 +101,15 @@ impl ClientSettings {
         policy: OverridePolicy,
     ) -> Result<Self> {
         let mut settings = ClientSettings::new(bootstrap_servers);
+        // Admin clients start from the worker's own client keys, as Kafka
+        // Connect's do; producers and consumers take only their prefix.
+        if role == ClientRole::Admin {
+            for (key, value) in worker {
+                if is_worker_client_key(key) {
+                    settings.put(key, value, key);
+                }
+            }
+        }
         match role.worker_prefix() {
             Some(prefix) => {
                 for (key, value) in worker {
@@ -431,7 +440,12 @@ fn parse_jaas(text: &str) -> Option<(String, BTreeMap<String, String>)> {
                 }
             }
             '=' => {
-                let name = std::mem::take(&mut word);
+                // `name = value` as well as `name=value`.
+                let name = if word.is_empty() {
+                    words.pop().unwrap_or_default()
+                } else {
+                    std::mem::take(&mut word)
+                };
                 while chars.next_if(|c| c.is_whitespace()).is_some() {}
                 let mut value = String::new();
                 if chars.next_if_eq(&'"').is_some() {
@@ -697,6 +711,14 @@ fn keystore(out: &mut Output, entries: &BTreeMap<String, Setting>) -> Result<()>
         }
         StoreFormat::Pkcs12 => {
             let password = entry(entries, "ssl.keystore.password");
+            if let Some(key_password) = key_password
+                && Some(key_password.value.as_str()) != password.map(|p| p.value.as_str())
+            {
+                return Err(Error::Config(format!(
+                    "{}: librdkafka opens a PKCS12 keystore with ssl.keystore.password alone; give the key the store's password or use a PEM keystore",
+                    key_password.origin
+                )));
+            }
             open_pkcs12(path, &location.origin, password, "ssl.keystore.password")?;
             out.set(
                 "ssl.keystore.location",
@@ -906,7 +928,7 @@ mod tests {
         assert_eq!(config["sasl.password"], r#"p=w "x""#);
         let plain = translated(&[(
             "sasl.jaas.config",
-            "org.apache.kafka.common.security.plain.PlainLoginModule required\n username=bob password=secret ;",
+            "org.apache.kafka.common.security.plain.PlainLoginModule required\n username = bob password=secret ;",
         )]);
         assert_eq!(plain["sasl.username"], "bob");
         assert_eq!(plain["sasl.password"], "secret");

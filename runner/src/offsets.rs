@@ -35,21 +35,26 @@ fn partition_key(partition: &JsonMap) -> String {
     Json::Object(partition.clone()).to_string()
 }
 
+/// Every connector's positions, by connector and then by partition key.
+type AllPositions = BTreeMap<String, BTreeMap<String, SourcePosition>>;
+
 /// Offsets in a local JSON file: `{"<connector>": [{"partition":…,"offset":…}]}`.
 pub struct FileOffsetStore {
     path: PathBuf,
-    cache: Mutex<Option<BTreeMap<String, BTreeMap<String, SourcePosition>>>>,
+    /// Also serializes writes: a write holds the guard until it is on disk,
+    /// even when the commit that started it was given up.
+    cache: Arc<Mutex<Option<AllPositions>>>,
 }
 
 impl FileOffsetStore {
     pub fn new(path: PathBuf) -> Self {
         FileOffsetStore {
             path,
-            cache: Mutex::new(None),
+            cache: Arc::new(Mutex::new(None)),
         }
     }
 
-    async fn read_file(&self) -> Result<BTreeMap<String, BTreeMap<String, SourcePosition>>> {
+    async fn read_file(&self) -> Result<AllPositions> {
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
@@ -87,7 +92,7 @@ impl FileOffsetStore {
 #[async_trait::async_trait]
 impl OffsetStore for FileOffsetStore {
     async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
-        let mut cache = self.cache.lock().await;
+        let mut cache = self.cache.clone().lock_owned().await;
         if cache.is_none() {
             *cache = Some(self.read_file().await?);
         }
@@ -99,7 +104,7 @@ impl OffsetStore for FileOffsetStore {
     }
 
     async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()> {
-        let mut cache = self.cache.lock().await;
+        let mut cache = self.cache.clone().lock_owned().await;
         if cache.is_none() {
             *cache = Some(self.read_file().await?);
         }
@@ -123,8 +128,11 @@ impl OffsetStore for FileOffsetStore {
         let bytes =
             serde_json::to_vec_pretty(&document).map_err(|e| Error::Offsets(e.to_string()))?;
         let path = self.path.clone();
-        let write =
-            tokio::task::spawn_blocking(move || weir_connect::durable::replace_file(&path, &bytes));
+        let write = tokio::task::spawn_blocking(move || {
+            let written = weir_connect::durable::replace_file(&path, &bytes);
+            drop(cache);
+            written
+        });
         write
             .await
             .map_err(|e| Error::Internal(format!("offsets writer panicked: {e}")))?

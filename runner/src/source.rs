@@ -104,23 +104,21 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     // still committed, and the connector is always told `stop`.
     let grace = context.worker.task_shutdown_timeout;
     let deadline = context.stop_deadline();
-    let outcome = tokio::select! {
-        outcome = run.pump(&mut context, task.as_mut(), &mut failures) => {
-            Some(outcome.map_err(|error| clients::explain(error, &failures)))
+    // The loop and, on a clean stop, waiting for what is in flight (so its
+    // offsets are stored too) share one deadline.
+    let work = async {
+        let outcome = run
+            .pump(&mut context, task.as_mut(), &mut failures)
+            .await
+            .map_err(|error| clients::explain(error, &failures));
+        match outcome {
+            Ok(()) => run.settle_all().await,
+            Err(error) => Err(error),
         }
-        () = deadline => None,
     };
-    let outcome = match outcome {
-        // On a clean stop, wait for what is in flight so its offsets are stored too.
-        Some(Ok(())) => match tokio::time::timeout(grace, run.settle_all()).await {
-            Ok(settled) => settled,
-            Err(_) => {
-                tracing::warn!(task = %context.key, "records still unacknowledged at stop are not committed");
-                Ok(())
-            }
-        },
-        Some(Err(error)) => Err(error),
-        None => {
+    let outcome = tokio::select! {
+        outcome = work => outcome,
+        () = deadline => {
             tracing::warn!(task = %context.key, "task did not finish in-flight work in time; unacknowledged records are not committed");
             Ok(())
         }
@@ -409,9 +407,11 @@ impl SourceRun {
         task: &mut dyn SourceTask,
         final_commit: bool,
     ) -> Result<()> {
-        self.settle_ready()?;
+        // A failed delivery found now still lets what Kafka acknowledged
+        // before it be stored; the failure is reported after that.
+        let undelivered = self.settle_ready().err();
         if self.acked.is_empty() {
-            return Ok(());
+            return undelivered.map_or(Ok(()), Err);
         }
         let pending = std::mem::take(&mut self.acked);
         let positions: Vec<SourcePosition> = pending.values().cloned().collect();
@@ -423,6 +423,9 @@ impl SourceRun {
             // Positions acknowledged since are newer; keep those.
             for (key, position) in pending {
                 self.acked.entry(key).or_insert(position);
+            }
+            if let Some(undelivered) = undelivered {
+                return Err(undelivered);
             }
             if final_commit {
                 return Err(error);
@@ -438,7 +441,7 @@ impl SourceRun {
                 positions,
             })
             .await;
-        Ok(())
+        undelivered.map_or(Ok(()), Err)
     }
 }
 

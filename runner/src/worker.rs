@@ -199,6 +199,9 @@ impl Runner {
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
                             self.apply(assignment, events_tx, events_rx, &outbound).await;
+                            // Stopping tasks may have taken a while; messages
+                            // that arrived meanwhile are waiting, not missing.
+                            silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
                         }
                         Some(_) => {}
                     }

@@ -1,0 +1,485 @@
+//! The connector API's types on the wire: conversions between
+//! [`crate::api`]/[`crate::data`] and connector protocol v2
+//! (`proto/weir/connector/v2`). Both sides of a sidecar use them: the Rust
+//! SDK that serves a connector and the runner that calls it.
+
+use weir_proto::connector::v2 as pb;
+
+use crate::api::{
+    ConnectorError, Header, JsonMap, SinkRecord, SourcePosition, SourceRecord, TopicPartitionOffset,
+};
+use crate::config::{ConfigKey, Direction};
+use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+
+/// A message that does not follow the protocol.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("malformed connector protocol message: {0}")]
+pub struct Malformed(pub String);
+
+type Result<T> = std::result::Result<T, Malformed>;
+
+fn schema_type_name(schema_type: SchemaType) -> &'static str {
+    match schema_type {
+        SchemaType::Int8 => "INT8",
+        SchemaType::Int16 => "INT16",
+        SchemaType::Int32 => "INT32",
+        SchemaType::Int64 => "INT64",
+        SchemaType::Float32 => "FLOAT32",
+        SchemaType::Float64 => "FLOAT64",
+        SchemaType::Boolean => "BOOLEAN",
+        SchemaType::String => "STRING",
+        SchemaType::Bytes => "BYTES",
+        SchemaType::Array => "ARRAY",
+        SchemaType::Map => "MAP",
+        SchemaType::Struct => "STRUCT",
+    }
+}
+
+fn schema_type_of(name: &str) -> Result<SchemaType> {
+    Ok(match name {
+        "INT8" => SchemaType::Int8,
+        "INT16" => SchemaType::Int16,
+        "INT32" => SchemaType::Int32,
+        "INT64" => SchemaType::Int64,
+        "FLOAT32" => SchemaType::Float32,
+        "FLOAT64" => SchemaType::Float64,
+        "BOOLEAN" => SchemaType::Boolean,
+        "STRING" => SchemaType::String,
+        "BYTES" => SchemaType::Bytes,
+        "ARRAY" => SchemaType::Array,
+        "MAP" => SchemaType::Map,
+        "STRUCT" => SchemaType::Struct,
+        other => return Err(Malformed(format!("unknown schema type {other:?}"))),
+    })
+}
+
+pub fn schema_to_wire(schema: &Schema) -> pb::Schema {
+    pb::Schema {
+        r#type: schema_type_name(schema.schema_type).to_owned(),
+        optional: schema.optional,
+        default_value: schema.default.as_deref().map(value_to_wire),
+        name: schema.name.clone().unwrap_or_default(),
+        version: schema.version,
+        doc: schema.doc.clone().unwrap_or_default(),
+        parameters: schema.parameters.clone().into_iter().collect(),
+        fields: schema
+            .fields
+            .iter()
+            .map(|field| pb::Field {
+                name: field.name.clone(),
+                schema: Some(schema_to_wire(&field.schema)),
+            })
+            .collect(),
+        key_schema: schema
+            .key_schema
+            .as_deref()
+            .map(|s| Box::new(schema_to_wire(s))),
+        value_schema: schema
+            .value_schema
+            .as_deref()
+            .map(|s| Box::new(schema_to_wire(s))),
+    }
+}
+
+pub fn schema_from_wire(wire: &pb::Schema) -> Result<Schema> {
+    let schema_type = schema_type_of(&wire.r#type)?;
+    let fields = wire
+        .fields
+        .iter()
+        .map(|field| {
+            let schema = field
+                .schema
+                .as_ref()
+                .ok_or_else(|| Malformed(format!("field {} has no schema", field.name)))?;
+            Ok(Field {
+                name: field.name.clone(),
+                schema: schema_from_wire(schema)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let nested = |wire: &Option<Box<pb::Schema>>| -> Result<Option<Box<Schema>>> {
+        wire.as_deref()
+            .map(|s| schema_from_wire(s).map(Box::new))
+            .transpose()
+    };
+    let mut schema = Schema::new(schema_type);
+    schema.optional = wire.optional;
+    schema.name = Some(wire.name.clone()).filter(|n| !n.is_empty());
+    schema.version = wire.version;
+    schema.doc = Some(wire.doc.clone()).filter(|d| !d.is_empty());
+    schema.parameters = wire.parameters.clone().into_iter().collect();
+    schema.fields = fields;
+    schema.key_schema = nested(&wire.key_schema)?;
+    schema.value_schema = nested(&wire.value_schema)?;
+    schema.default = match &wire.default_value {
+        Some(value) => Some(Box::new(value_from_wire(value, Some(&schema))?)),
+        None => None,
+    };
+    Ok(schema)
+}
+
+pub fn value_to_wire(value: &Value) -> pb::Value {
+    use pb::value::Kind;
+    let kind = match value {
+        Value::Null => Kind::Null(true),
+        Value::Int8(v) => Kind::Int(i64::from(*v)),
+        Value::Int16(v) => Kind::Int(i64::from(*v)),
+        Value::Int32(v) => Kind::Int(i64::from(*v)),
+        Value::Int64(v) => Kind::Int(*v),
+        Value::Float32(v) => Kind::Float(f64::from(*v)),
+        Value::Float64(v) => Kind::Float(*v),
+        Value::Boolean(v) => Kind::Boolean(*v),
+        Value::String(v) => Kind::String(v.clone()),
+        Value::Bytes(v) => Kind::Bytes(v.clone().into()),
+        Value::Array(items) => Kind::Array(pb::ValueList {
+            values: items.iter().map(value_to_wire).collect(),
+        }),
+        Value::Map(entries) => Kind::Map(pb::MapEntries {
+            entries: entries
+                .iter()
+                .map(|(k, v)| pb::MapEntry {
+                    key: Some(value_to_wire(k)),
+                    value: Some(value_to_wire(v)),
+                })
+                .collect(),
+        }),
+        Value::Struct(fields) => Kind::Struct(pb::StructValue {
+            fields: fields
+                .iter()
+                .map(|(name, v)| pb::FieldValue {
+                    name: name.clone(),
+                    value: Some(value_to_wire(v)),
+                })
+                .collect(),
+        }),
+    };
+    pb::Value { kind: Some(kind) }
+}
+
+fn out_of_range(what: &str, v: impl std::fmt::Display) -> Malformed {
+    Malformed(format!("{v} does not fit {what}"))
+}
+
+/// A wire value as the data model's value; the schema, when there is one,
+/// restores integer and float widths.
+pub fn value_from_wire(wire: &pb::Value, schema: Option<&Schema>) -> Result<Value> {
+    use pb::value::Kind;
+    let schema_type = schema.map(|s| s.schema_type);
+    Ok(match wire.kind.as_ref() {
+        None | Some(Kind::Null(_)) => Value::Null,
+        Some(Kind::Int(v)) => match schema_type {
+            Some(SchemaType::Int8) => {
+                Value::Int8(i8::try_from(*v).map_err(|_| out_of_range("INT8", v))?)
+            }
+            Some(SchemaType::Int16) => {
+                Value::Int16(i16::try_from(*v).map_err(|_| out_of_range("INT16", v))?)
+            }
+            Some(SchemaType::Int32) => {
+                Value::Int32(i32::try_from(*v).map_err(|_| out_of_range("INT32", v))?)
+            }
+            _ => Value::Int64(*v),
+        },
+        #[allow(clippy::cast_possible_truncation)] // FLOAT32 values came from f32
+        Some(Kind::Float(v)) => match schema_type {
+            Some(SchemaType::Float32) => Value::Float32(*v as f32),
+            _ => Value::Float64(*v),
+        },
+        Some(Kind::Boolean(v)) => Value::Boolean(*v),
+        Some(Kind::String(v)) => Value::String(v.clone()),
+        Some(Kind::Bytes(v)) => Value::Bytes(v.to_vec()),
+        Some(Kind::Array(list)) => {
+            let items = schema.and_then(|s| s.value_schema.as_deref());
+            Value::Array(
+                list.values
+                    .iter()
+                    .map(|v| value_from_wire(v, items))
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Some(Kind::Map(map)) => {
+            let keys = schema.and_then(|s| s.key_schema.as_deref());
+            let values = schema.and_then(|s| s.value_schema.as_deref());
+            let missing = || pb::Value { kind: None };
+            Value::Map(
+                map.entries
+                    .iter()
+                    .map(|entry| {
+                        Ok((
+                            value_from_wire(entry.key.as_ref().unwrap_or(&missing()), keys)?,
+                            value_from_wire(entry.value.as_ref().unwrap_or(&missing()), values)?,
+                        ))
+                    })
+                    .collect::<Result<_>>()?,
+            )
+        }
+        Some(Kind::Struct(fields)) => Value::Struct(
+            fields
+                .fields
+                .iter()
+                .map(|field| {
+                    let field_schema = schema.and_then(|s| s.field(&field.name)).map(|f| &f.schema);
+                    let value = match &field.value {
+                        Some(value) => value_from_wire(value, field_schema)?,
+                        None => Value::Null,
+                    };
+                    Ok((field.name.clone(), value))
+                })
+                .collect::<Result<_>>()?,
+        ),
+    })
+}
+
+pub fn data_to_wire(data: &SchemaAndValue) -> pb::Data {
+    pb::Data {
+        kind: Some(pb::data::Kind::Structured(pb::Structured {
+            schema: data.schema.as_ref().map(schema_to_wire),
+            value: Some(value_to_wire(&data.value)),
+        })),
+    }
+}
+
+/// Wire data as the data model's; raw bytes become a BYTES value (the
+/// runner's ByteArrayConverter passes them on unchanged).
+pub fn data_from_wire(wire: Option<&pb::Data>) -> Result<SchemaAndValue> {
+    match wire.and_then(|d| d.kind.as_ref()) {
+        None => Ok(SchemaAndValue::null()),
+        Some(pb::data::Kind::Raw(bytes)) => Ok(SchemaAndValue {
+            schema: Some(Schema::new(SchemaType::Bytes).optional()),
+            value: Value::Bytes(bytes.to_vec()),
+        }),
+        Some(pb::data::Kind::Structured(structured)) => {
+            let schema = structured
+                .schema
+                .as_ref()
+                .map(schema_from_wire)
+                .transpose()?;
+            let value = match &structured.value {
+                Some(value) => value_from_wire(value, schema.as_ref())?,
+                None => Value::Null,
+            };
+            Ok(SchemaAndValue { schema, value })
+        }
+    }
+}
+
+fn json_object(text: &str, what: &str) -> Result<JsonMap> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(Malformed(format!("{what} is not a JSON object: {text}"))),
+    }
+}
+
+pub fn position_to_wire(position: &SourcePosition) -> pb::SourcePosition {
+    pb::SourcePosition {
+        partition_json: serde_json::Value::Object(position.partition.clone()).to_string(),
+        offset_json: serde_json::Value::Object(position.offset.clone()).to_string(),
+    }
+}
+
+pub fn position_from_wire(wire: &pb::SourcePosition) -> Result<SourcePosition> {
+    Ok(SourcePosition {
+        partition: json_object(&wire.partition_json, "a source partition")?,
+        offset: json_object(&wire.offset_json, "a source offset")?,
+    })
+}
+
+fn headers_to_wire(headers: &[Header]) -> Vec<pb::Header> {
+    headers
+        .iter()
+        .map(|h| pb::Header {
+            key: h.key.clone(),
+            value: Some(data_to_wire(&h.value)),
+        })
+        .collect()
+}
+
+fn headers_from_wire(headers: &[pb::Header]) -> Result<Vec<Header>> {
+    headers
+        .iter()
+        .map(|h| {
+            Ok(Header {
+                key: h.key.clone(),
+                value: data_from_wire(h.value.as_ref())?,
+            })
+        })
+        .collect()
+}
+
+pub fn source_record_to_wire(record: &SourceRecord) -> pb::SourceRecord {
+    pb::SourceRecord {
+        partition_json: serde_json::Value::Object(record.source_partition.clone()).to_string(),
+        offset_json: serde_json::Value::Object(record.source_offset.clone()).to_string(),
+        topic: record.topic.clone(),
+        kafka_partition: record.kafka_partition,
+        key: Some(data_to_wire(&record.key)),
+        value: Some(data_to_wire(&record.value)),
+        timestamp_ms: record.timestamp_ms,
+        headers: headers_to_wire(&record.headers),
+    }
+}
+
+pub fn source_record_from_wire(wire: &pb::SourceRecord) -> Result<SourceRecord> {
+    Ok(SourceRecord {
+        source_partition: json_object(&wire.partition_json, "a source partition")?,
+        source_offset: json_object(&wire.offset_json, "a source offset")?,
+        topic: wire.topic.clone(),
+        kafka_partition: wire.kafka_partition,
+        key: data_from_wire(wire.key.as_ref())?,
+        value: data_from_wire(wire.value.as_ref())?,
+        timestamp_ms: wire.timestamp_ms,
+        headers: headers_from_wire(&wire.headers)?,
+    })
+}
+
+pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {
+    pb::SinkRecord {
+        topic: record.topic.clone(),
+        partition: record.partition,
+        offset: record.offset,
+        key: Some(data_to_wire(&record.key)),
+        value: Some(data_to_wire(&record.value)),
+        timestamp_ms: record.timestamp_ms,
+        headers: headers_to_wire(&record.headers),
+    }
+}
+
+pub fn sink_record_from_wire(wire: &pb::SinkRecord) -> Result<SinkRecord> {
+    Ok(SinkRecord {
+        topic: wire.topic.clone(),
+        partition: wire.partition,
+        offset: wire.offset,
+        key: data_from_wire(wire.key.as_ref())?,
+        value: data_from_wire(wire.value.as_ref())?,
+        timestamp_ms: wire.timestamp_ms,
+        headers: headers_from_wire(&wire.headers)?,
+    })
+}
+
+pub fn offset_to_wire(offset: &TopicPartitionOffset) -> pb::TopicPartitionOffset {
+    pb::TopicPartitionOffset {
+        topic: offset.topic.clone(),
+        partition: offset.partition,
+        offset: offset.offset,
+    }
+}
+
+pub fn offset_from_wire(wire: &pb::TopicPartitionOffset) -> TopicPartitionOffset {
+    TopicPartitionOffset {
+        topic: wire.topic.clone(),
+        partition: wire.partition,
+        offset: wire.offset,
+    }
+}
+
+pub fn config_key_to_wire(key: &ConfigKey) -> pb::ConfigKey {
+    pb::ConfigKey {
+        name: key.name.to_owned(),
+        r#type: key.config_type.name().to_owned(),
+        default_value: key.default_value().map(str::to_owned),
+        importance: key.importance.name().to_owned(),
+        documentation: key.documentation.to_owned(),
+        group: key.group.to_owned(),
+        order: key.order,
+        width: key.width.name().to_owned(),
+        display_name: key.display_name.to_owned(),
+        required: key.is_required(),
+    }
+}
+
+pub fn kind_to_wire(kind: Direction) -> pb::PluginKind {
+    match kind {
+        Direction::Source => pb::PluginKind::Source,
+        Direction::Sink => pb::PluginKind::Sink,
+    }
+}
+
+/// A connector error as a typed task error.
+pub fn error_to_wire(error: &ConnectorError) -> pb::TaskError {
+    let kind = if error.is_retryable() {
+        pb::task_error::Kind::Retriable
+    } else {
+        pb::task_error::Kind::Fatal
+    };
+    pb::TaskError {
+        kind: kind as i32,
+        message: error.to_string(),
+    }
+}
+
+/// A typed task error as a connector error; an unknown kind is fatal.
+pub fn error_from_wire(error: &pb::TaskError) -> ConnectorError {
+    match pb::task_error::Kind::try_from(error.kind) {
+        Ok(pb::task_error::Kind::Retriable) => ConnectorError::Retryable(error.message.clone()),
+        _ => ConnectorError::Fatal(error.message.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(data: SchemaAndValue) {
+        let back = data_from_wire(Some(&data_to_wire(&data))).unwrap();
+        assert_eq!(back, data);
+    }
+
+    #[test]
+    fn structured_data_round_trips_with_widths_and_names() {
+        let mut point = Schema::new(SchemaType::Struct);
+        point.name = Some("com.example.Point".into());
+        point.version = Some(2);
+        point.fields = vec![
+            Field {
+                name: "x".into(),
+                schema: Schema::new(SchemaType::Int16),
+            },
+            Field {
+                name: "tags".into(),
+                schema: Schema::array(Schema::string()).optional(),
+            },
+            Field {
+                name: "ratio".into(),
+                schema: Schema::new(SchemaType::Float32),
+            },
+            Field {
+                name: "attrs".into(),
+                schema: Schema::map(Schema::string(), Schema::new(SchemaType::Int8)),
+            },
+        ];
+        round_trip(SchemaAndValue {
+            schema: Some(point),
+            value: Value::Struct(vec![
+                ("x".into(), Value::Int16(-7)),
+                ("tags".into(), Value::Array(vec![Value::String("a".into())])),
+                ("ratio".into(), Value::Float32(0.5)),
+                (
+                    "attrs".into(),
+                    Value::Map(vec![(Value::String("k".into()), Value::Int8(3))]),
+                ),
+            ]),
+        });
+        round_trip(SchemaAndValue::null());
+        round_trip(SchemaAndValue {
+            schema: None,
+            value: Value::Bytes(vec![0, 255]),
+        });
+    }
+
+    #[test]
+    fn malformed_messages_are_errors_not_panics() {
+        let bad = pb::Schema {
+            r#type: "DECIMAL".into(),
+            ..Default::default()
+        };
+        assert!(schema_from_wire(&bad).is_err());
+        let too_big = pb::Value {
+            kind: Some(pb::value::Kind::Int(1_000)),
+        };
+        assert!(value_from_wire(&too_big, Some(&Schema::new(SchemaType::Int8))).is_err());
+        let position = pb::SourcePosition {
+            partition_json: "[1]".into(),
+            offset_json: "{}".into(),
+        };
+        assert!(position_from_wire(&position).is_err());
+    }
+}
