@@ -3,11 +3,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "weir/admin/v1/admin.proto",
         "weir/control/v1/control.proto",
-        "weir/connector/v1/connector.proto",
         "weir/connector/v2/connector.proto",
     ];
     tonic_prost_build::configure()
-        .bytes(".weir.connector.v1")
         .bytes(".weir.connector.v2")
         .compile_protos(&protos, &["."])?;
     for proto in protos {

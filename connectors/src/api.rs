@@ -1,5 +1,5 @@
 //! The connector API: what a connector implements, in-process or behind the
-//! gRPC connector protocol (`proto/weir/connector/v1`), whose RPCs these
+//! gRPC connector protocol (`proto/weir/connector/v2`), whose messages these
 //! traits mirror: `describe`/`validate`/`task_configs` on [`ConnectorPlugin`],
 //! `open`/`poll`/`commit`/`stop` on [`SourceTask`], `open`/`put`/`flush`/`stop`
 //! on [`SinkTask`].

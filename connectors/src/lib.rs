@@ -6,7 +6,7 @@
 //! - [`client`]: client overrides, the override policy and secret keys.
 //! - [`properties`]: Java `.properties` files, the format of worker and connector configs.
 //! - [`api`]: the traits a connector implements; they mirror the connector
-//!   protocol in `proto/weir/connector/v1` one to one.
+//!   protocol in `proto/weir/connector/v2`.
 //! - [`durable`]: crash-safe file replacement.
 //! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
 //! - [`registry`]: the plugins this build knows, by class name and alias.

@@ -2,7 +2,6 @@
 //!
 //! - [`admin::v1`]: clients ↔ coordinator, everything the REST API can do;
 //! - [`control::v1`]: runner ↔ coordinator (join, assignments, status);
-//! - [`connector::v1`]: runner ↔ connector, as first drawn for in-process use;
 //! - [`connector::v2`]: runner ↔ connector sidecar: per-task streams, credits,
 //!   typed errors, version negotiation.
 
@@ -22,13 +21,6 @@ pub mod control {
 }
 
 pub mod connector {
-    pub mod v1 {
-        tonic::include_proto!("weir.connector.v1");
-
-        /// Connector-protocol version this build speaks.
-        pub const PROTOCOL_VERSION: u32 = 1;
-    }
-
     pub mod v2 {
         tonic::include_proto!("weir.connector.v2");
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tempfile::TempDir;
 use weir_tests::{
-    Broker, Process, Rest, binary, free_port, kcat_produce, read, wait_for_port, wait_until,
+    Broker, Process, Rest, Standalone, free_port, kcat_produce, read, wait_for_port, wait_until,
 };
 
 fn tansu_bin() -> String {
@@ -104,36 +104,16 @@ impl Tansu {
     }
 }
 
-struct Standalone {
-    rest: Rest,
-    process: Process,
-}
+const STRING_CONVERTERS: &str = "key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+    value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+    offset.flush.interval.ms=200\n";
 
 fn standalone(dir: &Path, bootstrap: &str, extra: &str) -> Standalone {
-    let port = free_port();
-    let worker = dir.join("worker.properties");
-    std::fs::write(
-        &worker,
-        format!(
-            "bootstrap.servers={bootstrap}\n\
-             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
-             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
-             offset.storage.file.filename={}\noffset.flush.interval.ms=200\n\
-             listeners=http://127.0.0.1:{port}\n{extra}",
-            dir.join("connect.offsets").display()
-        ),
+    Standalone::start(
+        dir,
+        "worker",
+        &format!("bootstrap.servers={bootstrap}\n{STRING_CONVERTERS}{extra}"),
     )
-    .unwrap();
-    let mut process = Process::spawn(
-        "weir standalone",
-        Command::new(binary("weir")).arg("standalone").arg(&worker),
-        dir.join("standalone.log"),
-    );
-    process.wait_for_log("REST API on", Duration::from_secs(30));
-    Standalone {
-        rest: Rest::new(format!("http://127.0.0.1:{port}")),
-        process,
-    }
 }
 
 fn lines(from: usize, to: usize) -> String {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tempfile::TempDir;
-use weir_tests::{Process, Rest, binary, free_port, read, wait_for_port, wait_until};
+use weir_tests::{Process, Rest, Standalone, binary, free_port, read, wait_for_port, wait_until};
 
 fn tansu_bin() -> String {
     std::env::var("WEIR_TANSU_BIN").unwrap_or_else(|_| "tansu".into())
@@ -171,49 +171,19 @@ impl SecureTansu {
     }
 }
 
-struct Standalone {
-    rest: Rest,
-    process: Process,
+/// `weir standalone` on `bootstrap` with String converters and the given
+/// client properties; `name` tells its files apart.
+fn standalone(dir: &Path, name: &str, client_properties: &str, bootstrap: &str) -> Standalone {
+    Standalone::start(dir, name, &worker_properties(client_properties, bootstrap))
 }
 
-fn worker_file(dir: &Path, client_properties: &str, bootstrap: &str) -> PathBuf {
-    let port = free_port();
-    let worker = dir.join(format!("worker-{port}.properties"));
-    std::fs::write(
-        &worker,
-        format!(
-            "bootstrap.servers={bootstrap}\n\
-             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
-             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
-             offset.storage.file.filename={}\noffset.flush.interval.ms=500\n\
-             listeners=http://127.0.0.1:{port}\n{client_properties}",
-            dir.join(format!("connect-{port}.offsets")).display()
-        ),
+fn worker_properties(client_properties: &str, bootstrap: &str) -> String {
+    format!(
+        "bootstrap.servers={bootstrap}\n\
+         key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+         value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+         offset.flush.interval.ms=500\n{client_properties}"
     )
-    .unwrap();
-    worker
-}
-
-fn standalone(dir: &Path, worker: &Path) -> Standalone {
-    let text = std::fs::read_to_string(worker).unwrap();
-    let listeners = text
-        .lines()
-        .find_map(|l| l.strip_prefix("listeners="))
-        .unwrap()
-        .to_owned();
-    let mut process = Process::spawn(
-        "weir standalone",
-        Command::new(binary("weir")).arg("standalone").arg(worker),
-        dir.join(format!(
-            "{}.log",
-            worker.file_stem().unwrap().to_string_lossy()
-        )),
-    );
-    process.wait_for_log("REST API on", Duration::from_secs(30));
-    Standalone {
-        rest: Rest::new(listeners),
-        process,
-    }
 }
 
 /// Runs FileStreamSource → the topic → FileStreamSink and checks the copy.
@@ -265,8 +235,7 @@ fn seed_pipeline_runs_over_tls_and_bad_tls_settings_name_the_key() {
          producer.ssl.truststore.location={p12}\nproducer.ssl.truststore.password={TRUSTSTORE_PASSWORD}\n"
     );
     let dir = broker.dir.path();
-    let worker = worker_file(dir, &clients, &broker.bootstrap);
-    let weir = standalone(dir, &worker);
+    let weir = standalone(dir, "tls", &clients, &broker.bootstrap);
     seed_pipeline(dir, &weir.rest);
 
     // A bad security.protocol override fails the task, naming the key.
@@ -331,7 +300,16 @@ fn seed_pipeline_runs_over_tls_and_bad_tls_settings_name_the_key() {
     drop(weir);
 
     // A bad worker-level client property stops start-up, naming the key.
-    let bad_worker = worker_file(dir, "producer.security.protocol=BOGUS\n", &broker.bootstrap);
+    let bad_worker = dir.join("bad-worker.properties");
+    let properties = worker_properties("producer.security.protocol=BOGUS\n", &broker.bootstrap);
+    std::fs::write(
+        &bad_worker,
+        format!(
+            "offset.storage.file.filename={}\n{properties}",
+            dir.join("bad.offsets").display()
+        ),
+    )
+    .unwrap();
     let output = Command::new(binary("weir"))
         .arg("standalone")
         .arg(&bad_worker)
@@ -360,8 +338,7 @@ fn seed_pipeline_runs_over_sasl_ssl_with_scram_and_a_wrong_password_fails() {
         ));
     }
     let dir = broker.dir.path();
-    let worker = worker_file(dir, &clients, &broker.bootstrap);
-    let weir = standalone(dir, &worker);
+    let weir = standalone(dir, "sasl", &clients, &broker.bootstrap);
     seed_pipeline(dir, &weir.rest);
 
     let wrong = json!({"name": "wrong-password", "config": {

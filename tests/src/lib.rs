@@ -500,6 +500,40 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// A `weir standalone` process against a broker of the test's choosing.
+pub struct Standalone {
+    pub rest: Rest,
+    pub process: Process,
+}
+
+impl Standalone {
+    /// Writes `<dir>/<name>.properties` from `properties` (which must set
+    /// `bootstrap.servers`), plus file offsets and REST on a free port, and
+    /// starts `weir standalone` with it.
+    pub fn start(dir: &Path, name: &str, properties: &str) -> Standalone {
+        let port = free_port();
+        let worker = dir.join(format!("{name}.properties"));
+        std::fs::write(
+            &worker,
+            format!(
+                "offset.storage.file.filename={}\nlisteners=http://127.0.0.1:{port}\n{properties}",
+                dir.join(format!("{name}.offsets")).display()
+            ),
+        )
+        .unwrap();
+        let mut process = Process::spawn(
+            "weir standalone",
+            Command::new(binary("weir")).arg("standalone").arg(&worker),
+            dir.join(format!("{name}.log")),
+        );
+        process.wait_for_log("REST API on", Duration::from_secs(30));
+        Standalone {
+            rest: Rest::new(format!("http://127.0.0.1:{port}")),
+            process,
+        }
+    }
+}
+
 /// Produces one record per line to `topic` with Debian's kcat.
 pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[&str]) {
     kcat_produce_compressed(bootstrap, topic, "none", lines);
