@@ -90,9 +90,19 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         );
         Some(broker)
     };
-    if let Some(path) = properties.get("plugin.path") {
-        tracing::info!(plugin_path = %path, "plugin.path set; built-in connectors are always available");
+    // Sidecar plugins from plugin.path; one that cannot be loaded is logged
+    // and skipped, a class claimed twice stops start-up.
+    let sidecars = CancellationToken::new();
+    let mut registry = Registry::builtin();
+    if let Some(path) = properties
+        .get("plugin.path")
+        .filter(|p| !p.trim().is_empty())
+    {
+        let runtime_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
+        let loaded = weir_runner::host::load(path, &runtime_dir, "standalone", &sidecars).await;
+        registry = registry.with_plugins(loaded.plugins)?;
     }
+    let registry = Arc::new(registry);
 
     let rest_listen = parse_listeners(
         properties
@@ -114,7 +124,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
             store: StoreConfig::Local { file: state_file },
             override_policy,
         },
-        Arc::new(Registry::builtin()),
+        registry.clone(),
     )
     .await?;
     println!(
@@ -128,7 +138,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
             coordinator: format!("http://{}", coordinator.grpc_addr),
             worker,
         },
-        Arc::new(Registry::builtin()),
+        registry,
     )
     .await?;
     let shutdown = CancellationToken::new();
@@ -167,6 +177,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         tracing::warn!(%error, "runner stopped with an error");
     }
     coordinator.shutdown().await;
+    sidecars.cancel();
     drop(embedded);
     Ok(())
 }

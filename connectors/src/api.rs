@@ -95,7 +95,9 @@ impl ConnectorError {
 pub type Result<T, E = ConnectorError> = std::result::Result<T, E>;
 
 /// A connector plugin: describes itself, validates configs, splits work into
-/// task configs and creates tasks.
+/// task configs and creates tasks. `validate` and `task_configs` are async
+/// because a sidecar plugin answers them over the wire.
+#[async_trait]
 pub trait ConnectorPlugin: Send + Sync {
     /// Fully qualified class name, e.g. `org.apache.kafka.connect.file.FileStreamSourceConnector`.
     fn class(&self) -> &'static str;
@@ -106,12 +108,29 @@ pub trait ConnectorPlugin: Send + Sync {
     /// The connector's own keys (without the base keys every connector has).
     fn config_def(&self) -> ConfigDef;
     /// Cross-key checks beyond [`ConfigDef`]; the default has none.
-    fn validate(&self, _config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+    async fn validate(&self, _config: &ConfigMap) -> Vec<(String, Vec<String>)> {
         Vec::new()
     }
     /// Splits the connector config into at most `max_tasks` task configs.
-    fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>>;
+    async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>>;
     fn create_task(&self) -> Task;
+    /// Creates the task that will run as `identity`; plugins whose tasks
+    /// live elsewhere (sidecars) need to know which one it is.
+    fn create_task_for(&self, _identity: &TaskIdentity) -> Task {
+        self.create_task()
+    }
+    /// Where the plugin comes from, for messages: built in, or a sidecar.
+    fn origin(&self) -> String {
+        "built-in".to_owned()
+    }
+}
+
+/// Which task of which connector, under which assignment epoch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskIdentity {
+    pub connector: String,
+    pub task: i32,
+    pub epoch: u64,
 }
 
 /// A task instance of either kind.

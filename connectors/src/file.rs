@@ -36,6 +36,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// `org.apache.kafka.connect.file.FileStreamSourceConnector`.
 pub struct FileStreamSource;
 
+#[async_trait::async_trait]
 impl ConnectorPlugin for FileStreamSource {
     fn class(&self) -> &'static str {
         SOURCE_CLASS
@@ -64,7 +65,7 @@ impl ConnectorPlugin for FileStreamSource {
             )
     }
 
-    fn validate(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+    async fn validate(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
         match config.get(TOPIC) {
             Some(topic) if topic.contains(',') => vec![(
                 TOPIC.to_owned(),
@@ -76,7 +77,7 @@ impl ConnectorPlugin for FileStreamSource {
         }
     }
 
-    fn task_configs(&self, config: &ConfigMap, _max_tasks: usize) -> Result<Vec<ConfigMap>> {
+    async fn task_configs(&self, config: &ConfigMap, _max_tasks: usize) -> Result<Vec<ConfigMap>> {
         // One file is read by one task, whatever tasks.max says.
         let mut task = ConfigMap::new();
         for key in [FILE, TOPIC, BATCH_SIZE] {
@@ -245,6 +246,7 @@ impl SourceTask for FileStreamSourceTask {
 /// `org.apache.kafka.connect.file.FileStreamSinkConnector`.
 pub struct FileStreamSink;
 
+#[async_trait::async_trait]
 impl ConnectorPlugin for FileStreamSink {
     fn class(&self) -> &'static str {
         SINK_CLASS
@@ -262,7 +264,7 @@ impl ConnectorPlugin for FileStreamSink {
         )
     }
 
-    fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
+    async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
         Ok(vec![config.clone(); max_tasks.max(1)])
     }
 

@@ -17,7 +17,8 @@ pub struct PluginSummary {
     pub version: String,
 }
 
-/// Built-in connector plugins, looked up by class name or alias.
+/// Connector plugins (built in, and sidecars once added), looked up by
+/// class name or alias.
 #[derive(Clone)]
 pub struct Registry {
     connectors: Vec<Arc<dyn ConnectorPlugin>>,
@@ -52,6 +53,29 @@ impl Registry {
         Registry {
             connectors: vec![Arc::new(FileStreamSink), Arc::new(FileStreamSource)],
         }
+    }
+
+    /// Adds plugins from elsewhere (sidecars). A class that two plugins, or
+    /// a plugin and a built-in, both claim is an error naming both.
+    pub fn with_plugins(mut self, plugins: Vec<Arc<dyn ConnectorPlugin>>) -> Result<Self, String> {
+        for plugin in plugins {
+            let clash = self.connectors.iter().find(|known| {
+                answers_to(known.class(), plugin.class())
+                    || aliases(plugin.class())
+                        .iter()
+                        .any(|alias| answers_to(known.class(), alias))
+            });
+            if let Some(known) = clash {
+                return Err(format!(
+                    "connector class {} is claimed twice: by {} and by {}",
+                    plugin.class(),
+                    known.origin(),
+                    plugin.origin()
+                ));
+            }
+            self.connectors.push(plugin);
+        }
+        Ok(self)
     }
 
     /// Finds a connector by full class name, simple name, or simple name without `Connector`.

@@ -118,6 +118,54 @@ impl Sidecar {
     }
 }
 
+/// A plugin served under another class name, so the same code can run as a
+/// sidecar beside the built-in it also is (two plugins may not claim one class).
+pub struct Renamed {
+    class: &'static str,
+    inner: Arc<dyn ConnectorPlugin>,
+}
+
+impl Renamed {
+    pub fn new(class: &'static str, inner: Arc<dyn ConnectorPlugin>) -> Self {
+        Renamed { class, inner }
+    }
+}
+
+#[tonic::async_trait]
+impl ConnectorPlugin for Renamed {
+    fn class(&self) -> &'static str {
+        self.class
+    }
+
+    fn kind(&self) -> crate::api::ConnectorKind {
+        self.inner.kind()
+    }
+
+    fn version(&self) -> &'static str {
+        self.inner.version()
+    }
+
+    fn config_def(&self) -> crate::config::ConfigDef {
+        self.inner.config_def()
+    }
+
+    async fn validate(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+        self.inner.validate(config).await
+    }
+
+    async fn task_configs(
+        &self,
+        config: &ConfigMap,
+        max_tasks: usize,
+    ) -> crate::api::Result<Vec<ConfigMap>> {
+        self.inner.task_configs(config, max_tasks).await
+    }
+
+    fn create_task(&self) -> Task {
+        self.inner.create_task()
+    }
+}
+
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 struct ConnectorService(Sidecar);
@@ -179,6 +227,7 @@ impl Connector for ConnectorService {
         let config: ConfigMap = request.config.into_iter().collect();
         let errors = plugin
             .validate(&config)
+            .await
             .into_iter()
             .map(|(name, errors)| pb::KeyErrors { name, errors })
             .collect();
@@ -195,6 +244,7 @@ impl Connector for ConnectorService {
         let max_tasks = usize::try_from(request.max_tasks.max(1)).unwrap_or(1);
         let tasks = plugin
             .task_configs(&config, max_tasks)
+            .await
             .map_err(|e| Status::invalid_argument(e.to_string()))?
             .into_iter()
             .map(|config| pb::TaskConfig {

@@ -152,9 +152,9 @@ impl AdminService {
     }
 
     /// Validates a config for create/update; returns its plugin.
-    fn check_config(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
+    async fn check_config(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
         let plugin = self.plugin(config)?;
-        let infos = config_infos(plugin.as_ref(), config, self.override_policy);
+        let infos = config_infos(plugin.as_ref(), config, self.override_policy).await;
         if infos.error_count > 0 {
             return Err(Error::BadRequest(invalid_config_message(&infos)));
         }
@@ -162,7 +162,7 @@ impl AdminService {
     }
 
     /// Runs the connector's task split; a failure becomes a FAILED connector status.
-    fn generate_tasks(
+    async fn generate_tasks(
         &self,
         plugin: &dyn ConnectorPlugin,
         config: &ConfigMap,
@@ -188,7 +188,7 @@ impl AdminService {
             .get("tasks.max")
             .and_then(|t| t.trim().parse::<usize>().ok())
             .unwrap_or(1);
-        match plugin.task_configs(config, max_tasks) {
+        match plugin.task_configs(config, max_tasks).await {
             Ok(configs) => {
                 let state = match target {
                     TargetState::Paused => InstanceState::Paused,
@@ -309,10 +309,12 @@ impl AdminService {
                 "The value of {key} is {HIDDEN}, the placeholder GET responses show for secrets, and there is no stored value to keep; give the secret itself"
             )));
         }
-        let plugin = self.check_config(&config)?;
+        let plugin = self.check_config(&config).await?;
         let target = previous.map_or(initial, |p| p.target);
         let generation = previous.map_or(1, |p| p.tasks.generation + 1);
-        let (tasks, status) = self.generate_tasks(plugin.as_ref(), &config, target, generation);
+        let (tasks, status) = self
+            .generate_tasks(plugin.as_ref(), &config, target, generation)
+            .await;
         let raw_config = to_json(&config)?;
         let mut txn = Txn::new()
             .put(keys::connector_config(name), raw_config.clone())
@@ -371,8 +373,9 @@ impl AdminService {
         let plugin = self.plugin(&entry.config)?;
         let regenerate = (entry.target == TargetState::Stopped) != (target == TargetState::Stopped);
         let generation = entry.tasks.generation + u64::from(regenerate);
-        let (tasks, status) =
-            self.generate_tasks(plugin.as_ref(), &entry.config, target, generation);
+        let (tasks, status) = self
+            .generate_tasks(plugin.as_ref(), &entry.config, target, generation)
+            .await;
         let mut txn = entry
             .unchanged(name, Txn::new())
             .put(
@@ -607,12 +610,14 @@ impl Admin for AdminService {
         let mut shown = before.clone();
         if restart_connector {
             let plugin = self.plugin(&entry.config)?;
-            let (tasks, status) = self.generate_tasks(
-                plugin.as_ref(),
-                &entry.config,
-                entry.target,
-                entry.tasks.generation + 1,
-            );
+            let (tasks, status) = self
+                .generate_tasks(
+                    plugin.as_ref(),
+                    &entry.config,
+                    entry.target,
+                    entry.tasks.generation + 1,
+                )
+                .await;
             txn = txn
                 .put(keys::task_configs(&name), to_json(&tasks)?)
                 .put(keys::connector_status(&name), to_json(&status)?);
@@ -818,10 +823,8 @@ impl Admin for AdminService {
             ))
             .into());
         }
-        Ok(Response::new(config_infos(
-            plugin.as_ref(),
-            &config,
-            self.override_policy,
-        )))
+        Ok(Response::new(
+            config_infos(plugin.as_ref(), &config, self.override_policy).await,
+        ))
     }
 }

@@ -15,7 +15,7 @@ use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, Config
 /// Validates `config` against `plugin` and the worker's client override
 /// policy; `error_count` says whether it is valid. Secret values show as
 /// `[hidden]`.
-pub fn config_infos(
+pub async fn config_infos(
     plugin: &dyn ConnectorPlugin,
     config: &ConfigMap,
     policy: OverridePolicy,
@@ -58,7 +58,7 @@ pub fn config_infos(
         })
         .collect();
 
-    let mut extra = plugin.validate(config);
+    let mut extra = plugin.validate(config).await;
     let mut alias_groups = Vec::new();
     let alias_errors = alias_infos(config, &mut configs, &mut alias_groups);
     if alias_errors == 0
@@ -372,14 +372,14 @@ mod tests {
     }
 
     // The exact key sets Kafka's connect_rest_test.py asserts.
-    #[test]
-    fn file_source_validate_lists_kafka_connects_keys() {
+    #[tokio::test]
+    async fn file_source_validate_lists_kafka_connects_keys() {
         let config = ConfigMap::from([
             ("connector.class".to_owned(), "FileStreamSource".to_owned()),
             ("name".to_owned(), "s".to_owned()),
             ("topic".to_owned(), "t".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
         assert_eq!(infos.error_count, 0, "{infos:?}");
         assert_eq!(
             names(&infos),
@@ -390,13 +390,13 @@ mod tests {
         assert_eq!(infos.name, "FileStreamSource");
     }
 
-    #[test]
-    fn file_sink_validate_lists_kafka_connects_keys_and_topic_errors() {
+    #[tokio::test]
+    async fn file_sink_validate_lists_kafka_connects_keys_and_topic_errors() {
         let config = ConfigMap::from([
             ("connector.class".to_owned(), "FileStreamSink".to_owned()),
             ("name".to_owned(), "s".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSink, &config, OverridePolicy::All);
+        let infos = config_infos(&FileStreamSink, &config, OverridePolicy::All).await;
         assert_eq!(
             names(&infos),
             sorted(
@@ -409,8 +409,8 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn transforms_and_predicates_are_validated_per_alias() {
+    #[tokio::test]
+    async fn transforms_and_predicates_are_validated_per_alias() {
         let config = ConfigMap::from([
             ("connector.class".to_owned(), "FileStreamSource".to_owned()),
             ("name".to_owned(), "s".to_owned()),
@@ -437,7 +437,7 @@ mod tests {
             ),
             ("predicates.isLogs.pattern".to_owned(), "logs-.*".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
         for group in [
             "Transforms: route",
             "Transforms: mask",
@@ -491,11 +491,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn missing_required_key_is_named() {
+    #[tokio::test]
+    async fn missing_required_key_is_named() {
         let config =
             ConfigMap::from([("connector.class".to_owned(), "FileStreamSource".to_owned())]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All);
+        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
         let message = invalid_config_message(&infos);
         assert!(
             message.contains("Missing required configuration \"topic\""),

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`worker`]: the runner process — joins a coordinator, applies assignments.
 //! - [`task`]: what running tasks share; [`source`] and [`sink`] are the record paths.
+//! - [`host`]: where connector code runs: in-process, or in supervised gRPC sidecars.
 //! - [`offsets`]: source offset storage (local file or compacted Kafka topic).
 //! - [`config`]: worker settings in Kafka Connect's property names.
 //! - [`clients`]: Kafka client properties translated for librdkafka, and client creation.
@@ -13,6 +14,7 @@ pub mod config;
 pub mod devkafka;
 pub mod error;
 pub mod errors;
+pub mod host;
 pub mod offsets;
 pub mod sink;
 pub mod source;

@@ -359,7 +359,12 @@ impl Runner {
                     events,
                 };
                 tracing::info!(task = %key, ?target, "starting task");
-                task::spawn(context, plugin.create_task())
+                let identity = weir_connect::api::TaskIdentity {
+                    connector: key.connector.clone(),
+                    task: key.task,
+                    epoch,
+                };
+                task::spawn(context, plugin.create_task_for(&identity))
             }
             None => {
                 let trace = format!(

@@ -367,6 +367,7 @@ pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
 }
 
 /// A minimal HTTP client for the REST API; every answer is (status, body).
+#[derive(Clone)]
 pub struct Rest {
     pub base: String,
 }

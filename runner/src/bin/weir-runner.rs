@@ -30,7 +30,8 @@ struct Args {
     /// Stable runner id (`runner.id`), default the host name; shown as worker_id.
     #[arg(long, env = "WEIR_RUNNER_ID")]
     runner_id: Option<String>,
-    /// Where connector plugins live (`plugin.path`).
+    /// Where sidecar connector plugins live (`plugin.path`); distributed mode
+    /// does not support them yet, so setting it is an error.
     #[arg(long, env = "WEIR_PLUGIN_PATH")]
     plugin_path: Option<String>,
 }
@@ -57,6 +58,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(value) = value {
             properties.insert(key.to_owned(), value);
         }
+    }
+    if properties
+        .get("plugin.path")
+        .is_some_and(|p| !p.trim().is_empty())
+    {
+        return Err("plugin.path: sidecar plugins run in standalone mode only for now (the coordinators cannot validate them yet); remove plugin.path from the runner's settings".into());
     }
     let coordinator = properties
         .get("coordinator.url")

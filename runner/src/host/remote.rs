@@ -1,0 +1,607 @@
+//! Sidecar plugins seen through the connector API: a [`SidecarPlugin`] is a
+//! [`ConnectorPlugin`] whose calls go over connector protocol v2, and its
+//! tasks are [`SourceTask`]/[`SinkTask`] proxies over one stream each. The
+//! record loops in `source` and `sink` run them unchanged.
+//!
+//! A sidecar that dies, hangs (HTTP/2 keepalive pings go unanswered) or
+//! sends a malformed message fails only the tasks using it, with a trace
+//! that names the plugin.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Streaming;
+use tonic::transport::Channel;
+use weir_connect::api::{
+    ConnectorError, ConnectorKind, ConnectorPlugin, Result, SinkRecord, SinkTask, SourcePosition,
+    SourceRecord, SourceTask, Task, TaskIdentity, TopicPartitionOffset,
+};
+use weir_connect::config::{
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default as KeyDefault, Direction, Importance,
+    Width,
+};
+use weir_connect::wire;
+use weir_proto::connector::v2 as pb;
+use weir_proto::connector::v2::connector_client::ConnectorClient;
+use weir_proto::connector::v2::sink_client::SinkClient;
+use weir_proto::connector::v2::source_client::SourceClient;
+
+/// How long a sidecar may take to answer a call that is not a wait for data.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the runner knows of one plugin a sidecar serves.
+pub struct SidecarPlugin {
+    /// The manifest's name, for messages.
+    sidecar: String,
+    class: &'static str,
+    kind: Direction,
+    version: &'static str,
+    config_def: ConfigDef,
+    channel: Channel,
+}
+
+/// The API keeps class names and ConfigDefs as `'static` text; a sidecar's
+/// are learnt once, at start-up, and live as long as the runner.
+fn forever(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+fn config_key(key: &pb::ConfigKey) -> ConfigKey {
+    let config_type = match key.r#type.as_str() {
+        "BOOLEAN" => ConfigType::Boolean,
+        "INT" => ConfigType::Int,
+        "SHORT" => ConfigType::Short,
+        "LONG" => ConfigType::Long,
+        "DOUBLE" => ConfigType::Double,
+        "LIST" => ConfigType::List,
+        "CLASS" => ConfigType::Class,
+        "PASSWORD" => ConfigType::Password,
+        _ => ConfigType::String,
+    };
+    let default = match (&key.default_value, key.required) {
+        (_, true) => KeyDefault::Required,
+        (Some(value), false) => KeyDefault::Value(forever(value.clone())),
+        (None, false) => KeyDefault::Null,
+    };
+    let mut defined = ConfigKey::new(forever(key.name.clone()), config_type, default)
+        .importance(match key.importance.as_str() {
+            "HIGH" => Importance::High,
+            "MEDIUM" => Importance::Medium,
+            _ => Importance::Low,
+        })
+        .doc(forever(key.documentation.clone()));
+    defined.group = forever(key.group.clone());
+    defined.order = key.order;
+    defined.width = match key.width.as_str() {
+        "SHORT" => Width::Short,
+        "MEDIUM" => Width::Medium,
+        "LONG" => Width::Long,
+        _ => Width::None,
+    };
+    defined.display_name = forever(key.display_name.clone());
+    defined
+}
+
+impl SidecarPlugin {
+    /// The plugins a sidecar described in its handshake.
+    pub fn from_handshake(
+        sidecar: &str,
+        channel: &Channel,
+        handshake: &pb::HandshakeResponse,
+    ) -> Vec<SidecarPlugin> {
+        handshake
+            .plugins
+            .iter()
+            .filter_map(|plugin| {
+                let kind = match pb::PluginKind::try_from(plugin.kind) {
+                    Ok(pb::PluginKind::Source) => Direction::Source,
+                    Ok(pb::PluginKind::Sink) => Direction::Sink,
+                    _ => {
+                        tracing::error!(%sidecar, class = %plugin.class, "plugin of unknown kind skipped");
+                        return None;
+                    }
+                };
+                let mut config_def = ConfigDef::new();
+                for key in &plugin.config {
+                    config_def = config_def.define(config_key(key));
+                }
+                Some(SidecarPlugin {
+                    sidecar: sidecar.to_owned(),
+                    class: forever(plugin.class.clone()),
+                    kind,
+                    version: forever(plugin.version.clone()),
+                    config_def,
+                    channel: channel.clone(),
+                })
+            })
+            .collect()
+    }
+
+    fn unreachable(&self, what: &str, error: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::Fatal(format!(
+            "sidecar plugin {} ({}): {what}: {error}",
+            self.sidecar, self.class
+        ))
+    }
+}
+
+#[async_trait]
+impl ConnectorPlugin for SidecarPlugin {
+    fn class(&self) -> &'static str {
+        self.class
+    }
+
+    fn kind(&self) -> ConnectorKind {
+        self.kind
+    }
+
+    fn version(&self) -> &'static str {
+        self.version
+    }
+
+    fn origin(&self) -> String {
+        format!("sidecar plugin {}", self.sidecar)
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        self.config_def.clone()
+    }
+
+    async fn validate(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+        let mut request = tonic::Request::new(pb::ValidateRequest {
+            class: self.class.to_owned(),
+            config: config.clone().into_iter().collect(),
+        });
+        request.set_timeout(CALL_DEADLINE);
+        match ConnectorClient::new(self.channel.clone())
+            .validate(request)
+            .await
+        {
+            Ok(reply) => reply
+                .into_inner()
+                .errors
+                .into_iter()
+                .map(|e| (e.name, e.errors))
+                .collect(),
+            Err(status) => vec![(
+                "connector.class".to_owned(),
+                vec![
+                    self.unreachable("validate failed", status.message())
+                        .to_string(),
+                ],
+            )],
+        }
+    }
+
+    async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
+        let mut request = tonic::Request::new(pb::TaskConfigsRequest {
+            class: self.class.to_owned(),
+            connector: config.get("name").cloned().unwrap_or_default(),
+            config: config.clone().into_iter().collect(),
+            max_tasks: i32::try_from(max_tasks).unwrap_or(i32::MAX),
+        });
+        request.set_timeout(CALL_DEADLINE);
+        let reply = ConnectorClient::new(self.channel.clone())
+            .task_configs(request)
+            .await
+            .map_err(|status| self.unreachable("task configs failed", status.message()))?;
+        Ok(reply
+            .into_inner()
+            .tasks
+            .into_iter()
+            .map(|task| task.config.into_iter().collect())
+            .collect())
+    }
+
+    fn create_task(&self) -> Task {
+        self.create_task_for(&TaskIdentity::default())
+    }
+
+    fn create_task_for(&self, identity: &TaskIdentity) -> Task {
+        let link = Link {
+            sidecar: self.sidecar.clone(),
+            class: self.class,
+            identity: identity.clone(),
+            channel: self.channel.clone(),
+        };
+        match self.kind {
+            Direction::Source => Task::Source(Box::new(RemoteSource {
+                link,
+                stream: None,
+                credit: 0,
+            })),
+            Direction::Sink => Task::Sink(Box::new(RemoteSink {
+                link,
+                stream: None,
+                next_id: 0,
+            })),
+        }
+    }
+}
+
+/// What a task proxy needs to reach its sidecar.
+struct Link {
+    sidecar: String,
+    class: &'static str,
+    identity: TaskIdentity,
+    channel: Channel,
+}
+
+impl Link {
+    fn fail(&self, what: impl std::fmt::Display) -> ConnectorError {
+        ConnectorError::Fatal(format!(
+            "sidecar plugin {} ({}), task {}-{}: {what}",
+            self.sidecar, self.class, self.identity.connector, self.identity.task
+        ))
+    }
+
+    fn identity(&self) -> pb::TaskIdentity {
+        pb::TaskIdentity {
+            connector: self.identity.connector.clone(),
+            task: self.identity.task,
+            epoch: self.identity.epoch,
+        }
+    }
+}
+
+/// One task's stream: commands out, events in.
+struct Session<C, E> {
+    commands: mpsc::Sender<C>,
+    events: Streaming<E>,
+}
+
+impl<C, E> Session<C, E> {
+    async fn send(&self, link: &Link, command: C) -> Result<()> {
+        self.commands
+            .send(command)
+            .await
+            .map_err(|_| link.fail("the stream to the sidecar is closed"))
+    }
+
+    /// The next event; a closed or broken stream is a fatal error.
+    async fn next(&mut self, link: &Link) -> Result<E> {
+        match self.events.message().await {
+            Ok(Some(event)) => Ok(event),
+            Ok(None) => Err(link.fail("the sidecar closed the task's stream")),
+            Err(status) => Err(link.fail(format!(
+                "connection to the sidecar lost: {}",
+                status.message()
+            ))),
+        }
+    }
+
+    async fn next_within(&mut self, link: &Link, what: &str) -> Result<E> {
+        match tokio::time::timeout(CALL_DEADLINE, self.next(link)).await {
+            Ok(event) => event,
+            Err(_) => Err(link.fail(format!("no answer to {what} within {CALL_DEADLINE:?}"))),
+        }
+    }
+}
+
+async fn open_stream<C, E, F, Fut>(link: &Link, first: C, call: F) -> Result<Session<C, E>>
+where
+    C: Send + 'static,
+    F: FnOnce(Channel, ReceiverStream<C>) -> Fut,
+    Fut: std::future::Future<
+            Output = std::result::Result<tonic::Response<Streaming<E>>, tonic::Status>,
+        >,
+{
+    let (commands, receiver) = mpsc::channel(16);
+    commands
+        .send(first)
+        .await
+        .map_err(|_| link.fail("cannot open the task's stream"))?;
+    let response = tokio::time::timeout(
+        CALL_DEADLINE,
+        call(link.channel.clone(), ReceiverStream::new(receiver)),
+    )
+    .await
+    .map_err(|_| link.fail("the sidecar did not answer the task's Open in time"))?
+    .map_err(|status| link.fail(format!("cannot reach the sidecar: {}", status.message())))?;
+    Ok(Session {
+        commands,
+        events: response.into_inner(),
+    })
+}
+
+fn malformed(link: &Link, error: impl std::fmt::Display) -> ConnectorError {
+    link.fail(format!("malformed message: {error}"))
+}
+
+struct RemoteSource {
+    link: Link,
+    stream: Option<Session<pb::SourceCommand, pb::SourceEvent>>,
+    /// Records the sidecar may still send.
+    credit: u32,
+}
+
+fn source_command(command: pb::source_command::Command) -> pb::SourceCommand {
+    pb::SourceCommand {
+        command: Some(command),
+    }
+}
+
+#[async_trait]
+impl SourceTask for RemoteSource {
+    async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()> {
+        let open = source_command(pb::source_command::Command::Open(pb::OpenSource {
+            identity: Some(self.link.identity()),
+            class: self.link.class.to_owned(),
+            config: config.clone().into_iter().collect(),
+            positions: positions.iter().map(wire::position_to_wire).collect(),
+        }));
+        let mut session = open_stream(&self.link, open, |channel, commands| async move {
+            SourceClient::new(channel).run(commands).await
+        })
+        .await?;
+        match session.next_within(&self.link, "Open").await?.event {
+            Some(pb::source_event::Event::Opened(_)) => {}
+            Some(pb::source_event::Event::Error(error)) => {
+                return Err(wire::error_from_wire(&error));
+            }
+            other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
+        }
+        self.stream = Some(session);
+        Ok(())
+    }
+
+    async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>> {
+        let wanted = u32::try_from(max_records).unwrap_or(u32::MAX);
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Err(link.fail("the task is not open"));
+        };
+        if self.credit < wanted {
+            let credit = pb::Credit {
+                records: wanted - self.credit,
+                bytes: 0,
+            };
+            session
+                .send(
+                    link,
+                    source_command(pb::source_command::Command::Credit(credit)),
+                )
+                .await?;
+            self.credit = wanted;
+        }
+        // Waiting here is waiting for data; a dead or hung sidecar breaks
+        // the stream (keepalive), which ends the wait.
+        match session.next(link).await?.event {
+            Some(pb::source_event::Event::Batch(batch)) => {
+                let sent = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
+                if sent > self.credit {
+                    return Err(malformed(link, "a batch larger than the credit granted"));
+                }
+                self.credit -= sent;
+                batch
+                    .records
+                    .iter()
+                    .map(|record| {
+                        wire::source_record_from_wire(record).map_err(|e| malformed(link, e))
+                    })
+                    .collect()
+            }
+            Some(pb::source_event::Event::Error(error)) => Err(wire::error_from_wire(&error)),
+            other => Err(malformed(link, format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn commit(&mut self, positions: &[SourcePosition]) -> Result<()> {
+        let committed = pb::Committed {
+            positions: positions.iter().map(wire::position_to_wire).collect(),
+        };
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Ok(());
+        };
+        session
+            .send(
+                link,
+                source_command(pb::source_command::Command::Committed(committed)),
+            )
+            .await
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        let link = &self.link;
+        let Some(mut session) = self.stream.take() else {
+            return Ok(());
+        };
+        session
+            .send(
+                link,
+                source_command(pb::source_command::Command::Stop(pb::Stop {})),
+            )
+            .await?;
+        // Batches still on their way are dropped: their offsets were never committed.
+        loop {
+            match session.next_within(link, "Stop").await?.event {
+                Some(pb::source_event::Event::Stopped(_)) => return Ok(()),
+                Some(pb::source_event::Event::Error(error)) => {
+                    tracing::warn!(sidecar = %link.sidecar, message = %error.message, "error while stopping");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+struct RemoteSink {
+    link: Link,
+    stream: Option<Session<pb::SinkCommand, pb::SinkEvent>>,
+    next_id: u64,
+}
+
+fn sink_command(command: pb::sink_command::Command) -> pb::SinkCommand {
+    pb::SinkCommand {
+        command: Some(command),
+    }
+}
+
+impl RemoteSink {
+    /// Sends a command and waits for the event that answers it.
+    async fn call(
+        &mut self,
+        command: pb::sink_command::Command,
+        what: &str,
+    ) -> Result<pb::sink_event::Event> {
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Err(link.fail("the task is not open"));
+        };
+        session.send(link, sink_command(command)).await?;
+        match session.next_within(link, what).await?.event {
+            Some(event) => Ok(event),
+            None => Err(malformed(link, "an empty event")),
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+fn outcome(link: &Link, id: u64, answered: u64, error: Option<pb::TaskError>) -> Result<()> {
+    if answered != id {
+        return Err(malformed(
+            link,
+            format!("answer {answered} to request {id}"),
+        ));
+    }
+    match error {
+        Some(error) => Err(wire::error_from_wire(&error)),
+        None => Ok(()),
+    }
+}
+
+#[async_trait]
+impl SinkTask for RemoteSink {
+    async fn open(&mut self, config: &ConfigMap) -> Result<()> {
+        let open = sink_command(pb::sink_command::Command::Open(pb::OpenSink {
+            identity: Some(self.link.identity()),
+            class: self.link.class.to_owned(),
+            config: config.clone().into_iter().collect(),
+        }));
+        let mut session = open_stream(&self.link, open, |channel, commands| async move {
+            SinkClient::new(channel).run(commands).await
+        })
+        .await?;
+        match session.next_within(&self.link, "Open").await?.event {
+            Some(pb::sink_event::Event::Opened(_)) => {}
+            Some(pb::sink_event::Event::Error(error)) => return Err(wire::error_from_wire(&error)),
+            other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
+        }
+        self.stream = Some(session);
+        Ok(())
+    }
+
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        let id = self.id();
+        let put = pb::Put {
+            id,
+            records: records.iter().map(wire::sink_record_to_wire).collect(),
+        };
+        match self
+            .call(pb::sink_command::Command::Put(put), "Put")
+            .await?
+        {
+            pb::sink_event::Event::Put(result) => {
+                if let Some(failed) = result.records.first() {
+                    let error = failed.error.clone().unwrap_or_default();
+                    return Err(wire::error_from_wire(&error));
+                }
+                outcome(&self.link, id, result.id, result.error)
+            }
+            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
+            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()> {
+        let id = self.id();
+        let flush = pb::Flush {
+            id,
+            offsets: offsets.iter().map(wire::offset_to_wire).collect(),
+        };
+        match self
+            .call(pb::sink_command::Command::Flush(flush), "Flush")
+            .await?
+        {
+            pb::sink_event::Event::Flush(result) => {
+                outcome(&self.link, id, result.id, result.error)
+            }
+            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
+            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if self.stream.is_none() {
+            return Ok(());
+        }
+        let stopped = self
+            .call(pb::sink_command::Command::Stop(pb::Stop {}), "Stop")
+            .await;
+        self.stream = None;
+        match stopped? {
+            pb::sink_event::Event::Stopped(_) => Ok(()),
+            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
+            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        }
+    }
+}
+
+/// Builds the channel to a sidecar: a Unix socket or TCP, connected lazily
+/// (so a restarted sidecar is reached again), with HTTP/2 keepalive so a
+/// sidecar that stops answering breaks its streams within seconds.
+pub fn channel(target: &ChannelTarget) -> std::result::Result<Channel, String> {
+    let endpoint = match target {
+        ChannelTarget::Tcp(address) => tonic::transport::Endpoint::from_shared(address.clone())
+            .map_err(|e| format!("invalid address {address}: {e}"))?,
+        ChannelTarget::Unix(_) => tonic::transport::Endpoint::from_static("http://sidecar.invalid"),
+    };
+    let endpoint = endpoint
+        .connect_timeout(Duration::from_secs(5))
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(3))
+        .keep_alive_while_idle(true);
+    Ok(match target {
+        ChannelTarget::Tcp(_) => endpoint.connect_lazy(),
+        ChannelTarget::Unix(path) => {
+            let path = path.clone();
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                let path = path.clone();
+                async move {
+                    let stream = tokio::net::UnixStream::connect(path).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+        }
+    })
+}
+
+/// Where a sidecar listens.
+#[derive(Debug, Clone)]
+pub enum ChannelTarget {
+    Unix(std::path::PathBuf),
+    Tcp(String),
+}
+
+/// Handshakes with a sidecar: version negotiation and its plugins.
+pub async fn handshake(
+    channel: &Channel,
+    runner_id: &str,
+) -> std::result::Result<pb::HandshakeResponse, tonic::Status> {
+    let mut request = tonic::Request::new(pb::HandshakeRequest {
+        versions: vec![pb::PROTOCOL_VERSION],
+        runner_id: runner_id.to_owned(),
+    });
+    request.set_timeout(Duration::from_secs(5));
+    ConnectorClient::new(channel.clone())
+        .handshake(request)
+        .await
+        .map(tonic::Response::into_inner)
+}

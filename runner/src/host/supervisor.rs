@@ -1,0 +1,123 @@
+//! Launched sidecars: the runner starts each one with the Unix socket it
+//! must listen on (`WEIR_SIDECAR_SOCKET`), puts its stdout and stderr in the
+//! runner's log prefixed with the plugin name, waits until it answers the
+//! handshake, restarts it with backoff when it dies, and on shutdown sends
+//! SIGTERM, then SIGKILL after a grace period.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_util::sync::CancellationToken;
+
+use super::manifest::Launch;
+
+/// How long a sidecar may take to stop after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+const MAX_RESTART_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Starts the sidecar's process once; `Err` names what went wrong.
+pub fn spawn(name: &str, launch: &Launch, socket: &Path) -> Result<Child, String> {
+    let Launch::Command {
+        command,
+        args,
+        env,
+        working_dir,
+    } = launch
+    else {
+        return Err("not a launched plugin".into());
+    };
+    let mut child = Command::new(command)
+        .args(args)
+        .envs(env)
+        .env("WEIR_SIDECAR_SOCKET", socket)
+        .current_dir(working_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", command.display()))?;
+    if let Some(stdout) = child.stdout.take() {
+        tokio::spawn(forward_lines(
+            name.to_owned(),
+            BufReader::new(stdout),
+            false,
+        ));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(forward_lines(name.to_owned(), BufReader::new(stderr), true));
+    }
+    Ok(child)
+}
+
+async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
+    plugin: String,
+    reader: BufReader<R>,
+    stderr: bool,
+) {
+    let mut lines = reader.lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if stderr {
+            tracing::warn!(target: "weir_runner::sidecar", %plugin, "{line}");
+        } else {
+            tracing::info!(target: "weir_runner::sidecar", %plugin, "{line}");
+        }
+    }
+}
+
+/// Asks the process to stop (SIGTERM), then kills it after the grace period.
+pub async fn stop(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+}
+
+/// Keeps a launched sidecar running: when the process exits, it is started
+/// again with backoff (its tasks fail meanwhile and come back with a
+/// restart). Stops it when `shutdown` fires.
+pub async fn supervise(
+    name: String,
+    launch: Launch,
+    socket: PathBuf,
+    mut child: Child,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => {
+                stop(&mut child).await;
+                let _ = std::fs::remove_file(&socket);
+                return;
+            }
+            status = child.wait() => {
+                tracing::error!(plugin = %name, ?status, ?backoff, "sidecar exited; restarting it");
+            }
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_RESTART_BACKOFF);
+            let _ = std::fs::remove_file(&socket);
+            match spawn(&name, &launch, &socket) {
+                Ok(restarted) => {
+                    child = restarted;
+                    tracing::info!(plugin = %name, "sidecar restarted");
+                    break;
+                }
+                Err(error) => tracing::error!(plugin = %name, %error, "sidecar restart failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Connectors as gRPC sidecars, end to end with real processes: `weir
+//! standalone` launches `weir-file-connectors` (the built-in file connectors'
+//! code served over connector protocol v2 on a Unix socket) from a
+//! `plugin.path` manifest.
+//! - The seed pipeline with both file connectors as sidecars copies a file
+//!   byte for byte.
+//! - kill -9 of the sidecar mid-stream fails its source task with a trace,
+//!   a built-in connector on the same runner keeps moving, the runner
+//!   restarts the sidecar, and a connector restart delivers every line.
+//! - A malformed manifest, a command that does not exist and a socket
+//!   nobody listens on are each logged naming the plugin; the runner and
+//!   the good plugin keep working.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use weir_tests::{Broker, Standalone, binary, read, wait_until};
+
+/// A plugin directory whose manifest launches `weir-file-connectors`,
+/// labelled with the plugin directory so a test can find its own process.
+fn file_connectors_plugin(plugins: &Path) {
+    let dir = plugins.join("file-connectors");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = json!({
+        "name": "file-connectors",
+        "command": binary("weir-file-connectors").to_str().unwrap(),
+        "args": [label(plugins)],
+        "env": {"RUST_LOG": "info"}
+    });
+    std::fs::write(dir.join("weir-plugin.json"), manifest.to_string()).unwrap();
+}
+
+fn label(plugins: &Path) -> String {
+    format!("label={}", plugins.display())
+}
+
+fn start(dir: &Path, plugins: &Path, broker: &Broker) -> Standalone {
+    Standalone::start(
+        dir,
+        "worker",
+        &format!(
+            "bootstrap.servers={}\nplugin.path={}\noffset.flush.interval.ms=200\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n",
+            broker.bootstrap(),
+            plugins.display()
+        ),
+    )
+}
+
+fn lines(from: usize, to: usize) -> String {
+    (from..to)
+        .map(|i| format!("sidecar line {i:06}\n"))
+        .collect()
+}
+
+fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn the_seed_pipeline_runs_with_both_file_connectors_as_sidecars() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    let weir = start(dir.path(), &plugins, &broker);
+
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    let text = lines(0, 2000);
+    std::fs::write(&input, &text).unwrap();
+    let source = json!({"name": "sidecar-source", "config": {
+        "connector.class": "SidecarFileStreamSource", "file": input.to_str().unwrap(), "topic": "sidecar-topic"}});
+    let sink = json!({"name": "sidecar-sink", "config": {
+        "connector.class": "org.weir.connect.file.SidecarFileStreamSinkConnector",
+        "topics": "sidecar-topic", "file": output.to_str().unwrap()}});
+    for connector in [source, sink] {
+        let (status, body) = weir.rest.post("/connectors", &connector.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_until(Duration::from_secs(60), "the byte-identical copy", || {
+        read(&output) == text
+    });
+    weir.rest.wait_running("sidecar-source");
+    weir.rest.wait_running("sidecar-sink");
+    // The sidecar's ConfigDef reaches validate.
+    let (status, infos) = weir.rest.put(
+        "/connector-plugins/SidecarFileStreamSource/config/validate",
+        &json!({"connector.class": "SidecarFileStreamSource", "topic": "a,b"}).to_string(),
+    );
+    assert_eq!(status, 200, "{infos}");
+    assert!(
+        infos
+            .to_string()
+            .contains("should only have a single topic"),
+        "{infos}"
+    );
+    let log = weir.process.log_text();
+    assert!(
+        log.contains("weir-file-connectors label="),
+        "the sidecar's output is in the runner's log"
+    );
+}
+
+#[test]
+fn kill_9_of_a_sidecar_fails_only_its_tasks_and_a_restart_loses_nothing() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    let mut weir = start(dir.path(), &plugins, &broker);
+    let rest = weir.rest.clone();
+    let rest = &rest;
+
+    // A sidecar pipeline and a built-in pipeline on the same runner.
+    let sidecar_input = dir.path().join("sidecar-in.txt");
+    let builtin_input = dir.path().join("builtin-in.txt");
+    append(&sidecar_input, &lines(0, 1000));
+    append(&builtin_input, &lines(0, 1000));
+    for (name, class, input) in [
+        ("via-sidecar", "SidecarFileStreamSource", &sidecar_input),
+        ("built-in", "FileStreamSource", &builtin_input),
+    ] {
+        let source = json!({"name": name, "config": {
+            "connector.class": class, "file": input.to_str().unwrap(), "topic": name}});
+        assert_eq!(rest.post("/connectors", &source.to_string()).0, 201);
+        let output = dir.path().join(format!("{name}.txt"));
+        let sink = json!({"name": format!("{name}-sink"), "config": {
+            "connector.class": "FileStreamSink", "topics": name, "file": output.to_str().unwrap()}});
+        assert_eq!(rest.post("/connectors", &sink.to_string()).0, 201);
+    }
+    let sidecar_output = dir.path().join("via-sidecar.txt");
+    let builtin_output = dir.path().join("built-in.txt");
+    wait_until(
+        Duration::from_secs(60),
+        "the first lines through both",
+        || read(&sidecar_output) == lines(0, 1000) && read(&builtin_output) == lines(0, 1000),
+    );
+
+    let killed = Command::new("pkill")
+        .args(["-9", "-f", &label(&plugins)])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "the sidecar process was found and killed");
+    append(&sidecar_input, &lines(1000, 2000));
+    append(&builtin_input, &lines(1000, 2000));
+
+    wait_until(Duration::from_secs(30), "the sidecar task FAILED", || {
+        rest.get("/connectors/via-sidecar/tasks/0/status").1["state"] == "FAILED"
+    });
+    let (_, status) = rest.get("/connectors/via-sidecar/tasks/0/status");
+    let trace = status["trace"].as_str().unwrap();
+    assert!(trace.contains("sidecar plugin file-connectors"), "{trace}");
+    // The built-in connector kept moving meanwhile.
+    wait_until(
+        Duration::from_secs(60),
+        "the built-in pipeline to go on",
+        || read(&builtin_output) == lines(0, 2000),
+    );
+    assert!(rest.all_in_state("built-in", "RUNNING"));
+
+    // The runner restarted the sidecar; a restart of the connector recovers.
+    weir.process
+        .wait_for_log("sidecar restarted", Duration::from_secs(30));
+    let (code, _) = rest.post("/connectors/via-sidecar/restart?includeTasks=true", "");
+    assert!(code == 202 || code == 204, "restart answered {code}");
+    let everything: BTreeSet<String> = lines(0, 2000).lines().map(str::to_owned).collect();
+    wait_until(
+        Duration::from_secs(60),
+        "every line through the sidecar",
+        || {
+            read(&sidecar_output)
+                .lines()
+                .map(str::to_owned)
+                .collect::<BTreeSet<_>>()
+                == everything
+        },
+    );
+    rest.wait_running("via-sidecar");
+}
+
+#[test]
+fn bad_plugins_are_named_and_do_not_stop_the_runner() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    let write = |name: &str, text: &str| {
+        let plugin = plugins.join(name);
+        std::fs::create_dir_all(&plugin).unwrap();
+        std::fs::write(plugin.join("weir-plugin.json"), text).unwrap();
+    };
+    write("broken-json", "{\"name\": ");
+    write(
+        "missing-command",
+        r#"{"name": "no-such-binary", "command": "/nonexistent/weir-sidecar"}"#,
+    );
+    let nobody = dir.path().join("nobody.sock");
+    write(
+        "dead-socket",
+        &json!({"name": "dead-socket", "address": format!("unix:{}", nobody.display())})
+            .to_string(),
+    );
+    let weir = start(dir.path(), &plugins, &broker);
+    let log = weir.process.log_text();
+    for expected in [
+        "plugin broken-json",
+        "plugin no-such-binary",
+        "plugin dead-socket",
+    ] {
+        assert!(
+            log.contains(expected),
+            "{expected} is not named in the log:\n{log}"
+        );
+    }
+    // The runner is up, and the good plugin serves.
+    let (status, plugins_listed) = weir.rest.get("/connector-plugins");
+    assert_eq!(status, 200);
+    assert!(
+        plugins_listed
+            .to_string()
+            .contains("SidecarFileStreamSourceConnector"),
+        "{plugins_listed}"
+    );
+}
