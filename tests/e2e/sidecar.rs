@@ -10,6 +10,8 @@
 //! - A malformed manifest, a command that does not exist and a socket
 //!   nobody listens on are each logged naming the plugin; the runner and
 //!   the good plugin keep working.
+//! - A sidecar that stops answering (SIGSTOP) fails its task within
+//!   seconds; the runner stays healthy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -234,4 +236,51 @@ fn bad_plugins_are_named_and_do_not_stop_the_runner() {
             .contains("SidecarFileStreamSourceConnector"),
         "{plugins_listed}"
     );
+}
+
+#[test]
+fn a_sidecar_that_stops_answering_fails_its_tasks_and_the_runner_stays_healthy() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    let weir = start(dir.path(), &plugins, &broker);
+    let rest = &weir.rest;
+    let input = dir.path().join("in.txt");
+    append(&input, &lines(0, 100));
+    let source = json!({"name": "frozen", "config": {
+        "connector.class": "SidecarFileStreamSource", "file": input.to_str().unwrap(), "topic": "frozen"}});
+    assert_eq!(rest.post("/connectors", &source.to_string()).0, 201);
+    rest.wait_running("frozen");
+
+    let stopped = Command::new("pkill")
+        .args(["-STOP", "-f", &label(&plugins)])
+        .status()
+        .unwrap();
+    assert!(
+        stopped.success(),
+        "the sidecar process was found and stopped"
+    );
+    // Keepalive pings go unanswered: the task fails within seconds.
+    wait_until(
+        Duration::from_secs(30),
+        "the frozen sidecar's task FAILED",
+        || rest.get("/connectors/frozen/tasks/0/status").1["state"] == "FAILED",
+    );
+    let (_, status) = rest.get("/connectors/frozen/tasks/0/status");
+    assert!(
+        status["trace"]
+            .as_str()
+            .unwrap()
+            .contains("sidecar plugin file-connectors"),
+        "{status}"
+    );
+    // The runner still serves and runs built-in connectors.
+    let builtin = json!({"name": "still-fine", "config": {
+        "connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "fine"}});
+    assert_eq!(rest.post("/connectors", &builtin.to_string()).0, 201);
+    rest.wait_running("still-fine");
+    let _ = Command::new("pkill")
+        .args(["-CONT", "-f", &label(&plugins)])
+        .status();
 }
