@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tempfile::TempDir;
 use weir_tests::{
-    Broker, Process, Rest, Standalone, free_port, kcat_produce, read, wait_for_port, wait_until,
+    Broker, Process, Rest, Standalone, append, free_port, kcat_produce, read, wait_for_port,
+    wait_until,
 };
 
 fn tansu_bin() -> String {
@@ -118,16 +119,6 @@ fn standalone(dir: &Path, bootstrap: &str, extra: &str) -> Standalone {
 
 fn lines(from: usize, to: usize) -> String {
     (from..to).map(|i| format!("line {i:06}\n")).collect()
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
 }
 
 fn task_state(rest: &Rest, connector: &str) -> String {

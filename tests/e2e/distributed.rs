@@ -5,13 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{Value, json};
-use weir_tests::{Broker, CoordinatorProcess, Etcd, Process, Rest, read, start_runner, wait_until};
+use weir_tests::{
+    Broker, CoordinatorProcess, Etcd, Process, Rest, append, read, start_runner, wait_until,
+};
 
 struct Cluster {
     _etcd: Etcd,
@@ -56,15 +57,6 @@ impl Cluster {
         let (status, reply) = self.rest().post("/connectors", &body.to_string());
         assert_eq!(status, 201, "{reply}");
     }
-}
-
-fn append(path: &Path, text: &str) {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-        .unwrap();
 }
 
 fn seed_scenario(broker: Broker, exact_bytes: bool) {

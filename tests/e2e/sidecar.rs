@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use weir_tests::{Broker, Standalone, binary, read, wait_until};
+use weir_tests::{Broker, Standalone, append, binary, read, wait_until};
 
 /// A plugin directory whose manifest launches `weir-file-connectors`,
 /// labelled with the plugin directory so a test can find its own process.
@@ -59,16 +59,6 @@ fn lines(from: usize, to: usize) -> String {
     (from..to)
         .map(|i| format!("sidecar line {i:06}\n"))
         .collect()
-}
-
-fn append(path: &Path, text: &str) {
-    use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    file.write_all(text.as_bytes()).unwrap();
 }
 
 #[test]

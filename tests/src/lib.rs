@@ -535,6 +535,17 @@ impl Standalone {
     }
 }
 
+/// Appends `text` to the file at `path`, creating it if needed.
+pub fn append(path: &Path, text: &str) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+}
+
 /// Produces one record per line to `topic` with Debian's kcat.
 pub fn kcat_produce(bootstrap: &str, topic: &str, lines: &[&str]) {
     kcat_produce_compressed(bootstrap, topic, "none", lines);
