@@ -11,6 +11,8 @@
 #            libsasl2-modules-gssapi-mit (GSSAPI), libcurl4-openssl-dev (OIDC;
 #            librdkafka includes curl.h whatever its features say),
 #            libzstd-dev, zlib1g-dev (gzip); lz4 and snappy are built in
+#   Python SDK: python3 and python3-venv; its PyPI packages (grpcio,
+#            protobuf, grpcio-health-checking) go into ./.venv
 #   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
 #            listener in front of tansu, which accepts --cert/--key but
 #            serves plaintext in 0.6.0), curl
@@ -23,6 +25,7 @@ packages=(
   protobuf-compiler libprotobuf-dev cmake g++ make pkg-config
   libssl-dev libsasl2-dev libsasl2-modules-gssapi-mit libcurl4-openssl-dev
   libzstd-dev zlib1g-dev
+  python3 python3-venv
   etcd-server kcat openssl socat curl ca-certificates
 )
 
@@ -37,6 +40,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Python SDK's dependencies, in a venv of the project's own (Debian's
+# python3 refuses system-wide pip installs), checked by package.
+cd "$(dirname "$0")/.."
+python_packages=("grpcio>=1.85.1" "protobuf>=7.35.1" "grpcio-health-checking>=1.85.1")
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv for the Python SDK"
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -m pip show grpcio protobuf grpcio-health-checking >/dev/null 2>&1; then
+  echo "setup: installing ${python_packages[*]} into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi
 
 if [ "${1:-}" = "--with-tansu" ]; then

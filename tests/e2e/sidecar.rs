@@ -274,3 +274,71 @@ fn a_sidecar_that_stops_answering_fails_its_tasks_and_the_runner_stays_healthy()
         .args(["-CONT", "-f", &label(&plugins)])
         .status();
 }
+
+/// A plugin directory whose manifest launches the Python SDK's example file
+/// connectors with the project's `.venv` (made by `scripts/setup.sh`).
+fn python_plugin(plugins: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let python = repo.join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh",
+        python.display()
+    );
+    let sdk = repo.join("connectors/python");
+    let dir = plugins.join("python-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    let manifest = json!({
+        "name": "python-files",
+        "command": python.to_str().unwrap(),
+        "args": [sdk.join("examples/file_connectors.py").to_str().unwrap()],
+        "env": {"PYTHONPATH": sdk.to_str().unwrap()}
+    });
+    std::fs::write(dir.join("weir-plugin.json"), manifest.to_string()).unwrap();
+}
+
+#[test]
+fn a_python_sidecar_source_and_sink_copy_a_file_through_kafka() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    python_plugin(&plugins);
+    let weir = start(dir.path(), &plugins, &broker);
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    let text = lines(0, 3000);
+    std::fs::write(&input, &text).unwrap();
+    let source = json!({"name": "py-source", "config": {
+        "connector.class": "PythonFileSource", "file": input.to_str().unwrap(), "topic": "py-topic"}});
+    let sink = json!({"name": "py-sink", "config": {
+        "connector.class": "com.example.weir.PythonFileSinkConnector",
+        "topics": "py-topic", "file": output.to_str().unwrap()}});
+    for connector in [source, sink] {
+        let (status, body) = weir.rest.post("/connectors", &connector.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_until(Duration::from_secs(60), "the copy through Python", || {
+        read(&output) == text
+    });
+    append(&input, &lines(3000, 3100));
+    wait_until(Duration::from_secs(60), "the appended lines", || {
+        read(&output) == lines(0, 3100)
+    });
+    weir.rest.wait_running("py-source");
+    weir.rest.wait_running("py-sink");
+    // The records in Kafka carry the string schema the SDK sends.
+    let records = weir_tests::kcat(broker.bootstrap(), "py-topic");
+    assert_eq!(
+        records[0].value,
+        json!({"schema": {"type": "string", "optional": true}, "payload": "sidecar line 000000"})
+            .to_string()
+    );
+    // The Python ConfigDef and validate reach the REST API.
+    let (_, infos) = weir.rest.put(
+        "/connector-plugins/PythonFileSource/config/validate",
+        &json!({"connector.class": "PythonFileSource", "topic": "a,b"}).to_string(),
+    );
+    let shown = infos.to_string();
+    assert!(shown.contains("single topic"), "{shown}");
+    assert!(shown.contains("Missing required configuration"), "{shown}");
+}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Regenerates the protocol stubs in weir_connect/_proto from
+# proto/weir/connector/v2/connector.proto. Needs grpcio-tools; the stubs
+# require protobuf and grpcio at least as new as the generator (pyproject.toml).
+set -euo pipefail
+cd "$(dirname "$0")"
+python3 -m grpc_tools.protoc -I ../../proto \
+  --python_out=weir_connect/_proto --grpc_python_out=weir_connect/_proto \
+  ../../proto/weir/connector/v2/connector.proto

@@ -1,0 +1,53 @@
+"""Weir's Python SDK: write a Kafka Connect-style connector in Python and
+serve it to a Weir runner as a sidecar over connector protocol v2.
+
+A connector is a class with a name, a kind and a way to make tasks::
+
+    class Lines(SourceConnector):
+        class_name = "com.example.LinesSource"
+        config_def = [ConfigKey("file", "STRING", required=True)]
+
+        def task(self):
+            return LinesTask()
+
+    serve([Lines()])   # listens on $WEIR_SIDECAR_SOCKET
+
+Lifecycle guarantees (the runner keeps them; see README.md):
+
+* A task's ``open`` comes first, ``stop`` last, and nothing runs after
+  ``stop``. ``stop`` is called even when the runner goes away.
+* A source task's ``poll(max_records)`` is called only while the runner
+  has granted credit, and never returns more than ``max_records``.
+  Return ``[]`` when nothing is ready (after waiting briefly).
+* ``commit(positions)`` means those positions are durably stored: only
+  then prune upstream. After a crash, ``open`` gets the last committed
+  positions and records after them are asked for again (at least once).
+* A sink task's ``put`` runs before the ``flush`` that covers it; Kafka
+  offsets are committed only after ``flush`` returned.
+* Raise ``RetriableError`` for a failure the runner should retry; any other
+  exception fails the task with its message as the trace.
+"""
+
+from weir_connect.api import (
+    ConfigKey,
+    RetriableError,
+    SinkConnector,
+    SinkRecord,
+    SinkTask,
+    SourceConnector,
+    SourceRecord,
+    SourceTask,
+)
+from weir_connect.sidecar import serve
+
+__all__ = [
+    "ConfigKey",
+    "RetriableError",
+    "SinkConnector",
+    "SinkRecord",
+    "SinkTask",
+    "SourceConnector",
+    "SourceRecord",
+    "SourceTask",
+    "serve",
+]

@@ -1,0 +1,110 @@
+"""The connector API: what a Python connector implements."""
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class RetriableError(Exception):
+    """A failure the runner retries (Kafka Connect's RetriableException)."""
+
+
+@dataclass
+class ConfigKey:
+    """One key of a connector's ConfigDef, as validate shows it."""
+
+    name: str
+    type: str = "STRING"  # BOOLEAN, STRING, INT, SHORT, LONG, DOUBLE, LIST, CLASS, PASSWORD
+    required: bool = False
+    default: Optional[str] = None
+    importance: str = "MEDIUM"
+    documentation: str = ""
+    group: str = ""
+    order: int = -1
+    width: str = "NONE"
+    display_name: str = ""
+
+
+@dataclass
+class SourceRecord:
+    """A record a source task produces. ``partition`` and ``offset`` are
+    JSON objects (dicts); ``value`` and ``key`` are Python values: None,
+    bool, int, float, str, bytes, list or dict."""
+
+    partition: dict
+    offset: dict
+    topic: str
+    value: Any = None
+    key: Any = None
+    kafka_partition: Optional[int] = None
+    timestamp_ms: Optional[int] = None
+    headers: dict = field(default_factory=dict)
+
+
+@dataclass
+class SinkRecord:
+    """A record a sink task receives."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: Any = None
+    key: Any = None
+    timestamp_ms: Optional[int] = None
+    headers: dict = field(default_factory=dict)
+
+
+class SourceTask:
+    def open(self, config: dict, positions: list) -> None:
+        """Start with ``config``; ``positions`` are ``(partition, offset)``
+        pairs of dicts, the last committed for this connector."""
+
+    def poll(self, max_records: int) -> list:
+        """Return up to ``max_records`` SourceRecords; [] if none are ready."""
+        raise NotImplementedError
+
+    def commit(self, positions: list) -> None:
+        """These ``(partition, offset)`` pairs are durably stored."""
+
+    def stop(self) -> None:
+        """Release everything; nothing is called after this."""
+
+
+class SinkTask:
+    def open(self, config: dict) -> None:
+        pass
+
+    def put(self, records: list) -> None:
+        raise NotImplementedError
+
+    def flush(self, offsets: list) -> None:
+        """Make everything put so far durable. ``offsets`` are
+        ``(topic, partition, next_offset)`` triples."""
+
+    def stop(self) -> None:
+        pass
+
+
+class Connector:
+    class_name: str = ""
+    version: str = "0.1.0"
+    config_def: list = []
+    kind: str = ""
+
+    def validate(self, config: dict) -> dict:
+        """Extra errors by key (``{"topic": ["..."]}``); none by default."""
+        return {}
+
+    def task_configs(self, config: dict, max_tasks: int) -> list:
+        """Split the work; by default one task with the connector's config."""
+        return [dict(config)]
+
+    def task(self):
+        raise NotImplementedError
+
+
+class SourceConnector(Connector):
+    kind = "source"
+
+
+class SinkConnector(Connector):
+    kind = "sink"
