@@ -20,9 +20,11 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use weir_connect::api::{ConnectorPlugin, TaskIdentity};
 use weir_connect::config::ConfigMap;
 use weir_connect::registry::Registry;
 use weir_runner::WorkerConfig;
+use weir_runner::host::remote;
 use weir_runner::offsets::FileOffsetStore;
 use weir_runner::task::{self, TargetState, TaskContext, TaskEvent, TaskKey};
 
@@ -144,6 +146,7 @@ async fn weir_source(
     lines: &[String],
     converter: &str,
     transforms: &[(&str, &str)],
+    plugin: Arc<dyn ConnectorPlugin>,
 ) -> Measurement {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("input.txt");
@@ -176,7 +179,7 @@ async fn weir_source(
     .collect();
     let worker = Arc::new(WorkerConfig::from_properties(worker, true).unwrap());
     let config: ConfigMap = [
-        ("connector.class", "FileStreamSource"),
+        ("connector.class", plugin.class()),
         ("file", file.to_str().unwrap()),
         ("topic", topic),
     ]
@@ -184,7 +187,6 @@ async fn weir_source(
     .chain(transforms.iter().copied())
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    let plugin = Registry::builtin().connector("FileStreamSource").unwrap();
     let (events, mut received) = mpsc::unbounded_channel();
     let (_target, target_rx) = watch::channel(TargetState::Running);
     let cancel = CancellationToken::new();
@@ -204,7 +206,12 @@ async fn weir_source(
     };
     let cpu = cpu_time();
     let start = Instant::now();
-    let handle = task::spawn(context, plugin.create_task());
+    let identity = TaskIdentity {
+        connector: "bench".into(),
+        task: 0,
+        epoch: 0,
+    };
+    let handle = task::spawn(context, plugin.create_task_for(&identity));
     let mut wall = None;
     while let Some(event) = received.recv().await {
         match event {
@@ -232,6 +239,40 @@ async fn weir_source(
         wall: wall.expect("source finished"),
         cpu,
     }
+}
+
+/// `weir-file-connectors` (built beside this binary) as a sidecar on a Unix
+/// socket, and its FileStreamSource as the runner sees it; `None` when the
+/// sidecar binary was not built.
+async fn sidecar_source(dir: &std::path::Path) -> Option<(Child, Arc<dyn ConnectorPlugin>)> {
+    let binary = std::env::current_exe()
+        .ok()?
+        .parent()?
+        .join("weir-file-connectors");
+    if !binary.exists() {
+        return None;
+    }
+    let socket = dir.join("bench-sidecar.sock");
+    let child = Command::new(binary)
+        .env("WEIR_SIDECAR_SOCKET", &socket)
+        .stdout(Stdio::null())
+        .spawn()
+        .ok()?;
+    let channel = remote::channel(&remote::ChannelTarget::Unix(socket)).ok()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let handshake = loop {
+        match remote::handshake(&channel, "bench").await {
+            Ok(handshake) => break handshake,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("the sidecar did not answer: {status}"),
+        }
+    };
+    let plugin = remote::SidecarPlugin::from_handshake("bench", &channel, &handshake)
+        .into_iter()
+        .find(|p| p.class().ends_with("SidecarFileStreamSourceConnector"))?;
+    Some((child, Arc::new(plugin)))
 }
 
 fn start_broker() -> (Child, String) {
@@ -290,6 +331,14 @@ fn main() {
         "{:<8} {:<34} {:>12} {:>12} {:>10} {:>10}",
         "size", "path", "records/s", "CPU-s/M", "rate ÷raw", "CPU ×raw"
     );
+    let in_process = Registry::builtin().connector("FileStreamSource").unwrap();
+    let sidecar_dir = tempfile::tempdir().unwrap();
+    let mut sidecar = runtime.block_on(sidecar_source(sidecar_dir.path()));
+    if sidecar.is_none() {
+        println!(
+            "(weir-file-connectors is not built beside weir-bench: no sidecar rows; run `cargo build --release --bins` first)"
+        );
+    }
     for (size, count) in [(100usize, records), (1024, (records / 4).max(1))] {
         let lines: Vec<String> = (0..count)
             .map(|i| format!("{i:0>width$}", width = size))
@@ -301,6 +350,7 @@ fn main() {
             &lines,
             "org.apache.kafka.connect.storage.StringConverter",
             &[],
+            in_process.clone(),
         ));
         let json = runtime.block_on(weir_source(
             &bootstrap,
@@ -308,6 +358,7 @@ fn main() {
             &lines,
             "org.apache.kafka.connect.json.JsonConverter",
             &[],
+            in_process.clone(),
         ));
         let chained = runtime.block_on(weir_source(
             &bootstrap,
@@ -315,7 +366,18 @@ fn main() {
             &lines,
             "org.apache.kafka.connect.json.JsonConverter",
             FIVE_SMTS,
+            in_process.clone(),
         ));
+        let over_sidecar = sidecar.as_ref().map(|(_, plugin)| {
+            runtime.block_on(weir_source(
+                &bootstrap,
+                &format!("bench-sidecar-{size}"),
+                &lines,
+                "org.apache.kafka.connect.storage.StringConverter",
+                &[],
+                plugin.clone(),
+            ))
+        });
         let row = |name: &str, m: &Measurement| {
             println!(
                 "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
@@ -331,6 +393,14 @@ fn main() {
         row("weir FileStreamSource (String)", &string);
         row("weir FileStreamSource (Json)", &json);
         row("weir FileStreamSource (Json, 5 SMTs)", &chained);
+        if let Some(over_sidecar) = &over_sidecar {
+            row("weir sidecar FileStreamSource (String)", over_sidecar);
+            println!(
+                "{:<8} sidecar ÷ in-process (String): {:.2} records/s (CPU column: this process only, not the sidecar)",
+                format!("{size} B"),
+                over_sidecar.rate() / string.rate()
+            );
+        }
         println!(
             "{:<8} 5-SMT chain ÷ no SMTs: {:.2} records/s, {:.2} CPU per record",
             format!("{size} B"),
@@ -339,6 +409,10 @@ fn main() {
         );
     }
     if let Some(child) = broker.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    if let Some((child, _)) = sidecar.as_mut() {
         let _ = child.kill();
         let _ = child.wait();
     }
