@@ -41,6 +41,9 @@ const VERSIONS: [u32; 1] = [pb::PROTOCOL_VERSION];
 /// At most this many records go into one batch, whatever the credit.
 const MAX_BATCH: u32 = 10_000;
 
+/// How long a source task rests after a retriable `poll` failure.
+const RETRY_REST: std::time::Duration = std::time::Duration::from_millis(300);
+
 /// A set of plugins served as one sidecar.
 #[derive(Clone)]
 pub struct Sidecar {
@@ -367,8 +370,13 @@ async fn source_session(
         return;
     }
     let mut credit: u32 = 0;
+    // After a retriable failure the task rests before polling again, so a
+    // failing upstream cannot flood the runner with errors.
+    let mut rest_until = tokio::time::Instant::now();
     loop {
+        let resting = tokio::time::Instant::now() < rest_until;
         tokio::select! {
+            () = tokio::time::sleep_until(rest_until), if resting => {}
             command = commands.message() => match command {
                 Ok(Some(pb::SourceCommand { command: Some(Command::Credit(more)) })) => {
                     credit = credit.saturating_add(more.records);
@@ -406,7 +414,7 @@ async fn source_session(
                     return;
                 }
             },
-            polled = task.poll(credit.min(MAX_BATCH) as usize), if credit > 0 => match polled {
+            polled = task.poll(credit.min(MAX_BATCH) as usize), if credit > 0 && !resting => match polled {
                 Ok(records) if records.is_empty() => {}
                 Ok(records) => {
                     let sent = u32::try_from(records.len()).unwrap_or(u32::MAX);
@@ -427,6 +435,7 @@ async fn source_session(
                         let _ = task.stop().await;
                         return;
                     }
+                    rest_until = tokio::time::Instant::now() + RETRY_REST;
                 }
             },
         }

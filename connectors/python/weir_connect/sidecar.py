@@ -181,14 +181,19 @@ class SourceService(rpc.SourceServicer):
             yield pb.SourceEvent(error=error_to_wire(error))
             _stop(task)
             return
-        yield pb.SourceEvent(opened=pb.Opened())
         commands = queue.Queue()
-        threading.Thread(target=_reader, args=(request_iterator, commands), daemon=True).start()
         credit = 0
+        leftover = []
+        # How long to wait for a command before polling again: grows while
+        # poll has nothing or fails retriably, so an idle task does not spin.
+        idle = 0.0
         try:
+            yield pb.SourceEvent(opened=pb.Opened())
+            threading.Thread(target=_reader, args=(request_iterator, commands), daemon=True).start()
             while True:
+                wait = credit == 0
                 try:
-                    command = commands.get(block=credit == 0, timeout=None if credit == 0 else 0)
+                    command = commands.get(block=wait or idle > 0, timeout=None if wait else idle or None)
                 except queue.Empty:
                     command = ()
                 if command is None:
@@ -205,18 +210,27 @@ class SourceService(rpc.SourceServicer):
                         yield pb.SourceEvent(stopped=pb.Stopped())
                         return
                     continue
-                try:
-                    records = task.poll(min(credit, MAX_BATCH))
-                except RetriableError as error:
-                    yield pb.SourceEvent(error=error_to_wire(error))
+                if leftover:
+                    records, leftover = leftover, []
+                else:
+                    try:
+                        records = task.poll(min(credit, MAX_BATCH))
+                    except RetriableError as error:
+                        yield pb.SourceEvent(error=error_to_wire(error))
+                        idle = 0.3
+                        continue
+                    except Exception as error:  # noqa: BLE001
+                        yield pb.SourceEvent(error=error_to_wire(error))
+                        return
+                if not records:
+                    idle = min(max(idle * 2, 0.01), 0.2)
                     continue
-                except Exception as error:  # noqa: BLE001
-                    yield pb.SourceEvent(error=error_to_wire(error))
-                    return
-                if records:
-                    records = records[:credit]
-                    credit -= len(records)
-                    yield pb.SourceEvent(batch=pb.SourceBatch(records=[_source_record(r) for r in records]))
+                idle = 0.0
+                # A task that returns more than it was asked for keeps the
+                # rest for the next credit: nothing it read is dropped.
+                records, leftover = records[:credit], records[credit:]
+                credit -= len(records)
+                yield pb.SourceEvent(batch=pb.SourceBatch(records=[_source_record(r) for r in records]))
         finally:
             if task is not None:
                 _stop(task)
@@ -262,8 +276,8 @@ class SinkService(rpc.SinkServicer):
             yield pb.SinkEvent(error=error_to_wire(error))
             _stop(task)
             return
-        yield pb.SinkEvent(opened=pb.Opened())
         try:
+            yield pb.SinkEvent(opened=pb.Opened())
             for command in request_iterator:
                 which = command.WhichOneof("command")
                 if which in ("assign", "revoke"):
@@ -315,7 +329,10 @@ def serve(connectors, address=None):
         if not socket:
             raise SystemExit("set WEIR_SIDECAR_SOCKET or pass an address")
         address = f"unix:{socket}"
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
+    # Every task stream holds a thread for its life; calls beyond the pool
+    # would queue. WEIR_SIDECAR_THREADS raises the bound.
+    threads = int(os.environ.get("WEIR_SIDECAR_THREADS", "256"))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
     rpc.add_ConnectorServicer_to_server(ConnectorService(connectors), server)
     rpc.add_SourceServicer_to_server(SourceService(connectors), server)
     rpc.add_SinkServicer_to_server(SinkService(connectors), server)

@@ -151,12 +151,14 @@ pub fn discover(plugin_path: &str) -> (Vec<Manifest>, Vec<ManifestError>) {
         .map(str::trim)
         .filter(|d| !d.is_empty())
     {
-        let entries = match std::fs::read_dir(root) {
+        // Absolute, so commands stay right after a change of working directory.
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| PathBuf::from(root));
+        let entries = match std::fs::read_dir(&root) {
             Ok(entries) => entries,
             Err(e) => {
                 errors.push(ManifestError {
-                    plugin: root.to_owned(),
-                    file: root.to_owned(),
+                    plugin: root.display().to_string(),
+                    file: root.display().to_string(),
                     message: format!("cannot read plugin.path directory: {e}"),
                 });
                 continue;
@@ -182,7 +184,35 @@ pub fn discover(plugin_path: &str) -> (Vec<Manifest>, Vec<ManifestError>) {
                 }
             };
             match parse(&file, &text) {
-                Ok(manifest) => manifests.push(manifest),
+                Ok(manifest) => {
+                    match manifests
+                        .iter()
+                        .find(|m: &&Manifest| m.name == manifest.name)
+                    {
+                        Some(first) => errors.push(ManifestError {
+                            plugin: manifest.name.clone(),
+                            file: file.display().to_string(),
+                            message: format!(
+                                "the name is taken by {}; plugin names must be unique",
+                                first.file.display()
+                            ),
+                        }),
+                        None if !manifest
+                            .name
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+                        {
+                            errors.push(ManifestError {
+                                plugin: manifest.name.clone(),
+                                file: file.display().to_string(),
+                                message:
+                                    "a plugin name may hold only letters, digits, '-', '_' and '.'"
+                                        .into(),
+                            });
+                        }
+                        None => manifests.push(manifest),
+                    }
+                }
                 Err(error) => errors.push(error),
             }
         }

@@ -230,6 +230,22 @@ struct Link {
 }
 
 impl Link {
+    /// A task error the sidecar reported, prefixed with the plugin, kind kept.
+    fn reported(&self, error: &pb::TaskError) -> ConnectorError {
+        let prefixed = pb::TaskError {
+            kind: error.kind,
+            message: format!(
+                "sidecar plugin {} ({}), task {}-{}: {}",
+                self.sidecar,
+                self.class,
+                self.identity.connector,
+                self.identity.task,
+                error.message
+            ),
+        };
+        wire::error_from_wire(&prefixed)
+    }
+
     fn fail(&self, what: impl std::fmt::Display) -> ConnectorError {
         ConnectorError::Fatal(format!(
             "sidecar plugin {} ({}), task {}-{}: {what}",
@@ -339,7 +355,7 @@ impl SourceTask for RemoteSource {
         match session.next_within(&self.link, "Open").await?.event {
             Some(pb::source_event::Event::Opened(_)) => {}
             Some(pb::source_event::Event::Error(error)) => {
-                return Err(wire::error_from_wire(&error));
+                return Err(self.link.reported(&error));
             }
             other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
         }
@@ -383,7 +399,7 @@ impl SourceTask for RemoteSource {
                     })
                     .collect()
             }
-            Some(pb::source_event::Event::Error(error)) => Err(wire::error_from_wire(&error)),
+            Some(pb::source_event::Event::Error(error)) => Err(link.reported(&error)),
             other => Err(malformed(link, format!("unexpected {other:?}"))),
         }
     }
@@ -441,20 +457,32 @@ fn sink_command(command: pb::sink_command::Command) -> pb::SinkCommand {
 }
 
 impl RemoteSink {
-    /// Sends a command and waits for the event that answers it.
+    /// Sends request `id` and waits for its answer. Answers to earlier
+    /// requests that were given up (a stop deadline interrupted them) are
+    /// skipped. No deadline: a slow `put` is as legitimate as in-process;
+    /// a dead or frozen sidecar breaks the stream (keepalive).
     async fn call(
         &mut self,
+        id: u64,
         command: pb::sink_command::Command,
-        what: &str,
     ) -> Result<pb::sink_event::Event> {
         let link = &self.link;
         let Some(session) = self.stream.as_mut() else {
             return Err(link.fail("the task is not open"));
         };
         session.send(link, sink_command(command)).await?;
-        match session.next_within(link, what).await?.event {
-            Some(event) => Ok(event),
-            None => Err(malformed(link, "an empty event")),
+        loop {
+            let event = session.next(link).await?.event;
+            let answered = match &event {
+                Some(pb::sink_event::Event::Put(r)) => Some(r.id),
+                Some(pb::sink_event::Event::Flush(r)) => Some(r.id),
+                Some(pb::sink_event::Event::PreCommit(r)) => Some(r.id),
+                _ => None,
+            };
+            if answered.is_some_and(|answered| answered < id) {
+                continue;
+            }
+            return event.ok_or_else(|| malformed(link, "an empty event"));
         }
     }
 
@@ -472,7 +500,7 @@ fn outcome(link: &Link, id: u64, answered: u64, error: Option<pb::TaskError>) ->
         ));
     }
     match error {
-        Some(error) => Err(wire::error_from_wire(&error)),
+        Some(error) => Err(link.reported(&error)),
         None => Ok(()),
     }
 }
@@ -491,7 +519,7 @@ impl SinkTask for RemoteSink {
         .await?;
         match session.next_within(&self.link, "Open").await?.event {
             Some(pb::sink_event::Event::Opened(_)) => {}
-            Some(pb::sink_event::Event::Error(error)) => return Err(wire::error_from_wire(&error)),
+            Some(pb::sink_event::Event::Error(error)) => return Err(self.link.reported(&error)),
             other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
         }
         self.stream = Some(session);
@@ -504,18 +532,19 @@ impl SinkTask for RemoteSink {
             id,
             records: records.iter().map(wire::sink_record_to_wire).collect(),
         };
-        match self
-            .call(pb::sink_command::Command::Put(put), "Put")
-            .await?
-        {
+        match self.call(id, pb::sink_command::Command::Put(put)).await? {
             pb::sink_event::Event::Put(result) => {
-                if let Some(failed) = result.records.first() {
-                    let error = failed.error.clone().unwrap_or_default();
-                    return Err(wire::error_from_wire(&error));
+                outcome(&self.link, id, result.id, result.error)?;
+                // Per-record errors are not routed to error handling yet:
+                // the batch fails (a retriable one is put again).
+                match result.records.first() {
+                    Some(failed) => Err(self
+                        .link
+                        .reported(&failed.error.clone().unwrap_or_default())),
+                    None => Ok(()),
                 }
-                outcome(&self.link, id, result.id, result.error)
             }
-            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
+            pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
             other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
         }
     }
@@ -527,29 +556,37 @@ impl SinkTask for RemoteSink {
             offsets: offsets.iter().map(wire::offset_to_wire).collect(),
         };
         match self
-            .call(pb::sink_command::Command::Flush(flush), "Flush")
+            .call(id, pb::sink_command::Command::Flush(flush))
             .await?
         {
             pb::sink_event::Event::Flush(result) => {
                 outcome(&self.link, id, result.id, result.error)
             }
-            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
+            pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
             other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
         }
     }
 
     async fn stop(&mut self) -> Result<()> {
-        if self.stream.is_none() {
+        let link = &self.link;
+        let Some(mut session) = self.stream.take() else {
             return Ok(());
-        }
-        let stopped = self
-            .call(pb::sink_command::Command::Stop(pb::Stop {}), "Stop")
-            .await;
-        self.stream = None;
-        match stopped? {
-            pb::sink_event::Event::Stopped(_) => Ok(()),
-            pb::sink_event::Event::Error(error) => Err(wire::error_from_wire(&error)),
-            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        };
+        session
+            .send(
+                link,
+                sink_command(pb::sink_command::Command::Stop(pb::Stop {})),
+            )
+            .await?;
+        // Answers to requests a stop deadline interrupted may come first.
+        loop {
+            match session.next_within(link, "Stop").await?.event {
+                Some(pb::sink_event::Event::Stopped(_)) => return Ok(()),
+                Some(pb::sink_event::Event::Error(error)) => {
+                    tracing::warn!(sidecar = %link.sidecar, message = %error.message, "error while stopping");
+                }
+                _ => {}
+            }
         }
     }
 }

@@ -54,15 +54,24 @@ pub fn spawn(name: &str, launch: &Launch, socket: &Path) -> Result<Child, String
 
 async fn forward_lines<R: tokio::io::AsyncRead + Unpin>(
     plugin: String,
-    reader: BufReader<R>,
+    mut reader: BufReader<R>,
     stderr: bool,
 ) {
-    let mut lines = reader.lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // Bytes, not `lines()`: a line that is not UTF-8 must not end the
+    // forwarding (a closed pipe would break the sidecar's next write).
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
         if stderr {
-            tracing::warn!(target: "weir_runner::sidecar", %plugin, "{line}");
+            tracing::warn!(target: "weir_runner::sidecar", %plugin, "{text}");
         } else {
-            tracing::info!(target: "weir_runner::sidecar", %plugin, "{line}");
+            tracing::info!(target: "weir_runner::sidecar", %plugin, "{text}");
         }
     }
 }
