@@ -41,6 +41,10 @@ mount --bind -o ro "$HOME/.rustup" "$root/root/.rustup"
 mount --bind -o ro "$HOME/.cargo/bin" "$root/root/.cargo/bin"
 mount --bind "$HOME/.cargo/registry" "$root/root/.cargo/registry"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# The machine's own trust setup (its registry proxies' CA), which every
+# machine of this kind has and a bare debootstrap does not: pip needs it.
+mkdir -p "$root/etc/weir-host"
+cp /etc/ssl/certs/ca-certificates.crt "$root/etc/weir-host/ca-certificates.crt"
 
 rm -rf "$root/work/weir"
 git clone -q "$PWD" "$root/work/weir"
@@ -50,5 +54,6 @@ chroot "$root" sh -c 'for p in protobuf-compiler libprotobuf-dev cmake g++ libcu
 
 chroot "$root" /usr/bin/env -i HOME=/root PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   RUSTUP_TOOLCHAIN="$(rustup show active-toolchain | cut -d' ' -f1)" \
+  PIP_CERT=/etc/weir-host/ca-certificates.crt SSL_CERT_FILE=/etc/weir-host/ca-certificates.crt \
   bash -euc 'cd /work/weir && ./scripts/setup.sh && cargo build --release --locked -p weir --bin weir && ./target/release/weir --version && ./scripts/quickstart.sh && CI=true ./scripts/test.sh'
 echo "check: a fresh bookworm built weir after scripts/setup.sh alone and passed both README commands"
