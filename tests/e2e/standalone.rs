@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use weir_tests::{
-    Process, Rest, binary, free_port, kcat, kcat_produce, kcat_produce_compressed, read, wait_until,
+    Process, Rest, binary, kcat, kcat_produce, kcat_produce_compressed, read, rest_address,
+    wait_until,
 };
 
 struct Standalone {
@@ -20,7 +21,6 @@ struct Standalone {
 }
 
 fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalone {
-    let port = free_port();
     let worker = dir.join("worker.properties");
     std::fs::write(
         &worker,
@@ -29,7 +29,7 @@ fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalon
              value.converter=org.apache.kafka.connect.json.JsonConverter\n\
              key.converter.schemas.enable=true\nvalue.converter.schemas.enable=true\n\
              offset.storage.file.filename={}\noffset.flush.interval.ms=500\n\
-             listeners=http://127.0.0.1:{port}\n{extra_worker}",
+             listeners=http://127.0.0.1:0\n{extra_worker}",
             dir.join("connect.offsets").display()
         ),
     )
@@ -47,9 +47,9 @@ fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalon
         Duration::from_secs(30),
     );
     let bootstrap = line.rsplit('=').next().unwrap().trim().to_owned();
-    process.wait_for_log("REST API on", Duration::from_secs(30));
+    let rest = rest_address(&process.wait_for_log("REST API on", Duration::from_secs(30)));
     Standalone {
-        rest: Rest::new(format!("http://127.0.0.1:{port}")),
+        rest: Rest::new(rest),
         bootstrap,
         process,
     }

@@ -512,12 +512,13 @@ impl Standalone {
     /// `bootstrap.servers`), plus file offsets and REST on a free port, and
     /// starts `weir standalone` with it.
     pub fn start(dir: &Path, name: &str, properties: &str) -> Standalone {
-        let port = free_port();
         let worker = dir.join(format!("{name}.properties"));
+        // Port 0: the REST listener takes a port the kernel picks, so no
+        // other process can take it between choosing and binding.
         std::fs::write(
             &worker,
             format!(
-                "offset.storage.file.filename={}\nlisteners=http://127.0.0.1:{port}\n{properties}",
+                "offset.storage.file.filename={}\nlisteners=http://127.0.0.1:0\n{properties}",
                 dir.join(format!("{name}.offsets")).display()
             ),
         )
@@ -527,12 +528,20 @@ impl Standalone {
             Command::new(binary("weir")).arg("standalone").arg(&worker),
             dir.join(format!("{name}.log")),
         );
-        process.wait_for_log("REST API on", Duration::from_secs(30));
+        let rest = rest_address(&process.wait_for_log("REST API on", Duration::from_secs(30)));
         Standalone {
-            rest: Rest::new(format!("http://127.0.0.1:{port}")),
+            rest: Rest::new(rest),
             process,
         }
     }
+}
+
+/// The `http://host:port` in standalone's "REST API on …" line.
+pub fn rest_address(line: &str) -> String {
+    line.split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned()
 }
 
 /// Appends `text` to the file at `path`, creating it if needed.
