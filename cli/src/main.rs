@@ -94,13 +94,15 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     // and skipped, a class claimed twice stops start-up.
     let sidecars = CancellationToken::new();
     let mut registry = Registry::builtin();
+    let mut launched = None;
+    let runtime_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
     if let Some(path) = properties
         .get("plugin.path")
         .filter(|p| !p.trim().is_empty())
     {
-        let runtime_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
-        let loaded = weir_runner::host::load(path, &runtime_dir, "standalone", &sidecars).await;
-        registry = registry.with_plugins(loaded.plugins)?;
+        let mut loaded = weir_runner::host::load(path, &runtime_dir, "standalone", &sidecars).await;
+        registry = registry.with_plugins(std::mem::take(&mut loaded.plugins))?;
+        launched = Some(loaded);
     }
     let registry = Arc::new(registry);
 
@@ -177,7 +179,12 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         tracing::warn!(%error, "runner stopped with an error");
     }
     coordinator.shutdown().await;
+    // Sidecars stop after the tasks that used them: SIGTERM, then SIGKILL.
     sidecars.cancel();
+    if let Some(launched) = launched {
+        launched.stopped().await;
+    }
+    let _ = std::fs::remove_dir_all(&runtime_dir);
     drop(embedded);
     Ok(())
 }

@@ -67,7 +67,7 @@ fn the_seed_pipeline_runs_with_both_file_connectors_as_sidecars() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     file_connectors_plugin(&plugins);
-    let weir = start(dir.path(), &plugins, &broker);
+    let mut weir = start(dir.path(), &plugins, &broker);
 
     let input = dir.path().join("input.txt");
     let output = dir.path().join("output.txt");
@@ -104,6 +104,13 @@ fn the_seed_pipeline_runs_with_both_file_connectors_as_sidecars() {
         log.contains("weir-file-connectors label="),
         "the sidecar's output is in the runner's log"
     );
+    // A clean stop stops the sidecar too.
+    weir.process.terminate();
+    let left = Command::new("pgrep")
+        .args(["-f", &label(&plugins)])
+        .status()
+        .unwrap();
+    assert!(!left.success(), "the sidecar outlived the runner");
 }
 
 #[test]
@@ -181,6 +188,8 @@ fn kill_9_of_a_sidecar_fails_only_its_tasks_and_a_restart_loses_nothing() {
         },
     );
     rest.wait_running("via-sidecar");
+    // Stop the runner cleanly, so it stops its sidecars too.
+    weir.process.terminate();
 }
 
 #[test]
@@ -205,7 +214,7 @@ fn bad_plugins_are_named_and_do_not_stop_the_runner() {
         &json!({"name": "dead-socket", "address": format!("unix:{}", nobody.display())})
             .to_string(),
     );
-    let weir = start(dir.path(), &plugins, &broker);
+    let mut weir = start(dir.path(), &plugins, &broker);
     let log = weir.process.log_text();
     for expected in [
         "plugin broken-json",
@@ -226,6 +235,8 @@ fn bad_plugins_are_named_and_do_not_stop_the_runner() {
             .contains("SidecarFileStreamSourceConnector"),
         "{plugins_listed}"
     );
+    // Stop the runner cleanly, so it stops its sidecars too.
+    weir.process.terminate();
 }
 
 #[test]
@@ -234,7 +245,7 @@ fn a_sidecar_that_stops_answering_fails_its_tasks_and_the_runner_stays_healthy()
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     file_connectors_plugin(&plugins);
-    let weir = start(dir.path(), &plugins, &broker);
+    let mut weir = start(dir.path(), &plugins, &broker);
     let rest = &weir.rest;
     let input = dir.path().join("in.txt");
     append(&input, &lines(0, 100));
@@ -273,6 +284,8 @@ fn a_sidecar_that_stops_answering_fails_its_tasks_and_the_runner_stays_healthy()
     let _ = Command::new("pkill")
         .args(["-CONT", "-f", &label(&plugins)])
         .status();
+    // Stop the runner cleanly, so it stops its sidecars too.
+    weir.process.terminate();
 }
 
 /// A plugin directory whose manifest launches the Python SDK's example file
@@ -303,7 +316,7 @@ fn a_python_sidecar_source_and_sink_copy_a_file_through_kafka() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     python_plugin(&plugins);
-    let weir = start(dir.path(), &plugins, &broker);
+    let mut weir = start(dir.path(), &plugins, &broker);
     let input = dir.path().join("input.txt");
     let output = dir.path().join("output.txt");
     let text = lines(0, 3000);
@@ -341,6 +354,8 @@ fn a_python_sidecar_source_and_sink_copy_a_file_through_kafka() {
     let shown = infos.to_string();
     assert!(shown.contains("single topic"), "{shown}");
     assert!(shown.contains("Missing required configuration"), "{shown}");
+    // Stop the runner cleanly, so it stops its sidecars too.
+    weir.process.terminate();
 }
 
 /// Runs `weir-conformance` against a sidecar this test starts itself.

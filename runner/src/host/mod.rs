@@ -25,6 +25,16 @@ pub struct Loaded {
     /// One message per plugin that failed, naming it. They are not fatal:
     /// the runner goes on with the others.
     pub errors: Vec<String>,
+    /// The supervisors of launched sidecars; each ends once its sidecar
+    /// has stopped after `shutdown`.
+    pub supervisors: tokio::task::JoinSet<()>,
+}
+
+impl Loaded {
+    /// Waits until every launched sidecar has stopped (call after `shutdown`).
+    pub async fn stopped(mut self) {
+        while self.supervisors.join_next().await.is_some() {}
+    }
 }
 
 /// Loads every plugin under `plugin_path`: launches the sidecars that have a
@@ -41,9 +51,18 @@ pub async fn load(
     let mut loaded = Loaded {
         plugins: Vec::new(),
         errors: manifest_errors.iter().map(ToString::to_string).collect(),
+        supervisors: tokio::task::JoinSet::new(),
     };
     for manifest in manifests {
-        match load_one(&manifest, runtime_dir, runner_id, shutdown).await {
+        match load_one(
+            &manifest,
+            runtime_dir,
+            runner_id,
+            shutdown,
+            &mut loaded.supervisors,
+        )
+        .await
+        {
             Ok(plugins) => {
                 for plugin in plugins {
                     tracing::info!(sidecar = %manifest.name, class = plugin.class(), "sidecar plugin loaded");
@@ -68,6 +87,7 @@ async fn load_one(
     runtime_dir: &std::path::Path,
     runner_id: &str,
     shutdown: &CancellationToken,
+    supervisors: &mut tokio::task::JoinSet<()>,
 ) -> Result<Vec<SidecarPlugin>, String> {
     let (target, mut child) = match &manifest.launch {
         Launch::Unix(path) => (ChannelTarget::Unix(path.clone()), None),
@@ -106,7 +126,7 @@ async fn load_one(
     tracing::info!(sidecar = %manifest.name, sdk = %handshake.sdk, version = handshake.version, "sidecar ready");
     let plugins = SidecarPlugin::from_handshake(&manifest.name, &channel, &handshake);
     if let (Some(child), ChannelTarget::Unix(socket)) = (child, target) {
-        tokio::spawn(supervisor::supervise(
+        supervisors.spawn(supervisor::supervise(
             manifest.name.clone(),
             manifest.launch.clone(),
             socket,
