@@ -262,6 +262,41 @@ impl Link {
     }
 }
 
+/// Where a task's stream is in its lifecycle, for the events that say so;
+/// sources and sinks share `Opened`, `Stopped` and errors.
+enum Phase<'a> {
+    Opened,
+    Stopped,
+    Error(&'a pb::TaskError),
+    Other,
+}
+
+trait Lifecycle: std::fmt::Debug {
+    fn phase(&self) -> Phase<'_>;
+}
+
+impl Lifecycle for pb::SourceEvent {
+    fn phase(&self) -> Phase<'_> {
+        match &self.event {
+            Some(pb::source_event::Event::Opened(_)) => Phase::Opened,
+            Some(pb::source_event::Event::Stopped(_)) => Phase::Stopped,
+            Some(pb::source_event::Event::Error(error)) => Phase::Error(error),
+            _ => Phase::Other,
+        }
+    }
+}
+
+impl Lifecycle for pb::SinkEvent {
+    fn phase(&self) -> Phase<'_> {
+        match &self.event {
+            Some(pb::sink_event::Event::Opened(_)) => Phase::Opened,
+            Some(pb::sink_event::Event::Stopped(_)) => Phase::Stopped,
+            Some(pb::sink_event::Event::Error(error)) => Phase::Error(error),
+            _ => Phase::Other,
+        }
+    }
+}
+
 /// One task's stream: commands out, events in.
 struct Session<C, E> {
     commands: mpsc::Sender<C>,
@@ -296,9 +331,41 @@ impl<C, E> Session<C, E> {
     }
 }
 
+impl<C, E: Lifecycle> Session<C, E> {
+    /// Waits for the answer to Open.
+    async fn opened(&mut self, link: &Link) -> Result<()> {
+        let event = self.next_within(link, "Open").await?;
+        match event.phase() {
+            Phase::Opened => Ok(()),
+            Phase::Error(error) => Err(link.reported(error)),
+            _ => Err(malformed(link, format!("{event:?} before Opened"))),
+        }
+    }
+
+    /// Sends Stop and waits for Stopped. What comes first (batches on their
+    /// way, answers to requests a stop deadline interrupted) is dropped:
+    /// none of it was committed.
+    async fn stop(mut self, link: &Link, stop: C) -> Result<()> {
+        self.send(link, stop).await?;
+        loop {
+            let event = self.next_within(link, "Stop").await?;
+            match event.phase() {
+                Phase::Stopped => return Ok(()),
+                Phase::Error(error) => {
+                    tracing::warn!(sidecar = %link.sidecar, message = %error.message, "error while stopping");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Opens a task's stream with `first` (its Open) and waits until the
+/// sidecar answers Opened.
 async fn open_stream<C, E, F, Fut>(link: &Link, first: C, call: F) -> Result<Session<C, E>>
 where
     C: Send + 'static,
+    E: Lifecycle,
     F: FnOnce(Channel, ReceiverStream<C>) -> Fut,
     Fut: std::future::Future<
             Output = std::result::Result<tonic::Response<Streaming<E>>, tonic::Status>,
@@ -316,10 +383,12 @@ where
     .await
     .map_err(|_| link.fail("the sidecar did not answer the task's Open in time"))?
     .map_err(|status| link.fail(format!("cannot reach the sidecar: {}", status.message())))?;
-    Ok(Session {
+    let mut session = Session {
         commands,
         events: response.into_inner(),
-    })
+    };
+    session.opened(link).await?;
+    Ok(session)
 }
 
 fn malformed(link: &Link, error: impl std::fmt::Display) -> ConnectorError {
@@ -348,17 +417,10 @@ impl SourceTask for RemoteSource {
             config: config.clone().into_iter().collect(),
             positions: positions.iter().map(wire::position_to_wire).collect(),
         }));
-        let mut session = open_stream(&self.link, open, |channel, commands| async move {
+        let session = open_stream(&self.link, open, |channel, commands| async move {
             SourceClient::new(channel).run(commands).await
         })
         .await?;
-        match session.next_within(&self.link, "Open").await?.event {
-            Some(pb::source_event::Event::Opened(_)) => {}
-            Some(pb::source_event::Event::Error(error)) => {
-                return Err(self.link.reported(&error));
-            }
-            other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
-        }
         self.stream = Some(session);
         Ok(())
     }
@@ -421,25 +483,12 @@ impl SourceTask for RemoteSource {
     }
 
     async fn stop(&mut self) -> Result<()> {
-        let link = &self.link;
-        let Some(mut session) = self.stream.take() else {
-            return Ok(());
-        };
-        session
-            .send(
-                link,
-                source_command(pb::source_command::Command::Stop(pb::Stop {})),
-            )
-            .await?;
-        // Batches still on their way are dropped: their offsets were never committed.
-        loop {
-            match session.next_within(link, "Stop").await?.event {
-                Some(pb::source_event::Event::Stopped(_)) => return Ok(()),
-                Some(pb::source_event::Event::Error(error)) => {
-                    tracing::warn!(sidecar = %link.sidecar, message = %error.message, "error while stopping");
-                }
-                _ => {}
+        match self.stream.take() {
+            Some(session) => {
+                let stop = source_command(pb::source_command::Command::Stop(pb::Stop {}));
+                session.stop(&self.link, stop).await
             }
+            None => Ok(()),
         }
     }
 }
@@ -513,15 +562,10 @@ impl SinkTask for RemoteSink {
             class: self.link.class.to_owned(),
             config: config.clone().into_iter().collect(),
         }));
-        let mut session = open_stream(&self.link, open, |channel, commands| async move {
+        let session = open_stream(&self.link, open, |channel, commands| async move {
             SinkClient::new(channel).run(commands).await
         })
         .await?;
-        match session.next_within(&self.link, "Open").await?.event {
-            Some(pb::sink_event::Event::Opened(_)) => {}
-            Some(pb::sink_event::Event::Error(error)) => return Err(self.link.reported(&error)),
-            other => return Err(malformed(&self.link, format!("{other:?} before Opened"))),
-        }
         self.stream = Some(session);
         Ok(())
     }
@@ -568,25 +612,12 @@ impl SinkTask for RemoteSink {
     }
 
     async fn stop(&mut self) -> Result<()> {
-        let link = &self.link;
-        let Some(mut session) = self.stream.take() else {
-            return Ok(());
-        };
-        session
-            .send(
-                link,
-                sink_command(pb::sink_command::Command::Stop(pb::Stop {})),
-            )
-            .await?;
-        // Answers to requests a stop deadline interrupted may come first.
-        loop {
-            match session.next_within(link, "Stop").await?.event {
-                Some(pb::sink_event::Event::Stopped(_)) => return Ok(()),
-                Some(pb::sink_event::Event::Error(error)) => {
-                    tracing::warn!(sidecar = %link.sidecar, message = %error.message, "error while stopping");
-                }
-                _ => {}
+        match self.stream.take() {
+            Some(session) => {
+                let stop = sink_command(pb::sink_command::Command::Stop(pb::Stop {}));
+                session.stop(&self.link, stop).await
             }
+            None => Ok(()),
         }
     }
 }
