@@ -31,7 +31,7 @@ use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{Backoff, ErrorPolicy, Failure, OriginalRecord, Stage};
-use crate::task::{TaskContext, TaskEvent};
+use crate::task::{TaskContext, TaskEvent, within};
 
 /// Records handed to the connector per `put`, at most.
 const MAX_BATCH: usize = 1000;
@@ -277,26 +277,21 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     let outcome = outcome.unwrap_or(Ok(()));
     // What was put is flushed and committed; an interrupted batch is not.
     let committed = if outcome.is_ok() && !cut_short && !run.interrupted {
-        match tokio::time::timeout(
+        within(
             grace,
             run.flush_and_commit(&context, task.as_mut(), CommitMode::Sync),
+            Error::Offsets("the final flush and commit timed out".into()),
         )
         .await
-        {
-            Ok(committed) => committed,
-            Err(_) => Err(Error::Offsets(
-                "the final flush and commit timed out".into(),
-            )),
-        }
     } else {
         Ok(())
     };
-    let stopped = match tokio::time::timeout(grace, task.stop()).await {
-        Ok(stopped) => stopped.map_err(Error::from),
-        Err(_) => Err(Error::Internal(
-            "the connector's stop did not return in time".into(),
-        )),
-    };
+    let stopped = within(
+        grace,
+        task.stop(),
+        Error::Internal("the connector's stop did not return in time".into()),
+    )
+    .await;
     outcome.and(committed).and(stopped)
 }
 

@@ -18,7 +18,7 @@ use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
-use crate::task::{TaskContext, TaskEvent};
+use crate::task::{TaskContext, TaskEvent, within};
 
 /// Records asked of the connector per poll.
 const MAX_POLL_RECORDS: usize = 10_000;
@@ -123,17 +123,18 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
             Ok(())
         }
     };
-    let committed =
-        match tokio::time::timeout(grace, run.commit(&context, task.as_mut(), true)).await {
-            Ok(committed) => committed,
-            Err(_) => Err(Error::Offsets("the final offset commit timed out".into())),
-        };
-    let stopped = match tokio::time::timeout(grace, task.stop()).await {
-        Ok(stopped) => stopped.map_err(Error::from),
-        Err(_) => Err(Error::Internal(
-            "the connector's stop did not return in time".into(),
-        )),
-    };
+    let committed = within(
+        grace,
+        run.commit(&context, task.as_mut(), true),
+        Error::Offsets("the final offset commit timed out".into()),
+    )
+    .await;
+    let stopped = within(
+        grace,
+        task.stop(),
+        Error::Internal("the connector's stop did not return in time".into()),
+    )
+    .await;
     outcome.and(committed).and(stopped)
 }
 

@@ -12,6 +12,7 @@ use weir_connect::api::{SourcePosition, Task};
 use weir_connect::config::ConfigMap;
 
 use crate::config::WorkerConfig;
+use crate::error::Error;
 use crate::offsets::OffsetStore;
 use crate::{sink, source};
 
@@ -126,6 +127,22 @@ impl TaskContext {
 
     pub fn is_paused(&self) -> bool {
         *self.target.borrow() == TargetState::Paused
+    }
+}
+
+/// Runs one stop phase (the final commit, the connector's `stop`) within
+/// `grace`; one that overruns it is the `late` error.
+pub async fn within<T, E>(
+    grace: std::time::Duration,
+    phase: impl std::future::Future<Output = Result<T, E>>,
+    late: Error,
+) -> Result<T, Error>
+where
+    Error: From<E>,
+{
+    match tokio::time::timeout(grace, phase).await {
+        Ok(done) => done.map_err(Error::from),
+        Err(_) => Err(late),
     }
 }
 
