@@ -123,6 +123,35 @@ pub trait ConnectorPlugin: Send + Sync {
     fn origin(&self) -> String {
         "built-in".to_owned()
     }
+    /// Runs beside a connector instance for as long as it runs, to watch the
+    /// external system: a connector whose work changes (a new table, a new
+    /// file) calls [`ConnectorContext::request_task_reconfiguration`], and the
+    /// runner makes its task configs again. Returning ends the watch, not
+    /// the connector; an error fails the connector. The default watches
+    /// nothing.
+    async fn monitor(&self, _config: &ConfigMap, _context: ConnectorContext) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a connector instance may ask of the runner that hosts it (Kafka
+/// Connect's `ConnectorContext`).
+#[derive(Debug, Clone)]
+pub struct ConnectorContext {
+    reconfigure: tokio::sync::mpsc::UnboundedSender<()>,
+}
+
+impl ConnectorContext {
+    pub fn new(reconfigure: tokio::sync::mpsc::UnboundedSender<()>) -> Self {
+        ConnectorContext { reconfigure }
+    }
+
+    /// Asks for the task configs to be made again; tasks whose config
+    /// changes are restarted with the new one.
+    pub fn request_task_reconfiguration(&self) {
+        // The instance is gone if nobody receives: nothing left to reconfigure.
+        let _ = self.reconfigure.send(());
+    }
 }
 
 /// Which task of which connector, under which assignment epoch.

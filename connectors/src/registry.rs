@@ -55,6 +55,13 @@ impl Registry {
         }
     }
 
+    /// No plugins at all.
+    pub fn empty() -> Self {
+        Registry {
+            connectors: Vec::new(),
+        }
+    }
+
     /// Adds plugins from elsewhere (sidecars). A class that two plugins, or
     /// a plugin and a built-in, both claim is an error naming both.
     pub fn with_plugins(mut self, plugins: Vec<Arc<dyn ConnectorPlugin>>) -> Result<Self, String> {

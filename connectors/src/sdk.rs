@@ -31,7 +31,7 @@ use weir_proto::connector::v2::connector_server::{Connector, ConnectorServer};
 use weir_proto::connector::v2::sink_server::{Sink, SinkServer};
 use weir_proto::connector::v2::source_server::{Source, SourceServer};
 
-use crate::api::{ConnectorPlugin, SinkTask, SourceTask, Task};
+use crate::api::{ConnectorContext, ConnectorPlugin, SinkTask, SourceTask, Task};
 use crate::config::ConfigMap;
 use crate::{registry, wire};
 
@@ -167,6 +167,14 @@ impl ConnectorPlugin for Renamed {
     fn create_task(&self) -> Task {
         self.inner.create_task()
     }
+
+    async fn monitor(
+        &self,
+        config: &ConfigMap,
+        context: ConnectorContext,
+    ) -> crate::api::Result<()> {
+        self.inner.monitor(config, context).await
+    }
 }
 
 type EventStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
@@ -194,25 +202,7 @@ impl Connector for ConnectorService {
             .0
             .plugins
             .iter()
-            .map(|plugin| pb::Plugin {
-                class: plugin.class().to_owned(),
-                aliases: vec![
-                    plugin
-                        .class()
-                        .rsplit('.')
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned(),
-                ],
-                kind: wire::kind_to_wire(plugin.kind()) as i32,
-                version: plugin.version().to_owned(),
-                config: plugin
-                    .config_def()
-                    .keys
-                    .iter()
-                    .map(wire::config_key_to_wire)
-                    .collect(),
-            })
+            .map(|plugin| wire::plugin_to_wire(plugin.as_ref()))
             .collect();
         Ok(Response::new(pb::HandshakeResponse {
             version,
@@ -259,14 +249,49 @@ impl Connector for ConnectorService {
 
     type WatchStream = EventStream<pb::ConnectorEvent>;
 
-    /// The Rust API has no way yet for a connector to ask for new task
-    /// configs, so the stream stays open and silent until the runner leaves.
+    /// Runs the connector's `monitor` and turns each reconfiguration it asks
+    /// for into an event. The stream stays open after `monitor` returns, and
+    /// ends with the error if it fails; the runner cancels it when the
+    /// connector instance stops.
     async fn watch(
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.0.plugin(&request.into_inner().class)?;
-        Ok(Response::new(Box::pin(futures::stream::pending())))
+        let request = request.into_inner();
+        let plugin = self.0.plugin(&request.class)?;
+        let config = config_of(request.config);
+        let (requests, mut requested) = mpsc::unbounded_channel();
+        let (events, stream) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let context = ConnectorContext::new(requests);
+            let monitor = plugin.monitor(&config, context);
+            tokio::pin!(monitor);
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    outcome = &mut monitor, if watching => {
+                        watching = false;
+                        if let Err(error) = outcome {
+                            let event = pb::ConnectorEvent {
+                                event: Some(pb::connector_event::Event::Error(wire::error_to_wire(&error))),
+                            };
+                            let _ = events.send(Ok(event)).await;
+                            return;
+                        }
+                    }
+                    Some(()) = requested.recv() => {
+                        let event = pb::ConnectorEvent {
+                            event: Some(pb::connector_event::Event::ReconfigureTasks(pb::ReconfigureTasks {})),
+                        };
+                        if events.send(Ok(event)).await.is_err() {
+                            return;
+                        }
+                    }
+                    () = events.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
 }
 

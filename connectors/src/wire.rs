@@ -5,10 +5,13 @@
 
 use weir_proto::connector::v2 as pb;
 
+use crate::api::ConnectorPlugin;
 use crate::api::{
     ConnectorError, Header, JsonMap, SinkRecord, SourcePosition, SourceRecord, TopicPartitionOffset,
 };
-use crate::config::{ConfigKey, Direction};
+use crate::config::{
+    ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Width,
+};
 use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
 /// A message that does not follow the protocol.
@@ -384,6 +387,138 @@ pub fn config_key_to_wire(key: &ConfigKey) -> pb::ConfigKey {
         display_name: key.display_name.to_owned(),
         required: key.is_required(),
     }
+}
+
+/// The API keeps class names and ConfigDef text as `'static`. Text learnt
+/// from the wire (a sidecar's handshake, a runner's report) is interned:
+/// kept once per distinct string, however often it is reported again.
+pub fn intern(text: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static INTERNED: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    let mut interned = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = interned.get(text) {
+        return known;
+    }
+    let kept: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    interned.insert(kept);
+    kept
+}
+
+pub fn config_key_from_wire(key: &pb::ConfigKey) -> ConfigKey {
+    let config_type = match key.r#type.as_str() {
+        "BOOLEAN" => ConfigType::Boolean,
+        "INT" => ConfigType::Int,
+        "SHORT" => ConfigType::Short,
+        "LONG" => ConfigType::Long,
+        "DOUBLE" => ConfigType::Double,
+        "LIST" => ConfigType::List,
+        "CLASS" => ConfigType::Class,
+        "PASSWORD" => ConfigType::Password,
+        _ => ConfigType::String,
+    };
+    let default = match (&key.default_value, key.required) {
+        (_, true) => KeyDefault::Required,
+        (Some(value), false) => KeyDefault::Value(intern(value)),
+        (None, false) => KeyDefault::Null,
+    };
+    let mut defined = ConfigKey::new(intern(&key.name), config_type, default)
+        .importance(match key.importance.as_str() {
+            "HIGH" => Importance::High,
+            "MEDIUM" => Importance::Medium,
+            _ => Importance::Low,
+        })
+        .doc(intern(&key.documentation));
+    defined.group = intern(&key.group);
+    defined.order = key.order;
+    defined.width = match key.width.as_str() {
+        "SHORT" => Width::Short,
+        "MEDIUM" => Width::Medium,
+        "LONG" => Width::Long,
+        _ => Width::None,
+    };
+    defined.display_name = intern(&key.display_name);
+    defined
+}
+
+/// How a plugin describes itself on the wire: in a sidecar's handshake, and
+/// in a runner's Hello.
+pub fn plugin_to_wire(plugin: &dyn ConnectorPlugin) -> pb::Plugin {
+    pb::Plugin {
+        class: plugin.class().to_owned(),
+        aliases: crate::registry::aliases(plugin.class()),
+        kind: kind_to_wire(plugin.kind()) as i32,
+        version: plugin.version().to_owned(),
+        config: plugin
+            .config_def()
+            .keys
+            .iter()
+            .map(config_key_to_wire)
+            .collect(),
+    }
+}
+
+/// A plugin as it described itself: enough to list it, find it by name and
+/// validate a config against its ConfigDef, but not to run it.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub class: &'static str,
+    pub aliases: Vec<String>,
+    pub kind: Direction,
+    pub version: &'static str,
+    pub config_def: ConfigDef,
+}
+
+impl Described {
+    pub fn of(plugin: &dyn ConnectorPlugin) -> Self {
+        Described {
+            class: plugin.class(),
+            aliases: crate::registry::aliases(plugin.class()),
+            kind: plugin.kind(),
+            version: plugin.version(),
+            config_def: plugin.config_def(),
+        }
+    }
+
+    /// Whether `name` is this plugin's class or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        let name = name.trim();
+        name == self.class || self.aliases.iter().any(|alias| alias == name)
+    }
+}
+
+pub fn plugin_from_wire(plugin: &pb::Plugin) -> Result<Described> {
+    let kind = match pb::PluginKind::try_from(plugin.kind) {
+        Ok(pb::PluginKind::Source) => Direction::Source,
+        Ok(pb::PluginKind::Sink) => Direction::Sink,
+        _ => {
+            return Err(Malformed(format!(
+                "plugin {} is neither a source nor a sink",
+                plugin.class
+            )));
+        }
+    };
+    if plugin.class.trim().is_empty() {
+        return Err(Malformed("a plugin with an empty class name".to_owned()));
+    }
+    let mut config_def = ConfigDef::new();
+    for key in &plugin.config {
+        config_def = config_def.define(config_key_from_wire(key));
+    }
+    let mut aliases = crate::registry::aliases(&plugin.class);
+    aliases.extend(plugin.aliases.iter().cloned());
+    aliases.sort();
+    aliases.dedup();
+    Ok(Described {
+        class: intern(&plugin.class),
+        aliases,
+        kind,
+        version: intern(&plugin.version),
+        config_def,
+    })
 }
 
 pub fn kind_to_wire(kind: Direction) -> pb::PluginKind {

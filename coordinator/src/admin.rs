@@ -1,6 +1,12 @@
 //! The admin service: every connector, task, status and plugin operation.
 //! It implements the gRPC `Admin` service, and the REST layer calls the same
 //! implementation in-process, so REST and gRPC share one code path.
+//!
+//! It writes what the user asked for (configs, target states, restart
+//! requests) and bumps the connector's generation when its task configs must
+//! be made again. It never runs connector code beyond validation: the leader
+//! places each connector instance on a runner with its plugin, and that
+//! runner generates the task configs (see `control`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +14,6 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
-use weir_connect::api::ConnectorPlugin;
 use weir_connect::client::{
     HIDDEN, OverridePolicy, is_secret_key, mask_secrets, restore_hidden_secrets,
 };
@@ -23,6 +28,7 @@ use crate::model::{
     InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord, TargetState,
     TaskConfigsRecord,
 };
+use crate::plugins::{Catalog, Plugin};
 use crate::store::{Condition, Store, Txn};
 use crate::validate::{config_infos, invalid_config_message};
 
@@ -55,10 +61,12 @@ struct ConnectorEntry {
     raw_config: Vec<u8>,
     target: TargetState,
     tasks: TaskConfigsRecord,
-    /// The stored bytes of the target state and task configs, so a write
-    /// can require that neither changed since they were read.
+    /// Bumped whenever the task configs must be generated again.
+    generation: u64,
+    /// The stored bytes of the target state and generation, so a write can
+    /// require that neither changed since they were read.
     raw_target: Option<Vec<u8>>,
-    raw_tasks: Option<Vec<u8>>,
+    raw_generation: Option<Vec<u8>>,
 }
 
 /// Requires `key` to still hold what was read (or still be absent).
@@ -71,14 +79,28 @@ fn still(key: String, read: &Option<Vec<u8>>) -> Condition {
 
 impl ConnectorEntry {
     /// Conditions that make a transaction fail if a concurrent change to
-    /// this connector's config, target state or task configs landed first.
+    /// this connector's config, target state or generation landed first.
+    /// (Task configs a runner writes meanwhile do not conflict.)
     fn unchanged(&self, name: &str, txn: Txn) -> Txn {
         txn.when(Condition::ValueEquals(
             keys::connector_config(name),
             self.raw_config.clone(),
         ))
         .when(still(keys::connector_target(name), &self.raw_target))
-        .when(still(keys::task_configs(name), &self.raw_tasks))
+        .when(still(
+            keys::connector_generation(name),
+            &self.raw_generation,
+        ))
+    }
+
+    /// Writes the next generation: the connector instance starts again and
+    /// makes new task configs.
+    fn next_generation(&self, name: &str, txn: Txn) -> Result<(Txn, u64)> {
+        let generation = self.generation + 1;
+        Ok((
+            txn.put(keys::connector_generation(name), to_json(&generation)?),
+            generation,
+        ))
     }
 }
 
@@ -110,18 +132,22 @@ impl AdminService {
             Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
             None => TargetState::Running,
         };
-        let raw_tasks = self.store.get(&keys::task_configs(name)).await?;
-        let tasks = match &raw_tasks {
-            Some(bytes) => serde_json::from_slice::<TaskConfigsRecord>(bytes)?,
-            None => TaskConfigsRecord::default(),
+        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name))
+            .await?
+            .unwrap_or_default();
+        let raw_generation = self.store.get(&keys::connector_generation(name)).await?;
+        let generation = match &raw_generation {
+            Some(bytes) => serde_json::from_slice::<u64>(bytes)?,
+            None => 0,
         };
         Ok(Some(ConnectorEntry {
             config,
             raw_config,
             target,
             tasks,
+            generation,
             raw_target,
-            raw_tasks,
+            raw_generation,
         }))
     }
 
@@ -135,87 +161,37 @@ impl AdminService {
             .ok_or_else(|| Error::NotFound(not_found()))
     }
 
-    fn plugin(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
+    async fn catalog(&self) -> Result<Catalog> {
+        Catalog::read(&self.store, self.registry.clone()).await
+    }
+
+    async fn plugin(&self, config: &ConfigMap) -> Result<Plugin> {
         let Some(class) = config.get("connector.class") else {
             return Err(Error::BadRequest(format!(
                 "Connector config {} contains no connector type",
                 java_map(config)
             )));
         };
-        self.registry.connector(class).ok_or_else(|| {
-            let available: Vec<&str> = self.registry.connectors().iter().map(|p| p.class()).collect();
+        let catalog = self.catalog().await?;
+        catalog.find(class).ok_or_else(|| {
             Error::BadRequest(format!(
                 "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
-                available.join(", ")
+                catalog.classes().join(", ")
             ))
         })
     }
 
-    /// Validates a config for create/update; returns its plugin.
-    async fn check_config(&self, config: &ConfigMap) -> Result<Arc<dyn ConnectorPlugin>> {
-        let plugin = self.plugin(config)?;
-        let infos = config_infos(plugin.as_ref(), config, self.override_policy).await;
+    /// Validates a config for create/update.
+    async fn check_config(&self, config: &ConfigMap) -> Result<()> {
+        let plugin = self.plugin(config).await?;
+        let infos = config_infos(&plugin, config, self.override_policy).await;
         if infos.error_count > 0 {
             return Err(Error::BadRequest(invalid_config_message(&infos)));
         }
-        Ok(plugin)
+        Ok(())
     }
 
-    /// Runs the connector's task split; a failure becomes a FAILED connector status.
-    async fn generate_tasks(
-        &self,
-        plugin: &dyn ConnectorPlugin,
-        config: &ConfigMap,
-        target: TargetState,
-        generation: u64,
-    ) -> (TaskConfigsRecord, StatusRecord) {
-        let status = |state, trace: String| StatusRecord {
-            state,
-            worker_id: self.coordinator_id.clone(),
-            trace,
-            epoch: 0,
-        };
-        if target == TargetState::Stopped {
-            return (
-                TaskConfigsRecord {
-                    generation,
-                    configs: Vec::new(),
-                },
-                status(InstanceState::Stopped, String::new()),
-            );
-        }
-        let max_tasks = config
-            .get("tasks.max")
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .unwrap_or(1);
-        match plugin.task_configs(config, max_tasks).await {
-            Ok(configs) => {
-                let state = match target {
-                    TargetState::Paused => InstanceState::Paused,
-                    _ => InstanceState::Running,
-                };
-                (
-                    TaskConfigsRecord {
-                        generation,
-                        configs,
-                    },
-                    status(state, String::new()),
-                )
-            }
-            Err(error) => (
-                TaskConfigsRecord {
-                    generation,
-                    configs: Vec::new(),
-                },
-                status(
-                    InstanceState::Failed,
-                    format!("org.apache.kafka.connect.errors.ConnectException: {error}"),
-                ),
-            ),
-        }
-    }
-
-    fn info(&self, name: &str, entry: &ConnectorEntry) -> pb::ConnectorInfo {
+    async fn info(&self, name: &str, entry: &ConnectorEntry) -> pb::ConnectorInfo {
         pb::ConnectorInfo {
             name: name.to_owned(),
             config: mask_secrets(&entry.config).into_iter().collect(),
@@ -225,12 +201,12 @@ impl AdminService {
                     task: task as i32,
                 })
                 .collect(),
-            r#type: self.connector_type(&entry.config) as i32,
+            r#type: self.connector_type(&entry.config).await as i32,
         }
     }
 
-    fn connector_type(&self, config: &ConfigMap) -> pb::ConnectorType {
-        match self.plugin(config).map(|p| p.kind()) {
+    async fn connector_type(&self, config: &ConfigMap) -> pb::ConnectorType {
+        match self.plugin(config).await.map(|p| p.kind()) {
             Ok(Direction::Source) => pb::ConnectorType::Source,
             Ok(Direction::Sink) => pb::ConnectorType::Sink,
             Err(_) => pb::ConnectorType::Unknown,
@@ -273,7 +249,7 @@ impl AdminService {
             name: name.to_owned(),
             connector: Some(instance(connector)),
             tasks,
-            r#type: self.connector_type(&entry.config) as i32,
+            r#type: self.connector_type(&entry.config).await as i32,
         })
     }
 
@@ -309,24 +285,18 @@ impl AdminService {
                 "The value of {key} is {HIDDEN}, the placeholder GET responses show for secrets, and there is no stored value to keep; give the secret itself"
             )));
         }
-        let plugin = self.check_config(&config).await?;
+        self.check_config(&config).await?;
         let target = previous.map_or(initial, |p| p.target);
-        let generation = previous.map_or(1, |p| p.tasks.generation + 1);
-        let (tasks, status) = self
-            .generate_tasks(plugin.as_ref(), &config, target, generation)
-            .await;
+        let generation = previous.map_or(1, |p| p.generation + 1);
         let raw_config = to_json(&config)?;
+        let raw_generation = to_json(&generation)?;
         let mut txn = Txn::new()
             .put(keys::connector_config(name), raw_config.clone())
-            .put(keys::task_configs(name), to_json(&tasks)?)
-            .put(keys::connector_status(name), to_json(&status)?);
+            .put(keys::connector_generation(name), raw_generation.clone());
         match previous {
-            Some(previous) => {
-                txn = previous.unchanged(name, txn);
-                for task in tasks.configs.len()..previous.tasks.configs.len() {
-                    txn = txn.delete(keys::task_status(name, task as i32));
-                }
-            }
+            // The tasks keep their configs until the connector instance
+            // has made new ones from this config.
+            Some(previous) => txn = previous.unchanged(name, txn),
             None => {
                 txn = txn
                     .when(Condition::Absent(keys::connector_config(name)))
@@ -334,9 +304,17 @@ impl AdminService {
                         keys::connector_target(name),
                         to_json(&TargetRecord { state: target })?,
                     )
+                    .delete(keys::task_configs(name))
+                    .delete(keys::connector_status(name))
                     .delete_prefix(keys::task_status_prefix(name))
                     .delete_prefix(keys::restarts_prefix(name))
                     .delete_prefix(keys::topics_prefix(name));
+                if target == TargetState::Stopped {
+                    txn = txn.put(
+                        keys::connector_status(name),
+                        to_json(&self.stopped_status())?,
+                    );
+                }
             }
         }
         if !self.store.txn(txn).await? {
@@ -345,48 +323,63 @@ impl AdminService {
                 Some(_) => Error::Conflict(STALE_CONFIG.to_owned()),
             });
         }
-        tracing::info!(
-            connector = name,
-            tasks = tasks.configs.len(),
-            "connector config written"
-        );
-        let raw_target = match previous {
-            Some(previous) => previous.raw_target.clone(),
-            None => Some(to_json(&TargetRecord { state: target })?),
+        tracing::info!(connector = name, generation, "connector config written");
+        let (tasks, raw_target) = match previous {
+            Some(previous) => (previous.tasks.clone(), previous.raw_target.clone()),
+            None => (
+                TaskConfigsRecord::default(),
+                Some(to_json(&TargetRecord { state: target })?),
+            ),
         };
-        let raw_tasks = Some(to_json(&tasks)?);
         Ok(ConnectorEntry {
             config,
             raw_config,
             target,
             tasks,
+            generation,
             raw_target,
-            raw_tasks,
+            raw_generation: Some(raw_generation),
         })
     }
 
-    /// Changes the target state, regenerating tasks when leaving or entering STOPPED.
+    fn stopped_status(&self) -> StatusRecord {
+        StatusRecord {
+            state: InstanceState::Stopped,
+            worker_id: self.coordinator_id.clone(),
+            trace: String::new(),
+            epoch: 0,
+        }
+    }
+
+    /// Changes the target state. Entering STOPPED empties the task configs;
+    /// leaving it has the connector instance make them again.
     async fn set_target(&self, name: &str, target: TargetState) -> Result<()> {
         let entry = self
             .existing(name, || format!("Unknown connector {name}"))
             .await?;
-        let plugin = self.plugin(&entry.config)?;
-        let regenerate = (entry.target == TargetState::Stopped) != (target == TargetState::Stopped);
-        let generation = entry.tasks.generation + u64::from(regenerate);
-        let (tasks, status) = self
-            .generate_tasks(plugin.as_ref(), &entry.config, target, generation)
-            .await;
-        let mut txn = entry
-            .unchanged(name, Txn::new())
-            .put(
-                keys::connector_target(name),
-                to_json(&TargetRecord { state: target })?,
-            )
-            .put(keys::connector_status(name), to_json(&status)?);
-        if regenerate {
-            txn = txn.put(keys::task_configs(name), to_json(&tasks)?);
-            if target == TargetState::Stopped {
-                txn = txn.delete_prefix(keys::task_status_prefix(name));
+        let mut txn = entry.unchanged(name, Txn::new()).put(
+            keys::connector_target(name),
+            to_json(&TargetRecord { state: target })?,
+        );
+        let stopping = target == TargetState::Stopped && entry.target != TargetState::Stopped;
+        let starting = entry.target == TargetState::Stopped && target != TargetState::Stopped;
+        if stopping || starting {
+            let (next, generation) = entry.next_generation(name, txn)?;
+            txn = next;
+            if stopping {
+                let empty = TaskConfigsRecord {
+                    generation,
+                    configs: Vec::new(),
+                };
+                txn = txn
+                    .put(keys::task_configs(name), to_json(&empty)?)
+                    .put(
+                        keys::connector_status(name),
+                        to_json(&self.stopped_status())?,
+                    )
+                    .delete_prefix(keys::task_status_prefix(name));
+            } else {
+                txn = txn.delete(keys::connector_status(name));
             }
         }
         if !self.store.txn(txn).await? {
@@ -518,7 +511,11 @@ impl Admin for AdminService {
             } else {
                 None
             };
-            let info = request.expand_info.then(|| self.info(&name, &entry));
+            let info = if request.expand_info {
+                Some(self.info(&name, &entry).await)
+            } else {
+                None
+            };
             connectors.push(pb::ExpandedConnector { name, status, info });
         }
         Ok(Response::new(pb::ListConnectorsResponse { connectors }))
@@ -537,7 +534,7 @@ impl Admin for AdminService {
             None => TargetState::Running,
         };
         let entry = self.write_config(&name, config, None, initial).await?;
-        Ok(Response::new(self.info(&name, &entry)))
+        Ok(Response::new(self.info(&name, &entry).await))
     }
 
     async fn get_connector(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ConnectorInfo> {
@@ -545,7 +542,7 @@ impl Admin for AdminService {
         let entry = self
             .existing(&name, || format!("Connector {name} not found"))
             .await?;
-        Ok(Response::new(self.info(&name, &entry)))
+        Ok(Response::new(self.info(&name, &entry).await))
     }
 
     async fn get_connector_config(
@@ -575,7 +572,7 @@ impl Admin for AdminService {
             .await?;
         Ok(Response::new(pb::PutConnectorConfigResponse {
             created: previous.is_none(),
-            info: Some(self.info(&name, &entry)),
+            info: Some(self.info(&name, &entry).await),
         }))
     }
 
@@ -608,19 +605,20 @@ impl Admin for AdminService {
         let restart_connector = !request.only_failed || failed(&before.connector);
         let mut txn = entry.unchanged(&name, Txn::new());
         let mut shown = before.clone();
-        if restart_connector {
-            let plugin = self.plugin(&entry.config)?;
-            let (tasks, status) = self
-                .generate_tasks(
-                    plugin.as_ref(),
-                    &entry.config,
-                    entry.target,
-                    entry.tasks.generation + 1,
-                )
-                .await;
-            txn = txn
-                .put(keys::task_configs(&name), to_json(&tasks)?)
-                .put(keys::connector_status(&name), to_json(&status)?);
+        if restart_connector && entry.target != TargetState::Stopped {
+            let (next, _) = entry.next_generation(&name, txn)?;
+            let worker_id = before
+                .connector
+                .as_ref()
+                .map(|c| c.worker_id.clone())
+                .unwrap_or_default();
+            let restarting = StatusRecord {
+                state: InstanceState::Restarting,
+                worker_id,
+                trace: String::new(),
+                epoch: 0,
+            };
+            txn = next.put(keys::connector_status(&name), to_json(&restarting)?);
             if let Some(connector) = shown.connector.as_mut() {
                 connector.state = pb::State::Restarting as i32;
             }
@@ -792,7 +790,8 @@ impl Admin for AdminService {
         request: Request<pb::ListPluginsRequest>,
     ) -> Reply<pb::ListPluginsResponse> {
         let plugins = self
-            .registry
+            .catalog()
+            .await?
             .summaries(request.into_inner().connectors_only)
             .into_iter()
             .map(|p| pb::PluginInfo {
@@ -810,7 +809,7 @@ impl Admin for AdminService {
     ) -> Reply<pb::ConfigInfos> {
         let request = request.into_inner();
         let config: ConfigMap = request.config.into_iter().collect();
-        let plugin = self.plugin(&config)?;
+        let plugin = self.plugin(&config).await?;
         let included = config
             .get("connector.class")
             .map(String::as_str)
@@ -824,7 +823,7 @@ impl Admin for AdminService {
             .into());
         }
         Ok(Response::new(
-            config_infos(plugin.as_ref(), &config, self.override_policy).await,
+            config_infos(&plugin, &config, self.override_policy).await,
         ))
     }
 }

@@ -1,26 +1,32 @@
-//! Task placement as a pure function: given the tasks that should run, the
-//! live runners and the current placement, compute the next placement.
+//! Placement as a pure function: given the work that should run (tasks, or
+//! connector instances), the live runners and the current placement, compute
+//! the next placement.
 //!
-//! Guarantees (checked by the property tests below):
+//! [`assign`] places work that can run anywhere. Guarantees (checked by the
+//! property tests below):
 //! - every task is placed on exactly one live runner (none when there are no runners);
 //! - balanced: runner loads differ by at most one;
 //! - sticky: a task stays on its runner unless that runner died or holds
 //!   more than its fair share;
 //! - stable: applying it to its own output changes nothing.
+//!
+//! [`assign_eligible`] places work that only some runners can run (those
+//! with its plugin): work is only ever placed on an eligible runner, every
+//! item with a live eligible runner is placed, and each group of items with
+//! the same eligible runners is balanced among them as [`assign`] does.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::TaskId;
+/// Runner id → the work placed on it.
+pub type Placement<T> = BTreeMap<String, BTreeSet<T>>;
 
-/// Runner id → the tasks placed on it.
-pub type Placement = BTreeMap<String, BTreeSet<TaskId>>;
-
-pub fn assign(
-    tasks: &BTreeSet<TaskId>,
+/// Places work that may run on any runner.
+pub fn assign<T: Ord + Clone>(
+    tasks: &BTreeSet<T>,
     runners: &BTreeSet<String>,
-    previous: &Placement,
-) -> Placement {
-    let mut next: Placement = runners
+    previous: &Placement<T>,
+) -> Placement<T> {
+    let mut next: Placement<T> = runners
         .iter()
         .map(|r| (r.clone(), BTreeSet::new()))
         .collect();
@@ -53,7 +59,7 @@ pub fn assign(
         .collect();
 
     // Revoke the excess over each share, then place the unplaced on the least loaded.
-    let mut unplaced: Vec<TaskId> = tasks
+    let mut unplaced: Vec<T> = tasks
         .iter()
         .filter(|t| !placed.contains(*t))
         .cloned()
@@ -82,9 +88,44 @@ pub fn assign(
     next
 }
 
+/// Places work that may run only on the runners listed for it. Every live
+/// runner appears in the result, with nothing if nothing fits it.
+pub fn assign_eligible<T: Ord + Clone>(
+    work: &BTreeMap<T, BTreeSet<String>>,
+    runners: &BTreeSet<String>,
+    previous: &Placement<T>,
+) -> Placement<T> {
+    let mut groups: BTreeMap<BTreeSet<String>, BTreeSet<T>> = BTreeMap::new();
+    for (item, eligible) in work {
+        let live: BTreeSet<String> = eligible.intersection(runners).cloned().collect();
+        if !live.is_empty() {
+            groups.entry(live).or_default().insert(item.clone());
+        }
+    }
+    let mut next: Placement<T> = runners
+        .iter()
+        .map(|r| (r.clone(), BTreeSet::new()))
+        .collect();
+    for (eligible, items) in groups {
+        let before: Placement<T> = previous
+            .iter()
+            .filter(|(runner, _)| eligible.contains(*runner))
+            .map(|(runner, held)| {
+                let held = held.iter().filter(|t| items.contains(*t)).cloned();
+                (runner.clone(), held.collect())
+            })
+            .collect();
+        for (runner, placed) in assign(&items, &eligible, &before) {
+            next.entry(runner).or_default().extend(placed);
+        }
+    }
+    next
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::TaskId;
     use proptest::prelude::*;
 
     fn task(connector: &str, task: i32) -> TaskId {
@@ -94,7 +135,7 @@ mod tests {
         }
     }
 
-    fn loads(placement: &Placement) -> Vec<usize> {
+    fn loads(placement: &Placement<TaskId>) -> Vec<usize> {
         placement.values().map(BTreeSet::len).collect()
     }
 
@@ -129,7 +170,8 @@ mod tests {
         assert!(assign(&tasks, &BTreeSet::new(), &Placement::new()).is_empty());
     }
 
-    fn scenario() -> impl Strategy<Value = (BTreeSet<TaskId>, BTreeSet<String>, Placement)> {
+    fn scenario() -> impl Strategy<Value = (BTreeSet<TaskId>, BTreeSet<String>, Placement<TaskId>)>
+    {
         let tasks = proptest::collection::btree_set((0..4usize, 0..6i32), 0..30).prop_map(|set| {
             set.into_iter()
                 .map(|(c, t)| task(&format!("conn{c}"), t))
@@ -142,7 +184,7 @@ mod tests {
         });
         let previous =
             proptest::collection::vec((0..8usize, 0..4usize, 0..6i32), 0..40).prop_map(|entries| {
-                let mut placement = Placement::new();
+                let mut placement = Placement::<TaskId>::new();
                 for (r, c, t) in entries {
                     placement
                         .entry(format!("r{r}"))
@@ -200,6 +242,66 @@ mod tests {
         fn stable((tasks, runners, previous) in scenario()) {
             let once = assign(&tasks, &runners, &previous);
             prop_assert_eq!(assign(&tasks, &runners, &once), once);
+        }
+    }
+
+    /// Work whose eligible runners are a random subset of six (some with none).
+    fn eligible_scenario() -> impl Strategy<
+        Value = (
+            BTreeMap<TaskId, BTreeSet<String>>,
+            BTreeSet<String>,
+            Placement<TaskId>,
+        ),
+    > {
+        (
+            scenario(),
+            proptest::collection::vec(proptest::collection::btree_set(0..6usize, 0..4), 4),
+        )
+            .prop_map(|((tasks, runners, previous), plugin_holders)| {
+                let work = tasks
+                    .into_iter()
+                    .map(|t| {
+                        let group = usize::from(t.connector.as_bytes()[4] - b'0');
+                        let holders = &plugin_holders[group];
+                        let eligible = holders.iter().map(|r| format!("r{r}")).collect();
+                        (t, eligible)
+                    })
+                    .collect();
+                (work, runners, previous)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn eligible_work_lands_only_on_eligible_live_runners((work, runners, previous) in eligible_scenario()) {
+            let next = assign_eligible(&work, &runners, &previous);
+            prop_assert!(next.keys().all(|r| runners.contains(r)));
+            let mut placed = BTreeSet::new();
+            for (runner, held) in &next {
+                for item in held {
+                    prop_assert!(work[item].contains(runner), "{} placed on ineligible {}", item, runner);
+                    prop_assert!(placed.insert(item.clone()), "{} placed twice", item);
+                }
+            }
+            for (item, eligible) in &work {
+                let placeable = eligible.iter().any(|r| runners.contains(r));
+                prop_assert_eq!(placed.contains(item), placeable, "{}", item);
+            }
+        }
+
+        #[test]
+        fn eligible_placement_is_stable((work, runners, previous) in eligible_scenario()) {
+            let once = assign_eligible(&work, &runners, &previous);
+            prop_assert_eq!(assign_eligible(&work, &runners, &once), once);
+        }
+
+        #[test]
+        fn eligible_everywhere_is_plain_assignment((tasks, runners, previous) in scenario()) {
+            let work = tasks.iter().map(|t| (t.clone(), runners.clone())).collect();
+            prop_assert_eq!(
+                assign_eligible(&work, &runners, &previous),
+                assign(&tasks, &runners, &previous)
+            );
         }
     }
 }

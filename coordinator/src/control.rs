@@ -1,7 +1,9 @@
 //! The control service: one bidirectional `Join` stream per runner. While
-//! the stream lives the runner is registered under `runners/{id}`; its
-//! assignment (computed by the leader) is pushed whenever the state changes,
-//! and its task status reports are written to the store.
+//! the stream lives the runner is registered under `runners/{id}` with its
+//! plugins under `plugins/{id}`; its assignment (computed by the leader) is
+//! pushed whenever the state changes. What it reports is written to the
+//! store only while it still owns what it reports on: task and connector
+//! status, the task configs its connector instances make, offsets, topics.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,6 +67,14 @@ impl Control for ControlService {
         if hello.runner_id.trim().is_empty() {
             return Err(Status::invalid_argument("runner_id must not be empty"));
         }
+        if hello.protocol_version < pb::PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "runner {} speaks control protocol {}; this coordinator needs {} (runners make task configs since 2): upgrade the runner",
+                hello.runner_id,
+                hello.protocol_version,
+                pb::PROTOCOL_VERSION
+            )));
+        }
         let (outbound, receiver) = mpsc::channel(16);
         let session = Session {
             store: self.store.clone(),
@@ -74,6 +84,7 @@ impl Control for ControlService {
                 session: uuid::Uuid::new_v4().to_string(),
                 kafka_cluster_id: hello.kafka_cluster_id,
             },
+            plugins: crate::plugins::encode(hello.plugins),
             outbound,
         };
         tokio::spawn(session.run(inbound));
@@ -84,6 +95,8 @@ impl Control for ControlService {
 struct Session {
     store: Store,
     record: RunnerRecord,
+    /// The runner's plugins, encoded for `plugins/{runner}`.
+    plugins: Vec<u8>,
     outbound: mpsc::Sender<Outbound>,
 }
 
@@ -100,7 +113,8 @@ impl Session {
                     .txn(
                         Txn::new()
                             .when(Condition::ValueEquals(key, mine))
-                            .delete(keys::runner(&runner)),
+                            .delete(keys::runner(&runner))
+                            .delete(keys::plugins(&runner)),
                     )
                     .await
             }
@@ -114,6 +128,10 @@ impl Session {
 
     async fn serve(&self, inbound: &mut Streaming<pb::RunnerMessage>) -> Result<()> {
         let runner = &self.record.runner_id;
+        // Plugins first: once the leader sees the runner, it can place work on it.
+        self.store
+            .put_ephemeral(&keys::plugins(runner), self.plugins.clone())
+            .await?;
         self.store
             .put_ephemeral(&keys::runner(runner), to_json(&self.record)?)
             .await?;
@@ -143,6 +161,7 @@ impl Session {
                 assignment = Some(pb::Assignment {
                     epoch: previous.epoch,
                     tasks: Vec::new(),
+                    connectors: Vec::new(),
                 });
             }
             if assignment.is_some() && assignment != last_sent {
@@ -207,6 +226,8 @@ impl Session {
                 Ok(())
             }
             Some(Body::Offsets(report)) => self.record_offsets(report).await,
+            Some(Body::TaskConfigs(report)) => self.record_task_configs(report).await,
+            Some(Body::ConnectorStatus(report)) => self.record_connector_status(report).await,
             Some(Body::Heartbeat(_)) | Some(Body::Hello(_)) | None => Ok(()),
         }
     }
@@ -251,6 +272,103 @@ impl Session {
                 .when(unchanged)
                 .put(key.clone(), to_json(&entries)?);
             if self.store.txn(txn).await? || self.store.get(&connector_key).await?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The runner's assignment as stored, if the connector instance `name`
+    /// is part of it, and the connector's generation is `generation`.
+    async fn hosting(&self, name: &str, generation: u64) -> Result<Option<Vec<u8>>> {
+        let Some(raw) = self
+            .store
+            .get(&keys::assignment(&self.record.runner_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let assignment: AssignmentRecord = serde_json::from_slice(&raw)?;
+        let current = read_json::<u64>(&self.store, &keys::connector_generation(name)).await?;
+        let hosts = assignment.connectors.iter().any(|c| c == name);
+        Ok((hosts && current == Some(generation)).then_some(raw))
+    }
+
+    /// Stores the task configs a connector instance made, if they differ
+    /// from the stored ones, and only while the instance is still this
+    /// runner's and its generation current: a late answer from an instance
+    /// that was moved, restarted or reconfigured since is dropped.
+    async fn record_task_configs(&self, report: pb::TaskConfigsReport) -> Result<()> {
+        let name = &report.connector;
+        let configs: Vec<ConfigMap> = report
+            .configs
+            .into_iter()
+            .map(|task| task.config.into_iter().collect())
+            .collect();
+        loop {
+            let Some(raw_assignment) = self.hosting(name, report.generation).await? else {
+                tracing::debug!(connector = %name, generation = report.generation, "ignoring task configs from a stale connector instance");
+                return Ok(());
+            };
+            let stored = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name))
+                .await?
+                .unwrap_or_default();
+            if stored.configs == configs && stored.generation == report.generation {
+                return Ok(());
+            }
+            let record = TaskConfigsRecord {
+                generation: report.generation,
+                configs: configs.clone(),
+            };
+            let mut txn = Txn::new()
+                .when(Condition::ValueEquals(
+                    keys::assignment(&self.record.runner_id),
+                    raw_assignment,
+                ))
+                .when(Condition::ValueEquals(
+                    keys::connector_generation(name),
+                    to_json(&report.generation)?,
+                ))
+                .put(keys::task_configs(name), to_json(&record)?);
+            for task in configs.len()..stored.configs.len() {
+                txn = txn.delete(keys::task_status(name, task as i32));
+            }
+            if self.store.txn(txn).await? {
+                tracing::info!(connector = %name, tasks = configs.len(), generation = report.generation, "task configs written");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Writes the state of a connector instance this runner hosts.
+    async fn record_connector_status(&self, report: pb::ConnectorStatusReport) -> Result<()> {
+        let name = &report.connector;
+        let state = match pb::ConnectorState::try_from(report.state) {
+            Ok(pb::ConnectorState::Running) => InstanceState::Running,
+            Ok(pb::ConnectorState::Paused) => InstanceState::Paused,
+            Ok(pb::ConnectorState::Failed) => InstanceState::Failed,
+            Ok(pb::ConnectorState::Unassigned) | Err(_) => InstanceState::Unassigned,
+        };
+        let status = to_json(&StatusRecord {
+            state,
+            worker_id: self.record.runner_id.clone(),
+            trace: report.trace,
+            epoch: 0,
+        })?;
+        loop {
+            let Some(raw_assignment) = self.hosting(name, report.generation).await? else {
+                return Ok(());
+            };
+            let txn = Txn::new()
+                .when(Condition::ValueEquals(
+                    keys::assignment(&self.record.runner_id),
+                    raw_assignment,
+                ))
+                .when(Condition::ValueEquals(
+                    keys::connector_generation(name),
+                    to_json(&report.generation)?,
+                ))
+                .put(keys::connector_status(name), status.clone());
+            if self.store.txn(txn).await? {
                 return Ok(());
             }
         }
@@ -311,7 +429,8 @@ impl Session {
 }
 
 /// Builds the assignment message for `runner` from the leader's placement,
-/// the task configs, target states and restart generations.
+/// the connector configs and generations, task configs, target states and
+/// restart generations.
 pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::Assignment>> {
     let Some(record) = read_json::<AssignmentRecord>(store, &keys::assignment(runner)).await?
     else {
@@ -320,32 +439,59 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
     struct Connector {
         config: ConfigMap,
         target: TargetState,
+        generation: u64,
         tasks: TaskConfigsRecord,
     }
+    async fn load(store: &Store, name: &str) -> Result<Option<Connector>> {
+        let Some(config) = read_json::<ConfigMap>(store, &keys::connector_config(name)).await?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Connector {
+            config,
+            target: read_json::<TargetRecord>(store, &keys::connector_target(name))
+                .await?
+                .map_or(TargetState::Running, |t| t.state),
+            generation: read_json(store, &keys::connector_generation(name))
+                .await?
+                .unwrap_or(0),
+            tasks: read_json(store, &keys::task_configs(name))
+                .await?
+                .unwrap_or_default(),
+        }))
+    }
+    let wire_target = |target: TargetState| match target {
+        TargetState::Running => Some(pb::TargetState::Running),
+        TargetState::Paused => Some(pb::TargetState::Paused),
+        TargetState::Stopped => None,
+    };
     let mut connectors: BTreeMap<String, Option<Connector>> = BTreeMap::new();
+    let names = record
+        .connectors
+        .iter()
+        .chain(record.tasks.iter().map(|t| &t.connector));
+    for name in names {
+        if !connectors.contains_key(name) {
+            connectors.insert(name.clone(), load(store, name).await?);
+        }
+    }
+    let mut instances = Vec::new();
+    for name in &record.connectors {
+        let Some(Some(connector)) = connectors.get(name) else {
+            continue;
+        };
+        let Some(target_state) = wire_target(connector.target) else {
+            continue;
+        };
+        instances.push(pb::ConnectorAssignment {
+            name: name.clone(),
+            config: connector.config.clone().into_iter().collect(),
+            target_state: target_state as i32,
+            generation: connector.generation,
+        });
+    }
     let mut tasks = Vec::new();
     for task in record.tasks {
-        if !connectors.contains_key(&task.connector) {
-            let loaded =
-                match read_json::<ConfigMap>(store, &keys::connector_config(&task.connector))
-                    .await?
-                {
-                    Some(config) => Some(Connector {
-                        config,
-                        target: read_json::<TargetRecord>(
-                            store,
-                            &keys::connector_target(&task.connector),
-                        )
-                        .await?
-                        .map_or(TargetState::Running, |t| t.state),
-                        tasks: read_json(store, &keys::task_configs(&task.connector))
-                            .await?
-                            .unwrap_or_default(),
-                    }),
-                    None => None,
-                };
-            connectors.insert(task.connector.clone(), loaded);
-        }
         let Some(Some(connector)) = connectors.get(&task.connector) else {
             continue;
         };
@@ -355,13 +501,9 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
         else {
             continue;
         };
-        let target_state = match connector.target {
-            TargetState::Running => pb::TargetState::Running,
-            TargetState::Paused => pb::TargetState::Paused,
-            TargetState::Stopped => continue,
+        let Some(target_state) = wire_target(connector.target) else {
+            continue;
         };
-        let mut config = connector.config.clone();
-        config.extend(task_config.clone());
         let restart_generation =
             read_json::<u64>(store, &keys::task_restart(&task.connector, task.task))
                 .await?
@@ -369,7 +511,7 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
         tasks.push(pb::TaskAssignment {
             connector: task.connector,
             task: task.task,
-            config: config.into_iter().collect(),
+            config: task_config.clone().into_iter().collect(),
             target_state: target_state as i32,
             restart_generation,
             task_count: connector.tasks.configs.len() as i32,
@@ -378,5 +520,6 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
     Ok(Some(pb::Assignment {
         epoch: record.epoch,
         tasks,
+        connectors: instances,
     }))
 }

@@ -5,14 +5,16 @@
 //! |---|---|---|
 //! | `connectors/{name}/config` | connector config, `{"k":"v"}` | admin |
 //! | `connectors/{name}/target` | `{"state":"RUNNING"\|"PAUSED"\|"STOPPED"}` | admin |
-//! | `tasks/{name}` | `{"generation":n,"configs":[{…},…]}` | admin |
+//! | `connectors/{name}/generation` | a number, bumped by config writes, connector restarts, and entering or leaving STOPPED | admin |
+//! | `tasks/{name}` | `{"generation":n,"configs":[{…},…]}`: full task configs | coordinator serving the runner that hosts the connector instance (admin writes the empty set on STOPPED) |
 //! | `restarts/{name}/{task}` | restart generation, a number | admin |
-//! | `status/connectors/{name}` | `{"state","worker_id","trace"}` | admin |
+//! | `status/connectors/{name}` | `{"state","worker_id","trace"}` | coordinator serving the connector instance's runner; admin (STOPPED, RESTARTING); leader (UNASSIGNED) |
 //! | `status/tasks/{name}/{task}` | `{"state","worker_id","trace","epoch"}` | coordinator serving the runner, leader |
 //! | `topics/{name}/{topic}` | `{}` (active topics, KIP-558) | coordinator serving the runner |
 //! | `offsets/{name}` | `[{"partition":{…},"offset":{…}}]`, last committed offsets reported | coordinator serving the runner |
 //! | `runners/{id}` | `{"runner_id","coordinator_id","session"}`, under the coordinator's lease | coordinator serving the runner |
-//! | `assignments/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}]}` | leader |
+//! | `plugins/{runner}` | protobuf `weir.control.v1.PluginList`, under the coordinator's lease | coordinator serving the runner |
+//! | `assignments/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}],"connectors":["name"]}` | leader |
 //! | `epoch` | last assignment epoch, a number | leader |
 //! | `leader` | `{"coordinator_id"}`, under the leader's lease | election |
 //!
@@ -27,6 +29,7 @@ pub const STATUS_TASKS: &str = "status/tasks/";
 pub const TOPICS: &str = "topics/";
 pub const OFFSETS: &str = "offsets/";
 pub const RUNNERS: &str = "runners/";
+pub const PLUGINS: &str = "plugins/";
 pub const ASSIGNMENTS: &str = "assignments/";
 pub const EPOCH: &str = "epoch";
 pub const LEADER: &str = "leader";
@@ -76,6 +79,10 @@ pub fn connector_target(name: &str) -> String {
     format!("{}target", connector_prefix(name))
 }
 
+pub fn connector_generation(name: &str) -> String {
+    format!("{}generation", connector_prefix(name))
+}
+
 pub fn task_configs(name: &str) -> String {
     format!("{TASKS}{}", encode(name))
 }
@@ -114,6 +121,10 @@ pub fn offsets(name: &str) -> String {
 
 pub fn runner(id: &str) -> String {
     format!("{RUNNERS}{}", encode(id))
+}
+
+pub fn plugins(runner: &str) -> String {
+    format!("{PLUGINS}{}", encode(runner))
 }
 
 pub fn assignment(runner: &str) -> String {

@@ -1,7 +1,8 @@
 //! Leadership and assignment. Every coordinator runs [`run`]; the one that
-//! holds the `leader` key (under its session lease) places tasks on runners
-//! with [`crate::assignment::assign`], writes the placement with a new epoch,
-//! and marks tasks of departed runners UNASSIGNED.
+//! holds the `leader` key (under its session lease) places connector
+//! instances and tasks on the runners that reported their plugin, with
+//! [`crate::assignment::assign_eligible`], writes the placement with a new
+//! epoch, and marks connectors and tasks of departed runners UNASSIGNED.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -9,14 +10,17 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{read_json, to_json};
-use crate::assignment::{Placement, assign};
+use crate::assignment::{Placement, assign_eligible};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
     AssignmentRecord, InstanceState, LeaderRecord, StatusRecord, TargetRecord, TargetState,
     TaskConfigsRecord, TaskId,
 };
+use crate::plugins::Catalog;
 use crate::store::{Condition, Store, Txn};
+use weir_connect::config::ConfigMap;
+use weir_connect::registry::Registry;
 
 /// Safety net in case a change notification is missed.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
@@ -70,9 +74,13 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
         .into_iter()
         .filter_map(|(key, _)| key.strip_prefix(keys::RUNNERS).map(keys::decode))
         .collect();
+    // Only what runners reported counts here: a runner runs nothing it did
+    // not say it has.
+    let catalog = Catalog::read(store, std::sync::Arc::new(Registry::empty())).await?;
 
-    let mut tasks = BTreeSet::new();
-    for (key, _) in store.list(keys::CONNECTORS).await? {
+    let mut instances: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut tasks: BTreeMap<TaskId, BTreeSet<String>> = BTreeMap::new();
+    for (key, value) in store.list(keys::CONNECTORS).await? {
         let Some(name) = keys::connector_name_of_config_key(&key) else {
             continue;
         };
@@ -82,35 +90,48 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
         if target == TargetState::Stopped {
             continue;
         }
+        let config: ConfigMap = serde_json::from_slice(&value)?;
+        let eligible = config
+            .get("connector.class")
+            .map(|class| catalog.runners_with(class))
+            .unwrap_or_default();
         let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name))
             .await?
             .unwrap_or_default();
         for task in 0..configs.configs.len() as i32 {
-            tasks.insert(TaskId {
+            let id = TaskId {
                 connector: name.clone(),
                 task,
-            });
+            };
+            tasks.insert(id, eligible.clone());
         }
+        instances.insert(name, eligible);
     }
 
-    let mut current = Placement::new();
-    let mut records = BTreeMap::new();
+    let mut current_tasks = Placement::new();
+    let mut current_instances = Placement::new();
     for (key, value) in store.list(keys::ASSIGNMENTS).await? {
         let Some(runner) = key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode) else {
             continue;
         };
         let record: AssignmentRecord = serde_json::from_slice(&value)?;
-        current.insert(runner.clone(), record.tasks.iter().cloned().collect());
-        records.insert(runner, record);
+        current_tasks.insert(runner.clone(), record.tasks.into_iter().collect());
+        current_instances.insert(runner, record.connectors.into_iter().collect());
     }
 
-    let next = assign(&tasks, &runners, &current);
-    let changed: Vec<&String> = next
+    let next_tasks = assign_eligible(&tasks, &runners, &current_tasks);
+    let next_instances = assign_eligible(&instances, &runners, &current_instances);
+    let changed: Vec<&String> = runners
         .iter()
-        .filter(|(runner, placed)| current.get(*runner) != Some(*placed))
-        .map(|(runner, _)| runner)
+        .filter(|runner| {
+            current_tasks.get(*runner) != next_tasks.get(*runner)
+                || current_instances.get(*runner) != next_instances.get(*runner)
+        })
         .collect();
-    let departed: Vec<&String> = current.keys().filter(|r| !next.contains_key(*r)).collect();
+    let departed: Vec<&String> = current_tasks
+        .keys()
+        .filter(|r| !runners.contains(*r))
+        .collect();
     if !changed.is_empty() || !departed.is_empty() {
         let epoch = read_json::<u64>(store, keys::EPOCH).await?.unwrap_or(0) + 1;
         let mut txn = Txn::new()
@@ -119,7 +140,14 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
         for runner in &changed {
             let record = AssignmentRecord {
                 epoch,
-                tasks: next[*runner].iter().cloned().collect(),
+                tasks: next_tasks
+                    .get(*runner)
+                    .map(|held| held.iter().cloned().collect())
+                    .unwrap_or_default(),
+                connectors: next_instances
+                    .get(*runner)
+                    .map(|held| held.iter().cloned().collect())
+                    .unwrap_or_default(),
             };
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
@@ -129,21 +157,26 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
         if store.txn(txn).await? {
             tracing::info!(
                 epoch,
-                runners = next.len(),
+                runners = runners.len(),
+                connectors = instances.len(),
                 tasks = tasks.len(),
                 "assignment updated"
             );
         }
     }
 
-    mark_orphans_unassigned(store, &runners).await
+    mark_orphans_unassigned(store, &runners, keys::STATUS_TASKS).await?;
+    mark_orphans_unassigned(store, &runners, keys::STATUS_CONNECTORS).await
 }
 
-/// A task whose status names a runner that is gone shows UNASSIGNED until
-/// its new owner reports. The write is conditional so it never overwrites a
-/// report that arrived in between.
-async fn mark_orphans_unassigned(store: &Store, runners: &BTreeSet<String>) -> Result<()> {
-    for (key, value) in store.list(keys::STATUS_TASKS).await? {
+/// Shows UNASSIGNED for tasks or connectors (`prefix`) whose reported
+/// runner is gone.
+async fn mark_orphans_unassigned(
+    store: &Store,
+    runners: &BTreeSet<String>,
+    prefix: &str,
+) -> Result<()> {
+    for (key, value) in store.list(prefix).await? {
         let Ok(status) = serde_json::from_slice::<StatusRecord>(&value) else {
             continue;
         };

@@ -18,6 +18,7 @@ pub mod error;
 pub mod keys;
 pub mod leader;
 pub mod model;
+pub mod plugins;
 pub mod rest;
 pub mod server;
 pub mod store;

@@ -18,9 +18,10 @@ pub struct TargetRecord {
     pub state: TargetState,
 }
 
-/// The task configs generated from a connector config.
+/// The task configs a connector instance generated, each a full task config.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskConfigsRecord {
+    /// The connector generation they were generated under.
     pub generation: u64,
     pub configs: Vec<ConfigMap>,
 }
@@ -72,11 +73,13 @@ impl std::fmt::Display for TaskId {
     }
 }
 
-/// The tasks the leader placed on one runner.
+/// The connector instances and tasks the leader placed on one runner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct AssignmentRecord {
     pub epoch: u64,
     pub tasks: Vec<TaskId>,
+    #[serde(default)]
+    pub connectors: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

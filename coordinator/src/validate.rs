@@ -2,7 +2,6 @@
 //! base connector keys, the source- or sink-specific keys and the plugin's
 //! own keys, each with its value and errors.
 
-use weir_connect::api::ConnectorPlugin;
 use weir_connect::client::{HIDDEN, OverridePolicy, is_secret_key};
 use weir_connect::config::ConfigKey;
 use weir_connect::config::{ConfigMap, ConfigType, Direction, base_connector_def, parse_list};
@@ -12,15 +11,17 @@ use weir_connect::transforms::{
 };
 use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, ConfigValueInfo};
 
+use crate::plugins::Plugin;
+
 /// Validates `config` against `plugin` and the worker's client override
 /// policy; `error_count` says whether it is valid. Secret values show as
 /// `[hidden]`.
 pub async fn config_infos(
-    plugin: &dyn ConnectorPlugin,
+    plugin: &Plugin,
     config: &ConfigMap,
     policy: OverridePolicy,
 ) -> ConfigInfos {
-    let def = base_connector_def(plugin.kind()).extend(plugin.config_def());
+    let def = base_connector_def(plugin.kind()).extend(plugin.described().config_def);
     let mut configs: Vec<ConfigInfo> = def
         .keys
         .iter()
@@ -58,7 +59,7 @@ pub async fn config_infos(
         })
         .collect();
 
-    let mut extra = plugin.validate(config).await;
+    let mut extra = plugin.custom_errors(config).await;
     let mut alias_groups = Vec::new();
     let alias_errors = alias_infos(config, &mut configs, &mut alias_groups);
     if alias_errors == 0
@@ -353,6 +354,7 @@ pub fn invalid_config_message(infos: &ConfigInfos) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use weir_connect::file::{FileStreamSink, FileStreamSource};
 
     fn names(infos: &ConfigInfos) -> Vec<String> {
@@ -379,7 +381,12 @@ mod tests {
             ("name".to_owned(), "s".to_owned()),
             ("topic".to_owned(), "t".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
+        let infos = config_infos(
+            &Plugin::Local(Arc::new(FileStreamSource)),
+            &config,
+            OverridePolicy::All,
+        )
+        .await;
         assert_eq!(infos.error_count, 0, "{infos:?}");
         assert_eq!(
             names(&infos),
@@ -396,7 +403,12 @@ mod tests {
             ("connector.class".to_owned(), "FileStreamSink".to_owned()),
             ("name".to_owned(), "s".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSink, &config, OverridePolicy::All).await;
+        let infos = config_infos(
+            &Plugin::Local(Arc::new(FileStreamSink)),
+            &config,
+            OverridePolicy::All,
+        )
+        .await;
         assert_eq!(
             names(&infos),
             sorted(
@@ -437,7 +449,12 @@ mod tests {
             ),
             ("predicates.isLogs.pattern".to_owned(), "logs-.*".to_owned()),
         ]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
+        let infos = config_infos(
+            &Plugin::Local(Arc::new(FileStreamSource)),
+            &config,
+            OverridePolicy::All,
+        )
+        .await;
         for group in [
             "Transforms: route",
             "Transforms: mask",
@@ -495,7 +512,12 @@ mod tests {
     async fn missing_required_key_is_named() {
         let config =
             ConfigMap::from([("connector.class".to_owned(), "FileStreamSource".to_owned())]);
-        let infos = config_infos(&FileStreamSource, &config, OverridePolicy::All).await;
+        let infos = config_infos(
+            &Plugin::Local(Arc::new(FileStreamSource)),
+            &config,
+            OverridePolicy::All,
+        )
+        .await;
         let message = invalid_config_message(&infos);
         assert!(
             message.contains("Missing required configuration \"topic\""),

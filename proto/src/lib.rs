@@ -15,8 +15,9 @@ pub mod control {
     pub mod v1 {
         tonic::include_proto!("weir.control.v1");
 
-        /// Control-protocol version this build speaks.
-        pub const PROTOCOL_VERSION: u32 = 1;
+        /// Control-protocol version this build speaks. Version 2: runners
+        /// host connector instances and report the task configs they make.
+        pub const PROTOCOL_VERSION: u32 = 2;
     }
 }
 

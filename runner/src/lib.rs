@@ -15,6 +15,7 @@ pub mod devkafka;
 pub mod error;
 pub mod errors;
 pub mod host;
+pub mod instance;
 pub mod offsets;
 pub mod sink;
 pub mod source;

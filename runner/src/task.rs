@@ -61,6 +61,8 @@ pub enum TaskEvent {
         connector: String,
         positions: Vec<SourcePosition>,
     },
+    /// From a connector instance rather than a task.
+    Instance(crate::instance::InstanceEvent),
 }
 
 /// Everything a task loop needs from its runner.

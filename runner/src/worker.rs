@@ -1,8 +1,9 @@
-//! The runner process: joins a coordinator over the control protocol, keeps
-//! its running tasks equal to the latest assignment, and forwards task
-//! status, topics and committed offsets. If the coordinator connection is
-//! lost, every task is stopped (another runner may be given them) and the
-//! runner reconnects with backoff.
+//! The runner process: joins a coordinator over the control protocol (telling
+//! it which plugins it has), keeps its connector instances and tasks equal to
+//! the latest assignment, and forwards what they report: connector and task
+//! status, task configs, topics and committed offsets. If the coordinator
+//! connection is lost, everything is stopped (another runner may be given it)
+//! and the runner reconnects with backoff.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use weir_proto::control::v1::control_client::ControlClient;
 use crate::clients::{ClientRole, WatchedContext};
 use crate::config::{OffsetStorage, WorkerConfig};
 use crate::error::{Error, Result};
+use crate::instance::{self, ConnectorState, InstanceContext, InstanceEvent};
 use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
 use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
 
@@ -59,13 +61,23 @@ struct RunningTask {
     handle: JoinHandle<()>,
 }
 
-/// A runner and the tasks it hosts.
+/// A connector instance this runner hosts.
+struct RunningConnector {
+    config: ConfigMap,
+    generation: u64,
+    target: watch::Sender<TargetState>,
+    cancel: CancellationToken,
+    handle: JoinHandle<()>,
+}
+
+/// A runner and the connector instances and tasks it hosts.
 pub struct Runner {
     config: RunnerConfig,
     worker: Arc<WorkerConfig>,
     registry: Arc<Registry>,
     offsets: Arc<dyn OffsetStore>,
     tasks: BTreeMap<TaskKey, RunningTask>,
+    connectors: BTreeMap<String, RunningConnector>,
     /// Last status of each task, re-sent after a reconnect.
     last_status: BTreeMap<TaskKey, pb::TaskStatusReport>,
     last_epoch: u64,
@@ -95,6 +107,7 @@ impl Runner {
             registry,
             offsets,
             tasks: BTreeMap::new(),
+            connectors: BTreeMap::new(),
             last_status: BTreeMap::new(),
             last_epoch: 0,
             kafka_cluster_id,
@@ -147,6 +160,12 @@ impl Runner {
                 runner_id: self.config.runner_id.clone(),
                 protocol_version: pb::PROTOCOL_VERSION,
                 kafka_cluster_id: self.kafka_cluster_id.clone(),
+                plugins: self
+                    .registry
+                    .connectors()
+                    .iter()
+                    .map(|plugin| weir_connect::wire::plugin_to_wire(plugin.as_ref()))
+                    .collect(),
             })),
         };
         outbound
@@ -246,6 +265,7 @@ impl Runner {
             TaskEvent::Topics { connector, topics } => {
                 Body::Topics(pb::TopicsReport { connector, topics })
             }
+            TaskEvent::Instance(event) => return self.instance_message(event),
             TaskEvent::OffsetsCommitted {
                 connector,
                 positions,
@@ -261,6 +281,171 @@ impl Runner {
             }),
         };
         Some(pb::RunnerMessage { body: Some(body) })
+    }
+
+    /// What a connector instance reported, if it still runs under that generation.
+    fn instance_message(&self, event: InstanceEvent) -> Option<pb::RunnerMessage> {
+        use pb::runner_message::Body;
+        let current = |connector: &str, generation: u64| {
+            self.connectors
+                .get(connector)
+                .is_some_and(|c| c.generation == generation)
+        };
+        let body = match event {
+            InstanceEvent::Status {
+                connector,
+                generation,
+                state,
+                trace,
+            } => {
+                if !current(&connector, generation) {
+                    return None;
+                }
+                let state = match state {
+                    ConnectorState::Running => pb::ConnectorState::Running,
+                    ConnectorState::Paused => pb::ConnectorState::Paused,
+                    ConnectorState::Failed => pb::ConnectorState::Failed,
+                };
+                Body::ConnectorStatus(pb::ConnectorStatusReport {
+                    connector,
+                    state: state as i32,
+                    trace,
+                    generation,
+                })
+            }
+            InstanceEvent::TaskConfigs {
+                connector,
+                generation,
+                configs,
+            } => {
+                if !current(&connector, generation) {
+                    return None;
+                }
+                Body::TaskConfigs(pb::TaskConfigsReport {
+                    connector,
+                    generation,
+                    configs: configs
+                        .into_iter()
+                        .map(|config| pb::TaskConfig {
+                            config: config.into_iter().collect(),
+                        })
+                        .collect(),
+                })
+            }
+        };
+        Some(pb::RunnerMessage { body: Some(body) })
+    }
+
+    /// Makes the running connector instances match the assignment's.
+    fn apply_connectors(
+        &mut self,
+        wanted: Vec<pb::ConnectorAssignment>,
+        events: &mpsc::UnboundedSender<TaskEvent>,
+    ) {
+        let wanted: BTreeMap<String, pb::ConnectorAssignment> =
+            wanted.into_iter().map(|c| (c.name.clone(), c)).collect();
+        let stale: Vec<String> = self
+            .connectors
+            .iter()
+            .filter(|(name, running)| {
+                wanted.get(*name).is_none_or(|w| {
+                    w.generation != running.generation
+                        || running.config != w.config.clone().into_iter().collect::<ConfigMap>()
+                })
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            self.stop_connector(&name);
+        }
+        for (name, wanted) in wanted {
+            let target = match pb::TargetState::try_from(wanted.target_state) {
+                Ok(pb::TargetState::Paused) => TargetState::Paused,
+                _ => TargetState::Running,
+            };
+            if let Some(running) = self.connectors.get(&name) {
+                running.target.send_if_modified(|current| {
+                    let changed = *current != target;
+                    *current = target;
+                    changed
+                });
+                continue;
+            }
+            self.start_connector(name, wanted, target, events.clone());
+        }
+    }
+
+    fn start_connector(
+        &mut self,
+        name: String,
+        wanted: pb::ConnectorAssignment,
+        target: TargetState,
+        events: mpsc::UnboundedSender<TaskEvent>,
+    ) {
+        let config: ConfigMap = wanted.config.into_iter().collect();
+        let (target_tx, target_rx) = watch::channel(target);
+        let cancel = CancellationToken::new();
+        let plugin = config
+            .get("connector.class")
+            .and_then(|class| self.registry.connector(class));
+        let (reported, mut forwarded) = mpsc::unbounded_channel();
+        let handle = match plugin {
+            Some(plugin) => {
+                // Instance events go out on the runner's one event channel.
+                let events = events.clone();
+                tokio::spawn(async move {
+                    while let Some(event) = forwarded.recv().await {
+                        if events.send(TaskEvent::Instance(event)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                instance::spawn(InstanceContext {
+                    name: name.clone(),
+                    config: config.clone(),
+                    generation: wanted.generation,
+                    plugin,
+                    target: target_rx,
+                    cancel: cancel.clone(),
+                    events: reported,
+                })
+            }
+            None => {
+                let trace = format!(
+                    "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
+                    config
+                        .get("connector.class")
+                        .map_or("<none>", String::as_str),
+                    self.config.runner_id
+                );
+                let _ = events.send(TaskEvent::Instance(InstanceEvent::Status {
+                    connector: name.clone(),
+                    generation: wanted.generation,
+                    state: ConnectorState::Failed,
+                    trace,
+                }));
+                tokio::spawn(async {})
+            }
+        };
+        self.connectors.insert(
+            name,
+            RunningConnector {
+                config,
+                generation: wanted.generation,
+                target: target_tx,
+                cancel,
+                handle,
+            },
+        );
+    }
+
+    /// Connector instances hold no data: stopping one is cancelling it.
+    fn stop_connector(&mut self, name: &str) {
+        if let Some(running) = self.connectors.remove(name) {
+            tracing::info!(connector = %name, "stopping connector");
+            running.cancel.cancel();
+            running.handle.abort();
+        }
     }
 
     /// Makes the running tasks match `assignment`.
@@ -280,6 +465,7 @@ impl Runner {
             return;
         }
         self.last_epoch = assignment.epoch;
+        self.apply_connectors(assignment.connectors, events);
         let wanted: BTreeMap<TaskKey, pb::TaskAssignment> = assignment
             .tasks
             .into_iter()
@@ -398,8 +584,12 @@ impl Runner {
         );
     }
 
-    /// Stops every task, all at once.
+    /// Stops every connector instance and task, all at once.
     async fn stop_all(&mut self, events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>) {
+        let names: Vec<String> = self.connectors.keys().cloned().collect();
+        for name in names {
+            self.stop_connector(&name);
+        }
         let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
         self.stop_many(keys, events_rx, None).await;
     }

@@ -390,8 +390,12 @@ fn rest_api_answers_like_kafka_connect() {
         &json!({"connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "t2"}).to_string(),
     );
     assert_eq!(status, 200, "{body}");
-    let (_, tasks) = rest.get("/connectors/src/tasks");
-    assert_eq!(tasks[0]["config"]["topic"], "t2");
+    // The connector instance makes the new task configs after the write.
+    wait_until(
+        Duration::from_secs(30),
+        "task configs from the new config",
+        || rest.get("/connectors/src/tasks").1[0]["config"]["topic"] == "t2",
+    );
     let (status, _) = rest.put(
         "/connectors/created-by-put/config",
         &json!({"connector.class": "FileStreamSink", "topics": "t2", "file": dir.path().join("o.txt").to_str().unwrap()}).to_string(),

@@ -15,13 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weir_connect::api::{
-    ConnectorError, ConnectorKind, ConnectorPlugin, Result, SinkRecord, SinkTask, SourcePosition,
-    SourceRecord, SourceTask, Task, TaskIdentity, TopicPartitionOffset,
+    ConnectorContext, ConnectorError, ConnectorKind, ConnectorPlugin, Result, SinkRecord, SinkTask,
+    SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity, TopicPartitionOffset,
 };
-use weir_connect::config::{
-    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default as KeyDefault, Direction, Importance,
-    Width,
-};
+use weir_connect::config::{ConfigDef, ConfigMap, Direction};
 use weir_connect::wire;
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_client::ConnectorClient;
@@ -42,48 +39,6 @@ pub struct SidecarPlugin {
     channel: Channel,
 }
 
-/// The API keeps class names and ConfigDefs as `'static` text; a sidecar's
-/// are learnt once, at start-up, and live as long as the runner.
-fn forever(text: String) -> &'static str {
-    Box::leak(text.into_boxed_str())
-}
-
-fn config_key(key: &pb::ConfigKey) -> ConfigKey {
-    let config_type = match key.r#type.as_str() {
-        "BOOLEAN" => ConfigType::Boolean,
-        "INT" => ConfigType::Int,
-        "SHORT" => ConfigType::Short,
-        "LONG" => ConfigType::Long,
-        "DOUBLE" => ConfigType::Double,
-        "LIST" => ConfigType::List,
-        "CLASS" => ConfigType::Class,
-        "PASSWORD" => ConfigType::Password,
-        _ => ConfigType::String,
-    };
-    let default = match (&key.default_value, key.required) {
-        (_, true) => KeyDefault::Required,
-        (Some(value), false) => KeyDefault::Value(forever(value.clone())),
-        (None, false) => KeyDefault::Null,
-    };
-    let mut defined = ConfigKey::new(forever(key.name.clone()), config_type, default)
-        .importance(match key.importance.as_str() {
-            "HIGH" => Importance::High,
-            "MEDIUM" => Importance::Medium,
-            _ => Importance::Low,
-        })
-        .doc(forever(key.documentation.clone()));
-    defined.group = forever(key.group.clone());
-    defined.order = key.order;
-    defined.width = match key.width.as_str() {
-        "SHORT" => Width::Short,
-        "MEDIUM" => Width::Medium,
-        "LONG" => Width::Long,
-        _ => Width::None,
-    };
-    defined.display_name = forever(key.display_name.clone());
-    defined
-}
-
 impl SidecarPlugin {
     /// The plugins a sidecar described in its handshake.
     pub fn from_handshake(
@@ -94,27 +49,19 @@ impl SidecarPlugin {
         handshake
             .plugins
             .iter()
-            .filter_map(|plugin| {
-                let kind = match pb::PluginKind::try_from(plugin.kind) {
-                    Ok(pb::PluginKind::Source) => Direction::Source,
-                    Ok(pb::PluginKind::Sink) => Direction::Sink,
-                    _ => {
-                        tracing::error!(%sidecar, class = %plugin.class, "plugin of unknown kind skipped");
-                        return None;
-                    }
-                };
-                let mut config_def = ConfigDef::new();
-                for key in &plugin.config {
-                    config_def = config_def.define(config_key(key));
-                }
-                Some(SidecarPlugin {
+            .filter_map(|plugin| match wire::plugin_from_wire(plugin) {
+                Ok(described) => Some(SidecarPlugin {
                     sidecar: sidecar.to_owned(),
-                    class: forever(plugin.class.clone()),
-                    kind,
-                    version: forever(plugin.version.clone()),
-                    config_def,
+                    class: described.class,
+                    kind: described.kind,
+                    version: described.version,
+                    config_def: described.config_def,
                     channel: channel.clone(),
-                })
+                }),
+                Err(error) => {
+                    tracing::error!(%sidecar, %error, "plugin skipped");
+                    None
+                }
             })
             .collect()
     }
@@ -193,6 +140,40 @@ impl ConnectorPlugin for SidecarPlugin {
             .into_iter()
             .map(|task| task.config.into_iter().collect())
             .collect())
+    }
+
+    /// Follows the sidecar's Watch stream: each ReconfigureTasks event asks
+    /// the runner for new task configs; an error event or a lost sidecar
+    /// fails the connector.
+    async fn monitor(&self, config: &ConfigMap, context: ConnectorContext) -> Result<()> {
+        let request = pb::WatchRequest {
+            class: self.class.to_owned(),
+            connector: config.get("name").cloned().unwrap_or_default(),
+            config: config.clone().into_iter().collect(),
+        };
+        let mut events = ConnectorClient::new(self.channel.clone())
+            .watch(request)
+            .await
+            .map_err(|status| self.unreachable("watch failed", status.message()))?
+            .into_inner();
+        loop {
+            match events.message().await {
+                Ok(Some(pb::ConnectorEvent {
+                    event: Some(pb::connector_event::Event::ReconfigureTasks(_)),
+                })) => context.request_task_reconfiguration(),
+                Ok(Some(pb::ConnectorEvent {
+                    event: Some(pb::connector_event::Event::Error(error)),
+                })) => {
+                    return Err(ConnectorError::Fatal(format!(
+                        "sidecar plugin {} ({}): {}",
+                        self.sidecar, self.class, error.message
+                    )));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(self.unreachable("connection lost", status.message())),
+            }
+        }
     }
 
     fn create_task(&self) -> Task {
