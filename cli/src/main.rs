@@ -11,12 +11,12 @@ use tokio_util::sync::CancellationToken;
 use weir_connect::client::OverridePolicy;
 use weir_connect::config::ConfigMap;
 use weir_connect::properties::hostname;
-use weir_connect::registry::Registry;
 use weir_coordinator::server::parse_listeners;
 use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
 use weir_proto::admin::v1::PutConnectorConfigRequest;
 use weir_proto::admin::v1::admin_client::AdminClient;
 use weir_runner::devkafka::DevKafka;
+use weir_runner::host::Sidecars;
 use weir_runner::{Runner, RunnerConfig, WorkerConfig};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -90,29 +90,16 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         );
         Some(broker)
     };
-    // Sidecar plugins from plugin.path; one that cannot be loaded is logged
-    // and skipped, a class claimed twice stops start-up.
-    let sidecars = CancellationToken::new();
-    let mut registry = Registry::builtin();
-    let mut launched = None;
-    let runtime_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
-    if let Some(path) = properties
-        .get("plugin.path")
-        .filter(|p| !p.trim().is_empty())
-    {
-        let mut loaded = weir_runner::host::load(path, &runtime_dir, "standalone", &sidecars).await;
-        registry = registry.with_plugins(std::mem::take(&mut loaded.plugins))?;
-        launched = Some(loaded);
-    }
-    let registry = Arc::new(registry);
-
     let rest_listen = parse_listeners(
         properties
             .get("listeners")
             .map_or("http://:8083", String::as_str),
     )?;
-    let grpc_listen: SocketAddr = "127.0.0.1:0".parse()?;
     let id = format!("{}:{}", hostname(), rest_listen.port());
+    let runtime_dir = std::env::temp_dir().join(format!("weir-{}", std::process::id()));
+    let (registry, sidecars) = Sidecars::load(&properties, runtime_dir, &id).await?;
+    let registry = Arc::new(registry);
+    let grpc_listen: SocketAddr = "127.0.0.1:0".parse()?;
     let state_file = properties
         .get("config.storage.file.filename")
         .map(PathBuf::from);
@@ -180,11 +167,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     }
     coordinator.shutdown().await;
     // Sidecars stop after the tasks that used them: SIGTERM, then SIGKILL.
-    sidecars.cancel();
-    if let Some(launched) = launched {
-        launched.stopped().await;
-    }
-    let _ = std::fs::remove_dir_all(&runtime_dir);
+    sidecars.stop().await;
     drop(embedded);
     Ok(())
 }

@@ -12,6 +12,10 @@
 //!   the good plugin keep working.
 //! - A sidecar that stops answering (SIGSTOP) fails its task within
 //!   seconds; the runner stays healthy.
+//! - Distributed mode: a coordinator with no plugins of its own lists and
+//!   validates the sidecar plugins a runner reported, places the sidecar
+//!   connectors only on that runner (not on a second runner without them),
+//!   and the seed pipeline copies the file byte for byte.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -21,7 +25,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
-use weir_tests::{Broker, Standalone, append, binary, read, wait_until};
+use weir_tests::{
+    Broker, CoordinatorProcess, Etcd, Standalone, append, binary, read, start_runner, wait_until,
+};
 
 /// A plugin directory whose manifest launches `weir-file-connectors`,
 /// labelled with the plugin directory so a test can find its own process.
@@ -111,6 +117,97 @@ fn the_seed_pipeline_runs_with_both_file_connectors_as_sidecars() {
         .status()
         .unwrap();
     assert!(!left.success(), "the sidecar outlived the runner");
+}
+
+#[test]
+fn distributed_mode_runs_sidecar_connectors_on_the_runners_that_have_them() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = CoordinatorProcess::start(&etcd, "/weir-sidecar/", dir.path(), "coord");
+    let rest = &coordinator.rest;
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    let converters = "key.converter=org.apache.kafka.connect.json.JsonConverter
+                      value.converter=org.apache.kafka.connect.json.JsonConverter
+";
+    let mut with_plugins = start_runner(
+        &coordinator.grpc,
+        "with-plugins",
+        broker.bootstrap(),
+        dir.path(),
+        &format!(
+            "plugin.path={}
+{converters}",
+            plugins.display()
+        ),
+    );
+    let _without = start_runner(
+        &coordinator.grpc,
+        "without-plugins",
+        broker.bootstrap(),
+        dir.path(),
+        converters,
+    );
+    // The coordinator knows the sidecar plugins only from the runner's report.
+    wait_until(Duration::from_secs(30), "sidecar plugins listed", || {
+        rest.get("/connector-plugins")
+            .1
+            .to_string()
+            .contains("org.weir.connect.file.SidecarFileStreamSinkConnector")
+    });
+    let (status, infos) = rest.put(
+        "/connector-plugins/SidecarFileStreamSource/config/validate",
+        &json!({"connector.class": "SidecarFileStreamSource"}).to_string(),
+    );
+    assert_eq!(status, 200, "{infos}");
+    let file_key = infos["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["definition"]["name"] == "topic")
+        .expect("the sidecar's own keys are validated");
+    assert_eq!(
+        file_key["value"]["errors"].as_array().unwrap().len(),
+        1,
+        "{file_key}"
+    );
+
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    let text = lines(0, 2000);
+    std::fs::write(&input, &text).unwrap();
+    let source = json!({"name": "sidecar-source", "config": {
+        "connector.class": "SidecarFileStreamSource", "file": input.to_str().unwrap(),
+        "topic": "distributed-sidecar"}});
+    let sink = json!({"name": "sidecar-sink", "config": {
+        "connector.class": "org.weir.connect.file.SidecarFileStreamSinkConnector",
+        "topics": "distributed-sidecar", "file": output.to_str().unwrap()}});
+    for connector in [source, sink] {
+        let (status, body) = rest.post("/connectors", &connector.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+    wait_until(Duration::from_secs(60), "the byte-identical copy", || {
+        read(&output) == text
+    });
+    let more = lines(2000, 2500);
+    append(&input, &more);
+    let all = format!("{text}{more}");
+    wait_until(Duration::from_secs(60), "appended lines copied", || {
+        read(&output) == all
+    });
+    for name in ["sidecar-source", "sidecar-sink"] {
+        rest.wait_running(name);
+        let (_, status) = rest.get(&format!("/connectors/{name}/status"));
+        assert_eq!(status["connector"]["worker_id"], "with-plugins", "{status}");
+        assert_eq!(status["tasks"][0]["worker_id"], "with-plugins", "{status}");
+    }
+    with_plugins.terminate();
+    let left = Command::new("pgrep")
+        .args(["-f", &label(&plugins)])
+        .status()
+        .unwrap();
+    assert!(!left.success(), "the sidecar outlived its runner");
 }
 
 #[test]

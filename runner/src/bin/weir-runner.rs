@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use weir_connect::registry::Registry;
+use weir_runner::host::Sidecars;
 use weir_runner::{Runner, RunnerConfig, WorkerConfig};
 
 #[derive(Parser, Debug)]
@@ -30,8 +30,8 @@ struct Args {
     /// Stable runner id (`runner.id`), default the host name; shown as worker_id.
     #[arg(long, env = "WEIR_RUNNER_ID")]
     runner_id: Option<String>,
-    /// Where sidecar connector plugins live (`plugin.path`); distributed mode
-    /// does not support them yet, so setting it is an error.
+    /// Directories of sidecar connector plugins (`plugin.path`, comma-separated):
+    /// each sub-directory with a `weir-plugin.json` manifest is a plugin.
     #[arg(long, env = "WEIR_PLUGIN_PATH")]
     plugin_path: Option<String>,
 }
@@ -59,12 +59,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             properties.insert(key.to_owned(), value);
         }
     }
-    if properties
-        .get("plugin.path")
-        .is_some_and(|p| !p.trim().is_empty())
-    {
-        return Err("plugin.path: sidecar plugins run in standalone mode only for now (the coordinators cannot validate them yet); remove plugin.path from the runner's settings".into());
-    }
     let coordinator = properties
         .get("coordinator.url")
         .cloned()
@@ -73,6 +67,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .get("runner.id")
         .cloned()
         .unwrap_or_else(weir_connect::properties::hostname);
+    // The runner reports its plugins when it joins, so the coordinators can
+    // validate and list them.
+    let runtime_dir = std::env::temp_dir().join(format!("weir-runner-{}", std::process::id()));
+    let (registry, sidecars) = Sidecars::load(&properties, runtime_dir, &runner_id).await?;
     let worker = WorkerConfig::from_properties(properties, false)?;
     let runner = Runner::new(
         RunnerConfig {
@@ -80,7 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             coordinator,
             worker,
         },
-        Arc::new(Registry::builtin()),
+        Arc::new(registry),
     )
     .await?;
     let shutdown = CancellationToken::new();
@@ -101,6 +99,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracing::info!("shutting down");
         signal.cancel();
     });
-    runner.run(shutdown).await?;
+    let outcome = runner.run(shutdown).await;
+    // Sidecars stop after the tasks that used them.
+    sidecars.stop().await;
+    outcome?;
     Ok(())
 }

@@ -37,6 +37,47 @@ impl Loaded {
     }
 }
 
+/// The sidecars one process launched or attached to, for its lifetime.
+pub struct Sidecars {
+    shutdown: CancellationToken,
+    loaded: Option<Loaded>,
+    runtime_dir: std::path::PathBuf,
+}
+
+impl Sidecars {
+    /// The built-in plugins plus the sidecar plugins of the worker's
+    /// `plugin.path`, if set. A plugin that cannot be loaded is logged and
+    /// skipped; a class claimed twice is an error naming both.
+    pub async fn load(
+        worker: &weir_connect::config::ConfigMap,
+        runtime_dir: std::path::PathBuf,
+        runner_id: &str,
+    ) -> Result<(weir_connect::registry::Registry, Sidecars), String> {
+        let mut sidecars = Sidecars {
+            shutdown: CancellationToken::new(),
+            loaded: None,
+            runtime_dir,
+        };
+        let mut registry = weir_connect::registry::Registry::builtin();
+        if let Some(path) = worker.get("plugin.path").filter(|p| !p.trim().is_empty()) {
+            let mut loaded = load(path, &sidecars.runtime_dir, runner_id, &sidecars.shutdown).await;
+            registry = registry.with_plugins(std::mem::take(&mut loaded.plugins))?;
+            sidecars.loaded = Some(loaded);
+        }
+        Ok((registry, sidecars))
+    }
+
+    /// Stops the launched sidecars (SIGTERM, then SIGKILL after a grace
+    /// period) and removes their sockets. Call after the tasks have stopped.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        if let Some(loaded) = self.loaded {
+            loaded.stopped().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+}
+
 /// Loads every plugin under `plugin_path`: launches the sidecars that have a
 /// command (supervised until `shutdown`), attaches to the ones that have an
 /// address, and handshakes with each. `runtime_dir` holds the sockets of
