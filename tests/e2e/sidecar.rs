@@ -455,6 +455,53 @@ fn a_python_sidecar_source_and_sink_copy_a_file_through_kafka() {
     weir.process.terminate();
 }
 
+#[test]
+fn a_python_connector_that_asks_for_reconfiguration_gets_new_tasks() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    python_plugin(&plugins);
+    let mut weir = start(dir.path(), &plugins, &broker);
+    let watched = dir.path().join("watched");
+    std::fs::create_dir_all(&watched).unwrap();
+    std::fs::write(watched.join("a.txt"), "a1\na2\n").unwrap();
+    let output = dir.path().join("output.txt");
+    let source = json!({"name": "dir-source", "config": {
+        "connector.class": "PythonDirectorySource", "directory": watched.to_str().unwrap(),
+        "topic": "dir-topic", "tasks.max": "4"}});
+    let sink = json!({"name": "dir-sink", "config": {
+        "connector.class": "FileStreamSink", "topics": "dir-topic", "file": output.to_str().unwrap()}});
+    for connector in [source, sink] {
+        let (status, body) = weir.rest.post("/connectors", &connector.to_string());
+        assert_eq!(status, 201, "{body}");
+    }
+    let copied = |expected: &[&str]| {
+        let mut got: Vec<String> = read(&output).lines().map(str::to_owned).collect();
+        got.sort();
+        got == expected
+    };
+    wait_until(Duration::from_secs(60), "a.txt copied", || {
+        copied(&["a1", "a2"])
+    });
+    let tasks = |rest: &weir_tests::Rest| rest.get("/connectors/dir-source/tasks").1;
+    assert_eq!(tasks(&weir.rest).as_array().unwrap().len(), 1);
+    // A new file: the connector's monitor asks for reconfiguration, the
+    // runner makes task configs again, and a second task reads the file.
+    std::fs::write(watched.join("b.txt"), "b1\n").unwrap();
+    wait_until(Duration::from_secs(60), "a second task", || {
+        tasks(&weir.rest).as_array().is_some_and(|t| t.len() == 2)
+    });
+    wait_until(Duration::from_secs(60), "b.txt copied", || {
+        copied(&["a1", "a2", "b1"])
+    });
+    assert_eq!(
+        tasks(&weir.rest)[1]["config"]["files"],
+        watched.join("b.txt").to_str().unwrap()
+    );
+    weir.rest.wait_running("dir-source");
+    weir.process.terminate();
+}
+
 /// Runs `weir-conformance` against a sidecar this test starts itself.
 fn conformance(sidecar: &mut Command, socket: &Path, source: &str, sink: &str, dir: &Path) {
     let input = dir.join("conformance-in.txt");

@@ -1,5 +1,7 @@
-"""Example Python connectors: a source that reads the lines of a file and a
-sink that writes records' values as lines, served as one sidecar.
+"""Example Python connectors, served as one sidecar: a source that reads the
+lines of a file, a sink that writes records' values as lines, and a source
+that reads every ``*.txt`` file of a directory with one task per file,
+asking for new task configs when files appear (``monitor``).
 
 Run by a Weir runner through a plugin.path manifest::
 
@@ -78,6 +80,56 @@ class LinesSource(SourceConnector):
         return LinesSourceTask()
 
 
+def text_files(directory):
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".txt"))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(directory, n) for n in names]
+
+
+class DirectorySourceTask(SourceTask):
+    """Reads the files in its ``files`` config (comma-separated) in turn."""
+
+    def open(self, config, positions):
+        self.readers = []
+        for path in filter(None, config["files"].split(",")):
+            reader = LinesSourceTask()
+            reader.open({"file": path, "topic": config["topic"]}, positions)
+            self.readers.append(reader)
+
+    def poll(self, max_records):
+        records = []
+        for reader in self.readers:
+            if len(records) < max_records:
+                records.extend(reader.poll(max_records - len(records)))
+        return records
+
+
+class DirectorySource(SourceConnector):
+    class_name = "com.example.weir.PythonDirectorySourceConnector"
+    config_def = [
+        ConfigKey("directory", required=True, importance="HIGH", documentation="The directory whose *.txt files to read"),
+        ConfigKey("topic", required=True, importance="HIGH", documentation="The topic to write to"),
+    ]
+
+    def task_configs(self, config, max_tasks):
+        files = text_files(config["directory"])
+        groups = [files[i::max_tasks] for i in range(min(max_tasks, len(files)))]
+        return [dict(config, files=",".join(group)) for group in groups]
+
+    def monitor(self, config, context):
+        known = text_files(config["directory"])
+        while not context.stopped.wait(0.2):
+            now = text_files(config["directory"])
+            if now != known:
+                known = now
+                context.request_task_reconfiguration()
+
+    def task(self):
+        return DirectorySourceTask()
+
+
 class LinesSinkTask(SinkTask):
     def open(self, config):
         self.out = open(config["file"], "a", encoding="utf-8")
@@ -106,4 +158,4 @@ class LinesSink(SinkConnector):
 
 
 if __name__ == "__main__":
-    serve([LinesSource(), LinesSink()])
+    serve([LinesSource(), LinesSink(), DirectorySource()])

@@ -26,10 +26,14 @@ Lifecycle guarantees (the runner keeps them; see README.md):
   offsets are committed only after ``flush`` returned.
 * Raise ``RetriableError`` for a failure the runner should retry; any other
   exception fails the task with its message as the trace.
+* ``validate``, ``task_configs`` and ``monitor`` run on the runner the
+  connector is placed on; ``task_configs`` runs again after each
+  ``context.request_task_reconfiguration()`` from ``monitor``.
 """
 
 from weir_connect.api import (
     ConfigKey,
+    ConnectorContext,
     RetriableError,
     SinkConnector,
     SinkRecord,
@@ -42,6 +46,7 @@ from weir_connect.sidecar import serve
 
 __all__ = [
     "ConfigKey",
+    "ConnectorContext",
     "RetriableError",
     "SinkConnector",
     "SinkRecord",

@@ -98,8 +98,30 @@ class Connector:
         """Split the work; by default one task with the connector's config."""
         return [dict(config)]
 
+    def monitor(self, config: dict, context: "ConnectorContext") -> None:
+        """Runs in its own thread for as long as the connector runs, to watch
+        the external system. Call ``context.request_task_reconfiguration()``
+        when the work changes (a new table, a new file): the runner calls
+        ``task_configs`` again and restarts the tasks whose config changed.
+        Return when ``context.stopped`` is set. Returning early ends the watch,
+        not the connector; raising fails the connector. Watches nothing by
+        default."""
+
     def task(self):
         raise NotImplementedError
+
+
+class ConnectorContext:
+    """What a running connector may ask of the runner (Kafka Connect's
+    ``ConnectorContext``)."""
+
+    def __init__(self, request, stopped):
+        self._request = request
+        #: A ``threading.Event`` set when the runner stops the connector.
+        self.stopped = stopped
+
+    def request_task_reconfiguration(self) -> None:
+        self._request()
 
 
 class SourceConnector(Connector):

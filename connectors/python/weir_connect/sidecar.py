@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_proto"))
 from weir.connector.v2 import connector_pb2 as pb  # noqa: E402
 from weir.connector.v2 import connector_pb2_grpc as rpc  # noqa: E402
 
-from weir_connect.api import RetriableError, SinkRecord  # noqa: E402
+from weir_connect.api import ConnectorContext, RetriableError, SinkRecord  # noqa: E402
 
 PROTOCOL_VERSION = 2
 SDK = "weir-python 0.1.0"
@@ -145,12 +145,37 @@ class ConnectorService(rpc.ConnectorServicer):
         return pb.TaskConfigsResponse(tasks=[pb.TaskConfig(config=c) for c in configs])
 
     def Watch(self, request, context):
-        self.find(getattr(request, "class"), context)
-        # No reconfiguration requests yet: stay open until the runner leaves.
-        done = threading.Event()
-        context.add_callback(done.set)
-        done.wait()
-        yield from ()
+        """Runs the connector's ``monitor`` in a thread; each reconfiguration
+        it asks for becomes a ReconfigureTasks event. The stream stays open
+        until the runner cancels it (the connector stopped)."""
+        connector = self.find(getattr(request, "class"), context)
+        events = queue.Queue()
+        stopped = threading.Event()
+
+        def cancelled():
+            stopped.set()
+            events.put(None)
+
+        context.add_callback(cancelled)
+        watch = ConnectorContext(
+            lambda: events.put(pb.ConnectorEvent(reconfigure_tasks=pb.ReconfigureTasks())),
+            stopped,
+        )
+
+        def monitor():
+            try:
+                connector.monitor(dict(request.config), watch)
+            except Exception as error:  # noqa: BLE001 - any failure fails the connector
+                events.put(pb.ConnectorEvent(error=pb.TaskError(kind=pb.TaskError.FATAL, message=str(error))))
+
+        threading.Thread(target=monitor, name="weir-monitor", daemon=True).start()
+        while True:
+            event = events.get()
+            if event is None:
+                return
+            yield event
+            if event.HasField("error"):
+                return
 
 
 def _reader(request_iterator, commands):
