@@ -1,8 +1,15 @@
 //! `weir-bench`: FileStreamSource → Kafka through Weir's real source task
 //! loop, against a raw rdkafka producer sending the same records to the same
-//! broker in the same run. Prints records/s of each, their ratio, and CPU
-//! seconds per million records of this process (the broker is a separate
-//! child process, so its CPU is not counted).
+//! broker in the same run; and Kafka → FileStreamSink through the real sink
+//! task loop, against a raw rdkafka consumer writing the same values to a
+//! file. Each connector runs in-process and as a sidecar over a Unix socket.
+//! Prints records/s of each, their ratio, and CPU seconds per million
+//! records of this process (the broker and the sidecar are separate child
+//! processes, so their CPU is not counted).
+//!
+//! The sink reads topics of [`SINK_PARTITIONS`] partitions, so that the
+//! embedded broker (which keeps a few MiB a partition) still holds every
+//! record when the sink starts.
 //!
 //! Usage: `cargo run --release -p weir-bench [-- --records N --bootstrap HOST:PORT]`.
 //! Without `--bootstrap` it starts the embedded broker (librdkafka's mock
@@ -16,8 +23,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use weir_connect::api::{ConnectorPlugin, TaskIdentity};
@@ -112,6 +122,93 @@ fn producer_settings(bootstrap: &str) -> ClientConfig {
     config
 }
 
+/// Partitions of each sink benchmark topic.
+const SINK_PARTITIONS: i32 = 32;
+
+/// Creates a topic on an external broker (the embedded one creates them at start).
+async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap();
+    for outcome in created {
+        outcome.unwrap();
+    }
+}
+
+/// The end offset of each partition of `topic`, and checks that the broker
+/// still holds every record from offset 0.
+fn end_offsets(bootstrap: &str, topic: &str) -> Vec<(i32, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    (0..SINK_PARTITIONS)
+        .map(|partition| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap();
+            assert_eq!(low, 0, "the broker dropped records of {topic}/{partition}");
+            (partition, high)
+        })
+        .collect()
+}
+
+/// The baseline: a raw rdkafka consumer writing every value of `topic` as
+/// a line to a file, as FileStreamSink does, and syncing it at the end.
+fn raw_consumer(bootstrap: &str, topic: &str, records: usize) -> Measurement {
+    let stored: i64 = end_offsets(bootstrap, topic)
+        .iter()
+        .map(|(_, end)| end)
+        .sum();
+    assert_eq!(
+        stored,
+        i64::try_from(records).unwrap(),
+        "records in {topic}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "bench-raw")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..SINK_PARTITIONS {
+        assignment
+            .add_partition_offset(topic, partition, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut out =
+        std::io::BufWriter::new(std::fs::File::create(dir.path().join("out.txt")).unwrap());
+    let mut read = 0;
+    while read < records {
+        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+            let message = message.unwrap();
+            out.write_all(message.payload().unwrap_or_default())
+                .unwrap();
+            out.write_all(b"\n").unwrap();
+            read += 1;
+        }
+    }
+    out.into_inner().unwrap().sync_all().unwrap();
+    Measurement {
+        records,
+        wall: start.elapsed(),
+        cpu: cpu_time() - cpu,
+    }
+}
+
 /// The baseline: a raw rdkafka producer sending `lines` as values.
 fn raw_producer(bootstrap: &str, topic: &str, lines: &[String]) -> Measurement {
     let producer: ThreadedProducer<DefaultProducerContext> =
@@ -138,6 +235,90 @@ fn raw_producer(bootstrap: &str, topic: &str, lines: &[String]) -> Measurement {
     }
 }
 
+/// Runs one task of `plugin` with `config` through the runner's real task
+/// loop until `done` says the committed positions cover everything.
+async fn run_task(
+    bootstrap: &str,
+    name: &str,
+    config: ConfigMap,
+    converter: &str,
+    plugin: Arc<dyn ConnectorPlugin>,
+    records: usize,
+    mut done: impl FnMut(&[weir_connect::api::SourcePosition]) -> bool,
+) -> Measurement {
+    let dir = tempfile::tempdir().unwrap();
+    let worker: ConfigMap = [
+        ("bootstrap.servers", bootstrap),
+        (
+            "offset.storage.file.filename",
+            dir.path().join("offsets").to_str().unwrap(),
+        ),
+        ("offset.flush.interval.ms", "50"),
+        ("value.converter", converter),
+        ("value.converter.schemas.enable", "true"),
+        (
+            "key.converter",
+            "org.apache.kafka.connect.storage.StringConverter",
+        ),
+        ("producer.queue.buffering.max.messages", "1000000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let worker = Arc::new(WorkerConfig::from_properties(worker, true).unwrap());
+    let mut config = config;
+    config.insert("connector.class".into(), plugin.class().to_owned());
+    config.insert("name".into(), name.to_owned());
+    let (events, mut received) = mpsc::unbounded_channel();
+    let (_target, target_rx) = watch::channel(TargetState::Running);
+    let cancel = CancellationToken::new();
+    let context = TaskContext {
+        key: TaskKey {
+            connector: name.into(),
+            task: 0,
+        },
+        task_count: 1,
+        config,
+        epoch: 0,
+        worker: worker.clone(),
+        offsets: Arc::new(FileOffsetStore::new(dir.path().join("offsets"))),
+        target: target_rx,
+        cancel: cancel.clone(),
+        events,
+    };
+    let cpu = cpu_time();
+    let start = Instant::now();
+    let identity = TaskIdentity {
+        connector: name.into(),
+        task: 0,
+        epoch: 0,
+    };
+    let handle = task::spawn(context, plugin.create_task_for(&identity));
+    let mut wall = None;
+    while let Some(event) = received.recv().await {
+        match event {
+            TaskEvent::OffsetsCommitted { positions, .. } if done(&positions) => {
+                wall = Some(start.elapsed());
+                break;
+            }
+            TaskEvent::Status {
+                state: task::TaskState::Failed,
+                trace,
+                ..
+            } => panic!("{name} failed: {trace}"),
+            _ => {}
+        }
+    }
+    let cpu = cpu_time() - cpu;
+    cancel.cancel();
+    handle.await.unwrap();
+    Measurement {
+        records,
+        wall: wall.expect("task finished"),
+        cpu,
+    }
+}
+
 /// Weir: FileStreamSource → converter → producer, with offsets committed
 /// after acks; done when the offset of the last line is committed.
 async fn weir_source(
@@ -158,93 +339,75 @@ async fn weir_source(
     out.flush().unwrap();
     drop(out);
     let size = std::fs::metadata(&file).unwrap().len();
-
-    let worker: ConfigMap = [
-        ("bootstrap.servers", bootstrap),
-        (
-            "offset.storage.file.filename",
-            dir.path().join("offsets").to_str().unwrap(),
-        ),
-        ("offset.flush.interval.ms", "50"),
-        ("value.converter", converter),
-        ("value.converter.schemas.enable", "true"),
-        (
-            "key.converter",
-            "org.apache.kafka.connect.storage.StringConverter",
-        ),
-        ("producer.queue.buffering.max.messages", "1000000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let worker = Arc::new(WorkerConfig::from_properties(worker, true).unwrap());
-    let config: ConfigMap = [
-        ("connector.class", plugin.class()),
-        ("file", file.to_str().unwrap()),
-        ("topic", topic),
-    ]
-    .into_iter()
-    .chain(transforms.iter().copied())
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let (events, mut received) = mpsc::unbounded_channel();
-    let (_target, target_rx) = watch::channel(TargetState::Running);
-    let cancel = CancellationToken::new();
-    let context = TaskContext {
-        key: TaskKey {
-            connector: "bench".into(),
-            task: 0,
-        },
-        task_count: 1,
+    let config: ConfigMap = [("file", file.to_str().unwrap()), ("topic", topic)]
+        .into_iter()
+        .chain(transforms.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    run_task(
+        bootstrap,
+        topic,
         config,
-        epoch: 0,
-        worker: worker.clone(),
-        offsets: Arc::new(FileOffsetStore::new(dir.path().join("offsets"))),
-        target: target_rx,
-        cancel: cancel.clone(),
-        events,
-    };
-    let cpu = cpu_time();
-    let start = Instant::now();
-    let identity = TaskIdentity {
-        connector: "bench".into(),
-        task: 0,
-        epoch: 0,
-    };
-    let handle = task::spawn(context, plugin.create_task_for(&identity));
-    let mut wall = None;
-    while let Some(event) = received.recv().await {
-        match event {
-            TaskEvent::OffsetsCommitted { positions, .. }
-                if positions
-                    .iter()
-                    .any(|p| p.offset["position"].as_u64() == Some(size)) =>
-            {
-                wall = Some(start.elapsed());
-                break;
+        converter,
+        plugin,
+        lines.len(),
+        |positions| {
+            positions
+                .iter()
+                .any(|p| p.offset["position"].as_u64() == Some(size))
+        },
+    )
+    .await
+}
+
+/// Weir: consumer → converter → FileStreamSink, with offsets committed
+/// after `flush`; done when the committed offsets reach the topic's end.
+async fn weir_sink(
+    bootstrap: &str,
+    topic: &str,
+    name: &str,
+    records: usize,
+    plugin: Arc<dyn ConnectorPlugin>,
+) -> Measurement {
+    let dir = tempfile::tempdir().unwrap();
+    let ends = end_offsets(bootstrap, topic);
+    let config: ConfigMap = [
+        ("file", dir.path().join("out.txt").to_str().unwrap()),
+        ("topics", topic),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut committed = std::collections::BTreeMap::new();
+    run_task(
+        bootstrap,
+        name,
+        config,
+        "org.apache.kafka.connect.storage.StringConverter",
+        plugin,
+        records,
+        |positions| {
+            for position in positions {
+                if let (Some(partition), Some(offset)) = (
+                    position.partition["kafka_partition"].as_i64(),
+                    position.offset["kafka_offset"].as_i64(),
+                ) {
+                    committed.insert(partition as i32, offset);
+                }
             }
-            TaskEvent::Status {
-                state: task::TaskState::Failed,
-                trace,
-                ..
-            } => panic!("source failed: {trace}"),
-            _ => {}
-        }
-    }
-    let cpu = cpu_time() - cpu;
-    cancel.cancel();
-    handle.await.unwrap();
-    Measurement {
-        records: lines.len(),
-        wall: wall.expect("source finished"),
-        cpu,
-    }
+            ends.iter()
+                .all(|(partition, end)| committed.get(partition).copied().unwrap_or(0) >= *end)
+        },
+    )
+    .await
 }
 
 /// `weir-file-connectors` (built beside this binary) as a sidecar on a Unix
-/// socket, and its FileStreamSource as the runner sees it; `None` when the
-/// sidecar binary was not built.
-async fn sidecar_source(dir: &std::path::Path) -> Option<(Child, Arc<dyn ConnectorPlugin>)> {
+/// socket, and its FileStreamSource and FileStreamSink as the runner sees
+/// them; `None` when the sidecar binary was not built.
+async fn sidecar_plugins(
+    dir: &std::path::Path,
+) -> Option<(Child, Arc<dyn ConnectorPlugin>, Arc<dyn ConnectorPlugin>)> {
     let binary = std::env::current_exe()
         .ok()?
         .parent()?
@@ -269,11 +432,43 @@ async fn sidecar_source(dir: &std::path::Path) -> Option<(Child, Arc<dyn Connect
             Err(status) => panic!("the sidecar did not answer: {status}"),
         }
     };
-    let plugin = remote::SidecarPlugin::from_handshake("bench", &channel, &handshake)
-        .into_iter()
-        .find(|p| p.class().ends_with("SidecarFileStreamSourceConnector"))?;
-    Some((child, Arc::new(plugin)))
+    let mut source = None;
+    let mut sink = None;
+    for plugin in remote::SidecarPlugin::from_handshake("bench", &channel, &handshake) {
+        let plugin: Arc<dyn ConnectorPlugin> = Arc::new(plugin);
+        if plugin.class().ends_with("SidecarFileStreamSourceConnector") {
+            source = Some(plugin);
+        } else if plugin.class().ends_with("SidecarFileStreamSinkConnector") {
+            sink = Some(plugin);
+        }
+    }
+    Some((child, source?, sink?))
 }
+
+/// The sink benchmark's topics, one per record size.
+fn sink_topic(size: usize) -> String {
+    format!("bench-sink-{size}")
+}
+
+/// Fills a sink benchmark topic with `lines`, spread evenly over its
+/// partitions (untimed).
+fn fill(bootstrap: &str, topic: &str, lines: &[String]) {
+    let producer: ThreadedProducer<DefaultProducerContext> =
+        producer_settings(bootstrap).create().unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let partition = i32::try_from(i).unwrap() % SINK_PARTITIONS;
+        let mut record = BaseRecord::<(), str>::to(topic)
+            .payload(line.as_str())
+            .partition(partition);
+        while let Err((_, returned)) = producer.send(record) {
+            record = returned;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    producer.flush(Duration::from_secs(120)).unwrap();
+}
+
+const SIZES: [usize; 2] = [100, 1024];
 
 fn start_broker() -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -283,6 +478,7 @@ fn start_broker() -> (Child, String) {
         .port();
     let child = Command::new(std::env::current_exe().unwrap())
         .args(["serve-broker", &port.to_string()])
+        .args(SIZES.map(sink_topic))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -300,7 +496,10 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("serve-broker") {
         let port: u16 = args[2].parse().unwrap();
         runtime.block_on(async {
-            let _broker = weir_runner::devkafka::DevKafka::start(port).await.unwrap();
+            let broker = weir_runner::devkafka::DevKafka::start(port).await.unwrap();
+            for topic in &args[3..] {
+                broker.create_topic(topic, SINK_PARTITIONS).unwrap();
+            }
             std::future::pending::<()>().await;
         });
         return;
@@ -332,14 +531,20 @@ fn main() {
         "size", "path", "records/s", "CPU-s/M", "rate ÷raw", "CPU ×raw"
     );
     let in_process = Registry::builtin().connector("FileStreamSource").unwrap();
+    let in_process_sink = Registry::builtin().connector("FileStreamSink").unwrap();
     let sidecar_dir = tempfile::tempdir().unwrap();
-    let mut sidecar = runtime.block_on(sidecar_source(sidecar_dir.path()));
+    let mut sidecar = runtime.block_on(sidecar_plugins(sidecar_dir.path()));
     if sidecar.is_none() {
         println!(
             "(weir-file-connectors is not built beside weir-bench: no sidecar rows; run `cargo build --release --bins` first)"
         );
     }
-    for (size, count) in [(100usize, records), (1024, (records / 4).max(1))] {
+    for size in SIZES {
+        let count = if size < 1024 {
+            records
+        } else {
+            (records / 4).max(1)
+        };
         let lines: Vec<String> = (0..count)
             .map(|i| format!("{i:0>width$}", width = size))
             .collect();
@@ -368,7 +573,7 @@ fn main() {
             FIVE_SMTS,
             in_process.clone(),
         ));
-        let over_sidecar = sidecar.as_ref().map(|(_, plugin)| {
+        let over_sidecar = sidecar.as_ref().map(|(_, plugin, _)| {
             runtime.block_on(weir_source(
                 &bootstrap,
                 &format!("bench-sidecar-{size}"),
@@ -396,9 +601,50 @@ fn main() {
         if let Some(over_sidecar) = &over_sidecar {
             row("weir sidecar FileStreamSource (String)", over_sidecar);
             println!(
-                "{:<8} sidecar ÷ in-process (String): {:.2} records/s (CPU column: this process only, not the sidecar)",
+                "{:<8} sidecar source ÷ in-process (String): {:.2} records/s (CPU column: this process only, not the sidecar)",
                 format!("{size} B"),
                 over_sidecar.rate() / string.rate()
+            );
+        }
+        let sink_input = sink_topic(size);
+        if broker.is_none() {
+            runtime.block_on(create_topic(&bootstrap, &sink_input, SINK_PARTITIONS));
+        }
+        fill(&bootstrap, &sink_input, &lines);
+        let raw_sink = raw_consumer(&bootstrap, &sink_input, count);
+        let sink = runtime.block_on(weir_sink(
+            &bootstrap,
+            &sink_input,
+            &format!("bench-sink-{size}"),
+            count,
+            in_process_sink.clone(),
+        ));
+        let sink_row = |name: &str, m: &Measurement| {
+            println!(
+                "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
+                format!("{size} B"),
+                name,
+                m.rate(),
+                m.cpu_per_million(),
+                m.rate() / raw_sink.rate(),
+                m.cpu_per_million() / raw_sink.cpu_per_million()
+            );
+        };
+        sink_row("raw rdkafka BaseConsumer → file", &raw_sink);
+        sink_row("weir FileStreamSink (String)", &sink);
+        if let Some((_, _, sidecar_sink)) = &sidecar {
+            let over_sidecar = runtime.block_on(weir_sink(
+                &bootstrap,
+                &sink_input,
+                &format!("bench-sidecar-sink-{size}"),
+                count,
+                sidecar_sink.clone(),
+            ));
+            sink_row("weir sidecar FileStreamSink (String)", &over_sidecar);
+            println!(
+                "{:<8} sidecar sink ÷ in-process (String): {:.2} records/s (CPU column: this process only, not the sidecar)",
+                format!("{size} B"),
+                over_sidecar.rate() / sink.rate()
             );
         }
         println!(
@@ -412,7 +658,7 @@ fn main() {
         let _ = child.kill();
         let _ = child.wait();
     }
-    if let Some((child, _)) = sidecar.as_mut() {
+    if let Some((child, _, _)) = sidecar.as_mut() {
         let _ = child.kill();
         let _ = child.wait();
     }

@@ -28,6 +28,7 @@ const MAX_FRAME: usize = 100 * 1024 * 1024;
 pub struct DevKafka {
     address: SocketAddr,
     shutdown: CancellationToken,
+    mock: Arc<Mock>,
 }
 
 struct Mock {
@@ -37,6 +38,19 @@ struct Mock {
 }
 
 impl Mock {
+    fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        let cluster = self
+            .handle
+            .client()
+            .mock_cluster()
+            .ok_or_else(|| Error::Internal("the mock cluster is gone".into()))?;
+        if let Ok(mut created) = self.created.lock() {
+            created.insert(name.to_owned());
+        }
+        cluster.create_topic(name, partitions, 1)?;
+        Ok(())
+    }
+
     fn ensure_topics(&self, names: Vec<String>) {
         let Some(cluster) = self.handle.client().mock_cluster() else {
             return;
@@ -81,6 +95,7 @@ impl DevKafka {
         });
         let shutdown = CancellationToken::new();
         let accept_shutdown = shutdown.clone();
+        let accepted_mock = mock.clone();
         tokio::spawn(async move {
             loop {
                 let accepted = tokio::select! {
@@ -90,7 +105,7 @@ impl DevKafka {
                 match accepted {
                     Ok((client, _)) => {
                         let upstream = upstream.clone();
-                        let mock = mock.clone();
+                        let mock = accepted_mock.clone();
                         let stop = accept_shutdown.clone();
                         tokio::spawn(async move {
                             tokio::select! {
@@ -106,11 +121,21 @@ impl DevKafka {
                     Err(error) => tracing::warn!(%error, "dev broker accept failed"),
                 }
             }
-            // The mock cluster lives as long as this loop.
-            drop(mock);
+            // The mock cluster lives as long as this loop (or the handle).
+            drop(accepted_mock);
         });
         tracing::info!(bootstrap = %address, "embedded Kafka broker (librdkafka mock cluster) listening");
-        Ok(DevKafka { address, shutdown })
+        Ok(DevKafka {
+            address,
+            shutdown,
+            mock,
+        })
+    }
+
+    /// Creates a topic with `partitions` partitions now, which clients
+    /// cannot ask of this broker (every topic they name gets one).
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        self.mock.create_topic(name, partitions)
     }
 
     /// `bootstrap.servers` for clients.

@@ -192,6 +192,7 @@ impl ConnectorPlugin for SidecarPlugin {
                 link,
                 stream: None,
                 credit: 0,
+                received: std::collections::VecDeque::new(),
             })),
             Direction::Sink => Task::Sink(Box::new(RemoteSink {
                 link,
@@ -381,7 +382,13 @@ struct RemoteSource {
     stream: Option<Session<pb::SourceCommand, pb::SourceEvent>>,
     /// Records the sidecar may still send.
     credit: u32,
+    /// Records received ahead of the poll that returns them.
+    received: std::collections::VecDeque<pb::SourceRecord>,
 }
+
+/// The source proxy keeps credit for this many polls outstanding, so the
+/// sidecar makes the next batch while the runner converts and sends this one.
+const CREDIT_POLLS_AHEAD: u32 = 2;
 
 fn source_command(command: pb::source_command::Command) -> pb::SourceCommand {
     pb::SourceCommand {
@@ -406,15 +413,23 @@ impl SourceTask for RemoteSource {
         Ok(())
     }
 
+    /// Returns records the sidecar sent, at most `max_records`, waiting for
+    /// a batch only when none is in hand. Credit is topped up to
+    /// [`CREDIT_POLLS_AHEAD`] polls' worth, counting records in hand, so a
+    /// fast sidecar is a batch ahead and a slow runner holds it back.
     async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>> {
         let wanted = u32::try_from(max_records).unwrap_or(u32::MAX);
+        let window = wanted.saturating_mul(CREDIT_POLLS_AHEAD);
         let link = &self.link;
         let Some(session) = self.stream.as_mut() else {
             return Err(link.fail("the task is not open"));
         };
-        if self.credit < wanted {
+        let in_hand = u32::try_from(self.received.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.credit);
+        if in_hand < window {
             let credit = pb::Credit {
-                records: wanted - self.credit,
+                records: window - in_hand,
                 bytes: 0,
             };
             session
@@ -423,28 +438,29 @@ impl SourceTask for RemoteSource {
                     source_command(pb::source_command::Command::Credit(credit)),
                 )
                 .await?;
-            self.credit = wanted;
+            self.credit += window - in_hand;
         }
-        // Waiting here is waiting for data; a dead or hung sidecar breaks
-        // the stream (keepalive), which ends the wait.
-        match session.next(link).await?.event {
-            Some(pb::source_event::Event::Batch(batch)) => {
-                let sent = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
-                if sent > self.credit {
-                    return Err(malformed(link, "a batch larger than the credit granted"));
+        if self.received.is_empty() {
+            // Waiting here is waiting for data; a dead or hung sidecar breaks
+            // the stream (keepalive), which ends the wait.
+            match session.next(link).await?.event {
+                Some(pb::source_event::Event::Batch(batch)) => {
+                    let sent = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
+                    if sent > self.credit {
+                        return Err(malformed(link, "a batch larger than the credit granted"));
+                    }
+                    self.credit -= sent;
+                    self.received.extend(batch.records);
                 }
-                self.credit -= sent;
-                batch
-                    .records
-                    .iter()
-                    .map(|record| {
-                        wire::source_record_from_wire(record).map_err(|e| malformed(link, e))
-                    })
-                    .collect()
+                Some(pb::source_event::Event::Error(error)) => return Err(link.reported(&error)),
+                other => return Err(malformed(link, format!("unexpected {other:?}"))),
             }
-            Some(pb::source_event::Event::Error(error)) => Err(link.reported(&error)),
-            other => Err(malformed(link, format!("unexpected {other:?}"))),
         }
+        let take = self.received.len().min(max_records);
+        self.received
+            .drain(..take)
+            .map(|record| wire::source_record_from_wire(&record).map_err(|e| malformed(link, e)))
+            .collect()
     }
 
     async fn commit(&mut self, positions: &[SourcePosition]) -> Result<()> {
