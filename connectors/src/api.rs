@@ -77,6 +77,21 @@ pub enum ConnectorError {
         #[source]
         source: std::io::Error,
     },
+    /// From a sink's `put`: the batch was taken except these records. The
+    /// runner puts the retryable ones again, and sends the others through
+    /// error tolerance (`errors.tolerance`, the DLQ), as Kafka Connect's
+    /// errant record reporter does.
+    #[error("{} record(s) failed, the first: {}", .0.len(), .0.first().map_or("", |r| r.message.as_str()))]
+    Records(Vec<RecordError>),
+}
+
+/// One record of a `put` batch that failed on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordError {
+    /// Its index in the batch.
+    pub index: usize,
+    pub retryable: bool,
+    pub message: String,
 }
 
 impl ConnectorError {

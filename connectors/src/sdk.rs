@@ -562,10 +562,18 @@ async fn sink_session(
                     Ok(records) => task.put(records).await,
                     Err(error) => Err(crate::api::ConnectorError::Fatal(error.to_string())),
                 };
+                let (error, records) = match outcome {
+                    Ok(()) => (None, Vec::new()),
+                    Err(crate::api::ConnectorError::Records(failed)) => (
+                        None,
+                        failed.iter().map(wire::record_error_to_wire).collect(),
+                    ),
+                    Err(error) => (Some(wire::error_to_wire(&error)), Vec::new()),
+                };
                 Event::Put(pb::PutResult {
                     id: put.id,
-                    error: outcome.err().map(|e| wire::error_to_wire(&e)),
-                    records: Vec::new(),
+                    error,
+                    records,
                 })
             }
             Command::Flush(flush) => {

@@ -7,7 +7,8 @@ use weir_proto::connector::v2 as pb;
 
 use crate::api::ConnectorPlugin;
 use crate::api::{
-    ConnectorError, Header, JsonMap, SinkRecord, SourcePosition, SourceRecord, TopicPartitionOffset,
+    ConnectorError, Header, JsonMap, RecordError, SinkRecord, SourcePosition, SourceRecord,
+    TopicPartitionOffset,
 };
 use crate::config::{
     ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Width,
@@ -525,6 +526,30 @@ pub fn kind_to_wire(kind: Direction) -> pb::PluginKind {
     match kind {
         Direction::Source => pb::PluginKind::Source,
         Direction::Sink => pb::PluginKind::Sink,
+    }
+}
+
+pub fn record_error_to_wire(failed: &RecordError) -> pb::RecordError {
+    let kind = if failed.retryable {
+        pb::task_error::Kind::Retriable
+    } else {
+        pb::task_error::Kind::Fatal
+    };
+    pb::RecordError {
+        index: u32::try_from(failed.index).unwrap_or(u32::MAX),
+        error: Some(pb::TaskError {
+            kind: kind as i32,
+            message: failed.message.clone(),
+        }),
+    }
+}
+
+pub fn record_error_from_wire(failed: &pb::RecordError) -> RecordError {
+    let error = failed.error.clone().unwrap_or_default();
+    RecordError {
+        index: failed.index as usize,
+        retryable: error.kind == pb::task_error::Kind::Retriable as i32,
+        message: error.message,
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Stage {
     KeyConverter,
     ValueConverter,
     Transformation,
+    /// The connector's `put` rejected the record.
+    TaskPut,
 }
 
 impl Stage {
@@ -32,6 +34,7 @@ impl Stage {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
         }
     }
 }

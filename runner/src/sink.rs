@@ -170,6 +170,7 @@ fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
 }
 
 const DATA_EXCEPTION: &str = "org.apache.kafka.connect.errors.DataException";
+const CONNECT_EXCEPTION: &str = "org.apache.kafka.connect.errors.ConnectException";
 
 struct SinkRun {
     /// Shared so blocking calls (metadata, synchronous commits) can run off
@@ -537,11 +538,58 @@ impl SinkRun {
         }
         let backoff = self.errors.connector_backoff();
         match put_until_done(task, batch, backoff, &context.cancel).await? {
-            Put::Done => {}
+            Put::Done { rejected } => {
+                let class = context
+                    .config
+                    .get("connector.class")
+                    .cloned()
+                    .unwrap_or_default();
+                for (record, message) in rejected {
+                    let failure = Failure {
+                        stage: Stage::TaskPut,
+                        class_name: class.clone(),
+                        error: message,
+                        exception_class: CONNECT_EXCEPTION,
+                    };
+                    let original = self.original_of_record(&record);
+                    self.errors.tolerate(failure, Some(&original)).await?;
+                }
+            }
             Put::Cancelled => self.interrupted = true,
         }
         context.emit_topics(new_topics).await;
         Ok(())
+    }
+
+    /// The consumed record a connector rejected, for the DLQ. The consumed
+    /// bytes are not kept, so the record is converted back with the
+    /// connector's converters, as Kafka Connect's errant record reporter does
+    /// for a record it has no original of (with transforms, the DLQ gets the
+    /// transformed record).
+    fn original_of_record(&self, record: &SinkRecord) -> OriginalRecord {
+        let bytes = |converter: &dyn Converter, data: &SchemaAndValue| {
+            converter.to_kafka(&record.topic, data).ok().flatten()
+        };
+        OriginalRecord {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+            key: bytes(self.key_converter.as_ref(), &record.key),
+            value: bytes(self.value_converter.as_ref(), &record.value),
+            headers: record
+                .headers
+                .iter()
+                .map(|header| {
+                    let value = match &header.value.value {
+                        Value::Bytes(bytes) => Some(bytes.clone()),
+                        Value::String(text) => Some(text.clone().into_bytes()),
+                        _ => None,
+                    };
+                    (header.key.clone(), value)
+                })
+                .collect(),
+        }
     }
 
     /// Flushes the connector, then commits what it has made durable, and
@@ -601,33 +649,56 @@ impl SinkRun {
 }
 
 /// How a `put` ended that did not fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Put {
-    Done,
+    /// Taken, except the records the connector rejected (with why).
+    Done { rejected: Vec<(SinkRecord, String)> },
     /// The task was stopped while the batch was being retried.
     Cancelled,
 }
 
 /// Puts `batch`, retrying retriable failures with `backoff` until it is
-/// taken or the task stops; a fatal failure is returned.
+/// taken or the task stops: the whole batch, or only the records that
+/// failed retriably on their own. Records that failed fatally on their own
+/// are returned; any other fatal failure is the error.
 pub async fn put_until_done(
     task: &mut dyn SinkTask,
     batch: Vec<SinkRecord>,
     mut backoff: Backoff,
     cancel: &CancellationToken,
 ) -> std::result::Result<Put, ConnectorError> {
+    let mut batch = batch;
+    let mut rejected = Vec::new();
     loop {
-        match task.put(batch.clone()).await {
-            Ok(()) => return Ok(Put::Done),
-            Err(error) if error.is_retryable() => {
-                let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
-                tracing::warn!(%error, ?delay, "retriable put failure; retrying");
-                tokio::select! {
-                    () = cancel.cancelled() => return Ok(Put::Cancelled),
-                    () = tokio::time::sleep(delay) => {}
+        let error = match task.put(batch.clone()).await {
+            Ok(()) => return Ok(Put::Done { rejected }),
+            Err(ConnectorError::Records(failed)) => {
+                let mut again = Vec::new();
+                for failure in failed {
+                    let Some(record) = batch.get(failure.index) else {
+                        continue;
+                    };
+                    if failure.retryable {
+                        again.push(record.clone());
+                    } else {
+                        rejected.push((record.clone(), failure.message));
+                    }
                 }
+                if again.is_empty() {
+                    return Ok(Put::Done { rejected });
+                }
+                let error = format!("{} record(s) failed retriably", again.len());
+                batch = again;
+                error
             }
+            Err(error) if error.is_retryable() => error.to_string(),
             Err(error) => return Err(error),
+        };
+        let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
+        tracing::warn!(%error, ?delay, "retriable put failure; retrying");
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(Put::Cancelled),
+            () = tokio::time::sleep(delay) => {}
         }
     }
 }
@@ -764,9 +835,99 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!(put, Put::Done);
+        assert_eq!(put, Put::Done { rejected: vec![] });
         assert_eq!(sink.written, ["a", "b"]);
         assert_eq!(sink.calls, 4);
+    }
+
+    /// Takes every record but rejects "poison" for good and "later" once.
+    struct PickySink {
+        later_failed: bool,
+        puts: Vec<Vec<String>>,
+    }
+
+    #[async_trait::async_trait]
+    impl SinkTask for PickySink {
+        async fn open(
+            &mut self,
+            _config: &weir_connect::config::ConfigMap,
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn put(&mut self, records: Vec<SinkRecord>) -> weir_connect::api::Result<()> {
+            let values: Vec<String> = records
+                .iter()
+                .map(|r| r.value.value.to_display_string())
+                .collect();
+            self.puts.push(values.clone());
+            let mut failed = Vec::new();
+            for (index, value) in values.iter().enumerate() {
+                if value == "poison" {
+                    failed.push(weir_connect::api::RecordError {
+                        index,
+                        retryable: false,
+                        message: "cannot store poison".into(),
+                    });
+                } else if value == "later" && !self.later_failed {
+                    self.later_failed = true;
+                    failed.push(weir_connect::api::RecordError {
+                        index,
+                        retryable: true,
+                        message: "busy".into(),
+                    });
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnectorError::Records(failed))
+            }
+        }
+
+        async fn flush(
+            &mut self,
+            _offsets: &[TopicPartitionOffset],
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn stop(&mut self) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_a_sink_rejects_are_returned_and_retriable_ones_put_again() {
+        let mut sink = PickySink {
+            later_failed: false,
+            puts: Vec::new(),
+        };
+        let policy = policy(&[]).await;
+        let put = put_until_done(
+            &mut sink,
+            records(&["a", "poison", "later", "b"]),
+            policy.connector_backoff(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        let Put::Done { rejected } = put else {
+            panic!("expected the batch taken");
+        };
+        let rejected: Vec<(String, String)> = rejected
+            .into_iter()
+            .map(|(record, why)| (record.value.value.to_display_string(), why))
+            .collect();
+        assert_eq!(
+            rejected,
+            [("poison".to_owned(), "cannot store poison".to_owned())]
+        );
+        assert_eq!(
+            sink.puts,
+            [vec!["a", "poison", "later", "b"], vec!["later"]],
+            "only the retriable record is put again"
+        );
     }
 
     #[tokio::test(start_paused = true)]

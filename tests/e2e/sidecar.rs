@@ -502,6 +502,69 @@ fn a_python_connector_that_asks_for_reconfiguration_gets_new_tasks() {
     weir.process.terminate();
 }
 
+#[test]
+fn records_a_python_sink_rejects_go_to_the_dead_letter_queue() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    python_plugin(&plugins);
+    let mut weir = start(dir.path(), &plugins, &broker);
+    weir_tests::kcat_produce(
+        broker.bootstrap(),
+        "rows",
+        &["row 1", "bad: row 2", "row 3", "bad: row 4", "row 5"],
+    );
+    let output = dir.path().join("rows.txt");
+    let sink = json!({"name": "picky", "config": {
+        "connector.class": "PythonFileSink", "topics": "rows", "file": output.to_str().unwrap(),
+        "reject.prefix": "bad:",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter",
+        "errors.tolerance": "all",
+        "errors.deadletterqueue.topic.name": "rows-dlq",
+        "errors.deadletterqueue.topic.replication.factor": "1",
+        "errors.deadletterqueue.context.headers.enable": "true"}});
+    let (status, body) = weir.rest.post("/connectors", &sink.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(60), "the accepted rows", || {
+        read(&output) == "row 1\nrow 3\nrow 5\n"
+    });
+    wait_until(
+        Duration::from_secs(60),
+        "the rejected rows in the DLQ",
+        || weir_tests::kcat(broker.bootstrap(), "rows-dlq").len() == 2,
+    );
+    let dead = weir_tests::kcat(broker.bootstrap(), "rows-dlq");
+    assert_eq!(dead[0].value, "bad: row 2");
+    assert_eq!(dead[1].value, "bad: row 4");
+    for expected in [
+        "__connect.errors.stage=TASK_PUT",
+        "__connect.errors.topic=rows",
+        "__connect.errors.exception.message=ValueError: line rejected: bad: row 2",
+    ] {
+        assert!(
+            dead[0].headers.contains(expected),
+            "{expected} in {}",
+            dead[0].headers
+        );
+    }
+    weir.rest.wait_running("picky");
+    // With the default errors.tolerance=none, a rejected record fails the task.
+    let strict = json!({"name": "strict", "config": {
+        "connector.class": "PythonFileSink", "topics": "rows",
+        "file": dir.path().join("strict.txt").to_str().unwrap(), "reject.prefix": "bad:",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}});
+    let (status, body) = weir.rest.post("/connectors", &strict.to_string());
+    assert_eq!(status, 201, "{body}");
+    wait_until(Duration::from_secs(60), "the strict sink FAILED", || {
+        let (_, status) = weir.rest.get("/connectors/strict/status");
+        status["tasks"][0]["state"] == "FAILED"
+            && status["tasks"][0]["trace"]
+                .as_str()
+                .is_some_and(|t| t.contains("line rejected: bad: row 2"))
+    });
+    weir.process.terminate();
+}
+
 /// Runs `weir-conformance` against a sidecar this test starts itself.
 fn conformance(sidecar: &mut Command, socket: &Path, source: &str, sink: &str, dir: &Path) {
     let input = dir.join("conformance-in.txt");

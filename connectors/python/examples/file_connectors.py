@@ -15,6 +15,7 @@ import time
 
 from weir_connect import (
     ConfigKey,
+    RecordErrors,
     SinkConnector,
     SinkTask,
     SourceConnector,
@@ -133,13 +134,21 @@ class DirectorySource(SourceConnector):
 class LinesSinkTask(SinkTask):
     def open(self, config):
         self.out = open(config["file"], "a", encoding="utf-8")
+        self.reject = config.get("reject.prefix") or None
 
     def put(self, records):
-        for record in records:
+        rejected = {}
+        for index, record in enumerate(records):
             value = record.value
             if isinstance(value, bytes):
                 value = value.decode("utf-8")
+            if self.reject and str(value).startswith(self.reject):
+                rejected[index] = ValueError(f"line rejected: {value}")
+                continue
             self.out.write(f"{value}\n")
+        if rejected:
+            # Every other record is written; these go to errors.tolerance.
+            raise RecordErrors(rejected)
 
     def flush(self, offsets):
         self.out.flush()
@@ -151,7 +160,11 @@ class LinesSinkTask(SinkTask):
 
 class LinesSink(SinkConnector):
     class_name = "com.example.weir.PythonFileSinkConnector"
-    config_def = [ConfigKey("file", required=True, importance="HIGH", documentation="The file to append to")]
+    config_def = [
+        ConfigKey("file", required=True, importance="HIGH", documentation="The file to append to"),
+        ConfigKey("reject.prefix", importance="LOW",
+                  documentation="Lines starting with this are rejected, one by one, as a database sink rejects rows"),
+    ]
 
     def task(self):
         return LinesSinkTask()

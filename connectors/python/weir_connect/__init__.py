@@ -25,7 +25,10 @@ Lifecycle guarantees (the runner keeps them; see README.md):
 * A sink task's ``put`` runs before the ``flush`` that covers it; Kafka
   offsets are committed only after ``flush`` returned.
 * Raise ``RetriableError`` for a failure the runner should retry; any other
-  exception fails the task with its message as the trace.
+  exception fails the task with its message as the trace. A sink's ``put``
+  may raise ``RecordErrors({index: exception})`` for records that failed on
+  their own: retriable ones are put again, the others go through
+  ``errors.tolerance`` and the dead letter queue.
 * ``validate``, ``task_configs`` and ``monitor`` run on the runner the
   connector is placed on; ``task_configs`` runs again after each
   ``context.request_task_reconfiguration()`` from ``monitor``.
@@ -34,6 +37,7 @@ Lifecycle guarantees (the runner keeps them; see README.md):
 from weir_connect.api import (
     ConfigKey,
     ConnectorContext,
+    RecordErrors,
     RetriableError,
     SinkConnector,
     SinkRecord,
@@ -47,6 +51,7 @@ from weir_connect.sidecar import serve
 __all__ = [
     "ConfigKey",
     "ConnectorContext",
+    "RecordErrors",
     "RetriableError",
     "SinkConnector",
     "SinkRecord",

@@ -8,6 +8,17 @@ class RetriableError(Exception):
     """A failure the runner retries (Kafka Connect's RetriableException)."""
 
 
+class RecordErrors(Exception):
+    """Raised by a sink's ``put``: the batch was taken except these records.
+    ``errors`` maps a record's index in the batch to its exception; a
+    ``RetriableError`` is put again, any other goes through the connector's
+    ``errors.tolerance`` (and dead letter queue, if configured)."""
+
+    def __init__(self, errors: dict):
+        super().__init__(f"{len(errors)} record(s) failed")
+        self.errors = errors
+
+
 @dataclass
 class ConfigKey:
     """One key of a connector's ConfigDef, as validate shows it."""

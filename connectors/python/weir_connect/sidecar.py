@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "_proto"))
 from weir.connector.v2 import connector_pb2 as pb  # noqa: E402
 from weir.connector.v2 import connector_pb2_grpc as rpc  # noqa: E402
 
-from weir_connect.api import ConnectorContext, RetriableError, SinkRecord  # noqa: E402
+from weir_connect.api import ConnectorContext, RecordErrors, RetriableError, SinkRecord  # noqa: E402
 
 PROTOCOL_VERSION = 2
 SDK = "weir-python 0.1.0"
@@ -342,6 +342,9 @@ def _outcome(message, id_, call, argument):
     try:
         call(argument)
         return message(id=id_)
+    except RecordErrors as failed:
+        records = [pb.RecordError(index=i, error=error_to_wire(e)) for i, e in sorted(failed.errors.items())]
+        return message(id=id_, records=records)
     except Exception as error:  # noqa: BLE001
         return message(id=id_, error=error_to_wire(error))
 

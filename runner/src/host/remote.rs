@@ -15,8 +15,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weir_connect::api::{
-    ConnectorContext, ConnectorError, ConnectorKind, ConnectorPlugin, Result, SinkRecord, SinkTask,
-    SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity, TopicPartitionOffset,
+    ConnectorContext, ConnectorError, ConnectorKind, ConnectorPlugin, RecordError, Result,
+    SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity,
+    TopicPartitionOffset,
 };
 use weir_connect::config::{ConfigDef, ConfigMap, Direction};
 use weir_connect::wire;
@@ -576,14 +577,27 @@ impl SinkTask for RemoteSink {
         match self.call(id, pb::sink_command::Command::Put(put)).await? {
             pb::sink_event::Event::Put(result) => {
                 outcome(&self.link, id, result.id, result.error)?;
-                // Per-record errors are not routed to error handling yet:
-                // the batch fails (a retriable one is put again).
-                match result.records.first() {
-                    Some(failed) => Err(self
-                        .link
-                        .reported(&failed.error.clone().unwrap_or_default())),
-                    None => Ok(()),
+                if result.records.is_empty() {
+                    return Ok(());
                 }
+                let mut failed: Vec<RecordError> = result
+                    .records
+                    .iter()
+                    .map(wire::record_error_from_wire)
+                    .collect();
+                if let Some(bad) = failed.iter().find(|f| f.index >= records.len()) {
+                    return Err(malformed(
+                        &self.link,
+                        format!(
+                            "an error for record {} of a batch of {}",
+                            bad.index,
+                            records.len()
+                        ),
+                    ));
+                }
+                failed.sort_by_key(|f| f.index);
+                failed.dedup_by_key(|f| f.index);
+                Err(ConnectorError::Records(failed))
             }
             pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
             other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
