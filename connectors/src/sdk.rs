@@ -90,6 +90,14 @@ impl Sidecar {
             std::fs::remove_file(path)?;
         }
         let listener = tokio::net::UnixListener::bind(path)?;
+        let shutdown = async {
+            tokio::select! {
+                () = shutdown => {}
+                () = orphaned() => {
+                    tracing::warn!("the runner that launched this sidecar is gone; exiting");
+                }
+            }
+        };
         self.router()
             .await
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
@@ -118,6 +126,25 @@ impl Sidecar {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         self.serve_tcp(listener, shutdown).await
+    }
+}
+
+/// Resolves once the runner that launched this sidecar (`WEIR_RUNNER_PID`)
+/// is no longer its parent: it was killed and cannot stop the sidecar. Never
+/// resolves for a sidecar that no runner launched.
+async fn orphaned() {
+    let Some(runner) = std::env::var("WEIR_RUNNER_PID")
+        .ok()
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return std::future::pending().await;
+    };
+    let mut check = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        check.tick().await;
+        if std::os::unix::process::parent_id() != runner {
+            return;
+        }
     }
 }
 

@@ -12,6 +12,10 @@
 //!   the good plugin keep working.
 //! - A sidecar that stops answering (SIGSTOP) fails its task within
 //!   seconds; the runner stays healthy.
+//! - Sidecars exit by themselves when their runner is killed (kill -9).
+//! - Records a Python sink rejects one by one go to the DLQ with
+//!   `errors.tolerance=all`, and fail the task without it.
+//! - A Python connector's `monitor` asks for reconfiguration and gets a new task.
 //! - Distributed mode: a coordinator with no plugins of its own lists and
 //!   validates the sidecar plugins a runner reported, places the sidecar
 //!   connectors only on that runner (not on a second runner without them),
@@ -563,6 +567,40 @@ fn records_a_python_sink_rejects_go_to_the_dead_letter_queue() {
                 .is_some_and(|t| t.contains("line rejected: bad: row 2"))
     });
     weir.process.terminate();
+}
+
+#[test]
+fn sidecars_exit_when_their_runner_is_killed() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    file_connectors_plugin(&plugins);
+    python_plugin(&plugins);
+    let mut weir = start(dir.path(), &plugins, &broker);
+    let running = |pattern: &str| {
+        Command::new("pgrep")
+            .args(["-f", pattern])
+            .status()
+            .unwrap()
+            .success()
+    };
+    let python_example = "examples/file_connectors.py";
+    assert!(running(&label(&plugins)), "the Rust sidecar runs");
+    // Several Python tests may run at once: find this one's by its parent.
+    let weir_pid = weir.process.pid().to_string();
+    let python_children = || {
+        let output = Command::new("pgrep")
+            .args(["-P", &weir_pid, "-f", python_example])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    let python_pid = python_children();
+    assert!(!python_pid.is_empty(), "the Python sidecar runs");
+    weir.process.kill_hard();
+    wait_until(Duration::from_secs(15), "both sidecars gone", || {
+        !running(&label(&plugins)) && !std::path::Path::new(&format!("/proc/{python_pid}")).exists()
+    });
 }
 
 /// Runs `weir-conformance` against a sidecar this test starts itself.

@@ -86,6 +86,11 @@ impl Process {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (0 once it was stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// SIGKILL, as `kill -9`.
     pub fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {

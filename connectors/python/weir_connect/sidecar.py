@@ -373,5 +373,21 @@ def serve(connectors, address=None):
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
+    orphaned = threading.Event()
+    runner = os.environ.get("WEIR_RUNNER_PID")
+    if runner:
+        # A killed runner cannot send SIGTERM: exit once it is no longer our parent.
+        def watch_parent():
+            while not stopped.wait(0.5):
+                if str(os.getppid()) != runner:
+                    # No message: stdout was a pipe to the runner, now closed.
+                    orphaned.set()
+                    stopped.set()
+
+        threading.Thread(target=watch_parent, name="weir-parent", daemon=True).start()
     stopped.wait()
     server.stop(grace=5).wait()
+    if orphaned.is_set():
+        # Task threads whose runner vanished may still wait on their streams;
+        # nobody is left to answer, so do not wait for them.
+        os._exit(0)

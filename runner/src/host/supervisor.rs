@@ -32,6 +32,9 @@ pub fn spawn(name: &str, launch: &Launch, socket: &Path) -> Result<Child, String
         .args(args)
         .envs(env)
         .env("WEIR_SIDECAR_SOCKET", socket)
+        // The SDKs exit when their parent is no longer this process (the
+        // runner was killed and cannot send SIGTERM).
+        .env("WEIR_RUNNER_PID", std::process::id().to_string())
         .current_dir(working_dir)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
