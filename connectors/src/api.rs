@@ -207,5 +207,25 @@ pub trait SinkTask: Send {
     /// Makes everything put so far durable; the runner commits `offsets` to
     /// Kafka only after this returns.
     async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()>;
+    /// Kafka Connect's `preCommit`: which of `offsets` (the next offset to
+    /// read of each partition consumed since the last commit) are safe to
+    /// commit now. The default flushes and answers all of them; a sink that
+    /// writes asynchronously answers only what has landed.
+    async fn pre_commit(
+        &mut self,
+        offsets: &[TopicPartitionOffset],
+    ) -> Result<Vec<TopicPartitionOffset>> {
+        self.flush(offsets).await?;
+        Ok(offsets.to_vec())
+    }
+    /// The task now reads these partitions (Kafka Connect's `open`).
+    async fn open_partitions(&mut self, _partitions: &[(String, i32)]) -> Result<()> {
+        Ok(())
+    }
+    /// The task no longer reads these partitions (Kafka Connect's `close`);
+    /// offsets of theirs not yet committed are read again by their next owner.
+    async fn close_partitions(&mut self, _partitions: &[(String, i32)]) -> Result<()> {
+        Ok(())
+    }
     async fn stop(&mut self) -> Result<()>;
 }

@@ -322,6 +322,14 @@ impl Connector for ConnectorService {
     }
 }
 
+fn partitions_of(partitions: &pb::Partitions) -> Vec<(String, i32)> {
+    partitions
+        .partitions
+        .iter()
+        .map(|p| (p.topic.clone(), p.partition))
+        .collect()
+}
+
 fn malformed(message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("malformed connector protocol message: {message}"))
 }
@@ -577,8 +585,18 @@ async fn sink_session(
             Ok(None) | Err(_) => break,
         };
         let event = match command {
-            // The Rust API has no partition open/close hooks: nothing to tell the task.
-            Command::Assign(_) | Command::Revoke(_) => continue,
+            // No answer is due; a failure ends the session with an error event.
+            Command::Assign(assigned) => {
+                match task.open_partitions(&partitions_of(&assigned)).await {
+                    Ok(()) => continue,
+                    Err(error) => Event::Error(wire::error_to_wire(&error)),
+                }
+            }
+            Command::Revoke(revoked) => match task.close_partitions(&partitions_of(&revoked)).await
+            {
+                Ok(()) => continue,
+                Err(error) => Event::Error(wire::error_to_wire(&error)),
+            },
             Command::Put(put) => {
                 let records = put
                     .records
@@ -611,19 +629,20 @@ async fn sink_session(
                     error: outcome.err().map(|e| wire::error_to_wire(&e)),
                 })
             }
-            // Kafka Connect's default preCommit: flush, then every offset is safe.
             Command::PreCommit(pre) => {
                 let offsets: Vec<_> = pre.offsets.iter().map(wire::offset_from_wire).collect();
-                let outcome = task.flush(&offsets).await;
-                Event::PreCommit(pb::PreCommitResult {
-                    id: pre.id,
-                    offsets: if outcome.is_ok() {
-                        pre.offsets
-                    } else {
-                        Vec::new()
-                    },
-                    error: outcome.err().map(|e| wire::error_to_wire(&e)),
-                })
+                match task.pre_commit(&offsets).await {
+                    Ok(safe) => Event::PreCommit(pb::PreCommitResult {
+                        id: pre.id,
+                        offsets: safe.iter().map(wire::offset_to_wire).collect(),
+                        error: None,
+                    }),
+                    Err(error) => Event::PreCommit(pb::PreCommitResult {
+                        id: pre.id,
+                        offsets: Vec::new(),
+                        error: Some(wire::error_to_wire(&error)),
+                    }),
+                }
             }
             Command::Stop(_) => {
                 if let Err(error) = task.stop().await {

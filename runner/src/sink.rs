@@ -313,6 +313,14 @@ impl SinkRun {
         }
         self.flush_and_commit(context, task, CommitMode::Sync)
             .await?;
+        let closed: Vec<(String, i32)> = self.owned.difference(&mine).cloned().collect();
+        let opened: Vec<(String, i32)> = mine.difference(&self.owned).cloned().collect();
+        if !closed.is_empty() {
+            task.close_partitions(&closed).await?;
+            // What the connector did not declare safe is read again by the next owner.
+            self.uncommitted
+                .retain(|partition, _| mine.contains(partition));
+        }
         let mut assignment = TopicPartitionList::new();
         for (topic, partition) in &mine {
             assignment.add_partition_offset(topic, *partition, Offset::Stored)?;
@@ -323,6 +331,9 @@ impl SinkRun {
         }
         tracing::info!(task = %context.key, partitions = mine.len(), "sink partitions assigned");
         self.owned = mine;
+        if !opened.is_empty() {
+            task.open_partitions(&opened).await?;
+        }
         Ok(())
     }
 
@@ -612,7 +623,21 @@ impl SinkRun {
                 offset: *offset,
             })
             .collect();
-        task.flush(&offsets).await?;
+        // Only what the connector declares safe is committed, and never past
+        // what was consumed.
+        let offsets: Vec<TopicPartitionOffset> = task
+            .pre_commit(&offsets)
+            .await?
+            .into_iter()
+            .filter(|safe| {
+                self.uncommitted
+                    .get(&(safe.topic.clone(), safe.partition))
+                    .is_some_and(|consumed| safe.offset <= *consumed)
+            })
+            .collect();
+        if offsets.is_empty() {
+            return Ok(());
+        }
         let mut list = TopicPartitionList::new();
         for entry in &offsets {
             list.add_partition_offset(&entry.topic, entry.partition, Offset::Offset(entry.offset))?;
@@ -626,7 +651,12 @@ impl SinkRun {
             }
             CommitMode::Async => self.consumer.commit(&list, CommitMode::Async)?,
         }
-        self.uncommitted.clear();
+        for entry in &offsets {
+            let key = (entry.topic.clone(), entry.partition);
+            if self.uncommitted.get(&key) == Some(&entry.offset) {
+                self.uncommitted.remove(&key);
+            }
+        }
         let positions = offsets
             .iter()
             .map(|entry| {

@@ -230,10 +230,25 @@ fn a_broker_outage_loses_nothing_and_never_commits_past_an_unacknowledged_record
 }
 
 /// A sink connector for the tests: fails `put` retriably `busy` times, and
-/// fatally for a record whose value is "poison".
+/// fatally for a record whose value is "poison"; declares offsets safe to
+/// commit only below `safe_below`, when set; records the partitions it is
+/// told it reads.
 struct ScriptedSink {
     busy: usize,
     written: Arc<Mutex<Vec<String>>>,
+    safe_below: Option<i64>,
+    opened: Arc<Mutex<Vec<(String, i32)>>>,
+}
+
+impl ScriptedSink {
+    fn new(busy: usize, written: Arc<Mutex<Vec<String>>>) -> Self {
+        ScriptedSink {
+            busy,
+            written,
+            safe_below: None,
+            opened: Arc::default(),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -272,6 +287,31 @@ impl weir_connect::api::SinkTask for ScriptedSink {
         &mut self,
         _offsets: &[weir_connect::api::TopicPartitionOffset],
     ) -> weir_connect::api::Result<()> {
+        Ok(())
+    }
+
+    async fn pre_commit(
+        &mut self,
+        offsets: &[weir_connect::api::TopicPartitionOffset],
+    ) -> weir_connect::api::Result<Vec<weir_connect::api::TopicPartitionOffset>> {
+        let cap = self.safe_below.unwrap_or(i64::MAX);
+        Ok(offsets
+            .iter()
+            .map(|o| weir_connect::api::TopicPartitionOffset {
+                offset: o.offset.min(cap),
+                ..o.clone()
+            })
+            .collect())
+    }
+
+    async fn open_partitions(
+        &mut self,
+        partitions: &[(String, i32)],
+    ) -> weir_connect::api::Result<()> {
+        self.opened
+            .lock()
+            .unwrap()
+            .extend(partitions.iter().cloned());
         Ok(())
     }
 
@@ -375,10 +415,7 @@ async fn a_retriable_put_is_retried_until_it_succeeds_and_a_fatal_put_fails_the_
     kcat_produce(broker.bootstrap(), "retried", &records);
 
     let written = Arc::new(Mutex::new(Vec::new()));
-    let sink = ScriptedSink {
-        busy: 3,
-        written: written.clone(),
-    };
+    let sink = ScriptedSink::new(3, written.clone());
     let mut run = run_sink(broker.bootstrap(), dir.path(), "retried", &[], sink);
     let committed = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
@@ -405,10 +442,7 @@ async fn a_retriable_put_is_retried_until_it_succeeds_and_a_fatal_put_fails_the_
     // A fatal put fails the task even with errors.tolerance=all, and nothing goes to the DLQ.
     kcat_produce(broker.bootstrap(), "poisoned", &["fine", "poison", "after"]);
     let written = Arc::new(Mutex::new(Vec::new()));
-    let sink = ScriptedSink {
-        busy: 0,
-        written: written.clone(),
-    };
+    let sink = ScriptedSink::new(0, written.clone());
     let tolerant = [
         ("errors.tolerance", "all"),
         ("errors.deadletterqueue.topic.name", "poisoned-dlq"),
@@ -436,6 +470,44 @@ async fn a_retriable_put_is_retried_until_it_succeeds_and_a_fatal_put_fails_the_
         weir_tests::kcat(broker.bootstrap(), "poisoned-dlq").is_empty(),
         "a put failure is not a record for the dead-letter queue"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_offsets_the_sink_declares_safe_are_committed() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    kcat_produce(broker.bootstrap(), "held", &["1", "2", "3", "4", "5", "6"]);
+    let written = Arc::new(Mutex::new(Vec::new()));
+    let mut sink = ScriptedSink::new(0, written.clone());
+    sink.safe_below = Some(4);
+    let opened = sink.opened.clone();
+    let mut run = run_sink(broker.bootstrap(), dir.path(), "held", &[], sink);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let event = run.events.recv().await.unwrap();
+            assert!(failed_trace(&event).is_none(), "{event:?}");
+            if let Some(offset) = committed_offset(&event) {
+                assert!(
+                    offset <= 4,
+                    "committed {offset}, past what the sink declared safe"
+                );
+                if offset == 4 && written.lock().unwrap().len() == 6 {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the safe offset committed");
+    // The final commit at stop is held back too.
+    run.cancel.cancel();
+    while let Some(event) = run.events.recv().await {
+        if let Some(offset) = committed_offset(&event) {
+            assert!(offset <= 4, "committed {offset} at stop");
+        }
+    }
+    run.handle.await.unwrap();
+    assert_eq!(*opened.lock().unwrap(), [("held".to_owned(), 0)]);
 }
 
 #[test]

@@ -91,6 +91,21 @@ class SinkTask:
         """Make everything put so far durable. ``offsets`` are
         ``(topic, partition, next_offset)`` triples."""
 
+    def pre_commit(self, offsets: list) -> list:
+        """Kafka Connect's preCommit: return the ``(topic, partition,
+        next_offset)`` triples that are safe to commit now. By default,
+        flush and return them all; a sink that writes asynchronously returns
+        only what has landed."""
+        self.flush(offsets)
+        return offsets
+
+    def open_partitions(self, partitions: list) -> None:
+        """The task now reads these ``(topic, partition)`` pairs."""
+
+    def close_partitions(self, partitions: list) -> None:
+        """The task no longer reads these; what was not committed is read
+        again by their next owner."""
+
     def stop(self) -> None:
         pass
 

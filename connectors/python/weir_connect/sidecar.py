@@ -306,6 +306,12 @@ class SinkService(rpc.SinkServicer):
             for command in request_iterator:
                 which = command.WhichOneof("command")
                 if which in ("assign", "revoke"):
+                    partitions = [(p.topic, p.partition) for p in getattr(command, which).partitions]
+                    hook = task.open_partitions if which == "assign" else task.close_partitions
+                    try:
+                        hook(partitions)
+                    except Exception as error:  # noqa: BLE001 - reported on the stream
+                        yield pb.SinkEvent(error=error_to_wire(error))
                     continue
                 if which == "put":
                     records = [
@@ -322,9 +328,12 @@ class SinkService(rpc.SinkServicer):
                     if which == "flush":
                         yield pb.SinkEvent(flush=_outcome(pb.FlushResult, request.id, task.flush, offsets))
                     else:
-                        result = _outcome(pb.PreCommitResult, request.id, task.flush, offsets)
-                        if not result.HasField("error"):
-                            result.offsets.extend(request.offsets)
+                        try:
+                            safe = task.pre_commit(offsets)
+                            result = pb.PreCommitResult(id=request.id, offsets=[
+                                pb.TopicPartitionOffset(topic=t, partition=p, offset=o) for t, p, o in safe])
+                        except Exception as error:  # noqa: BLE001 - reported to the runner
+                            result = pb.PreCommitResult(id=request.id, error=error_to_wire(error))
                         yield pb.SinkEvent(pre_commit=result)
                 elif which == "stop":
                     _stop(task)

@@ -537,6 +537,28 @@ impl RemoteSink {
         self.next_id += 1;
         self.next_id
     }
+
+    /// Sends a command that has no answer (partition assign and revoke); a
+    /// failure in the sidecar comes back as an error event on the next call.
+    async fn tell(&mut self, command: pb::sink_command::Command) -> Result<()> {
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Err(link.fail("the task is not open"));
+        };
+        session.send(link, sink_command(command)).await
+    }
+}
+
+fn partitions_to_wire(partitions: &[(String, i32)]) -> pb::Partitions {
+    pb::Partitions {
+        partitions: partitions
+            .iter()
+            .map(|(topic, partition)| pb::TopicPartition {
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .collect(),
+    }
 }
 
 fn outcome(link: &Link, id: u64, answered: u64, error: Option<pb::TaskError>) -> Result<()> {
@@ -620,6 +642,42 @@ impl SinkTask for RemoteSink {
             pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
             other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
         }
+    }
+
+    async fn pre_commit(
+        &mut self,
+        offsets: &[TopicPartitionOffset],
+    ) -> Result<Vec<TopicPartitionOffset>> {
+        let id = self.id();
+        let pre_commit = pb::PreCommit {
+            id,
+            offsets: offsets.iter().map(wire::offset_to_wire).collect(),
+        };
+        match self
+            .call(id, pb::sink_command::Command::PreCommit(pre_commit))
+            .await?
+        {
+            pb::sink_event::Event::PreCommit(result) => {
+                outcome(&self.link, id, result.id, result.error)?;
+                Ok(result.offsets.iter().map(wire::offset_from_wire).collect())
+            }
+            pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
+            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn open_partitions(&mut self, partitions: &[(String, i32)]) -> Result<()> {
+        self.tell(pb::sink_command::Command::Assign(partitions_to_wire(
+            partitions,
+        )))
+        .await
+    }
+
+    async fn close_partitions(&mut self, partitions: &[(String, i32)]) -> Result<()> {
+        self.tell(pb::sink_command::Command::Revoke(partitions_to_wire(
+            partitions,
+        )))
+        .await
     }
 
     async fn stop(&mut self) -> Result<()> {
