@@ -470,6 +470,19 @@ fn fill(bootstrap: &str, topic: &str, lines: &[String]) {
 
 const SIZES: [usize; 2] = [100, 1024];
 
+/// One table row: throughput and CPU of `m`, and their ratios to `baseline`.
+fn print_row(size: usize, name: &str, m: &Measurement, baseline: &Measurement) {
+    println!(
+        "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
+        format!("{size} B"),
+        name,
+        m.rate(),
+        m.cpu_per_million(),
+        m.rate() / baseline.rate(),
+        m.cpu_per_million() / baseline.cpu_per_million()
+    );
+}
+
 fn start_broker() -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -583,17 +596,7 @@ fn main() {
                 plugin.clone(),
             ))
         });
-        let row = |name: &str, m: &Measurement| {
-            println!(
-                "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
-                format!("{size} B"),
-                name,
-                m.rate(),
-                m.cpu_per_million(),
-                m.rate() / raw.rate(),
-                m.cpu_per_million() / raw.cpu_per_million()
-            );
-        };
+        let row = |name: &str, m: &Measurement| print_row(size, name, m, &raw);
         row("raw rdkafka ThreadedProducer", &raw);
         row("weir FileStreamSource (String)", &string);
         row("weir FileStreamSource (Json)", &json);
@@ -619,17 +622,7 @@ fn main() {
             count,
             in_process_sink.clone(),
         ));
-        let sink_row = |name: &str, m: &Measurement| {
-            println!(
-                "{:<8} {:<34} {:>12.0} {:>12.3} {:>10.2} {:>10.2}",
-                format!("{size} B"),
-                name,
-                m.rate(),
-                m.cpu_per_million(),
-                m.rate() / raw_sink.rate(),
-                m.cpu_per_million() / raw_sink.cpu_per_million()
-            );
-        };
+        let sink_row = |name: &str, m: &Measurement| print_row(size, name, m, &raw_sink);
         sink_row("raw rdkafka BaseConsumer → file", &raw_sink);
         sink_row("weir FileStreamSink (String)", &sink);
         if let Some((_, _, sidecar_sink)) = &sidecar {

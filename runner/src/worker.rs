@@ -359,16 +359,9 @@ impl Runner {
             self.stop_connector(&name);
         }
         for (name, wanted) in wanted {
-            let target = match pb::TargetState::try_from(wanted.target_state) {
-                Ok(pb::TargetState::Paused) => TargetState::Paused,
-                _ => TargetState::Running,
-            };
+            let target = target_of(wanted.target_state);
             if let Some(running) = self.connectors.get(&name) {
-                running.target.send_if_modified(|current| {
-                    let changed = *current != target;
-                    *current = target;
-                    changed
-                });
+                retarget(&running.target, target);
                 continue;
             }
             self.start_connector(name, wanted, target, events.clone());
@@ -411,13 +404,7 @@ impl Runner {
                 })
             }
             None => {
-                let trace = format!(
-                    "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
-                    config
-                        .get("connector.class")
-                        .map_or("<none>", String::as_str),
-                    self.config.runner_id
-                );
+                let trace = self.missing_plugin(&config);
                 let _ = events.send(TaskEvent::Instance(InstanceEvent::Status {
                     connector: name.clone(),
                     generation: wanted.generation,
@@ -437,6 +424,17 @@ impl Runner {
                 handle,
             },
         );
+    }
+
+    /// The trace of a connector or task whose plugin this runner lacks.
+    fn missing_plugin(&self, config: &ConfigMap) -> String {
+        format!(
+            "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
+            config
+                .get("connector.class")
+                .map_or("<none>", String::as_str),
+            self.config.runner_id
+        )
     }
 
     /// Connector instances hold no data: stopping one is cancelling it.
@@ -501,16 +499,9 @@ impl Runner {
         self.stop_many(to_stop, events_rx, Some(outbound)).await;
 
         for (key, wanted) in wanted {
-            let target = match pb::TargetState::try_from(wanted.target_state) {
-                Ok(pb::TargetState::Paused) => TargetState::Paused,
-                _ => TargetState::Running,
-            };
+            let target = target_of(wanted.target_state);
             if let Some(running) = self.tasks.get(&key) {
-                running.target.send_if_modified(|current| {
-                    let changed = *current != target;
-                    *current = target;
-                    changed
-                });
+                retarget(&running.target, target);
                 continue;
             }
             self.start(key, wanted, target, assignment.epoch, events.clone());
@@ -553,13 +544,7 @@ impl Runner {
                 task::spawn(context, plugin.create_task_for(&identity))
             }
             None => {
-                let trace = format!(
-                    "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
-                    config
-                        .get("connector.class")
-                        .map_or("<none>", String::as_str),
-                    self.config.runner_id
-                );
+                let trace = self.missing_plugin(&config);
                 let failed = TaskEvent::Status {
                     key: key.clone(),
                     state: TaskState::Failed,
@@ -642,6 +627,22 @@ impl Runner {
             }
         }
     }
+}
+
+fn target_of(wire: i32) -> TargetState {
+    match pb::TargetState::try_from(wire) {
+        Ok(pb::TargetState::Paused) => TargetState::Paused,
+        _ => TargetState::Running,
+    }
+}
+
+/// Tells a running connector instance or task its target state, if it changed.
+fn retarget(sender: &watch::Sender<TargetState>, target: TargetState) {
+    sender.send_if_modified(|current| {
+        let changed = *current != target;
+        *current = target;
+        changed
+    });
 }
 
 /// The Kafka cluster id, for `GET /`; empty if the broker does not answer soon.
