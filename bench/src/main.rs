@@ -285,6 +285,7 @@ async fn run_task(
         target: target_rx,
         cancel: cancel.clone(),
         events,
+        lease: weir_runner::lease::Lease::unbounded(),
     };
     let cpu = cpu_time();
     let start = Instant::now();

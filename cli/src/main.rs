@@ -112,6 +112,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
             rest_listen,
             store: StoreConfig::Local { file: state_file },
             override_policy,
+            timing: weir_coordinator::control::SessionTiming::default(),
         },
         registry.clone(),
     )
@@ -124,7 +125,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     let runner = Runner::new(
         RunnerConfig {
             runner_id: id,
-            coordinator: format!("http://{}", coordinator.grpc_addr),
+            coordinators: vec![format!("http://{}", coordinator.grpc_addr)],
             worker,
         },
         registry,

@@ -20,25 +20,83 @@ use crate::admin::{read_json, to_json};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
-    AssignmentRecord, InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord,
-    TargetState, TaskConfigsRecord,
+    AppliedRecord, AssignmentRecord, DepartedRecord, InstanceState, OffsetEntry, RunnerRecord,
+    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId,
 };
 use crate::store::{Condition, Store, Txn};
 
 /// How often runners heartbeat; three missed beats end the session.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long sessions may go unanswered, and how long a departed runner's
+/// work is held for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTiming {
+    /// A runner keeps running its tasks this long after the send time of its
+    /// last answered heartbeat (`session.timeout.ms`); the leader moves a
+    /// lost runner's tasks this long after it saw the session end.
+    pub session_timeout: Duration,
+    /// How long the tasks of a runner that left cleanly wait for it to come
+    /// back (`scheduled.rebalance.max.delay.ms`); 0 moves them at once.
+    pub restart_grace: Duration,
+}
+
+impl Default for SessionTiming {
+    fn default() -> Self {
+        SessionTiming {
+            session_timeout: Duration::from_secs(6),
+            restart_grace: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct ControlService {
     store: Store,
     coordinator_id: String,
+    timing: SessionTiming,
 }
 
 impl ControlService {
-    pub fn new(store: Store, coordinator_id: String) -> Self {
+    pub fn new(store: Store, coordinator_id: String, timing: SessionTiming) -> Self {
         ControlService {
             store,
             coordinator_id,
+            timing,
+        }
+    }
+
+    /// Registers the runner under `runners/{id}` (and its plugins), unless
+    /// another process holds that id: a reconnect of the same process
+    /// (same `instance`) replaces its own registration.
+    async fn register(&self, record: &RunnerRecord, plugins: Vec<u8>) -> Result<()> {
+        let key = keys::runner(&record.runner_id);
+        let mine = to_json(record)?;
+        loop {
+            let existing = self.store.get(&key).await?;
+            let condition = match &existing {
+                None => Condition::Absent(key.clone()),
+                Some(bytes) => {
+                    let holder: RunnerRecord = serde_json::from_slice(bytes)?;
+                    if holder.instance.is_empty() || holder.instance != record.instance {
+                        return Err(crate::error::Error::AlreadyExists(format!(
+                            "runner id {} is already registered by another runner process (connected to coordinator {}); give every runner its own runner.id",
+                            record.runner_id, holder.coordinator_id
+                        )));
+                    }
+                    Condition::ValueEquals(key.clone(), bytes.clone())
+                }
+            };
+            // Plugins with the record: once the leader sees the runner, it
+            // can place work on it.
+            let txn = Txn::new()
+                .when(condition)
+                .put_ephemeral(keys::plugins(&record.runner_id), plugins.clone())
+                .put_ephemeral(key.clone(), mine.clone())
+                .delete(keys::departed(&record.runner_id));
+            if self.store.txn(txn).await? {
+                return Ok(());
+            }
         }
     }
 }
@@ -75,17 +133,23 @@ impl Control for ControlService {
                 pb::PROTOCOL_VERSION
             )));
         }
-        let (outbound, receiver) = mpsc::channel(16);
+        let record = RunnerRecord {
+            runner_id: hello.runner_id,
+            coordinator_id: self.coordinator_id.clone(),
+            session: uuid::Uuid::new_v4().to_string(),
+            kafka_cluster_id: hello.kafka_cluster_id,
+            instance: hello.instance,
+        };
+        self.register(&record, crate::plugins::encode(hello.plugins))
+            .await?;
+        tracing::info!(runner = %record.runner_id, "runner joined");
+        let (outbound, receiver) = mpsc::channel(64);
         let session = Session {
             store: self.store.clone(),
-            record: RunnerRecord {
-                runner_id: hello.runner_id,
-                coordinator_id: self.coordinator_id.clone(),
-                session: uuid::Uuid::new_v4().to_string(),
-                kafka_cluster_id: hello.kafka_cluster_id,
-            },
-            plugins: crate::plugins::encode(hello.plugins),
+            record,
+            timing: self.timing,
             outbound,
+            leaving: std::sync::atomic::AtomicBool::new(false),
         };
         tokio::spawn(session.run(inbound));
         Ok(Response::new(ReceiverStream::new(receiver)))
@@ -95,30 +159,37 @@ impl Control for ControlService {
 struct Session {
     store: Store,
     record: RunnerRecord,
-    /// The runner's plugins, encoded for `plugins/{runner}`.
-    plugins: Vec<u8>,
+    timing: SessionTiming,
     outbound: mpsc::Sender<Outbound>,
+    /// The runner said it is stopping on purpose.
+    leaving: std::sync::atomic::AtomicBool,
 }
 
 impl Session {
-    async fn run(self, mut inbound: Streaming<pb::RunnerMessage>) {
+    async fn run(self, inbound: Streaming<pb::RunnerMessage>) {
         let runner = self.record.runner_id.clone();
-        if let Err(error) = self.serve(&mut inbound).await {
+        if let Err(error) = self.serve(inbound).await {
             tracing::warn!(%runner, %error, "runner session failed");
         }
+        // Deregister, unless a newer session of the runner replaced this one,
+        // and tell the leader how it left.
         let key = keys::runner(&runner);
-        let leave = match to_json(&self.record) {
-            Ok(mine) => {
+        let departure = DepartedRecord {
+            graceful: self.leaving.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let leave = match (to_json(&self.record), to_json(&departure)) {
+            (Ok(mine), Ok(departure)) => {
                 self.store
                     .txn(
                         Txn::new()
                             .when(Condition::ValueEquals(key, mine))
                             .delete(keys::runner(&runner))
-                            .delete(keys::plugins(&runner)),
+                            .delete(keys::plugins(&runner))
+                            .put(keys::departed(&runner), departure),
                     )
                     .await
             }
-            Err(error) => Err(error),
+            (Err(error), _) | (_, Err(error)) => Err(error),
         };
         if let Err(error) = leave {
             tracing::warn!(%runner, %error, "could not deregister runner");
@@ -126,31 +197,32 @@ impl Session {
         tracing::info!(%runner, "runner left");
     }
 
-    async fn serve(&self, inbound: &mut Streaming<pb::RunnerMessage>) -> Result<()> {
+    async fn serve(&self, inbound: Streaming<pb::RunnerMessage>) -> Result<()> {
         let runner = &self.record.runner_id;
-        // Plugins first: once the leader sees the runner, it can place work on it.
-        self.store
-            .put_ephemeral(&keys::plugins(runner), self.plugins.clone())
-            .await?;
-        self.store
-            .put_ephemeral(&keys::runner(runner), to_json(&self.record)?)
-            .await?;
-        tracing::info!(%runner, "runner joined");
         let welcome = pb::CoordinatorMessage {
             body: Some(pb::coordinator_message::Body::Welcome(pb::Welcome {
                 coordinator_id: self.record.coordinator_id.clone(),
                 protocol_version: pb::PROTOCOL_VERSION,
                 heartbeat_interval_ms: HEARTBEAT_INTERVAL.as_millis() as u32,
+                session_timeout_ms: u32::try_from(self.timing.session_timeout.as_millis())
+                    .unwrap_or(u32::MAX),
             })),
         };
         if self.outbound.send(Ok(welcome)).await.is_err() {
             return Ok(());
         }
+        // Heartbeats are answered by their own task, never behind store I/O:
+        // a slow store must not make a runner think it lost its session.
+        let (messages, mut received) = mpsc::unbounded_channel();
+        let reader = AbortOnDrop(tokio::spawn(read_runner(
+            inbound,
+            self.outbound.clone(),
+            self.store.clone(),
+            messages,
+            runner.clone(),
+        )));
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
-        let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
-        let mut beat = tokio::time::interval(HEARTBEAT_INTERVAL);
-        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut assignment = assignment_for(&self.store, runner).await?;
             if assignment.is_none()
@@ -181,29 +253,13 @@ impl Session {
                         return Ok(());
                     }
                 }
-                // Only the runner's own messages move this deadline.
-                () = tokio::time::sleep_until(silent_after) => {
-                    tracing::warn!(%runner, "runner missed its heartbeats");
-                    return Ok(());
-                }
-                _ = beat.tick() => {
-                    let heartbeat = pb::CoordinatorMessage {
-                        body: Some(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat {})),
-                    };
-                    if self.outbound.send(Ok(heartbeat)).await.is_err() {
+                message = received.recv() => match message {
+                    // The reader ended: the stream closed or went silent.
+                    None => {
+                        drop(reader);
                         return Ok(());
                     }
-                }
-                message = inbound.message() => match message {
-                    Err(status) => {
-                        tracing::info!(%runner, %status, "runner stream ended");
-                        return Ok(());
-                    }
-                    Ok(None) => return Ok(()),
-                    Ok(Some(message)) => {
-                        silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
-                        self.handle(message).await?;
-                    }
+                    Some(message) => self.handle(message).await?,
                 },
             }
         }
@@ -228,8 +284,40 @@ impl Session {
             Some(Body::Offsets(report)) => self.record_offsets(report).await,
             Some(Body::TaskConfigs(report)) => self.record_task_configs(report).await,
             Some(Body::ConnectorStatus(report)) => self.record_connector_status(report).await,
+            Some(Body::Applied(applied)) => self.record_applied(applied).await,
+            Some(Body::Leaving(_)) => {
+                tracing::info!(runner = %self.record.runner_id, "runner leaving on purpose");
+                self.leaving
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
             Some(Body::Heartbeat(_)) | Some(Body::Hello(_)) | None => Ok(()),
         }
+    }
+
+    /// Stores the tasks the runner runs after applying an assignment, while
+    /// this session is still the runner's: the leader hands a task to
+    /// another runner only once its old owner no longer lists it.
+    async fn record_applied(&self, applied: pb::Applied) -> Result<()> {
+        let record = AppliedRecord {
+            epoch: applied.epoch,
+            tasks: applied
+                .tasks
+                .into_iter()
+                .map(|t| TaskId {
+                    connector: t.connector,
+                    task: t.task,
+                })
+                .collect(),
+        };
+        let txn = Txn::new()
+            .when(Condition::ValueEquals(
+                keys::runner(&self.record.runner_id),
+                to_json(&self.record)?,
+            ))
+            .put(keys::applied(&self.record.runner_id), to_json(&record)?);
+        self.store.txn(txn).await?;
+        Ok(())
     }
 
     /// Merges reported offsets into `offsets/{connector}`, per partition.
@@ -423,6 +511,64 @@ impl Session {
             }
             if self.store.get(&connector_key).await?.is_none() {
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Reads a runner's stream: answers each heartbeat at once (echoing its
+/// number, while this coordinator's own store session is valid) and passes
+/// every other message on. Ends when the stream ends or the runner is
+/// silent for three heartbeat intervals.
+async fn read_runner(
+    mut inbound: Streaming<pb::RunnerMessage>,
+    outbound: mpsc::Sender<Outbound>,
+    store: Store,
+    messages: mpsc::UnboundedSender<pb::RunnerMessage>,
+    runner: String,
+) {
+    loop {
+        let message = match tokio::time::timeout(HEARTBEAT_INTERVAL * 3, inbound.message()).await {
+            Err(_) => {
+                tracing::warn!(%runner, "runner missed its heartbeats");
+                return;
+            }
+            Ok(Err(status)) => {
+                tracing::info!(%runner, %status, "runner stream ended");
+                return;
+            }
+            Ok(Ok(None)) => return,
+            Ok(Ok(Some(message))) => message,
+        };
+        match message.body {
+            Some(Body::Heartbeat(beat)) => {
+                // A coordinator that may have lost its store session must
+                // not renew a runner's lease: the leader may be moving its tasks.
+                if !store.session_valid() {
+                    continue;
+                }
+                let answer = pb::CoordinatorMessage {
+                    body: Some(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat {
+                        seq: beat.seq,
+                    })),
+                };
+                if outbound.send(Ok(answer)).await.is_err() {
+                    return;
+                }
+            }
+            _ => {
+                if messages.send(message).is_err() {
+                    return;
+                }
             }
         }
     }

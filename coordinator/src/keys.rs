@@ -14,6 +14,8 @@
 //! | `offsets/{name}` | `[{"partition":{…},"offset":{…}}]`, last committed offsets reported | coordinator serving the runner |
 //! | `runners/{id}` | `{"runner_id","coordinator_id","session"}`, under the coordinator's lease | coordinator serving the runner |
 //! | `plugins/{runner}` | protobuf `weir.control.v1.PluginList`, under the coordinator's lease | coordinator serving the runner |
+//! | `departed/{runner}` | `{"graceful":bool}`: how the runner's last session ended | coordinator that served it (deleted when it rejoins, or by the leader) |
+//! | `applied/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}]}`: what the runner runs after its last applied assignment | coordinator serving the runner (deleted by the leader) |
 //! | `assignments/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}],"connectors":["name"]}` | leader |
 //! | `epoch` | last assignment epoch, a number | leader |
 //! | `leader` | `{"coordinator_id"}`, under the leader's lease | election |
@@ -30,6 +32,8 @@ pub const TOPICS: &str = "topics/";
 pub const OFFSETS: &str = "offsets/";
 pub const RUNNERS: &str = "runners/";
 pub const PLUGINS: &str = "plugins/";
+pub const DEPARTED: &str = "departed/";
+pub const APPLIED: &str = "applied/";
 pub const ASSIGNMENTS: &str = "assignments/";
 pub const EPOCH: &str = "epoch";
 pub const LEADER: &str = "leader";
@@ -125,6 +129,14 @@ pub fn runner(id: &str) -> String {
 
 pub fn plugins(runner: &str) -> String {
     format!("{PLUGINS}{}", encode(runner))
+}
+
+pub fn departed(runner: &str) -> String {
+    format!("{DEPARTED}{}", encode(runner))
+}
+
+pub fn applied(runner: &str) -> String {
+    format!("{APPLIED}{}", encode(runner))
 }
 
 pub fn assignment(runner: &str) -> String {

@@ -11,11 +11,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{read_json, to_json};
 use crate::assignment::{Placement, assign_eligible};
+use crate::control::SessionTiming;
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
-    AssignmentRecord, InstanceState, LeaderRecord, StatusRecord, TargetRecord, TargetState,
-    TaskConfigsRecord, TaskId,
+    AppliedRecord, AssignmentRecord, DepartedRecord, InstanceState, LeaderRecord, StatusRecord,
+    TargetRecord, TargetState, TaskConfigsRecord, TaskId,
 };
 use crate::plugins::Catalog;
 use crate::store::{Condition, Store, Txn};
@@ -26,7 +27,12 @@ use weir_connect::registry::Registry;
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// Campaigns for leadership and, while leader, keeps the placement current.
-pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationToken) {
+pub async fn run(
+    store: Store,
+    coordinator_id: String,
+    timing: SessionTiming,
+    shutdown: CancellationToken,
+) {
     let me = match to_json(&LeaderRecord {
         coordinator_id: coordinator_id.clone(),
     }) {
@@ -38,7 +44,9 @@ pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationTok
     };
     let mut changes = store.changes();
     let mut leading = false;
+    let mut holds = Holds::default();
     loop {
+        let mut wake = RECONCILE_INTERVAL;
         let outcome = async {
             if !leading && store.create_ephemeral(keys::LEADER, me.clone()).await? {
                 tracing::info!(coordinator = %coordinator_id, "elected leader");
@@ -48,9 +56,13 @@ pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationTok
             if leading && !now_leading {
                 tracing::warn!(coordinator = %coordinator_id, "lost leadership");
             }
+            if !now_leading {
+                // A new term starts every hold afresh (waiting longer is safe).
+                holds = Holds::default();
+            }
             leading = now_leading;
-            if leading {
-                reconcile(&store, &me).await?;
+            if leading && let Some(next) = reconcile(&store, &me, timing, &mut holds).await? {
+                wake = wake.min(next);
             }
             Ok::<(), crate::error::Error>(())
         }
@@ -61,14 +73,35 @@ pub async fn run(store: Store, coordinator_id: String, shutdown: CancellationTok
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
-            () = tokio::time::sleep(RECONCILE_INTERVAL) => {}
+            () = tokio::time::sleep(wake) => {}
         }
     }
 }
 
-/// One pass: place every task that should run, then fix stale statuses.
-async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
-    let runners: BTreeSet<String> = store
+/// When the leader first saw each departed runner gone (its own clock, so
+/// no clocks are compared across processes).
+#[derive(Default)]
+struct Holds {
+    since: BTreeMap<String, tokio::time::Instant>,
+}
+
+/// One pass: place every connector instance and task that should run, then
+/// fix stale statuses. Returns when the next hold on a departed runner's
+/// work runs out, if one does.
+///
+/// A departed runner's work stays where it is (nobody else gets it) for the
+/// restart grace period if it left cleanly, else for the session timeout,
+/// which is also how long the runner itself may keep running it; if it comes
+/// back meanwhile, nothing moved. A task leaves a live runner in two steps:
+/// first out of its assignment, then, once the runner reports (`applied/`)
+/// that it no longer runs it, into the new owner's.
+async fn reconcile(
+    store: &Store,
+    me: &[u8],
+    timing: SessionTiming,
+    holds: &mut Holds,
+) -> Result<Option<Duration>> {
+    let live: BTreeSet<String> = store
         .list(keys::RUNNERS)
         .await?
         .into_iter()
@@ -118,9 +151,86 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
         current_tasks.insert(runner.clone(), record.tasks.into_iter().collect());
         current_instances.insert(runner, record.connectors.into_iter().collect());
     }
+    let mut applied: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
+    for (key, value) in store.list(keys::APPLIED).await? {
+        let Some(runner) = key.strip_prefix(keys::APPLIED).map(keys::decode) else {
+            continue;
+        };
+        let record: AppliedRecord = serde_json::from_slice(&value)?;
+        applied.insert(runner, record.tasks.into_iter().collect());
+    }
 
-    let next_tasks = assign_eligible(&tasks, &runners, &current_tasks);
+    // Departed runners: hold their work, or let it go once the hold ran out.
+    let now = tokio::time::Instant::now();
+    holds.since.retain(|runner, _| !live.contains(runner));
+    let mut held = BTreeSet::new();
+    let mut expired = Vec::new();
+    let mut next_wake: Option<Duration> = None;
+    let known: BTreeSet<String> = current_tasks
+        .keys()
+        .chain(applied.keys())
+        .filter(|runner| !live.contains(*runner))
+        .cloned()
+        .collect();
+    for runner in known {
+        let since = *holds.since.entry(runner.clone()).or_insert(now);
+        let graceful = read_json::<DepartedRecord>(store, &keys::departed(&runner))
+            .await?
+            .is_some_and(|d| d.graceful);
+        let hold = if graceful {
+            timing.restart_grace
+        } else {
+            timing.session_timeout
+        };
+        let until = since + hold;
+        if now < until {
+            held.insert(runner);
+            let left = until - now;
+            next_wake = Some(next_wake.map_or(left, |w| w.min(left)));
+        } else {
+            tracing::info!(%runner, graceful, "departed runner's hold ran out; moving its work");
+            expired.push(runner);
+        }
+    }
+    for runner in &expired {
+        current_tasks.remove(runner);
+        current_instances.remove(runner);
+        applied.remove(runner);
+        holds.since.remove(runner);
+    }
+
+    // Held work is pinned; the rest is placed among the live runners.
+    let pinned_tasks: BTreeSet<TaskId> = held
+        .iter()
+        .filter_map(|r| current_tasks.get(r))
+        .flatten()
+        .cloned()
+        .collect();
+    let pinned_instances: BTreeSet<String> = held
+        .iter()
+        .filter_map(|r| current_instances.get(r))
+        .flatten()
+        .cloned()
+        .collect();
+    tasks.retain(|task, _| !pinned_tasks.contains(task));
+    instances.retain(|name, _| !pinned_instances.contains(name));
+    let runners = live;
+    let mut next_tasks = assign_eligible(&tasks, &runners, &current_tasks);
     let next_instances = assign_eligible(&instances, &runners, &current_instances);
+    // Two-step handover: a task joins a runner's assignment only once no
+    // other runner has it assigned or still reports running it.
+    for (runner, placed) in next_tasks.iter_mut() {
+        placed.retain(|task| {
+            let elsewhere = |held: &BTreeMap<String, BTreeSet<TaskId>>| {
+                held.iter()
+                    .any(|(other, tasks)| other != runner && tasks.contains(task))
+            };
+            let already = current_tasks
+                .get(runner)
+                .is_some_and(|tasks| tasks.contains(task));
+            already || !(elsewhere(&current_tasks) || elsewhere(&applied))
+        });
+    }
     let changed: Vec<&String> = runners
         .iter()
         .filter(|runner| {
@@ -128,11 +238,7 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
                 || current_instances.get(*runner) != next_instances.get(*runner)
         })
         .collect();
-    let departed: Vec<&String> = current_tasks
-        .keys()
-        .filter(|r| !runners.contains(*r))
-        .collect();
-    if !changed.is_empty() || !departed.is_empty() {
+    if !changed.is_empty() || !expired.is_empty() {
         let epoch = read_json::<u64>(store, keys::EPOCH).await?.unwrap_or(0) + 1;
         let mut txn = Txn::new()
             .when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()))
@@ -151,8 +257,11 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
             };
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
-        for runner in &departed {
-            txn = txn.delete(keys::assignment(runner));
+        for runner in &expired {
+            txn = txn
+                .delete(keys::assignment(runner))
+                .delete(keys::applied(runner))
+                .delete(keys::departed(runner));
         }
         if store.txn(txn).await? {
             tracing::info!(
@@ -166,7 +275,8 @@ async fn reconcile(store: &Store, me: &[u8]) -> Result<()> {
     }
 
     mark_orphans_unassigned(store, &runners, keys::STATUS_TASKS).await?;
-    mark_orphans_unassigned(store, &runners, keys::STATUS_CONNECTORS).await
+    mark_orphans_unassigned(store, &runners, keys::STATUS_CONNECTORS).await?;
+    Ok(next_wake)
 }
 
 /// Shows UNASSIGNED for tasks or connectors (`prefix`) whose reported

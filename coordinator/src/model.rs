@@ -58,6 +58,24 @@ pub struct RunnerRecord {
     pub session: String,
     #[serde(default)]
     pub kafka_cluster_id: String,
+    /// Unique per runner process (see `Hello.instance`).
+    #[serde(default)]
+    pub instance: String,
+}
+
+/// How a runner's last session ended, for the leader's hold on its work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartedRecord {
+    /// It said it was leaving (a clean stop): hold its work for the restart
+    /// grace period rather than the session timeout.
+    pub graceful: bool,
+}
+
+/// The tasks a runner reported running after applying an assignment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AppliedRecord {
+    pub epoch: u64,
+    pub tasks: Vec<TaskId>,
 }
 
 /// Identifies one task of one connector.

@@ -43,6 +43,8 @@ pub struct CoordinatorConfig {
     pub store: StoreConfig,
     /// `connector.client.config.override.policy`, checked when connectors are validated.
     pub override_policy: OverridePolicy,
+    /// Session timeout and restart grace for runners.
+    pub timing: crate::control::SessionTiming,
 }
 
 /// A running coordinator.
@@ -91,7 +93,7 @@ impl Coordinator {
 
         let admin = AdminService::new(store.clone(), registry, config.id.clone())
             .with_override_policy(config.override_policy);
-        let control = ControlService::new(store.clone(), config.id.clone());
+        let control = ControlService::new(store.clone(), config.id.clone(), config.timing);
         let mut tasks = JoinSet::new();
 
         let grpc_shutdown = shutdown.clone();
@@ -123,6 +125,7 @@ impl Coordinator {
         tasks.spawn(leader::run(
             store.clone(),
             config.id.clone(),
+            config.timing,
             shutdown.clone(),
         ));
 

@@ -32,6 +32,8 @@ pub enum Condition {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Put(String, Vec<u8>),
+    /// A put tied to this process's session, as [`KvStore::put_ephemeral`].
+    PutEphemeral(String, Vec<u8>),
     Delete(String),
     DeletePrefix(String),
 }
@@ -55,6 +57,11 @@ impl Txn {
 
     pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
         self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+
+    pub fn put_ephemeral(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::PutEphemeral(key.into(), value));
         self
     }
 
@@ -87,6 +94,11 @@ pub trait KvStore: Send + Sync + 'static {
     async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()>;
     /// A counter that moves whenever anything in the store changes.
     fn changes(&self) -> watch::Receiver<u64>;
+    /// Whether this process's session (and so its ephemeral keys) is
+    /// certainly still alive.
+    fn session_valid(&self) -> bool {
+        true
+    }
     /// Ends the session: ephemeral keys go away.
     async fn close(&self) -> Result<()>;
 }
@@ -129,6 +141,10 @@ impl LocalState {
         match op {
             Op::Put(key, value) => {
                 self.ephemeral.remove(&key);
+                self.entries.insert(key, value);
+            }
+            Op::PutEphemeral(key, value) => {
+                self.ephemeral.insert(key.clone());
                 self.entries.insert(key, value);
             }
             Op::Delete(key) => {
@@ -338,7 +354,13 @@ pub struct EtcdStore {
     lease: i64,
     changes: watch::Sender<u64>,
     shutdown: CancellationToken,
+    /// Until when the lease is certainly alive: the send time of the last
+    /// keep-alive etcd answered, plus the TTL, less a margin.
+    valid_until: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
+
+/// Taken off the lease's known lifetime, for clock drift and slow answers.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long etcd keeps a dead coordinator's ephemeral keys.
 pub const SESSION_TTL_SECS: i64 = 5;
@@ -348,6 +370,7 @@ impl EtcdStore {
     /// change watch. Both background loops end on [`KvStore::close`].
     pub async fn connect(endpoints: &[String], root: &str) -> Result<Arc<Self>> {
         let mut client = Client::connect(endpoints, None).await?;
+        let granted = tokio::time::Instant::now();
         let lease = client.lease_grant(SESSION_TTL_SECS, None).await?.id();
         let root = if root.ends_with('/') {
             root.to_owned()
@@ -360,6 +383,9 @@ impl EtcdStore {
             lease,
             changes: watch::channel(0).0,
             shutdown: CancellationToken::new(),
+            valid_until: Arc::new(std::sync::Mutex::new(
+                granted + Duration::from_secs(SESSION_TTL_SECS as u64) - LEASE_MARGIN,
+            )),
         });
         store.spawn_keep_alive().await?;
         store.spawn_watch().await?;
@@ -374,6 +400,7 @@ impl EtcdStore {
         let (mut keeper, mut responses) = self.client.clone().lease_keep_alive(self.lease).await?;
         let shutdown = self.shutdown.clone();
         let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 3);
+        let valid_until = self.valid_until.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -381,11 +408,17 @@ impl EtcdStore {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = ticker.tick() => {
+                        let sent = tokio::time::Instant::now();
                         if let Err(error) = keeper.keep_alive().await {
                             tracing::error!(%error, "etcd lease keep-alive failed");
                         }
                         match responses.message().await {
-                            Ok(Some(response)) if response.ttl() > 0 => {}
+                            Ok(Some(response)) if response.ttl() > 0 => {
+                                let until = sent + Duration::from_secs(response.ttl() as u64) - LEASE_MARGIN;
+                                if let Ok(mut valid) = valid_until.lock() {
+                                    *valid = until;
+                                }
+                            }
                             Ok(_) => {
                                 tracing::error!("etcd session lease expired; this coordinator lost its ephemeral keys");
                                 shutdown.cancel();
@@ -493,6 +526,11 @@ impl KvStore for EtcdStore {
             .into_iter()
             .map(|op| match op {
                 Op::Put(key, value) => TxnOp::put(self.full(&key), value, None),
+                Op::PutEphemeral(key, value) => TxnOp::put(
+                    self.full(&key),
+                    value,
+                    Some(PutOptions::new().with_lease(self.lease)),
+                ),
                 Op::Delete(key) => TxnOp::delete(self.full(&key), None),
                 Op::DeletePrefix(prefix) => {
                     TxnOp::delete(self.full(&prefix), Some(DeleteOptions::new().with_prefix()))
@@ -540,6 +578,14 @@ impl KvStore for EtcdStore {
 
     fn changes(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
+    }
+
+    fn session_valid(&self) -> bool {
+        !self.shutdown.is_cancelled()
+            && self
+                .valid_until
+                .lock()
+                .is_ok_and(|until| tokio::time::Instant::now() < *until)
     }
 
     async fn close(&self) -> Result<()> {

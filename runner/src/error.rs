@@ -21,6 +21,9 @@ pub enum Error {
     Offsets(String),
     #[error("coordinator: {0}")]
     Coordinator(String),
+    /// The runner's lease lapsed; the task may run elsewhere now.
+    #[error("org.apache.kafka.connect.errors.ConnectException: {0}")]
+    Fenced(String),
     #[error("{0}")]
     Internal(String),
 }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod errors;
 pub mod host;
 pub mod instance;
+pub mod lease;
 pub mod offsets;
 pub mod sink;
 pub mod source;

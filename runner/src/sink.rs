@@ -638,6 +638,7 @@ impl SinkRun {
         if offsets.is_empty() {
             return Ok(());
         }
+        context.may_commit()?;
         let mut list = TopicPartitionList::new();
         for entry in &offsets {
             list.add_partition_offset(&entry.topic, entry.partition, Offset::Offset(entry.offset))?;

@@ -414,6 +414,7 @@ impl SourceRun {
         if self.acked.is_empty() {
             return undelivered.map_or(Ok(()), Err);
         }
+        context.may_commit()?;
         let pending = std::mem::take(&mut self.acked);
         let positions: Vec<SourcePosition> = pending.values().cloned().collect();
         if let Err(error) = context
@@ -577,6 +578,7 @@ mod tests {
             target: target_rx,
             cancel: cancel.clone(),
             events,
+            lease: crate::lease::Lease::unbounded(),
         };
         Harness {
             context,

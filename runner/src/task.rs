@@ -79,6 +79,9 @@ pub struct TaskContext {
     /// Unbounded, so a task never waits on the runner to report (a runner
     /// busy stopping other tasks could not drain it).
     pub events: mpsc::UnboundedSender<TaskEvent>,
+    /// Offsets are committed only while it holds: once it lapses, another
+    /// runner may own the task.
+    pub lease: crate::lease::Lease,
 }
 
 impl TaskContext {
@@ -124,6 +127,19 @@ impl TaskContext {
                 topics,
             })
             .await;
+        }
+    }
+
+    /// Fails once the runner's lease has lapsed: a commit now could land
+    /// after the task's next owner committed.
+    pub fn may_commit(&self) -> Result<(), Error> {
+        if self.lease.holds() {
+            Ok(())
+        } else {
+            Err(Error::Fenced(format!(
+                "task {} no longer owned: no coordinator answered this runner within its session timeout; nothing more is committed",
+                self.key
+            )))
         }
     }
 

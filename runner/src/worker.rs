@@ -23,6 +23,7 @@ use crate::clients::{ClientRole, WatchedContext};
 use crate::config::{OffsetStorage, WorkerConfig};
 use crate::error::{Error, Result};
 use crate::instance::{self, ConnectorState, InstanceContext, InstanceEvent};
+use crate::lease::Lease;
 use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
 use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
 
@@ -47,9 +48,38 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     pub runner_id: String,
-    /// `http://host:port` of a coordinator's gRPC listener.
-    pub coordinator: String,
+    /// `http://host:port` of every coordinator's gRPC listener (at least
+    /// one; see [`parse_coordinators`]).
+    pub coordinators: Vec<String>,
     pub worker: WorkerConfig,
+}
+
+/// How long joining one coordinator may take before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The session timeout assumed until a coordinator's Welcome gives it.
+const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+
+/// Parses `coordinator.url`: a comma-separated list of `http://host:port`
+/// (or `https://`) addresses. A bad entry is a configuration error naming it.
+pub fn parse_coordinators(raw: &str) -> Result<Vec<String>> {
+    let mut coordinators = Vec::new();
+    for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let valid = (entry.starts_with("http://") || entry.starts_with("https://"))
+            && tonic::transport::Endpoint::from_shared(entry.to_owned()).is_ok();
+        if !valid {
+            return Err(Error::Config(format!(
+                "coordinator.url: {entry:?} is not an http://host:port or https://host:port address (give several separated by commas)"
+            )));
+        }
+        coordinators.push(entry.to_owned());
+    }
+    if coordinators.is_empty() {
+        return Err(Error::Config(
+            "coordinator.url: no coordinator address given".into(),
+        ));
+    }
+    Ok(coordinators)
 }
 
 struct RunningTask {
@@ -82,6 +112,11 @@ pub struct Runner {
     last_status: BTreeMap<TaskKey, pb::TaskStatusReport>,
     last_epoch: u64,
     kafka_cluster_id: String,
+    /// Unique per process: a reconnect may replace this runner's own
+    /// registration, another process with the same id may not.
+    instance: String,
+    lease: Lease,
+    session_timeout: Duration,
 }
 
 impl Runner {
@@ -111,46 +146,99 @@ impl Runner {
             last_status: BTreeMap::new(),
             last_epoch: 0,
             kafka_cluster_id,
+            instance: uuid::Uuid::new_v4().to_string(),
+            lease: Lease::new(),
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
         })
     }
 
-    /// Runs until `shutdown`, reconnecting to the coordinator as needed.
+    /// Runs until `shutdown`. When its coordinator goes away, the runner
+    /// joins the next one it knows (round robin, with backoff after each full
+    /// round) and keeps its tasks running meanwhile, for as long as its lease
+    /// holds; then it stops them, committing nothing more.
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<TaskEvent>();
         let mut backoff = Duration::from_millis(100);
+        let mut attempt = 0usize;
         loop {
-            let session = self.session(&shutdown, &events_tx, &mut events_rx).await;
-            self.stop_all(&mut events_rx).await;
+            let coordinator =
+                self.config.coordinators[attempt % self.config.coordinators.len()].clone();
+            let session = self
+                .session(&coordinator, &shutdown, &events_tx, &mut events_rx)
+                .await;
+            if shutdown.is_cancelled() {
+                self.stop_all(&mut events_rx, None).await;
+                return Ok(());
+            }
             match session {
-                Ok(()) if shutdown.is_cancelled() => return Ok(()),
                 Ok(()) => {
-                    tracing::warn!("coordinator closed the session; reconnecting");
+                    tracing::warn!(%coordinator, "coordinator closed the session; reconnecting");
                     backoff = Duration::from_millis(100);
                 }
-                Err(error) => tracing::warn!(%error, ?backoff, "coordinator unreachable; retrying"),
+                Err(error) => {
+                    tracing::warn!(%coordinator, %error, "coordinator unreachable; trying the next")
+                }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                () = tokio::time::sleep(backoff) => {}
+            attempt += 1;
+            // The next coordinator at once; after a full round, back off.
+            let pause = if attempt.is_multiple_of(self.config.coordinators.len()) {
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pause
+            } else {
+                Duration::ZERO
+            };
+            let until = tokio::time::Instant::now() + pause;
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        self.stop_all(&mut events_rx, None).await;
+                        return Ok(());
+                    }
+                    () = tokio::time::sleep_until(until) => break,
+                    () = self.lease_lapses() => self.fence(&mut events_rx).await,
+                    Some(event) = events_rx.recv() => {
+                        // Kept for the next session (statuses); the rest is a mirror.
+                        let _ = self.message_for(event);
+                    }
+                }
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
+    }
+
+    /// Resolves when the lease runs out while anything is running.
+    async fn lease_lapses(&self) {
+        match self.lease.deadline() {
+            Some(deadline) if !self.tasks.is_empty() || !self.connectors.is_empty() => {
+                tokio::time::sleep_until(deadline).await;
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// The lease ran out: another runner may own these tasks now. Stop
+    /// everything; the tasks' commits are refused (`TaskContext::may_commit`).
+    async fn fence(&mut self, events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>) {
+        if self.lease.holds() {
+            return;
+        }
+        tracing::warn!(
+            runner = %self.config.runner_id,
+            "no coordinator answered within the session timeout; stopping every task without committing"
+        );
+        self.stop_all(events_rx, None).await;
     }
 
     async fn session(
         &mut self,
+        coordinator: &str,
         shutdown: &CancellationToken,
         events_tx: &mpsc::UnboundedSender<TaskEvent>,
         events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
     ) -> Result<()> {
-        let channel = tonic::transport::Endpoint::from_shared(self.config.coordinator.clone())
-            .map_err(|e| {
-                Error::Config(format!(
-                    "coordinator address {}: {e}",
-                    self.config.coordinator
-                ))
-            })?
-            .connect_timeout(Duration::from_secs(5))
+        let channel = tonic::transport::Endpoint::from_shared(coordinator.to_owned())
+            .map_err(|e| Error::Config(format!("coordinator.url {coordinator}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .connect()
             .await?;
@@ -160,6 +248,7 @@ impl Runner {
                 runner_id: self.config.runner_id.clone(),
                 protocol_version: pb::PROTOCOL_VERSION,
                 kafka_cluster_id: self.kafka_cluster_id.clone(),
+                instance: self.instance.clone(),
                 plugins: self
                     .registry
                     .connectors()
@@ -168,6 +257,7 @@ impl Runner {
                     .collect(),
             })),
         };
+        let hello_sent = tokio::time::Instant::now();
         outbound
             .send(hello)
             .await
@@ -176,7 +266,19 @@ impl Runner {
             .join(ReceiverStream::new(receiver))
             .await?
             .into_inner();
-        tracing::info!(coordinator = %self.config.coordinator, runner = %self.config.runner_id, "joined coordinator");
+        let welcome = match inbound.message().await? {
+            Some(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Welcome(welcome)),
+            }) => welcome,
+            other => {
+                return Err(Error::Coordinator(format!(
+                    "expected Welcome, got {other:?}"
+                )));
+            }
+        };
+        self.session_timeout = Duration::from_millis(u64::from(welcome.session_timeout_ms.max(1)));
+        self.lease.renewed_from(hello_sent, self.session_timeout);
+        tracing::info!(%coordinator, coordinator_id = %welcome.coordinator_id, runner = %self.config.runner_id, "joined coordinator");
         for report in self.last_status.values() {
             let _ = outbound
                 .send(pb::RunnerMessage {
@@ -187,12 +289,15 @@ impl Runner {
         // Heartbeats go out from their own task, so a slow task stop in
         // `apply` cannot make the coordinator think this runner is gone.
         let beats = outbound.clone();
+        let lease = self.lease.clone();
         let heartbeats = AbortOnDrop(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
             loop {
                 ticker.tick().await;
                 let beat = pb::RunnerMessage {
-                    body: Some(pb::runner_message::Body::Heartbeat(pb::Heartbeat {})),
+                    body: Some(pb::runner_message::Body::Heartbeat(pb::Heartbeat {
+                        seq: lease.heartbeat_sent(),
+                    })),
                 };
                 if beats.send(beat).await.is_err() {
                     break;
@@ -202,22 +307,55 @@ impl Runner {
         let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
         loop {
             tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                // Silence from the coordinator: it may have dropped this runner and
-                // given its tasks to another, so stop them (the caller does) and rejoin.
+                () = shutdown.cancelled() => {
+                    // A clean stop: final commits and statuses still reach the
+                    // coordinator, then the leader is told to hold the
+                    // assignment for the restart grace period.
+                    self.stop_all(events_rx, Some(&outbound)).await;
+                    let leaving = pb::RunnerMessage {
+                        body: Some(pb::runner_message::Body::Leaving(pb::Leaving {})),
+                    };
+                    let _ = outbound.send(leaving).await;
+                    drop(heartbeats);
+                    // Let the coordinator read Leaving before the stream closes.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), inbound.message()).await;
+                    return Ok(());
+                }
+                // Silence from the coordinator: try another; the tasks run on
+                // while the lease holds.
                 () = tokio::time::sleep_until(silent_after) => {
                     drop(heartbeats);
                     return Err(Error::Coordinator("no message from the coordinator for three heartbeat intervals".into()));
                 }
+                () = self.lease_lapses() => self.fence(events_rx).await,
                 message = inbound.message() => {
                     silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
                     match message? {
                         None => return Ok(()),
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Welcome(welcome)) }) => {
-                            tracing::debug!(coordinator = %welcome.coordinator_id, "welcomed");
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Heartbeat(beat)) }) => {
+                            if beat.seq > 0 {
+                                self.lease.answered(beat.seq, self.session_timeout);
+                            }
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
+                            let epoch = assignment.epoch;
                             self.apply(assignment, events_tx, events_rx, &outbound).await;
+                            let applied = pb::RunnerMessage {
+                                body: Some(pb::runner_message::Body::Applied(pb::Applied {
+                                    epoch,
+                                    tasks: self
+                                        .tasks
+                                        .keys()
+                                        .map(|key| pb::TaskRef {
+                                            connector: key.connector.clone(),
+                                            task: key.task,
+                                        })
+                                        .collect(),
+                                })),
+                            };
+                            if outbound.send(applied).await.is_err() {
+                                return Ok(());
+                            }
                             // Stopping tasks may have taken a while; messages
                             // that arrived meanwhile are waiting, not missing.
                             silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
@@ -534,6 +672,7 @@ impl Runner {
                     target: target_rx,
                     cancel: cancel.clone(),
                     events,
+                    lease: self.lease.clone(),
                 };
                 tracing::info!(task = %key, ?target, "starting task");
                 let identity = weir_connect::api::TaskIdentity {
@@ -569,14 +708,19 @@ impl Runner {
         );
     }
 
-    /// Stops every connector instance and task, all at once.
-    async fn stop_all(&mut self, events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>) {
+    /// Stops every connector instance and task, all at once, forwarding what
+    /// the tasks report meanwhile to `outbound` when there is one.
+    async fn stop_all(
+        &mut self,
+        events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
+        outbound: Option<&mpsc::Sender<pb::RunnerMessage>>,
+    ) {
         let names: Vec<String> = self.connectors.keys().cloned().collect();
         for name in names {
             self.stop_connector(&name);
         }
         let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
-        self.stop_many(keys, events_rx, None).await;
+        self.stop_many(keys, events_rx, outbound).await;
     }
 
     /// Cancels the tasks all at once and waits for them together, each

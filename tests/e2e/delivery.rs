@@ -376,6 +376,7 @@ fn run_sink(
         target: target_rx,
         cancel: cancel.clone(),
         events: events_tx,
+        lease: weir_runner::lease::Lease::unbounded(),
     };
     let handle = weir_runner::task::spawn(context, weir_connect::api::Task::Sink(Box::new(sink)));
     SinkRun {

@@ -5,11 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use weir_connect::client::{OVERRIDE_POLICY_KEY, OverridePolicy};
 use weir_connect::properties::hostname;
 use weir_connect::registry::Registry;
+use weir_coordinator::control::SessionTiming;
 use weir_coordinator::server::parse_listeners;
 use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
 
@@ -42,6 +44,28 @@ struct Args {
     /// (`connector.client.config.override.policy`): None, Principal or All (default).
     #[arg(long, env = "WEIR_CONNECTOR_CLIENT_CONFIG_OVERRIDE_POLICY")]
     connector_client_config_override_policy: Option<String>,
+    /// How long a runner that no coordinator answers keeps its tasks, and how
+    /// long the leader waits before moving a lost runner's tasks
+    /// (`session.timeout.ms`), default 6000.
+    #[arg(long, env = "WEIR_SESSION_TIMEOUT_MS")]
+    session_timeout_ms: Option<String>,
+    /// How long the tasks of a runner that stopped cleanly wait for it to
+    /// come back before they move (`scheduled.rebalance.max.delay.ms`),
+    /// default 10000; 0 moves them at once.
+    #[arg(long, env = "WEIR_SCHEDULED_REBALANCE_MAX_DELAY_MS")]
+    scheduled_rebalance_max_delay_ms: Option<String>,
+}
+
+/// A duration in milliseconds from a setting, or a message naming the key.
+fn millis(raw: Option<String>, key: &str, default: Duration) -> Result<Duration, String> {
+    match raw {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{key}: {raw:?} is not a number of milliseconds")),
+    }
 }
 
 #[tokio::main]
@@ -89,6 +113,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => OverridePolicy::All,
     };
 
+    let defaults = SessionTiming::default();
+    let timing = SessionTiming {
+        session_timeout: millis(
+            setting(args.session_timeout_ms, "session.timeout.ms"),
+            "session.timeout.ms",
+            defaults.session_timeout,
+        )?,
+        restart_grace: millis(
+            setting(
+                args.scheduled_rebalance_max_delay_ms,
+                "scheduled.rebalance.max.delay.ms",
+            ),
+            "scheduled.rebalance.max.delay.ms",
+            defaults.restart_grace,
+        )?,
+    };
+    if timing.session_timeout < Duration::from_secs(2) {
+        return Err(
+            "session.timeout.ms must be at least 2000 (runners heartbeat every second)".into(),
+        );
+    }
+
     let coordinator = Coordinator::start(
         CoordinatorConfig {
             id,
@@ -96,6 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             rest_listen,
             store: StoreConfig::Etcd { endpoints, prefix },
             override_policy,
+            timing,
         },
         Arc::new(Registry::builtin()),
     )

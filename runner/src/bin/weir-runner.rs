@@ -21,7 +21,9 @@ struct Args {
     /// Worker .properties file.
     #[arg(long, env = "WEIR_RUNNER_CONFIG")]
     config: Option<PathBuf>,
-    /// Coordinator gRPC address (`coordinator.url`), e.g. http://127.0.0.1:9083.
+    /// Coordinator gRPC addresses (`coordinator.url`), comma-separated, e.g.
+    /// http://a:9083,http://b:9083. The runner joins one and moves to the
+    /// next when it goes away.
     #[arg(long, env = "WEIR_COORDINATOR")]
     coordinator: Option<String>,
     /// Kafka bootstrap servers (`bootstrap.servers`).
@@ -59,10 +61,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             properties.insert(key.to_owned(), value);
         }
     }
-    let coordinator = properties
-        .get("coordinator.url")
-        .cloned()
-        .unwrap_or_else(|| "http://127.0.0.1:9083".to_owned());
+    // Checked before anything starts: a bad address is a configuration
+    // error, never a retry loop.
+    let coordinators = weir_runner::worker::parse_coordinators(
+        properties
+            .get("coordinator.url")
+            .map_or("http://127.0.0.1:9083", String::as_str),
+    )?;
     let runner_id = properties
         .get("runner.id")
         .cloned()
@@ -75,7 +80,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let runner = Runner::new(
         RunnerConfig {
             runner_id,
-            coordinator,
+            coordinators,
             worker,
         },
         Arc::new(registry),
