@@ -26,6 +26,7 @@ pub mod properties;
 pub mod registry;
 pub mod sdk;
 pub mod transforms;
+pub mod verifiable;
 pub mod wire;
 
 pub use api::{

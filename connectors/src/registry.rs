@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::api::ConnectorPlugin;
 use crate::converter::CONVERTER_CLASSES;
 use crate::file::{FileStreamSink, FileStreamSource};
+use crate::verifiable::{VerifiableSink, VerifiableSource};
 
 /// What `GET /connector-plugins` lists for one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,12 @@ impl Registry {
     /// The connectors compiled into this build.
     pub fn builtin() -> Self {
         Registry {
-            connectors: vec![Arc::new(FileStreamSink), Arc::new(FileStreamSource)],
+            connectors: vec![
+                Arc::new(FileStreamSink),
+                Arc::new(FileStreamSource),
+                Arc::new(VerifiableSink),
+                Arc::new(VerifiableSource),
+            ],
         }
     }
 
@@ -152,7 +158,7 @@ mod tests {
     #[test]
     fn summaries_list_converters_only_on_request() {
         let registry = Registry::builtin();
-        assert_eq!(registry.summaries(true).len(), 2);
+        assert_eq!(registry.summaries(true).len(), 4);
         assert!(
             registry
                 .summaries(false)

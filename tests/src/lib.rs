@@ -119,6 +119,16 @@ impl Process {
         }
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {}", self.name);
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
@@ -371,6 +381,24 @@ pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
         .collect()
 }
 
+/// Reads a whole topic with kcat as (key, value) text pairs, in order.
+pub fn kcat_keyed(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
+    let output = Command::new("kcat")
+        .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-J"])
+        .output()
+        .expect("kcat (Debian package kcat) is required");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let record: Value = serde_json::from_str(line).ok()?;
+            Some((
+                record["key"].as_str()?.to_owned(),
+                record["payload"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
 /// A minimal HTTP client for the REST API; every answer is (status, body).
 #[derive(Clone)]
 pub struct Rest {
@@ -453,6 +481,17 @@ pub struct CoordinatorProcess {
 
 impl CoordinatorProcess {
     pub fn start(etcd: &Etcd, prefix: &str, dir: &Path, id: &str) -> CoordinatorProcess {
+        CoordinatorProcess::start_with(etcd, prefix, dir, id, &[])
+    }
+
+    /// Starts one with extra command-line flags.
+    pub fn start_with(
+        etcd: &Etcd,
+        prefix: &str,
+        dir: &Path,
+        id: &str,
+        extra: &[&str],
+    ) -> CoordinatorProcess {
         let rest_port = free_port();
         let grpc_port = free_port();
         let process = Process::spawn(
@@ -465,7 +504,8 @@ impl CoordinatorProcess {
                     &format!("127.0.0.1:{grpc_port}"),
                     "--id",
                     id,
-                ]),
+                ])
+                .args(extra),
             dir.join(format!("{id}.log")),
         );
         wait_for_port(rest_port, "coordinator REST");

@@ -1,0 +1,303 @@
+//! `VerifiableSource` and `VerifiableSink`, after Kafka's connectors of the
+//! same names: they prove "every sequence number at least once" across
+//! failures.
+//!
+//! Each source task emits `{"task":N,"seqno":S}` string values, S counting up
+//! from 0 at `throughput` records per second, with source partition
+//! `{"task":N}` and offset `{"seqno":S}`; a restarted task resumes after the
+//! last committed seqno. The sink appends every value it receives as a line
+//! to `file` (flushed and synced on `flush`), so a checker can count each
+//! (task, seqno) pair.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::fs::OpenOptions;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::time::Instant;
+
+use crate::api::{
+    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
+    SourceRecord, SourceTask, Task, TopicPartitionOffset,
+};
+use crate::config::{
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
+};
+use crate::data::{Schema, SchemaAndValue, Value};
+
+pub const SOURCE_CLASS: &str = "org.apache.kafka.connect.tools.VerifiableSourceConnector";
+pub const SINK_CLASS: &str = "org.apache.kafka.connect.tools.VerifiableSinkConnector";
+
+const TOPIC: &str = "topic";
+const THROUGHPUT: &str = "throughput";
+const FILE: &str = "file";
+/// Set on each task config: which task this is.
+const TASK_ID: &str = "task.id";
+
+/// `org.apache.kafka.connect.tools.VerifiableSourceConnector`.
+pub struct VerifiableSource;
+
+#[async_trait]
+impl ConnectorPlugin for VerifiableSource {
+    fn class(&self) -> &'static str {
+        SOURCE_CLASS
+    }
+
+    fn kind(&self) -> Direction {
+        Direction::Source
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new(TOPIC, ConfigType::String, Default::Required)
+                    .importance(Importance::High)
+                    .validator(Validator::NonEmptyString)
+                    .doc("The topic to write the sequence numbers to"),
+            )
+            .define(
+                ConfigKey::new(THROUGHPUT, ConfigType::Long, Default::Value("100"))
+                    .importance(Importance::High)
+                    .validator(Validator::AtLeast(1))
+                    .doc("Records per second each task emits"),
+            )
+    }
+
+    async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
+        Ok((0..max_tasks.max(1))
+            .map(|task| {
+                let mut task_config = config.clone();
+                task_config.insert(TASK_ID.to_owned(), task.to_string());
+                task_config
+            })
+            .collect())
+    }
+
+    fn create_task(&self) -> Task {
+        Task::Source(Box::new(VerifiableSourceTask::default()))
+    }
+}
+
+#[derive(Default)]
+struct VerifiableSourceTask {
+    task: i64,
+    topic: String,
+    interval: Duration,
+    next_seqno: i64,
+    next_at: Option<Instant>,
+}
+
+impl VerifiableSourceTask {
+    fn partition(&self) -> JsonMap {
+        let mut partition = JsonMap::new();
+        partition.insert("task".into(), json!(self.task));
+        partition
+    }
+}
+
+fn number(config: &ConfigMap, key: &str, default: i64) -> Result<i64> {
+    match config.get(key) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| ConnectorError::Config(format!("{key}: {raw:?} is not a number"))),
+    }
+}
+
+#[async_trait]
+impl SourceTask for VerifiableSourceTask {
+    async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()> {
+        self.task = number(config, TASK_ID, 0)?;
+        self.topic = config
+            .get(TOPIC)
+            .cloned()
+            .ok_or_else(|| ConnectorError::Config(format!("{TOPIC} is required")))?;
+        let throughput = number(config, THROUGHPUT, 100)?.max(1);
+        self.interval = Duration::from_secs_f64(1.0 / throughput as f64);
+        let mine = self.partition();
+        self.next_seqno = positions
+            .iter()
+            .filter(|p| p.partition == mine)
+            .filter_map(|p| p.offset.get("seqno").and_then(serde_json::Value::as_i64))
+            .max()
+            .map_or(0, |committed| committed + 1);
+        Ok(())
+    }
+
+    async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>> {
+        let now = Instant::now();
+        let next_at = *self.next_at.get_or_insert(now);
+        if next_at > now {
+            tokio::time::sleep_until(next_at).await;
+        }
+        // Everything due by now, at most `max_records`.
+        let now = Instant::now();
+        let due = ((now - next_at).as_secs_f64() / self.interval.as_secs_f64()) as usize + 1;
+        let count = due.min(max_records.max(1));
+        let records = (0..count)
+            .map(|i| {
+                let seqno = self.next_seqno + i as i64;
+                let mut offset = JsonMap::new();
+                offset.insert("seqno".into(), json!(seqno));
+                SourceRecord {
+                    source_partition: self.partition(),
+                    source_offset: offset,
+                    topic: self.topic.clone(),
+                    kafka_partition: None,
+                    key: SchemaAndValue::null(),
+                    value: SchemaAndValue {
+                        schema: Some(Schema::string()),
+                        value: Value::String(
+                            json!({"task": self.task, "seqno": seqno}).to_string(),
+                        ),
+                    },
+                    timestamp_ms: None,
+                    headers: Vec::new(),
+                }
+            })
+            .collect();
+        self.next_seqno += count as i64;
+        self.next_at = Some(next_at + self.interval * count as u32);
+        Ok(records)
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// `org.apache.kafka.connect.tools.VerifiableSinkConnector`.
+pub struct VerifiableSink;
+
+#[async_trait]
+impl ConnectorPlugin for VerifiableSink {
+    fn class(&self) -> &'static str {
+        SINK_CLASS
+    }
+
+    fn kind(&self) -> Direction {
+        Direction::Sink
+    }
+
+    fn config_def(&self) -> ConfigDef {
+        ConfigDef::new().define(
+            ConfigKey::new(FILE, ConfigType::String, Default::Required)
+                .importance(Importance::High)
+                .validator(Validator::NonEmptyString)
+                .doc("The file every received value is appended to, one per line"),
+        )
+    }
+
+    async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
+        Ok(vec![config.clone(); max_tasks.max(1)])
+    }
+
+    fn create_task(&self) -> Task {
+        Task::Sink(Box::new(VerifiableSinkTask::default()))
+    }
+}
+
+#[derive(Default)]
+struct VerifiableSinkTask {
+    out: Option<BufWriter<tokio::fs::File>>,
+}
+
+#[async_trait]
+impl SinkTask for VerifiableSinkTask {
+    async fn open(&mut self, config: &ConfigMap) -> Result<()> {
+        let path = PathBuf::from(
+            config
+                .get(FILE)
+                .ok_or_else(|| ConnectorError::Config(format!("{FILE} is required")))?,
+        );
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await
+            .map_err(|e| ConnectorError::io(format!("opening {}", path.display()), e))?;
+        self.out = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+        let Some(out) = self.out.as_mut() else {
+            return Err(ConnectorError::Fatal("the task is not open".into()));
+        };
+        for record in records {
+            let mut line = record.value.value.to_display_string();
+            line.push('\n');
+            out.write_all(line.as_bytes())
+                .await
+                .map_err(|e| ConnectorError::io("writing", e))?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, _offsets: &[TopicPartitionOffset]) -> Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            out.flush()
+                .await
+                .map_err(|e| ConnectorError::io("flushing", e))?;
+            out.get_ref()
+                .sync_data()
+                .await
+                .map_err(|e| ConnectorError::io("syncing", e))?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush().await;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_source_counts_up_at_its_throughput_and_resumes_after_the_committed_seqno() {
+        let config = ConfigMap::from([
+            (TOPIC.to_owned(), "t".to_owned()),
+            (THROUGHPUT.to_owned(), "10".to_owned()),
+            (TASK_ID.to_owned(), "2".to_owned()),
+        ]);
+        let mut task = VerifiableSourceTask::default();
+        task.open(&config, &[]).await.unwrap_or_default();
+        let started = Instant::now();
+        let mut values = Vec::new();
+        while values.len() < 20 {
+            for record in task.poll(100).await.unwrap_or_default() {
+                values.push(record.value.value.to_display_string());
+            }
+        }
+        assert_eq!(values[0], r#"{"task":2,"seqno":0}"#);
+        assert_eq!(values[19], r#"{"task":2,"seqno":19}"#);
+        let took = Instant::now() - started;
+        assert!(
+            took >= Duration::from_millis(1800),
+            "10 records/s: {took:?}"
+        );
+
+        let mut committed = JsonMap::new();
+        committed.insert("seqno".into(), json!(41));
+        let resumed = SourcePosition {
+            partition: task.partition(),
+            offset: committed,
+        };
+        let mut again = VerifiableSourceTask::default();
+        again.open(&config, &[resumed]).await.unwrap_or_default();
+        let first = again.poll(1).await.unwrap_or_default();
+        assert_eq!(
+            first[0].value.value.to_display_string(),
+            r#"{"task":2,"seqno":42}"#
+        );
+    }
+}

@@ -1,0 +1,381 @@
+//! Distributed mode when parts of it die, every component a real process
+//! (etcd, the embedded broker, `weir-coordinator`s, `weir-runner`s), with the
+//! verifiable connectors: a source emitting `{"task","seqno"}` and a sink
+//! appending what it receives to a file.
+//! - kill -9 of the coordinator the runners are attached to: they join the
+//!   other one, no task restarts, and the sink never stalls for 2 s.
+//! - kill -9 of a runner: its tasks run elsewhere within the session timeout
+//!   plus a second.
+//! - A runner stopped cleanly and restarted with the same id within the
+//!   restart grace gets its task back; no other task restarts.
+//! - A zombie (SIGSTOP, its tasks move, SIGCONT): the stored offsets never go
+//!   backwards and the zombie stops its tasks.
+//! - Every sequence number reaches the sink at least once.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use weir_tests::{Broker, CoordinatorProcess, Etcd, Process, Rest, read, start_runner, wait_until};
+
+/// Short enough for tests; the default is 6 s.
+const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn coordinator(etcd: &Etcd, dir: &Path, id: &str, grace_ms: u64) -> CoordinatorProcess {
+    CoordinatorProcess::start_with(
+        etcd,
+        "/weir-failover/",
+        dir,
+        id,
+        &[
+            "--session-timeout-ms",
+            &SESSION_TIMEOUT.as_millis().to_string(),
+            "--scheduled-rebalance-max-delay-ms",
+            &grace_ms.to_string(),
+        ],
+    )
+}
+
+fn runner(coordinators: &[&CoordinatorProcess], id: &str, broker: &Broker, dir: &Path) -> Process {
+    let urls: Vec<&str> = coordinators.iter().map(|c| c.grpc.as_str()).collect();
+    start_runner(&urls.join(","), id, broker.bootstrap(), dir, "")
+}
+
+fn create(rest: &Rest, body: Value) {
+    let (status, reply) = rest.post("/connectors", &body.to_string());
+    assert_eq!(status, 201, "{reply}");
+}
+
+/// The verifiable pipeline: `tasks` source tasks → `topic` → the sink's file.
+fn verifiable_pipeline(rest: &Rest, name: &str, tasks: usize, sink_file: &Path) {
+    create(
+        rest,
+        json!({"name": format!("{name}-source"), "config": {
+            "connector.class": "VerifiableSource", "topic": name, "throughput": "200",
+            "tasks.max": tasks.to_string(),
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}}),
+    );
+    create(
+        rest,
+        json!({"name": format!("{name}-sink"), "config": {
+            "connector.class": "VerifiableSink", "topics": name,
+            "file": sink_file.to_str().unwrap(),
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}}),
+    );
+}
+
+/// (task, seqno) → how many times the sink received it.
+fn received(sink_file: &Path) -> BTreeMap<(i64, i64), usize> {
+    let mut counts = BTreeMap::new();
+    for line in read(sink_file).lines() {
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if let (Some(task), Some(seqno)) = (value["task"].as_i64(), value["seqno"].as_i64()) {
+            *counts.entry((task, seqno)).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+/// Every seqno from 0 to the highest received, for each task, at least once;
+/// returns how many arrived more than once.
+fn assert_every_seqno(sink_file: &Path, tasks: i64) -> usize {
+    let counts = received(sink_file);
+    for task in 0..tasks {
+        let seen: BTreeSet<i64> = counts
+            .keys()
+            .filter(|(t, _)| *t == task)
+            .map(|(_, s)| *s)
+            .collect();
+        let highest = seen.iter().next_back().copied().unwrap_or(-1);
+        assert!(highest > 0, "task {task} delivered nothing");
+        let missing: Vec<i64> = (0..=highest).filter(|s| !seen.contains(s)).collect();
+        assert!(missing.is_empty(), "task {task} lost seqnos {missing:?}");
+    }
+    counts.values().filter(|n| **n > 1).count()
+}
+
+fn task_workers(rest: &Rest, connector: &str) -> Vec<(String, String)> {
+    let (_, status) = rest.get(&format!("/connectors/{connector}/status"));
+    status["tasks"]
+        .as_array()
+        .map(|tasks| {
+            tasks
+                .iter()
+                .map(|t| {
+                    (
+                        t["state"].as_str().unwrap_or_default().to_owned(),
+                        t["worker_id"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn starts(runner: &Process) -> usize {
+    runner.log_text().matches("starting task").count()
+}
+
+#[test]
+fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let mut first = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let second = coordinator(&etcd, dir.path(), "coordinator-2", 10_000);
+    let runners: Vec<Process> = ["runner-a", "runner-b", "runner-c"]
+        .iter()
+        .map(|id| runner(&[&first, &second], id, &broker, dir.path()))
+        .collect();
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&second.rest, "verified", 3, &sink_file);
+    wait_until(Duration::from_secs(60), "every task RUNNING", || {
+        let workers = task_workers(&second.rest, "verified-source");
+        workers.len() == 3 && workers.iter().all(|(state, _)| state == "RUNNING")
+    });
+    wait_until(Duration::from_secs(60), "records at the sink", || {
+        received(&sink_file).len() > 200
+    });
+    let started: Vec<usize> = runners.iter().map(starts).collect();
+
+    first.process.kill_hard();
+    // The sink keeps receiving: sample its size for 8 s.
+    let mut last_size = read(&sink_file).len();
+    let mut last_growth = Instant::now();
+    let mut longest_stall = Duration::ZERO;
+    let watch_until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < watch_until {
+        std::thread::sleep(Duration::from_millis(100));
+        let size = read(&sink_file).len();
+        if size > last_size {
+            longest_stall = longest_stall.max(last_growth.elapsed());
+            last_size = size;
+            last_growth = Instant::now();
+        }
+    }
+    longest_stall = longest_stall.max(last_growth.elapsed());
+    println!("longest sink stall after the coordinator kill: {longest_stall:?}");
+    assert!(
+        longest_stall < Duration::from_secs(2),
+        "the sink stalled for {longest_stall:?}"
+    );
+    for (runner, before) in runners.iter().zip(started) {
+        assert_eq!(starts(runner), before, "{} restarted a task", runner.name);
+        assert!(
+            runner.log_text().contains("coordinator-2"),
+            "{} joined the other coordinator",
+            runner.name
+        );
+    }
+    let twice = assert_every_seqno(&sink_file, 3);
+    println!("seqnos delivered twice: {twice}");
+}
+
+#[test]
+fn a_killed_runner_s_tasks_run_elsewhere_within_the_session_timeout() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let mut doomed = runner(&[&coordinator], "doomed", &broker, dir.path());
+    let _survivor = runner(&[&coordinator], "survivor", &broker, dir.path());
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&coordinator.rest, "moved", 2, &sink_file);
+    wait_until(Duration::from_secs(60), "a task on each runner", || {
+        let workers: BTreeSet<String> = task_workers(&coordinator.rest, "moved-source")
+            .into_iter()
+            .filter(|(state, _)| state == "RUNNING")
+            .map(|(_, worker)| worker)
+            .collect();
+        workers.len() == 2
+    });
+    let killed = Instant::now();
+    doomed.kill_hard();
+    wait_until(
+        SESSION_TIMEOUT * 4,
+        "every task RUNNING on the survivor",
+        || {
+            task_workers(&coordinator.rest, "moved-source")
+                .iter()
+                .all(|(state, worker)| state == "RUNNING" && worker == "survivor")
+        },
+    );
+    let moved = killed.elapsed();
+    println!(
+        "tasks RUNNING elsewhere {moved:?} after the kill (session timeout {SESSION_TIMEOUT:?})"
+    );
+    assert!(
+        moved <= SESSION_TIMEOUT + Duration::from_secs(1),
+        "took {moved:?}"
+    );
+    wait_until(Duration::from_secs(30), "the moved task delivers", || {
+        received(&sink_file)
+            .keys()
+            .filter(|(task, _)| *task == 0)
+            .count()
+            > 50
+            && received(&sink_file)
+                .keys()
+                .filter(|(task, _)| *task == 1)
+                .count()
+                > 50
+    });
+    assert_every_seqno(&sink_file, 2);
+}
+
+#[test]
+fn a_runner_restarted_within_the_grace_gets_its_task_back_and_nothing_else_restarts() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 20_000);
+    let mut bouncing = runner(&[&coordinator], "bouncing", &broker, dir.path());
+    let steady = runner(&[&coordinator], "steady", &broker, dir.path());
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&coordinator.rest, "graced", 2, &sink_file);
+    let placed = || {
+        let mut workers = task_workers(&coordinator.rest, "graced-source");
+        workers.sort();
+        workers
+    };
+    wait_until(Duration::from_secs(60), "a task on each runner", || {
+        let workers = placed();
+        workers.iter().all(|(state, _)| state == "RUNNING")
+            && workers.iter().any(|(_, w)| w == "bouncing")
+            && workers.iter().any(|(_, w)| w == "steady")
+            && task_workers(&coordinator.rest, "graced-sink")
+                .iter()
+                .all(|(state, _)| state == "RUNNING")
+    });
+    let (_, before) = coordinator.rest.get("/connectors/graced-source/status");
+    let held: usize = ["graced-source", "graced-sink"]
+        .iter()
+        .map(|c| {
+            task_workers(&coordinator.rest, c)
+                .iter()
+                .filter(|(_, worker)| worker == "bouncing")
+                .count()
+        })
+        .sum();
+    let steady_starts = starts(&steady);
+    bouncing.terminate();
+    // Its task waits for it (grace 20 s) instead of moving to `steady`.
+    std::thread::sleep(SESSION_TIMEOUT + Duration::from_secs(1));
+    assert_eq!(
+        starts(&steady),
+        steady_starts,
+        "the task moved before the grace ran out"
+    );
+    let back = runner(&[&coordinator], "bouncing", &broker, dir.path());
+    wait_until(
+        Duration::from_secs(30),
+        "the task back on its runner",
+        || {
+            let (_, now) = coordinator.rest.get("/connectors/graced-source/status");
+            now["tasks"] == before["tasks"]
+        },
+    );
+    assert_eq!(
+        starts(&steady),
+        steady_starts,
+        "a task on the other runner restarted"
+    );
+    assert_eq!(
+        starts(&back),
+        held,
+        "it started exactly the tasks it held:\n{}",
+        back.log_text()
+            .lines()
+            .filter(|l| l.contains("starting task")
+                || l.contains("stopping")
+                || l.contains("assign"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let delivered = |task: i64| {
+        received(&sink_file)
+            .keys()
+            .filter(|(t, _)| *t == task)
+            .count()
+    };
+    wait_until(Duration::from_secs(30), "both tasks delivering", || {
+        delivered(0) > 50 && delivered(1) > 50
+    });
+    assert_every_seqno(&sink_file, 2);
+}
+
+/// The stored offsets of `connector` in the offsets topic, in the order
+/// written: (task, seqno).
+fn offset_history(broker: &Broker, connector: &str) -> Vec<(i64, i64)> {
+    weir_tests::kcat_keyed(broker.bootstrap(), "connect-offsets")
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let key: Value = serde_json::from_str(&key).ok()?;
+            if key[0] != connector {
+                return None;
+            }
+            let value: Value = serde_json::from_str(&value).ok()?;
+            Some((key[1]["task"].as_i64()?, value["seqno"].as_i64()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let zombie = runner(&[&coordinator], "zombie", &broker, dir.path());
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&coordinator.rest, "zombie", 1, &sink_file);
+    wait_until(
+        Duration::from_secs(60),
+        "the source task on the zombie",
+        || {
+            task_workers(&coordinator.rest, "zombie-source")
+                == [("RUNNING".to_owned(), "zombie".to_owned())]
+        },
+    );
+    wait_until(Duration::from_secs(30), "offsets stored", || {
+        offset_history(&broker, "zombie-source").len() > 2
+    });
+    let _heir = runner(&[&coordinator], "heir", &broker, dir.path());
+    zombie.signal("STOP");
+    wait_until(
+        Duration::from_secs(30),
+        "the task RUNNING on the heir",
+        || {
+            task_workers(&coordinator.rest, "zombie-source")
+                .iter()
+                .all(|(state, worker)| state == "RUNNING" && worker == "heir")
+        },
+    );
+    wait_until(Duration::from_secs(30), "the heir commits", || {
+        received(&sink_file).len() > 400
+    });
+    zombie.signal("CONT");
+    let mut zombie = zombie;
+    zombie.wait_for_log(
+        "stopping every task without committing",
+        Duration::from_secs(30),
+    );
+    // Let the heir commit a few more times, then check the whole history.
+    let settled = offset_history(&broker, "zombie-source").len();
+    wait_until(Duration::from_secs(30), "more commits", || {
+        offset_history(&broker, "zombie-source").len() > settled + 2
+    });
+    let history = offset_history(&broker, "zombie-source");
+    for pair in history.windows(2) {
+        assert!(
+            pair[1].1 >= pair[0].1,
+            "the stored offset went back: {history:?}"
+        );
+    }
+    assert_every_seqno(&sink_file, 1);
+}
