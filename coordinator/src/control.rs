@@ -28,6 +28,12 @@ use crate::store::{Condition, Store, Txn};
 /// How often runners heartbeat; three missed beats end the session.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Pause before a store operation a session needs is tried again.
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// How long a runner report is retried against a failing store.
+const STORE_GIVE_UP: Duration = Duration::from_secs(10);
+
 /// How long sessions may go unanswered, and how long a departed runner's
 /// work is held for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +230,16 @@ impl Session {
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
         loop {
-            let mut assignment = assignment_for(&self.store, runner).await?;
+            // A store error (an etcd blip) does not end the session: the
+            // runner keeps its tasks; the assignment is read again shortly.
+            let mut assignment = match assignment_for(&self.store, runner).await {
+                Ok(assignment) => assignment,
+                Err(error) => {
+                    tracing::warn!(%runner, %error, "reading the assignment failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                    continue;
+                }
+            };
             if assignment.is_none()
                 && let Some(previous) = &last_sent
             {
@@ -259,8 +274,27 @@ impl Session {
                         drop(reader);
                         return Ok(());
                     }
-                    Some(message) => self.handle(message).await?,
+                    Some(message) => self.handle_retrying(message).await,
                 },
+            }
+        }
+    }
+
+    /// Handles a runner message, retrying store errors for a while; a
+    /// report that still cannot be written is dropped with a warning.
+    async fn handle_retrying(&self, message: pb::RunnerMessage) {
+        let give_up = tokio::time::Instant::now() + STORE_GIVE_UP;
+        loop {
+            match self.handle(message.clone()).await {
+                Ok(()) => return,
+                Err(error) if tokio::time::Instant::now() < give_up => {
+                    tracing::debug!(runner = %self.record.runner_id, %error, "store write failed; retrying");
+                    tokio::time::sleep(STORE_RETRY).await;
+                }
+                Err(error) => {
+                    tracing::warn!(runner = %self.record.runner_id, %error, "dropping a runner report the store would not take");
+                    return;
+                }
             }
         }
     }
@@ -552,9 +586,11 @@ async fn read_runner(
         match message.body {
             Some(Body::Heartbeat(beat)) => {
                 // A coordinator that may have lost its store session must
-                // not renew a runner's lease: the leader may be moving its tasks.
+                // not renew a runner's lease (the leader may be moving its
+                // tasks): it ends the session, and the runner joins another.
                 if !store.session_valid() {
-                    continue;
+                    tracing::warn!(%runner, "this coordinator's store session is in doubt; ending the runner's session");
+                    return;
                 }
                 let answer = pb::CoordinatorMessage {
                     body: Some(pb::coordinator_message::Body::Heartbeat(pb::Heartbeat {

@@ -362,8 +362,17 @@ pub struct EtcdStore {
 /// Taken off the lease's known lifetime, for clock drift and slow answers.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
-/// How long etcd keeps a dead coordinator's ephemeral keys.
-pub const SESSION_TTL_SECS: i64 = 5;
+/// How long etcd keeps a dead coordinator's ephemeral keys (its runner
+/// registrations and, for the leader, leadership). Long enough that an etcd
+/// outage of 10 s does not end sessions; runners rejoin another coordinator
+/// at once when theirs dies, so only leadership waits this long.
+pub const SESSION_TTL_SECS: i64 = 15;
+
+/// How often readers are told to re-read even without a watch event.
+const REREAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pause between failed watch subscriptions.
+const WATCH_RETRY: Duration = Duration::from_millis(500);
 
 impl EtcdStore {
     /// Connects, grants the session lease and starts its keep-alive and the
@@ -396,36 +405,60 @@ impl EtcdStore {
         format!("{}{key}", self.root)
     }
 
+    /// Keeps the session lease alive. A keep-alive stream that breaks (etcd
+    /// restarting, a network blip) is opened again; only etcd saying the
+    /// lease is gone ends the session. Meanwhile `valid_until` says how long
+    /// the lease is certainly alive.
     async fn spawn_keep_alive(&self) -> Result<()> {
-        let (mut keeper, mut responses) = self.client.clone().lease_keep_alive(self.lease).await?;
+        let client = self.client.clone();
+        let lease = self.lease;
+        let first = client.clone().lease_keep_alive(lease).await?;
         let shutdown = self.shutdown.clone();
-        let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 3);
+        // Often, so the lease's known lifetime stays close to its TTL.
+        let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 5);
         let valid_until = self.valid_until.clone();
         tokio::spawn(async move {
+            let mut stream = Some(first);
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    _ = ticker.tick() => {
-                        let sent = tokio::time::Instant::now();
-                        if let Err(error) = keeper.keep_alive().await {
-                            tracing::error!(%error, "etcd lease keep-alive failed");
+                    _ = ticker.tick() => {}
+                }
+                let Some((keeper, responses)) = stream.as_mut() else {
+                    match client.clone().lease_keep_alive(lease).await {
+                        Ok(opened) => stream = Some(opened),
+                        Err(error) => {
+                            tracing::warn!(%error, "etcd lease keep-alive cannot reach etcd; retrying")
                         }
-                        match responses.message().await {
-                            Ok(Some(response)) if response.ttl() > 0 => {
-                                let until = sent + Duration::from_secs(response.ttl() as u64) - LEASE_MARGIN;
-                                if let Ok(mut valid) = valid_until.lock() {
-                                    *valid = until;
-                                }
-                            }
-                            Ok(_) => {
-                                tracing::error!("etcd session lease expired; this coordinator lost its ephemeral keys");
-                                shutdown.cancel();
-                                break;
-                            }
-                            Err(error) => tracing::error!(%error, "etcd lease keep-alive failed"),
+                    }
+                    continue;
+                };
+                let sent = tokio::time::Instant::now();
+                if let Err(error) = keeper.keep_alive().await {
+                    tracing::warn!(%error, "etcd lease keep-alive failed; reconnecting");
+                    stream = None;
+                    continue;
+                }
+                match tokio::time::timeout(period, responses.message()).await {
+                    Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                        let until =
+                            sent + Duration::from_secs(response.ttl() as u64) - LEASE_MARGIN;
+                        if let Ok(mut valid) = valid_until.lock() {
+                            *valid = until;
                         }
+                    }
+                    Ok(Ok(Some(_))) => {
+                        tracing::error!(
+                            "etcd session lease expired; this coordinator lost its ephemeral keys"
+                        );
+                        shutdown.cancel();
+                        break;
+                    }
+                    Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
+                        tracing::warn!("etcd lease keep-alive got no answer; reconnecting");
+                        stream = None;
                     }
                 }
             }
@@ -433,27 +466,72 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// Watches the root prefix and moves the change counter on every
+    /// event. A watch that fails or ends is re-subscribed from the revision
+    /// after the last one seen (or from now, if that was compacted away), and
+    /// the counter also moves every [`REREAD_INTERVAL`] so readers re-read
+    /// even if an event was missed.
     async fn spawn_watch(&self) -> Result<()> {
-        let mut stream = self
-            .client
-            .clone()
-            .watch(self.root.as_str(), Some(WatchOptions::new().with_prefix()))
-            .await?;
+        let client = self.client.clone();
+        let root = self.root.clone();
         let changes = self.changes.clone();
         let shutdown = self.shutdown.clone();
+        // The first subscription must work, so a bad endpoint fails start-up.
+        let first = client
+            .clone()
+            .watch(root.as_str(), Some(WatchOptions::new().with_prefix()))
+            .await?;
         tokio::spawn(async move {
+            let mut stream = Some(first);
+            let mut last_revision: i64 = 0;
+            let mut reread = tokio::time::interval(REREAD_INTERVAL);
+            reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                let Some(active) = stream.as_mut() else {
+                    let mut options = WatchOptions::new().with_prefix();
+                    if last_revision > 0 {
+                        options = options.with_start_revision(last_revision + 1);
+                    }
+                    let mut watcher = client.clone();
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        subscribed = watcher.watch(root.as_str(), Some(options)) => match subscribed {
+                            Ok(resumed) => {
+                                tracing::info!(from_revision = last_revision + 1, "etcd watch re-subscribed");
+                                stream = Some(resumed);
+                                // Whatever happened meanwhile: re-read.
+                                changes.send_modify(|counter| *counter += 1);
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "etcd watch re-subscribe failed; retrying");
+                                tokio::time::sleep(WATCH_RETRY).await;
+                            }
+                        },
+                    }
+                    continue;
+                };
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    message = stream.message() => match message {
-                        Ok(Some(_)) => changes.send_modify(|revision| *revision += 1),
+                    _ = reread.tick() => changes.send_modify(|counter| *counter += 1),
+                    message = active.message() => match message {
+                        Ok(Some(response)) => {
+                            if response.compact_revision() > 0 {
+                                // Resuming from our revision is impossible; start from now.
+                                last_revision = 0;
+                                stream = None;
+                            } else if let Some(header) = response.header() {
+                                last_revision = last_revision.max(header.revision());
+                            }
+                            changes.send_modify(|counter| *counter += 1);
+                        }
                         Ok(None) => {
-                            tracing::error!("etcd watch ended");
-                            break;
+                            tracing::warn!("etcd watch ended; re-subscribing");
+                            stream = None;
                         }
                         Err(error) => {
-                            tracing::error!(%error, "etcd watch failed");
-                            break;
+                            tracing::warn!(%error, "etcd watch failed; re-subscribing");
+                            stream = None;
+                            tokio::time::sleep(WATCH_RETRY).await;
                         }
                     }
                 }

@@ -10,6 +10,8 @@
 //!   restart grace gets its task back; no other task restarts.
 //! - A zombie (SIGSTOP, its tasks move, SIGCONT): the stored offsets never go
 //!   backwards and the zombie stops its tasks.
+//! - An etcd outage of 10 s: the tasks keep running and none restarts, and a
+//!   pause issued after etcd is back reaches the task.
 //! - Every sequence number reaches the sink at least once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -25,6 +27,16 @@ use weir_tests::{Broker, CoordinatorProcess, Etcd, Process, Rest, read, start_ru
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn coordinator(etcd: &Etcd, dir: &Path, id: &str, grace_ms: u64) -> CoordinatorProcess {
+    coordinator_timed(etcd, dir, id, grace_ms, SESSION_TIMEOUT)
+}
+
+fn coordinator_timed(
+    etcd: &Etcd,
+    dir: &Path,
+    id: &str,
+    grace_ms: u64,
+    session_timeout: Duration,
+) -> CoordinatorProcess {
     CoordinatorProcess::start_with(
         etcd,
         "/weir-failover/",
@@ -32,7 +44,7 @@ fn coordinator(etcd: &Etcd, dir: &Path, id: &str, grace_ms: u64) -> CoordinatorP
         id,
         &[
             "--session-timeout-ms",
-            &SESSION_TIMEOUT.as_millis().to_string(),
+            &session_timeout.as_millis().to_string(),
             "--scheduled-rebalance-max-delay-ms",
             &grace_ms.to_string(),
         ],
@@ -378,4 +390,60 @@ fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
         );
     }
     assert_every_seqno(&sink_file, 1);
+}
+
+#[test]
+fn an_etcd_outage_restarts_nothing_and_a_later_pause_still_arrives() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let mut etcd = Etcd::start();
+    // The default session timeout: how long runners ride out a silent
+    // control plane beyond what the coordinators' etcd lease covers.
+    let default_timeout = Duration::from_secs(6);
+    let first = coordinator_timed(&etcd, dir.path(), "coordinator-1", 10_000, default_timeout);
+    let second = coordinator_timed(&etcd, dir.path(), "coordinator-2", 10_000, default_timeout);
+    let runners: Vec<Process> = ["runner-a", "runner-b"]
+        .iter()
+        .map(|id| runner(&[&first, &second], id, &broker, dir.path()))
+        .collect();
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&first.rest, "outage", 2, &sink_file);
+    wait_until(Duration::from_secs(60), "every task RUNNING", || {
+        let workers = task_workers(&first.rest, "outage-source");
+        workers.len() == 2 && workers.iter().all(|(state, _)| state == "RUNNING")
+    });
+    wait_until(Duration::from_secs(60), "records at the sink", || {
+        received(&sink_file).len() > 200
+    });
+    let started: Vec<usize> = runners.iter().map(starts).collect();
+
+    etcd.stop();
+    let before = received(&sink_file).len();
+    // The outage itself is the scenario: 10 s without etcd.
+    std::thread::sleep(Duration::from_secs(10));
+    let during = received(&sink_file).len();
+    etcd.restart();
+    assert!(
+        during > before + 500,
+        "records kept flowing: {before} then {during}"
+    );
+
+    wait_until(
+        Duration::from_secs(30),
+        "the REST API answers again",
+        || first.rest.get("/connectors").0 == 200,
+    );
+    assert_eq!(
+        first.rest.put_empty("/connectors/outage-source/pause").0,
+        202
+    );
+    wait_until(Duration::from_secs(30), "the paused tasks", || {
+        task_workers(&first.rest, "outage-source")
+            .iter()
+            .all(|(state, _)| state == "PAUSED")
+    });
+    for (runner, before) in runners.iter().zip(started) {
+        assert_eq!(starts(runner), before, "{} restarted a task", runner.name);
+    }
+    assert_every_seqno(&sink_file, 2);
 }

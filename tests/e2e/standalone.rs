@@ -221,7 +221,9 @@ fn rest_api_answers_like_kafka_connect() {
         classes,
         [
             "org.apache.kafka.connect.file.FileStreamSinkConnector",
-            "org.apache.kafka.connect.file.FileStreamSourceConnector"
+            "org.apache.kafka.connect.file.FileStreamSourceConnector",
+            "org.apache.kafka.connect.tools.VerifiableSinkConnector",
+            "org.apache.kafka.connect.tools.VerifiableSourceConnector"
         ]
     );
     let (_, all) = rest.get("/connector-plugins?connectorsOnly=false");

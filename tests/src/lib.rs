@@ -180,8 +180,10 @@ pub fn wait_for_port(port: u16, what: &str) {
 /// etcd from Debian's `etcd-server`.
 pub struct Etcd {
     pub endpoint: String,
-    _process: Process,
-    _dir: TempDir,
+    process: Process,
+    dir: TempDir,
+    client: u16,
+    peer: u16,
 }
 
 impl Etcd {
@@ -189,11 +191,22 @@ impl Etcd {
         let dir = tempfile::tempdir().unwrap();
         let client = free_port();
         let peer = free_port();
+        let process = Etcd::spawn(dir.path(), client, peer);
+        Etcd {
+            endpoint: format!("http://127.0.0.1:{client}"),
+            process,
+            dir,
+            client,
+            peer,
+        }
+    }
+
+    fn spawn(dir: &Path, client: u16, peer: u16) -> Process {
         let process = Process::spawn(
             "etcd",
             Command::new(std::env::var("WEIR_ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
                 .arg("--data-dir")
-                .arg(dir.path().join("data"))
+                .arg(dir.join("data"))
                 .arg("--listen-client-urls")
                 .arg(format!("http://127.0.0.1:{client}"))
                 .arg("--advertise-client-urls")
@@ -204,14 +217,20 @@ impl Etcd {
                 .arg(format!("http://127.0.0.1:{peer}"))
                 .arg("--initial-cluster")
                 .arg(format!("default=http://127.0.0.1:{peer}")),
-            dir.path().join("etcd.log"),
+            dir.join("etcd.log"),
         );
         wait_for_port(client, "etcd");
-        Etcd {
-            endpoint: format!("http://127.0.0.1:{client}"),
-            _process: process,
-            _dir: dir,
-        }
+        process
+    }
+
+    /// Stops etcd (SIGKILL: an outage, not a clean stop).
+    pub fn stop(&mut self) {
+        self.process.kill_hard();
+    }
+
+    /// Starts it again on the same ports and data.
+    pub fn restart(&mut self) {
+        self.process = Etcd::spawn(self.dir.path(), self.client, self.peer);
     }
 }
 
