@@ -447,3 +447,131 @@ fn an_etcd_outage_restarts_nothing_and_a_later_pause_still_arrives() {
     }
     assert_every_seqno(&sink_file, 2);
 }
+
+/// A small deterministic generator, so a failing bounce sequence can be replayed.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: usize) -> usize {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((self.0 >> 33) % below as u64) as usize
+    }
+}
+
+#[test]
+fn bounce_ten_rounds_of_kills_and_restarts_and_every_seqno_arrives() {
+    let seed: u64 = std::env::var("WEIR_BOUNCE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261130);
+    println!("bounce seed {seed} (WEIR_BOUNCE_SEED replays it)");
+    let mut choose = Lcg(seed);
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let mut coordinators = [
+        coordinator(&etcd, dir.path(), "coordinator-1", 2_000),
+        coordinator(&etcd, dir.path(), "coordinator-2", 2_000),
+    ];
+    let ids = ["runner-a", "runner-b", "runner-c"];
+    let mut runners: Vec<Process> = ids
+        .iter()
+        .map(|id| {
+            runner(
+                &[&coordinators[0], &coordinators[1]],
+                id,
+                &broker,
+                dir.path(),
+            )
+        })
+        .collect();
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&coordinators[0].rest, "bounce", 3, &sink_file);
+    let all_running = |rest: &Rest| {
+        ["bounce-source", "bounce-sink"].iter().all(|c| {
+            let workers = task_workers(rest, c);
+            !workers.is_empty() && workers.iter().all(|(state, _)| state == "RUNNING")
+        })
+    };
+    let tops = || -> BTreeMap<i64, i64> {
+        let counts = received(&sink_file);
+        (0..3)
+            .map(|task| {
+                let top = counts
+                    .keys()
+                    .filter(|(t, _)| *t == task)
+                    .map(|(_, s)| *s)
+                    .max()
+                    .unwrap_or(-1);
+                (task, top)
+            })
+            .collect()
+    };
+    for round in 0..10 {
+        let before = tops();
+        let target = choose.next(ids.len() + coordinators.len());
+        if target < ids.len() {
+            println!("round {round}: kill -9 {}", ids[target]);
+            runners[target].kill_hard();
+            runners[target] = runner(
+                &[&coordinators[0], &coordinators[1]],
+                ids[target],
+                &broker,
+                dir.path(),
+            );
+        } else {
+            let which = target - ids.len();
+            println!("round {round}: kill -9 coordinator-{}", which + 1);
+            coordinators[which].process.kill_hard();
+            coordinators[which].restart();
+        }
+        // Recovered: every task delivers records newer than before the kill.
+        let rest = coordinators[choose.next(coordinators.len())].rest.clone();
+        wait_until(
+            Duration::from_secs(90),
+            "every task delivering again",
+            || {
+                let now = tops();
+                now.iter().all(|(task, top)| *top > before[task] + 20) && all_running(&rest)
+            },
+        );
+    }
+    let twice = assert_every_seqno(&sink_file, 3);
+    let total = received(&sink_file).len();
+    println!("bounce: {total} seqnos delivered, {twice} of them more than once");
+}
+
+#[test]
+fn a_second_runner_with_the_same_id_is_refused_and_a_bad_coordinator_url_fails_fast() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let mut original = runner(&[&coordinator], "twin", &broker, dir.path());
+    original.wait_for_log("joined coordinator", Duration::from_secs(30));
+    let twin_dir = dir.path().join("twin");
+    std::fs::create_dir_all(&twin_dir).unwrap();
+    let mut twin = runner(&[&coordinator], "twin", &broker, &twin_dir);
+    twin.wait_for_log(
+        "runner id twin is already registered by another runner process",
+        Duration::from_secs(30),
+    );
+    assert!(!twin.log_text().contains("joined coordinator"));
+
+    // A malformed coordinator.url ends the process with a message naming the key.
+    let output = std::process::Command::new(weir_tests::binary("weir-runner"))
+        .args([
+            "--coordinator",
+            "http://127.0.0.1:1,not a url",
+            "--runner-id",
+            "bad",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("coordinator.url"), "{stderr}");
+}

@@ -496,6 +496,11 @@ pub struct CoordinatorProcess {
     pub rest: Rest,
     pub grpc: String,
     pub process: Process,
+    /// The command line and log, to start it again on the same ports.
+    args: Vec<String>,
+    log: PathBuf,
+    id: String,
+    rest_port: u16,
 }
 
 impl CoordinatorProcess {
@@ -513,26 +518,51 @@ impl CoordinatorProcess {
     ) -> CoordinatorProcess {
         let rest_port = free_port();
         let grpc_port = free_port();
-        let process = Process::spawn(
-            id,
-            Command::new(binary("weir-coordinator"))
-                .args(["--etcd-endpoints", &etcd.endpoint, "--etcd-prefix", prefix])
-                .args(["--listeners", &format!("http://127.0.0.1:{rest_port}")])
-                .args([
-                    "--grpc-listen",
-                    &format!("127.0.0.1:{grpc_port}"),
-                    "--id",
-                    id,
-                ])
-                .args(extra),
-            dir.join(format!("{id}.log")),
-        );
-        wait_for_port(rest_port, "coordinator REST");
+        let mut args: Vec<String> = vec![
+            "--etcd-endpoints".into(),
+            etcd.endpoint.clone(),
+            "--etcd-prefix".into(),
+            prefix.into(),
+            "--listeners".into(),
+            format!("http://127.0.0.1:{rest_port}"),
+            "--grpc-listen".into(),
+            format!("127.0.0.1:{grpc_port}"),
+            "--id".into(),
+            id.into(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let log = dir.join(format!("{id}.log"));
+        let process = CoordinatorProcess::spawn(id, &args, &log, rest_port);
         CoordinatorProcess {
             rest: Rest::new(format!("http://127.0.0.1:{rest_port}")),
             grpc: format!("http://127.0.0.1:{grpc_port}"),
             process,
+            args,
+            log,
+            id: id.to_owned(),
+            rest_port,
         }
+    }
+
+    fn spawn(id: &str, args: &[String], log: &Path, rest_port: u16) -> Process {
+        let process = Process::spawn(
+            id,
+            Command::new(binary("weir-coordinator")).args(args),
+            log.to_owned(),
+        );
+        wait_for_port(rest_port, "coordinator REST");
+        process
+    }
+
+    /// Starts it again, same id and ports (after it was stopped or killed).
+    pub fn restart(&mut self) {
+        // Each run appends to its own log file.
+        let mut run = 2;
+        while self.log.with_extension(format!("{run}.log")).exists() {
+            run += 1;
+        }
+        let log = self.log.with_extension(format!("{run}.log"));
+        self.process = CoordinatorProcess::spawn(&self.id, &self.args, &log, self.rest_port);
     }
 }
 
