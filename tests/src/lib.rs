@@ -42,8 +42,13 @@ pub fn binary(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("WEIR_BIN_DIR") {
         return Path::new(&dir).join(name);
     }
-    // target/<profile>/deps/<test exe> → target/<profile>/<name>
+    // target/<profile>/deps/<test exe> → target/<profile>/<name>; a binary
+    // of this crate sits in target/<profile> itself.
     let exe = std::env::current_exe().unwrap();
+    let beside = exe.parent().unwrap().join(name);
+    if beside.exists() {
+        return beside;
+    }
     let path = exe.parent().unwrap().parent().unwrap().join(name);
     assert!(
         path.exists(),
