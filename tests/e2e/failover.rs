@@ -146,6 +146,23 @@ fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
         .collect();
     let sink_file = dir.path().join("verified.txt");
     verifiable_pipeline(&second.rest, "verified", 3, &sink_file);
+    // The file pipeline beside it.
+    let input = dir.path().join("input.txt");
+    let output = dir.path().join("output.txt");
+    let lines: String = (0..2000).map(|i| format!("file line {i}\n")).collect();
+    std::fs::write(&input, &lines).unwrap();
+    create(
+        &second.rest,
+        json!({"name": "file-source", "config": {
+            "connector.class": "FileStreamSource", "file": input.to_str().unwrap(), "topic": "files",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}}),
+    );
+    create(
+        &second.rest,
+        json!({"name": "file-sink", "config": {
+            "connector.class": "FileStreamSink", "file": output.to_str().unwrap(), "topics": "files",
+            "value.converter": "org.apache.kafka.connect.storage.StringConverter"}}),
+    );
     wait_until(Duration::from_secs(60), "every task RUNNING", || {
         let workers = task_workers(&second.rest, "verified-source");
         workers.len() == 3 && workers.iter().all(|(state, _)| state == "RUNNING")
@@ -186,6 +203,13 @@ fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
     }
     let twice = assert_every_seqno(&sink_file, 3);
     println!("seqnos delivered twice: {twice}");
+    let more: String = (2000..2500).map(|i| format!("file line {i}\n")).collect();
+    weir_tests::append(&input, &more);
+    wait_until(
+        Duration::from_secs(60),
+        "the file copied byte for byte",
+        || read(&output) == format!("{lines}{more}"),
+    );
 }
 
 #[test]
