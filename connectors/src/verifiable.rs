@@ -6,21 +6,18 @@
 //! from 0 at `throughput` records per second, with source partition
 //! `{"task":N}` and offset `{"seqno":S}`; a restarted task resumes after the
 //! last committed seqno. The sink appends every value it receives as a line
-//! to `file` (flushed and synced on `flush`), so a checker can count each
-//! (task, seqno) pair.
+//! to `file` (FileStreamSink's task), so a checker can count each (task,
+//! seqno) pair.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use tokio::fs::OpenOptions;
-use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::time::Instant;
 
 use crate::api::{
-    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
-    SourceRecord, SourceTask, Task, TopicPartitionOffset,
+    ConnectorError, ConnectorPlugin, JsonMap, Result, SourcePosition, SourceRecord, SourceTask,
+    Task,
 };
 use crate::config::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
@@ -195,66 +192,9 @@ impl ConnectorPlugin for VerifiableSink {
         Ok(vec![config.clone(); max_tasks.max(1)])
     }
 
+    /// Appending each value as a line is what FileStreamSink's task does.
     fn create_task(&self) -> Task {
-        Task::Sink(Box::new(VerifiableSinkTask::default()))
-    }
-}
-
-#[derive(Default)]
-struct VerifiableSinkTask {
-    out: Option<BufWriter<tokio::fs::File>>,
-}
-
-#[async_trait]
-impl SinkTask for VerifiableSinkTask {
-    async fn open(&mut self, config: &ConfigMap) -> Result<()> {
-        let path = PathBuf::from(
-            config
-                .get(FILE)
-                .ok_or_else(|| ConnectorError::Config(format!("{FILE} is required")))?,
-        );
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .await
-            .map_err(|e| ConnectorError::io(format!("opening {}", path.display()), e))?;
-        self.out = Some(BufWriter::new(file));
-        Ok(())
-    }
-
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
-        let Some(out) = self.out.as_mut() else {
-            return Err(ConnectorError::Fatal("the task is not open".into()));
-        };
-        for record in records {
-            let mut line = record.value.value.to_display_string();
-            line.push('\n');
-            out.write_all(line.as_bytes())
-                .await
-                .map_err(|e| ConnectorError::io("writing", e))?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self, _offsets: &[TopicPartitionOffset]) -> Result<()> {
-        if let Some(out) = self.out.as_mut() {
-            out.flush()
-                .await
-                .map_err(|e| ConnectorError::io("flushing", e))?;
-            out.get_ref()
-                .sync_data()
-                .await
-                .map_err(|e| ConnectorError::io("syncing", e))?;
-        }
-        Ok(())
-    }
-
-    async fn stop(&mut self) -> Result<()> {
-        if let Some(out) = self.out.as_mut() {
-            let _ = out.flush().await;
-        }
-        Ok(())
+        Task::Sink(Box::new(crate::file::FileStreamSinkTask::default()))
     }
 }
 

@@ -112,21 +112,7 @@ fn assert_every_seqno(sink_file: &Path, tasks: i64) -> usize {
 }
 
 fn task_workers(rest: &Rest, connector: &str) -> Vec<(String, String)> {
-    let (_, status) = rest.get(&format!("/connectors/{connector}/status"));
-    status["tasks"]
-        .as_array()
-        .map(|tasks| {
-            tasks
-                .iter()
-                .map(|t| {
-                    (
-                        t["state"].as_str().unwrap_or_default().to_owned(),
-                        t["worker_id"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    rest.task_states(connector)
 }
 
 fn starts(runner: &Process) -> usize {

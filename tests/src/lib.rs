@@ -370,17 +370,24 @@ pub struct KcatRecord {
     pub timestamp: i64,
 }
 
-/// Reads a whole topic with Debian's kcat (its JSON output, so values and
-/// headers may hold any character).
-pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
+/// Every record of a topic as kcat's JSON output prints it (`-J`), so values
+/// and headers may hold any character.
+fn kcat_json(bootstrap: &str, topic: &str) -> Vec<Value> {
     let output = Command::new("kcat")
         .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-J"])
         .output()
         .expect("kcat (Debian package kcat) is required");
     String::from_utf8_lossy(&output.stdout)
         .lines()
-        .filter_map(|line| {
-            let record: Value = serde_json::from_str(line).ok()?;
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Reads a whole topic with Debian's kcat.
+pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
+    kcat_json(bootstrap, topic)
+        .into_iter()
+        .map(|record| {
             let headers: Vec<String> = record["headers"]
                 .as_array()
                 .map(|flat| {
@@ -396,25 +403,20 @@ pub fn kcat(bootstrap: &str, topic: &str) -> Vec<KcatRecord> {
                         .collect()
                 })
                 .unwrap_or_default();
-            Some(KcatRecord {
+            KcatRecord {
                 value: record["payload"].as_str().unwrap_or_default().to_owned(),
                 headers: headers.join(","),
                 timestamp: record["ts"].as_i64().unwrap_or_default(),
-            })
+            }
         })
         .collect()
 }
 
 /// Reads a whole topic with kcat as (key, value) text pairs, in order.
 pub fn kcat_keyed(bootstrap: &str, topic: &str) -> Vec<(String, String)> {
-    let output = Command::new("kcat")
-        .args(["-b", bootstrap, "-C", "-t", topic, "-e", "-q", "-u", "-J"])
-        .output()
-        .expect("kcat (Debian package kcat) is required");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let record: Value = serde_json::from_str(line).ok()?;
+    kcat_json(bootstrap, topic)
+        .into_iter()
+        .filter_map(|record| {
             Some((
                 record["key"].as_str()?.to_owned(),
                 record["payload"].as_str()?.to_owned(),
@@ -485,6 +487,25 @@ impl Rest {
             && body["tasks"]
                 .as_array()
                 .is_some_and(|t| !t.is_empty() && t.iter().all(|t| t["state"] == state))
+    }
+
+    /// (state, worker_id) of each task of `connector`, in task order.
+    pub fn task_states(&self, connector: &str) -> Vec<(String, String)> {
+        let (_, status) = self.get(&format!("/connectors/{connector}/status"));
+        status["tasks"]
+            .as_array()
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .map(|t| {
+                        (
+                            t["state"].as_str().unwrap_or_default().to_owned(),
+                            t["worker_id"].as_str().unwrap_or_default().to_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn wait_running(&self, connector: &str) {

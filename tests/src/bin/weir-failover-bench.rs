@@ -18,21 +18,7 @@ const RUNS: usize = 5;
 const KAFKA_CONNECT_DEFAULT: Duration = Duration::from_secs(310);
 
 fn running_on(rest: &Rest) -> Vec<(String, String)> {
-    let (_, status) = rest.get("/connectors/failover-source/status");
-    status["tasks"]
-        .as_array()
-        .map(|tasks| {
-            tasks
-                .iter()
-                .map(|t| {
-                    (
-                        t["state"].as_str().unwrap_or_default().to_owned(),
-                        t["worker_id"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+    rest.task_states("failover-source")
 }
 
 fn one_run() -> Duration {
