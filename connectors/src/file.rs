@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 use tokio::fs::{File, OpenOptions};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use crate::api::{
     ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
@@ -274,14 +274,13 @@ impl ConnectorPlugin for FileStreamSink {
 }
 
 enum SinkOutput {
-    File {
-        path: PathBuf,
-        writer: BufWriter<File>,
-    },
+    File { path: PathBuf, file: File },
     Stdout(tokio::io::Stdout),
 }
 
-/// Appends each record's value as one line.
+/// Appends each record's value as one line. Each `put` batch reaches the
+/// file in one write before `put` returns, as Kafka Connect's FileStreamSink
+/// writes each record in `put`; `flush` syncs it to disk.
 #[derive(Default)]
 pub struct FileStreamSinkTask {
     output: Option<SinkOutput>,
@@ -299,10 +298,7 @@ impl SinkTask for FileStreamSinkTask {
                     .open(&path)
                     .await
                     .map_err(|e| ConnectorError::io(format!("opening {}", path.display()), e))?;
-                SinkOutput::File {
-                    path,
-                    writer: BufWriter::new(file),
-                }
+                SinkOutput::File { path, file }
             }
             None => SinkOutput::Stdout(tokio::io::stdout()),
         });
@@ -316,32 +312,30 @@ impl SinkTask for FileStreamSinkTask {
             text.push('\n');
         }
         match self.output.as_mut() {
-            Some(SinkOutput::File { path, writer }) => writer
-                .write_all(text.as_bytes())
-                .await
-                .map_err(|e| ConnectorError::io(format!("writing {}", path.display()), e)),
-            Some(SinkOutput::Stdout(out)) => out
-                .write_all(text.as_bytes())
-                .await
-                .map_err(|e| ConnectorError::io("writing standard output", e)),
+            Some(SinkOutput::File { path, file }) => {
+                let failed = |e| ConnectorError::io(format!("writing {}", path.display()), e);
+                file.write_all(text.as_bytes()).await.map_err(failed)?;
+                // tokio writes files on a blocking thread: wait until it has.
+                file.flush().await.map_err(failed)
+            }
+            Some(SinkOutput::Stdout(out)) => {
+                out.write_all(text.as_bytes())
+                    .await
+                    .map_err(|e| ConnectorError::io("writing standard output", e))?;
+                out.flush()
+                    .await
+                    .map_err(|e| ConnectorError::io("writing standard output", e))
+            }
             None => Err(ConnectorError::Fatal("sink task used before open".into())),
         }
     }
 
     async fn flush(&mut self, _offsets: &[TopicPartitionOffset]) -> Result<()> {
         match self.output.as_mut() {
-            Some(SinkOutput::File { path, writer }) => {
-                let context = || format!("flushing {}", path.display());
-                writer
-                    .flush()
-                    .await
-                    .map_err(|e| ConnectorError::io(context(), e))?;
-                writer
-                    .get_ref()
-                    .sync_data()
-                    .await
-                    .map_err(|e| ConnectorError::io(context(), e))
-            }
+            Some(SinkOutput::File { path, file }) => file
+                .sync_data()
+                .await
+                .map_err(|e| ConnectorError::io(format!("syncing {}", path.display()), e)),
             Some(SinkOutput::Stdout(out)) => out
                 .flush()
                 .await
@@ -373,6 +367,40 @@ mod tests {
             .iter()
             .map(|r| r.value.value.to_display_string())
             .collect()
+    }
+
+    #[tokio::test]
+    async fn the_sink_writes_each_batch_before_put_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        let mut task = FileStreamSinkTask::default();
+        task.open(&ConfigMap::from([(
+            FILE.to_owned(),
+            path.to_string_lossy().into_owned(),
+        )]))
+        .await
+        .unwrap();
+        let record = |value: &str| SinkRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: SchemaAndValue::null(),
+            value: SchemaAndValue {
+                schema: Some(Schema::string()),
+                value: Value::String(value.into()),
+            },
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        task.put(vec![record("a"), record("b")]).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "a\nb\n",
+            "no flush needed"
+        );
+        task.put(vec![record("c")]).await.unwrap();
+        task.flush(&[]).await.unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
     }
 
     #[tokio::test]

@@ -576,6 +576,28 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn patch_connector_config(
+        &self,
+        request: Request<pb::PatchConnectorConfigRequest>,
+    ) -> Reply<pb::ConnectorInfo> {
+        let request = request.into_inner();
+        let name = request.name;
+        // PATCH never creates a connector.
+        let previous = self
+            .existing(&name, || format!("Connector {name} not found"))
+            .await?;
+        let mut config = previous.config.clone();
+        for key in &request.remove {
+            config.remove(key);
+        }
+        config.extend(request.set);
+        reconcile_name(&name, &mut config)?;
+        let entry = self
+            .write_config(&name, config, Some(&previous), TargetState::Running)
+            .await?;
+        Ok(Response::new(self.info(&name, &entry).await))
+    }
+
     async fn get_connector_status(
         &self,
         request: Request<pb::ConnectorRef>,

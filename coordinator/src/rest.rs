@@ -28,7 +28,10 @@ pub fn router(admin: AdminService) -> Router {
             "/connectors/{name}",
             get(get_connector).delete(delete_connector),
         )
-        .route("/connectors/{name}/config", get(get_config).put(put_config))
+        .route(
+            "/connectors/{name}/config",
+            get(get_config).put(put_config).patch(patch_config),
+        )
         .route("/connectors/{name}/status", get(get_status))
         .route("/connectors/{name}/restart", post(restart_connector))
         .route("/connectors/{name}/pause", put(pause_connector))
@@ -54,7 +57,25 @@ pub fn router(admin: AdminService) -> Router {
                 "HTTP 405 Method Not Allowed",
             )
         })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(json_body_limit))
         .with_state(admin)
+}
+
+/// Request bodies larger than this are refused with 413.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// The body-size refusal comes from axum as plain text; give it Kafka
+/// Connect's JSON error shape.
+async fn json_body_limit(response: Response) -> Response {
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return response;
+    }
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        &format!("Request entity too large: the limit is {MAX_BODY_BYTES} bytes"),
+    )
+    .into_response()
 }
 
 /// An HTTP error, rendered as Kafka Connect's `{"error_code","message"}` body.
@@ -425,6 +446,34 @@ async fn put_config(
     } else {
         Ok(ok(StatusCode::OK, info_json(&info)))
     }
+}
+
+/// KIP-477: a partial config merged into the stored one; `null` deletes a key.
+async fn patch_config(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    let patch = parse_body(&body)?;
+    let remove: Vec<String> = match &patch {
+        Value::Object(object) => object
+            .iter()
+            .filter(|(_, value)| value.is_null())
+            .map(|(key, _)| key.clone())
+            .collect(),
+        _ => Vec::new(),
+    };
+    let set = config_map(&patch)?;
+    let info = admin
+        .patch_connector_config(Request::new(pb::PatchConnectorConfigRequest {
+            name,
+            set: set.into_iter().collect(),
+            remove,
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, info_json(&info)))
 }
 
 async fn get_status(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {

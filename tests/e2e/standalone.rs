@@ -623,3 +623,69 @@ fn a_sink_reads_topics_produced_with_every_compression_codec() {
         assert_eq!(status["state"], "RUNNING", "{status}");
     }
 }
+
+#[test]
+fn patch_config_merges_oversized_bodies_get_413_and_the_file_sink_writes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Kafka Connect's default flush interval: the copy must not wait for it.
+    let weir = start(dir.path(), "offset.flush.interval.ms=60000\n", &[]);
+    let rest = &weir.rest;
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, "one\ntwo\nthree\n").unwrap();
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    for body in [
+        json!({"name": "src", "config": {"connector.class": "FileStreamSource",
+            "file": input.to_str().unwrap(), "topic": "prompt", "value.converter": plain}}),
+        json!({"name": "dst", "config": {"connector.class": "FileStreamSink",
+            "file": output.to_str().unwrap(), "topics": "prompt", "value.converter": plain}}),
+    ] {
+        assert_eq!(rest.post("/connectors", &body.to_string()).0, 201);
+    }
+    wait_until(
+        Duration::from_secs(20),
+        "the copy before any offset flush",
+        || read(&output) == "one\ntwo\nthree\n",
+    );
+
+    // PATCH merges; null deletes; the result is validated; it never creates.
+    let (status, info) = rest.patch(
+        "/connectors/src/config",
+        &json!({"batch.size": "10", "value.converter": null}).to_string(),
+    );
+    assert_eq!(status, 200, "{info}");
+    assert_eq!(info["name"], "src");
+    assert_eq!(info["config"]["batch.size"], "10");
+    assert!(info["config"].get("value.converter").is_none(), "{info}");
+    assert_eq!(info["config"]["topic"], "prompt");
+    let (_, config) = rest.get("/connectors/src/config");
+    assert_eq!(config["batch.size"], "10");
+    let (status, body) = rest.patch(
+        "/connectors/src/config",
+        &json!({"topic": null}).to_string(),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Connector configuration is invalid"),
+        "{body}"
+    );
+    let (status, body) = rest.patch("/connectors/nope/config", &json!({"a": "b"}).to_string());
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "Connector nope not found");
+
+    // A body over the limit: 413, in Kafka Connect's error shape.
+    let huge = format!(
+        "{{\"name\": \"big\", \"config\": {{\"x\": \"{}\"}}}}",
+        "y".repeat(3 << 20)
+    );
+    let (status, body) = rest.post("/connectors", &huge);
+    assert_eq!(status, 413);
+    assert_eq!(body["error_code"], 413);
+    assert!(
+        body["message"].as_str().unwrap().contains("too large"),
+        "{body}"
+    );
+}

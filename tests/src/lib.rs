@@ -471,6 +471,10 @@ impl Rest {
         self.send("PUT", path, Some(body))
     }
 
+    pub fn patch(&self, path: &str, body: &str) -> (u16, Value) {
+        self.send("PATCH", path, Some(body))
+    }
+
     pub fn put_empty(&self, path: &str) -> (u16, Value) {
         self.send("PUT", path, None)
     }
