@@ -60,6 +60,24 @@ pub fn create(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
     }
 }
 
+/// The settings a converter honours, as `GET /connector-plugins/{p}/config`
+/// lists them; `None` for a class that is not a converter.
+pub fn converter_def(class: &str) -> Option<crate::config::ConfigDef> {
+    use crate::config::{ConfigDef, ConfigKey, ConfigType, Default, Importance};
+    Some(match resolve_class(class)? {
+        JSON_CONVERTER => ConfigDef::new().define(
+            ConfigKey::new(
+                "schemas.enable",
+                ConfigType::Boolean,
+                Default::Value("true"),
+            )
+            .importance(Importance::High)
+            .doc("Include schemas within each of the serialized values and keys."),
+        ),
+        _ => ConfigDef::new(),
+    })
+}
+
 fn parse_bool(key: &str, raw: &str) -> Result<bool> {
     match raw.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),

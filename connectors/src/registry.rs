@@ -119,11 +119,21 @@ impl Registry {
             })
             .collect();
         if !connectors_only {
-            plugins.extend(CONVERTER_CLASSES.iter().map(|class| PluginSummary {
-                class: (*class).to_owned(),
-                plugin_type: "converter",
-                version: version.clone(),
-            }));
+            let others = [
+                (
+                    "converter",
+                    CONVERTER_CLASSES.iter().map(|c| (*c).to_owned()).collect(),
+                ),
+                ("transformation", crate::transforms::transform_classes()),
+                ("predicate", crate::transforms::predicate_classes()),
+            ];
+            for (plugin_type, classes) in others {
+                plugins.extend(classes.into_iter().map(|class| PluginSummary {
+                    class,
+                    plugin_type,
+                    version: version.clone(),
+                }));
+            }
         }
         plugins.sort_by(|a, b| a.class.cmp(&b.class));
         plugins

@@ -197,6 +197,53 @@ pub fn split_class(class: &str) -> (String, Option<Part>) {
     }
 }
 
+/// SMTs that come as `$Key` and `$Value` classes.
+const KEYED_TRANSFORMS: [&str; 10] = [
+    "Cast",
+    "ExtractField",
+    "Flatten",
+    "HeaderFrom",
+    "HoistField",
+    "InsertField",
+    "MaskField",
+    "ReplaceField",
+    "SetSchemaMetadata",
+    "TimestampConverter",
+];
+/// SMTs with one class.
+const WHOLE_TRANSFORMS: [&str; 6] = [
+    "DropHeaders",
+    "Filter",
+    "InsertHeader",
+    "RegexRouter",
+    "TimestampRouter",
+    "ValueToKey",
+];
+const PREDICATES: [&str; 3] = ["HasHeaderKey", "RecordIsTombstone", "TopicNameMatches"];
+
+/// Every SMT class name, as Kafka Connect lists them (`Cast$Key`, `Cast$Value`, …).
+pub fn transform_classes() -> Vec<String> {
+    let mut classes: Vec<String> = KEYED_TRANSFORMS
+        .iter()
+        .flat_map(|name| ["Key", "Value"].map(|part| format!("{TRANSFORMS_PACKAGE}{name}${part}")))
+        .chain(
+            WHOLE_TRANSFORMS
+                .iter()
+                .map(|name| format!("{TRANSFORMS_PACKAGE}{name}")),
+        )
+        .collect();
+    classes.sort();
+    classes
+}
+
+/// Every predicate class name.
+pub fn predicate_classes() -> Vec<String> {
+    PREDICATES
+        .iter()
+        .map(|name| format!("{PREDICATES_PACKAGE}{name}"))
+        .collect()
+}
+
 /// Creates an SMT from its class name (full, or simple) and its settings.
 pub fn create_transform(
     class: &str,

@@ -30,7 +30,7 @@ use crate::model::{
 };
 use crate::plugins::{Catalog, Plugin};
 use crate::store::{Condition, Store, Txn};
-use crate::validate::{config_infos, invalid_config_message};
+use crate::validate::{config_infos, invalid_config_message, key_definition};
 
 /// Reads a JSON record.
 pub(crate) async fn read_json<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>> {
@@ -447,6 +447,21 @@ fn instance(record: StatusRecord) -> pb::InstanceStatus {
     }
 }
 
+/// The ConfigDef of a converter, SMT or predicate, by class name or alias.
+fn plugin_def(name: &str) -> Option<weir_connect::config::ConfigDef> {
+    use weir_connect::transforms::{defs, predicate_classes, transform_classes};
+    if let Some(def) = weir_connect::converter::converter_def(name) {
+        return Some(def);
+    }
+    let named = |class: &String| class == name || class.rsplit('.').next() == Some(name.trim());
+    if let Some(class) = transform_classes().into_iter().find(named) {
+        let (simple, _) = weir_connect::transforms::split_class(&class);
+        return defs::transform_def(&simple);
+    }
+    let class = predicate_classes().into_iter().find(named)?;
+    defs::predicate_def(weir_connect::transforms::predicate_simple_name(&class))
+}
+
 /// Java's `Map.toString()`, which Kafka Connect puts in some messages.
 /// A config as Java prints a map, secrets hidden.
 fn java_map(config: &ConfigMap) -> String {
@@ -823,6 +838,18 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
+    }
+
+    async fn get_plugin_config(&self, request: Request<pb::PluginRef>) -> Reply<pb::PluginConfig> {
+        let name = request.into_inner().plugin;
+        let def = match self.catalog().await?.find(&name) {
+            Some(plugin) => Some(plugin.described().config_def),
+            None => plugin_def(&name),
+        }
+        .ok_or_else(|| Error::NotFound(format!("Unknown plugin {name}.")))?;
+        Ok(Response::new(pb::PluginConfig {
+            keys: def.keys.iter().map(key_definition).collect(),
+        }))
     }
 
     async fn validate_config(

@@ -46,6 +46,7 @@ pub fn router(admin: AdminService) -> Router {
         .route("/connectors/{name}/topics", get(connector_topics))
         .route("/connectors/{name}/offsets", get(connector_offsets))
         .route("/connector-plugins", get(list_plugins))
+        .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route(
             "/connector-plugins/{plugin}/config/validate",
             put(validate_config),
@@ -642,6 +643,31 @@ async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQue
     Ok(ok(StatusCode::OK, json!(body)))
 }
 
+async fn plugin_config(
+    State(admin): State<AdminService>,
+    Path(plugin): Path<String>,
+) -> HttpResult {
+    let config = admin
+        .get_plugin_config(Request::new(pb::PluginRef { plugin }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let keys: Vec<Value> = config.keys.iter().map(definition_json).collect();
+    Ok(ok(StatusCode::OK, Value::Array(keys)))
+}
+
+/// A `ConfigKeyInfo` in Kafka Connect's JSON.
+fn definition_json(d: &pb::ConfigKeyDefinition) -> Value {
+    json!({
+        "name": d.name, "type": d.r#type, "required": d.required,
+        "default_value": d.default_value, "importance": d.importance,
+        "documentation": d.documentation,
+        "group": if d.group.is_empty() { Value::Null } else { json!(d.group) },
+        "order": d.order, "width": d.width, "display_name": d.display_name,
+        "dependents": d.dependents,
+    })
+}
+
 async fn validate_config(
     State(admin): State<AdminService>,
     Path(plugin): Path<String>,
@@ -660,16 +686,10 @@ async fn validate_config(
         .configs
         .iter()
         .map(|info| {
-            let definition = info.definition.as_ref().map_or(Value::Null, |d| {
-                json!({
-                    "name": d.name, "type": d.r#type, "required": d.required,
-                    "default_value": d.default_value, "importance": d.importance,
-                    "documentation": d.documentation,
-                    "group": if d.group.is_empty() { Value::Null } else { json!(d.group) },
-                    "order": d.order, "width": d.width, "display_name": d.display_name,
-                    "dependents": d.dependents,
-                })
-            });
+            let definition = info
+                .definition
+                .as_ref()
+                .map_or(Value::Null, definition_json);
             let value = info.value.clone().unwrap_or_default();
             json!({
                 "definition": definition,

@@ -13,6 +13,23 @@ use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, Config
 
 use crate::plugins::Plugin;
 
+/// A config key as Kafka Connect's `ConfigKeyInfo` shows it.
+pub fn key_definition(key: &ConfigKey) -> ConfigKeyDefinition {
+    ConfigKeyDefinition {
+        name: key.name.to_owned(),
+        r#type: key.config_type.name().to_owned(),
+        required: key.is_required(),
+        default_value: key.default_value().map(str::to_owned),
+        importance: key.importance.name().to_owned(),
+        documentation: key.documentation.to_owned(),
+        group: key.group.to_owned(),
+        order: key.order,
+        width: key.width.name().to_owned(),
+        display_name: key.display_name.to_owned(),
+        dependents: Vec::new(),
+    }
+}
+
 /// Validates `config` against `plugin` and the worker's client override
 /// policy; `error_count` says whether it is valid. Secret values show as
 /// `[hidden]`.
@@ -35,19 +52,7 @@ pub async fn config_infos(
                 }
             });
             ConfigInfo {
-                definition: Some(ConfigKeyDefinition {
-                    name: key.name.to_owned(),
-                    r#type: key.config_type.name().to_owned(),
-                    required: key.is_required(),
-                    default_value: key.default_value().map(str::to_owned),
-                    importance: key.importance.name().to_owned(),
-                    documentation: key.documentation.to_owned(),
-                    group: key.group.to_owned(),
-                    order: key.order,
-                    width: key.width.name().to_owned(),
-                    display_name: key.display_name.to_owned(),
-                    dependents: Vec::new(),
-                }),
+                definition: Some(key_definition(key)),
                 value: Some(ConfigValueInfo {
                     name: key.name.to_owned(),
                     value: shown,

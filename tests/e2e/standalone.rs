@@ -676,6 +676,62 @@ fn patch_config_merges_oversized_bodies_get_413_and_the_file_sink_writes_at_once
     assert_eq!(status, 404);
     assert_eq!(body["message"], "Connector nope not found");
 
+    // Every kind of plugin is listed, and each one's config keys are served.
+    let (_, all) = rest.get("/connector-plugins?connectorsOnly=false");
+    let listed = |class: &str, kind: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["class"] == class && p["type"] == kind)
+    };
+    assert!(
+        listed(
+            "org.apache.kafka.connect.transforms.Cast$Value",
+            "transformation"
+        ),
+        "{all}"
+    );
+    assert!(listed(
+        "org.apache.kafka.connect.transforms.predicates.HasHeaderKey",
+        "predicate"
+    ));
+    assert!(listed(
+        "org.apache.kafka.connect.json.JsonConverter",
+        "converter"
+    ));
+    assert!(listed(
+        "org.apache.kafka.connect.file.FileStreamSinkConnector",
+        "sink"
+    ));
+    let names = |path: &str| -> Vec<String> {
+        let (status, keys) = rest.get(path);
+        assert_eq!(status, 200, "{path}: {keys}");
+        keys.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("/connector-plugins/FileStreamSource/config"),
+        ["file", "topic", "batch.size"]
+    );
+    assert_eq!(
+        names("/connector-plugins/org.apache.kafka.connect.transforms.Cast$Value/config"),
+        ["spec", "replace.null.with.default"]
+    );
+    assert_eq!(
+        names("/connector-plugins/JsonConverter/config"),
+        ["schemas.enable"]
+    );
+    assert_eq!(
+        names("/connector-plugins/TopicNameMatches/config"),
+        ["pattern"]
+    );
+    let (status, body) = rest.get("/connector-plugins/Nope/config");
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "Unknown plugin Nope.");
+
     // A body over the limit: 413, in Kafka Connect's error shape.
     let huge = format!(
         "{{\"name\": \"big\", \"config\": {{\"x\": \"{}\"}}}}",
