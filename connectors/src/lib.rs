@@ -23,6 +23,7 @@ pub mod data;
 pub mod durable;
 pub mod file;
 pub mod properties;
+pub mod providers;
 pub mod registry;
 pub mod sdk;
 pub mod transforms;

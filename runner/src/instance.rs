@@ -44,7 +44,11 @@ pub enum InstanceEvent {
 /// Everything a connector instance needs from its runner.
 pub struct InstanceContext {
     pub name: String,
+    /// The stored config, placeholders and all.
     pub config: ConfigMap,
+    /// The config with its `${provider:…}` placeholders resolved: what the
+    /// plugin sees.
+    pub resolved: ConfigMap,
     pub generation: u64,
     pub plugin: Arc<dyn ConnectorPlugin>,
     pub target: watch::Receiver<TargetState>,
@@ -85,7 +89,7 @@ async fn run(mut context: InstanceContext) {
     tracing::info!(connector = %context.name, generation = context.generation, origin = %context.plugin.origin(), "starting connector");
     let errors: Vec<String> = context
         .plugin
-        .validate(&context.config)
+        .validate(&context.resolved)
         .await
         .into_iter()
         .flat_map(|(key, errors)| errors.into_iter().map(move |e| format!("{key}: {e}")))
@@ -103,7 +107,7 @@ async fn run(mut context: InstanceContext) {
 
     let (requests, mut requested) = mpsc::unbounded_channel();
     let plugin = context.plugin.clone();
-    let config = context.config.clone();
+    let config = context.resolved.clone();
     let monitor = plugin.monitor(&config, ConnectorContext::new(requests));
     tokio::pin!(monitor);
     let mut monitoring = true;
@@ -136,7 +140,9 @@ async fn run(mut context: InstanceContext) {
 }
 
 /// Makes the task configs, each the connector config with the task's own
-/// keys over it, and reports them.
+/// keys over it, and reports them. A task value that is a resolved
+/// placeholder of the connector config is stored as the placeholder again
+/// (Kafka Connect's reverse transform), so no resolved secret is stored.
 async fn generate(context: &InstanceContext) -> Result<(), String> {
     let max_tasks = match context.config.get("tasks.max") {
         Some(raw) => raw
@@ -147,7 +153,7 @@ async fn generate(context: &InstanceContext) -> Result<(), String> {
     };
     let generated = tokio::select! {
         () = context.cancel.cancelled() => return Ok(()),
-        generated = context.plugin.task_configs(&context.config, max_tasks) => generated,
+        generated = context.plugin.task_configs(&context.resolved, max_tasks) => generated,
     };
     let configs: Vec<ConfigMap> = generated
         .map_err(|error| error.to_string())?
@@ -155,7 +161,14 @@ async fn generate(context: &InstanceContext) -> Result<(), String> {
         .take(max_tasks.max(1))
         .map(|task| {
             let mut full = context.config.clone();
-            full.extend(task);
+            for (key, value) in task {
+                let placeholder = context
+                    .config
+                    .get(&key)
+                    .filter(|raw| context.resolved.get(&key) == Some(&value) && **raw != value);
+                let stored = placeholder.cloned().unwrap_or(value);
+                full.insert(key, stored);
+            }
             full
         })
         .collect();
@@ -237,6 +250,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let handle = spawn(InstanceContext {
             name: "c".into(),
+            resolved: config.clone(),
             config,
             generation: 7,
             plugin,

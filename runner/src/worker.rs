@@ -117,6 +117,8 @@ pub struct Runner {
     instance: String,
     lease: Lease,
     session_timeout: Duration,
+    /// `config.providers`: resolves placeholders when a connector or task starts.
+    providers: Arc<weir_connect::providers::ConfigProviders>,
 }
 
 impl Runner {
@@ -135,6 +137,10 @@ impl Runner {
                     .await?
             }
         };
+        let providers = Arc::new(
+            weir_connect::providers::ConfigProviders::from_worker(&worker.properties)
+                .map_err(Error::Config)?,
+        );
         let kafka_cluster_id = cluster_id(&worker).await;
         Ok(Runner {
             config,
@@ -149,6 +155,7 @@ impl Runner {
             instance: uuid::Uuid::new_v4().to_string(),
             lease: Lease::new(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
+            providers,
         })
     }
 
@@ -516,12 +523,9 @@ impl Runner {
         let config: ConfigMap = wanted.config.into_iter().collect();
         let (target_tx, target_rx) = watch::channel(target);
         let cancel = CancellationToken::new();
-        let plugin = config
-            .get("connector.class")
-            .and_then(|class| self.registry.connector(class));
         let (reported, mut forwarded) = mpsc::unbounded_channel();
-        let handle = match plugin {
-            Some(plugin) => {
+        let handle = match self.prepare(&config) {
+            Ok((plugin, resolved)) => {
                 // Instance events go out on the runner's one event channel.
                 let events = events.clone();
                 tokio::spawn(async move {
@@ -534,6 +538,7 @@ impl Runner {
                 instance::spawn(InstanceContext {
                     name: name.clone(),
                     config: config.clone(),
+                    resolved,
                     generation: wanted.generation,
                     plugin,
                     target: target_rx,
@@ -541,8 +546,7 @@ impl Runner {
                     events: reported,
                 })
             }
-            None => {
-                let trace = self.missing_plugin(&config);
+            Err(trace) => {
                 let _ = events.send(TaskEvent::Instance(InstanceEvent::Status {
                     connector: name.clone(),
                     generation: wanted.generation,
@@ -564,15 +568,26 @@ impl Runner {
         );
     }
 
-    /// The trace of a connector or task whose plugin this runner lacks.
-    fn missing_plugin(&self, config: &ConfigMap) -> String {
-        format!(
-            "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {} on runner {}",
-            config
-                .get("connector.class")
-                .map_or("<none>", String::as_str),
-            self.config.runner_id
-        )
+    /// The plugin of a connector or task about to start, and its config
+    /// with placeholders resolved (again at every start, so a restart sees
+    /// new values); the FAILED trace if either cannot be had.
+    fn prepare(
+        &self,
+        config: &ConfigMap,
+    ) -> std::result::Result<(Arc<dyn weir_connect::api::ConnectorPlugin>, ConfigMap), String> {
+        let class = config
+            .get("connector.class")
+            .map_or("<none>", String::as_str);
+        let plugin = self.registry.connector(class).ok_or_else(|| {
+            format!(
+                "org.apache.kafka.connect.errors.ConnectException: no connector plugin for {class} on runner {}",
+                self.config.runner_id
+            )
+        })?;
+        let resolved = self.providers.resolve(config).map_err(|error| {
+            format!("org.apache.kafka.connect.errors.ConnectException: {error}")
+        })?;
+        Ok((plugin, resolved))
     }
 
     /// Connector instances hold no data: stopping one is cancelling it.
@@ -657,15 +672,12 @@ impl Runner {
         let config: ConfigMap = wanted.config.into_iter().collect();
         let (target_tx, target_rx) = watch::channel(target);
         let cancel = CancellationToken::new();
-        let handle = match config
-            .get("connector.class")
-            .and_then(|class| self.registry.connector(class))
-        {
-            Some(plugin) => {
+        let handle = match self.prepare(&config) {
+            Ok((plugin, resolved)) => {
                 let context = TaskContext {
                     key: key.clone(),
                     task_count: wanted.task_count.max(1),
-                    config: config.clone(),
+                    config: resolved,
                     epoch,
                     worker: self.worker.clone(),
                     offsets: self.offsets.clone(),
@@ -682,8 +694,7 @@ impl Runner {
                 };
                 task::spawn(context, plugin.create_task_for(&identity))
             }
-            None => {
-                let trace = self.missing_plugin(&config);
+            Err(trace) => {
                 let failed = TaskEvent::Status {
                     key: key.clone(),
                     state: TaskState::Failed,

@@ -21,6 +21,15 @@ struct Standalone {
 }
 
 fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalone {
+    start_with_env(dir, extra_worker, connector_files, &[])
+}
+
+fn start_with_env(
+    dir: &Path,
+    extra_worker: &str,
+    connector_files: &[&Path],
+    env: &[(&str, &str)],
+) -> Standalone {
     let worker = dir.join("worker.properties");
     std::fs::write(
         &worker,
@@ -39,7 +48,8 @@ fn start(dir: &Path, extra_worker: &str, connector_files: &[&Path]) -> Standalon
         Command::new(binary("weir"))
             .arg("standalone")
             .arg(&worker)
-            .args(connector_files),
+            .args(connector_files)
+            .envs(env.iter().copied()),
         dir.join("standalone.log"),
     );
     let line = process.wait_for_log(
@@ -744,4 +754,75 @@ fn patch_config_merges_oversized_bodies_get_413_and_the_file_sink_writes_at_once
         body["message"].as_str().unwrap().contains("too large"),
         "{body}"
     );
+}
+
+#[test]
+fn config_providers_resolve_placeholders_on_the_runner_and_get_config_shows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets_dir = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets_dir).unwrap();
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, "alpha\nbeta\n").unwrap();
+    let secrets = secrets_dir.join("paths.properties");
+    std::fs::write(&secrets, format!("input={}\n", input.display())).unwrap();
+    let weir = start_with_env(
+        dir.path(),
+        &format!(
+            "config.providers=file,env\n\
+             config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider\n\
+             config.providers.file.param.allowed.paths={}\n\
+             config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider\n\
+             config.providers.env.param.allowlist.pattern=WEIR_TEST_.*\n",
+            secrets_dir.display()
+        ),
+        &[],
+        &[
+            ("WEIR_TEST_TOPIC", "resolved-topic"),
+            ("OTHER_TOPIC", "nope"),
+        ],
+    );
+    let rest = &weir.rest;
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    let file_placeholder = format!("${{file:{}:input}}", secrets.display());
+    let source = json!({"name": "provided", "config": {"connector.class": "FileStreamSource",
+        "file": file_placeholder, "topic": "${env:WEIR_TEST_TOPIC}", "value.converter": plain}});
+    let sink = json!({"name": "copy", "config": {"connector.class": "FileStreamSink",
+        "file": output.to_str().unwrap(), "topics": "resolved-topic", "value.converter": plain}});
+    for body in [source, sink] {
+        assert_eq!(rest.post("/connectors", &body.to_string()).0, 201);
+    }
+    wait_until(
+        Duration::from_secs(30),
+        "the file found through the provider",
+        || read(&output) == "alpha\nbeta\n",
+    );
+    // The stored config and the task configs keep the placeholders.
+    let (_, config) = rest.get("/connectors/provided/config");
+    assert_eq!(config["file"], file_placeholder);
+    assert_eq!(config["topic"], "${env:WEIR_TEST_TOPIC}");
+    let (_, tasks) = rest.get("/connectors/provided/tasks");
+    assert_eq!(tasks[0]["config"]["file"], file_placeholder, "{tasks}");
+    assert!(
+        !tasks.to_string().contains(input.to_str().unwrap()),
+        "{tasks}"
+    );
+
+    // Outside the allowlist: FAILED with a trace naming the placeholder only.
+    let denied = json!({"name": "denied", "config": {"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "${env:OTHER_TOPIC}", "value.converter": plain}});
+    assert_eq!(rest.post("/connectors", &denied.to_string()).0, 201);
+    wait_until(
+        Duration::from_secs(30),
+        "the denied connector FAILED",
+        || {
+            let (_, status) = rest.get("/connectors/denied/status");
+            status["connector"]["state"] == "FAILED"
+                && status["connector"]["trace"].as_str().is_some_and(|t| {
+                    t.contains("${env:OTHER_TOPIC}") && t.contains("allowlist.pattern")
+                })
+        },
+    );
+    let (_, status) = rest.get("/connectors/denied/status");
+    assert!(!status.to_string().contains("nope"), "{status}");
 }
