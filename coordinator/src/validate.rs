@@ -45,7 +45,22 @@ pub async fn config_infos(
     config: &ConfigMap,
     policy: OverridePolicy,
 ) -> ConfigInfos {
-    let def = base_connector_def(plugin.kind()).extend(plugin.described().config_def);
+    let mut def = base_connector_def(plugin.kind()).extend(plugin.described().config_def);
+    // A converter set in the connector config: its own keys too, under the
+    // converter's prefix, as Kafka Connect validates them.
+    for role in ["key.converter", "value.converter"] {
+        let Some(own) = config
+            .get(role)
+            .and_then(|class| weir_connect::converter::converter_def(class))
+        else {
+            continue;
+        };
+        for key in own.keys {
+            let mut prefixed = key.clone();
+            prefixed.name = weir_connect::wire::intern(&format!("{role}.{}", key.name));
+            def = def.define(prefixed);
+        }
+    }
     let mut configs: Vec<ConfigInfo> = def
         .keys
         .iter()
@@ -524,6 +539,46 @@ mod tests {
             definition.definition.as_ref().unwrap().group,
             "Transforms: route"
         );
+    }
+
+    #[tokio::test]
+    async fn a_connector_level_converter_s_keys_are_validated() {
+        let config = ConfigMap::from([
+            ("name".to_owned(), "c".to_owned()),
+            ("connector.class".to_owned(), "FileStreamSource".to_owned()),
+            ("topic".to_owned(), "t".to_owned()),
+            ("value.converter".to_owned(), "JsonConverter".to_owned()),
+            (
+                "value.converter.schemas.enable".to_owned(),
+                "maybe".to_owned(),
+            ),
+        ]);
+        let infos = config_infos(
+            &Plugin::Local(Arc::new(FileStreamSource)),
+            &config,
+            OverridePolicy::All,
+        )
+        .await;
+        let converter_key = infos
+            .configs
+            .iter()
+            .find(|c| {
+                c.value
+                    .as_ref()
+                    .is_some_and(|v| v.name == "value.converter.schemas.enable")
+            })
+            .and_then(|c| c.value.clone())
+            .unwrap_or_default();
+        assert_eq!(converter_key.errors.len(), 1, "{converter_key:?}");
+        let failing: Vec<_> = infos
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref())
+            .filter(|v| !v.errors.is_empty())
+            .map(|v| (v.name.clone(), v.errors.clone()))
+            .collect();
+        assert_eq!(infos.error_count, 1, "{failing:?}");
+        assert!(!names(&infos).contains(&"key.converter.schemas.enable".to_owned()));
     }
 
     #[tokio::test]
