@@ -47,11 +47,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    weir_connect::logging::init("info");
     let outcome = match Cli::parse().command {
         Command::Standalone { worker, connectors } => standalone(worker, connectors).await,
         Command::DevKafka { port } => dev_kafka(port).await,

@@ -25,8 +25,8 @@ use weir_proto::admin::v1::admin_server::Admin;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{
-    InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord, TargetState,
-    TaskConfigsRecord,
+    ClusterLogLevel, InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord,
+    TargetState, TaskConfigsRecord,
 };
 use crate::plugins::{Catalog, Plugin};
 use crate::store::{Condition, Store, Txn};
@@ -447,6 +447,13 @@ fn instance(record: StatusRecord) -> pb::InstanceStatus {
     }
 }
 
+fn logger_level(level: weir_connect::logging::LoggerLevel) -> pb::LoggerLevel {
+    pb::LoggerLevel {
+        level: level.level,
+        last_modified: level.last_modified,
+    }
+}
+
 /// The ConfigDef of a converter, SMT or predicate, by class name or alias.
 fn plugin_def(name: &str) -> Option<weir_connect::config::ConfigDef> {
     use weir_connect::transforms::{defs, predicate_classes, transform_classes};
@@ -838,6 +845,59 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
+    }
+
+    async fn list_loggers(&self, _request: Request<pb::Empty>) -> Reply<pb::LoggerLevels> {
+        let loggers = weir_connect::logging::loggers()
+            .all()
+            .into_iter()
+            .map(|(name, level)| (name, logger_level(level)))
+            .collect();
+        Ok(Response::new(pb::LoggerLevels { loggers }))
+    }
+
+    async fn get_logger(&self, request: Request<pb::LoggerRef>) -> Reply<pb::LoggerLevel> {
+        let name = request.into_inner().name;
+        let level = weir_connect::logging::loggers()
+            .get(&name)
+            .ok_or_else(|| Error::NotFound(format!("Logger {name} not found.")))?;
+        Ok(Response::new(logger_level(level)))
+    }
+
+    async fn set_log_level(
+        &self,
+        request: Request<pb::SetLogLevelRequest>,
+    ) -> Reply<pb::SetLogLevelResponse> {
+        let request = request.into_inner();
+        if request.level.trim().is_empty() {
+            return Err(Error::BadRequest(
+                "Desired 'level' parameter was not specified in request.".to_owned(),
+            )
+            .into());
+        }
+        let loggers = weir_connect::logging::loggers();
+        let invalid = |level: &str| Error::NotFound(format!("invalid log level '{level}'."));
+        let affected = loggers
+            .set(&request.name, &request.level)
+            .map_err(|weir_connect::logging::LevelError::InvalidLevel(level)| invalid(&level))?;
+        if !request.cluster {
+            return Ok(Response::new(pb::SetLogLevelResponse { affected }));
+        }
+        // Every coordinator, and through them every runner, applies it.
+        let record = ClusterLogLevel {
+            logger: request.name.clone(),
+            level: request.level.to_ascii_uppercase(),
+            last_modified: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        };
+        self.store
+            .put(&keys::logger(&request.name), to_json(&record)?)
+            .await?;
+        tracing::info!(logger = %request.name, level = %record.level, "log level set for the cluster");
+        Ok(Response::new(pb::SetLogLevelResponse {
+            affected: Vec::new(),
+        }))
     }
 
     async fn get_plugin_config(&self, request: Request<pb::PluginRef>) -> Reply<pb::PluginConfig> {

@@ -229,7 +229,22 @@ impl Session {
         )));
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
+        let mut levels = crate::loggers::Applied::default();
         loop {
+            // Cluster-wide log levels reach the runner too.
+            if let Ok(all) = crate::loggers::cluster_levels(&self.store).await {
+                for level in levels.fresh(all) {
+                    let message = pb::CoordinatorMessage {
+                        body: Some(pb::coordinator_message::Body::LogLevel(pb::LogLevel {
+                            logger: level.logger,
+                            level: level.level,
+                        })),
+                    };
+                    if self.outbound.send(Ok(message)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
             // A store error (an etcd blip) does not end the session: the
             // runner keeps its tasks; the assignment is read again shortly.
             let mut assignment = match assignment_for(&self.store, runner).await {

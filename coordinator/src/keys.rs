@@ -14,6 +14,7 @@
 //! | `offsets/{name}` | `[{"partition":{…},"offset":{…}}]`, last committed offsets reported | coordinator serving the runner |
 //! | `runners/{id}` | `{"runner_id","coordinator_id","session"}`, under the coordinator's lease | coordinator serving the runner |
 //! | `plugins/{runner}` | protobuf `weir.control.v1.PluginList`, under the coordinator's lease | coordinator serving the runner |
+//! | `loggers/{name}` | `{"logger","level","last_modified"}`: a level set with `scope=cluster` | admin |
 //! | `departed/{runner}` | `{"graceful":bool}`: how the runner's last session ended | coordinator that served it (deleted when it rejoins, or by the leader) |
 //! | `applied/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}]}`: what the runner runs after its last applied assignment | coordinator serving the runner (deleted by the leader) |
 //! | `assignments/{runner}` | `{"epoch":n,"tasks":[{"connector","task"}],"connectors":["name"]}` | leader |
@@ -33,6 +34,7 @@ pub const OFFSETS: &str = "offsets/";
 pub const RUNNERS: &str = "runners/";
 pub const PLUGINS: &str = "plugins/";
 pub const DEPARTED: &str = "departed/";
+pub const LOGGERS: &str = "loggers/";
 pub const APPLIED: &str = "applied/";
 pub const ASSIGNMENTS: &str = "assignments/";
 pub const EPOCH: &str = "epoch";
@@ -129,6 +131,10 @@ pub fn runner(id: &str) -> String {
 
 pub fn plugins(runner: &str) -> String {
     format!("{PLUGINS}{}", encode(runner))
+}
+
+pub fn logger(name: &str) -> String {
+    format!("{LOGGERS}{}", encode(name))
 }
 
 pub fn departed(runner: &str) -> String {

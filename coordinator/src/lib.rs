@@ -17,6 +17,7 @@ pub mod control;
 pub mod error;
 pub mod keys;
 pub mod leader;
+pub mod loggers;
 pub mod model;
 pub mod plugins;
 pub mod rest;

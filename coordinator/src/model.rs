@@ -63,6 +63,14 @@ pub struct RunnerRecord {
     pub instance: String,
 }
 
+/// A log level set for the whole cluster (`PUT /admin/loggers/{name}?scope=cluster`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterLogLevel {
+    pub logger: String,
+    pub level: String,
+    pub last_modified: u64,
+}
+
 /// How a runner's last session ended, for the leader's hold on its work.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DepartedRecord {

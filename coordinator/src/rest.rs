@@ -46,6 +46,8 @@ pub fn router(admin: AdminService) -> Router {
         .route("/connectors/{name}/topics", get(connector_topics))
         .route("/connectors/{name}/offsets", get(connector_offsets))
         .route("/connector-plugins", get(list_plugins))
+        .route("/admin/loggers", get(list_loggers))
+        .route("/admin/loggers/{name}", get(get_logger).put(set_logger))
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route(
             "/connector-plugins/{plugin}/config/validate",
@@ -641,6 +643,65 @@ async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQue
         .map(|p| json!({"class": p.class, "type": p.r#type, "version": p.version}))
         .collect();
     Ok(ok(StatusCode::OK, json!(body)))
+}
+
+fn level_json(level: &pb::LoggerLevel) -> Value {
+    json!({"level": level.level, "last_modified": level.last_modified})
+}
+
+async fn list_loggers(State(admin): State<AdminService>) -> HttpResult {
+    let loggers = admin
+        .list_loggers(Request::new(pb::Empty {}))
+        .await
+        .map_err(from_status)?
+        .into_inner()
+        .loggers;
+    let body: Map<String, Value> = loggers
+        .iter()
+        .map(|(name, level)| (name.clone(), level_json(level)))
+        .collect();
+    Ok(ok(StatusCode::OK, Value::Object(body)))
+}
+
+async fn get_logger(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let level = admin
+        .get_logger(Request::new(pb::LoggerRef { name }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, level_json(&level)))
+}
+
+/// KIP-495/976: `scope=worker` (the default, and what an unknown scope
+/// means) answers the affected loggers; `scope=cluster` answers 204.
+async fn set_logger(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> HttpResult {
+    let body = parse_body(&body)?;
+    let level = body
+        .get("level")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let cluster = query_pairs(&query)
+        .iter()
+        .any(|(key, value)| key == "scope" && value.eq_ignore_ascii_case("cluster"));
+    let reply = admin
+        .set_log_level(Request::new(pb::SetLogLevelRequest {
+            name,
+            level,
+            cluster,
+        }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    if cluster {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(ok(StatusCode::OK, json!(reply.affected)))
 }
 
 async fn plugin_config(

@@ -122,6 +122,7 @@ impl Coordinator {
             }
         });
 
+        tasks.spawn(crate::loggers::follow(store.clone(), shutdown.clone()));
         tasks.spawn(leader::run(
             store.clone(),
             config.id.clone(),

@@ -339,6 +339,12 @@ impl Runner {
                     silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
                     match message? {
                         None => return Ok(()),
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::LogLevel(level)) }) => {
+                            match weir_connect::logging::loggers().set(&level.logger, &level.level) {
+                                Ok(_) => tracing::info!(logger = %level.logger, level = %level.level, "log level set for the cluster"),
+                                Err(error) => tracing::warn!(logger = %level.logger, ?error, "cluster log level not applied"),
+                            }
+                        }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Heartbeat(beat)) }) => {
                             if beat.seq > 0 {
                                 self.lease.answered(beat.seq, self.session_timeout);

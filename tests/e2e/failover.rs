@@ -585,3 +585,26 @@ fn a_second_runner_with_the_same_id_is_refused_and_a_bad_coordinator_url_fails_f
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("coordinator.url"), "{stderr}");
 }
+
+#[test]
+fn a_cluster_scoped_log_level_reaches_the_runners() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let mut runner = runner(&[&coordinator], "logged", &broker, dir.path());
+    let sink_file = dir.path().join("verified.txt");
+    verifiable_pipeline(&coordinator.rest, "logged", 1, &sink_file);
+    wait_until(Duration::from_secs(60), "records at the sink", || {
+        received(&sink_file).len() > 100
+    });
+    assert!(!runner.log_text().contains("source offsets committed"));
+    let (status, _) = coordinator.rest.put(
+        "/admin/loggers/weir_runner::source?scope=cluster",
+        &json!({"level": "DEBUG"}).to_string(),
+    );
+    assert_eq!(status, 204);
+    runner.wait_for_log("source offsets committed", Duration::from_secs(30));
+    let (_, level) = coordinator.rest.get("/admin/loggers/weir_runner::source");
+    assert_eq!(level["level"], "DEBUG");
+}

@@ -826,3 +826,70 @@ fn config_providers_resolve_placeholders_on_the_runner_and_get_config_shows_them
     let (_, status) = rest.get("/connectors/denied/status");
     assert!(!status.to_string().contains("nope"), "{status}");
 }
+
+#[test]
+fn logger_levels_change_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = start(dir.path(), "", &[]);
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "first\n").unwrap();
+    let body = json!({"name": "logged", "config": {"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "logged",
+        "value.converter": "org.apache.kafka.connect.storage.StringConverter"}});
+    assert_eq!(weir.rest.post("/connectors", &body.to_string()).0, 201);
+    weir.rest.wait_running("logged");
+    let committed = "source offsets committed";
+    assert!(
+        !weir.process.log_text().contains(committed),
+        "DEBUG is off at start"
+    );
+
+    // Kafka Connect's logger name works, and maps to the Weir module.
+    let (status, affected) = weir.rest.put(
+        "/admin/loggers/org.apache.kafka.connect.runtime.WorkerSourceTask",
+        &json!({"level": "DEBUG"}).to_string(),
+    );
+    assert_eq!(status, 200, "{affected}");
+    assert_eq!(
+        affected,
+        json!([
+            "org.apache.kafka.connect.runtime.WorkerSourceTask",
+            "weir_runner::source"
+        ])
+    );
+    weir_tests::append(&input, "second\n");
+    weir.process
+        .wait_for_log(committed, Duration::from_secs(30));
+
+    let (status, all) = weir.rest.get("/admin/loggers");
+    assert_eq!(status, 200);
+    assert_eq!(all["root"]["level"], "INFO");
+    assert!(all["root"]["last_modified"].is_null());
+    assert_eq!(
+        all["org.apache.kafka.connect.runtime.WorkerSourceTask"]["level"],
+        "DEBUG"
+    );
+    assert!(all["org.apache.kafka.connect.runtime.WorkerSourceTask"]["last_modified"].is_u64());
+    let (status, one) = weir
+        .rest
+        .get("/admin/loggers/weir_runner::source::anything");
+    assert_eq!((status, one["level"].clone()), (404, Value::Null), "{one}");
+    let (status, one) = weir.rest.get("/admin/loggers/weir_runner");
+    assert_eq!((status, one["level"].as_str()), (200, Some("INFO")));
+    let (status, body) = weir.rest.get("/admin/loggers/com.example.Nothing");
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "Logger com.example.Nothing not found.");
+    // Kafka Connect's quirks: no level is 400, a bad level is 404.
+    let (status, body) = weir.rest.put("/admin/loggers/weir_runner", "{}");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "Desired 'level' parameter was not specified in request."
+    );
+    let (status, body) = weir.rest.put(
+        "/admin/loggers/weir_runner",
+        &json!({"level": "LOUD"}).to_string(),
+    );
+    assert_eq!(status, 404);
+    assert_eq!(body["message"], "invalid log level 'LOUD'.");
+}

@@ -70,11 +70,7 @@ fn millis(raw: Option<String>, key: &str, default: Duration) -> Result<Duration,
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    weir_connect::logging::init("info");
     let args = Args::parse();
     let file = match &args.config {
         Some(path) => weir_connect::properties::read(path)

@@ -40,11 +40,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    weir_connect::logging::init("info");
     let args = Args::parse();
     let mut properties = match &args.config {
         Some(path) => weir_connect::properties::read(path)
