@@ -60,6 +60,83 @@ pub fn create(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
     }
 }
 
+pub const SIMPLE_HEADER_CONVERTER: &str = "org.apache.kafka.connect.storage.SimpleHeaderConverter";
+
+/// The classes `header.converter` accepts, the default first.
+pub const HEADER_CONVERTER_CLASSES: [&str; 4] = [
+    SIMPLE_HEADER_CONVERTER,
+    STRING_CONVERTER,
+    JSON_CONVERTER,
+    BYTE_ARRAY_CONVERTER,
+];
+
+/// Resolves a header converter class name or alias.
+pub fn resolve_header_class(name: &str) -> Option<&'static str> {
+    let name = name.trim();
+    HEADER_CONVERTER_CLASSES.into_iter().find(|class| {
+        let simple = class.rsplit('.').next().unwrap_or(class);
+        name == *class || name == simple || Some(name) == simple.strip_suffix("Converter")
+    })
+}
+
+/// Creates a header converter (`header.converter`): the value converters
+/// that are also header converters in Kafka Connect, and
+/// SimpleHeaderConverter. `settings` are stripped of `header.converter.`.
+pub fn create_header(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
+    match resolve_header_class(class) {
+        Some(SIMPLE_HEADER_CONVERTER) => Ok(Box::new(SimpleHeaderConverter)),
+        Some(other) => create(other, settings),
+        None => Err(ConvertError(format!(
+            "Invalid value {class} for configuration header.converter: Class {class} could not be found."
+        ))),
+    }
+}
+
+/// `org.apache.kafka.connect.storage.SimpleHeaderConverter`: a header value
+/// as its text; text read back as the simplest value it spells (a boolean,
+/// a 32- or 64-bit integer, a 64-bit float, else a string).
+pub struct SimpleHeaderConverter;
+
+impl Converter for SimpleHeaderConverter {
+    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        Ok(match &data.value {
+            Value::Null => None,
+            Value::Bytes(bytes) => Some(bytes.clone()),
+            other => Some(other.to_display_string().into_bytes()),
+        })
+    }
+
+    fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
+        let Some(bytes) = bytes else {
+            return Ok(SchemaAndValue::null());
+        };
+        let text = String::from_utf8_lossy(bytes).into_owned();
+        let typed = |schema_type: SchemaType, value: Value| SchemaAndValue {
+            schema: Some(Schema::new(schema_type)),
+            value,
+        };
+        Ok(match text.as_str() {
+            "true" => typed(SchemaType::Boolean, Value::Boolean(true)),
+            "false" => typed(SchemaType::Boolean, Value::Boolean(false)),
+            _ => {
+                if let Ok(int) = text.parse::<i32>() {
+                    typed(SchemaType::Int32, Value::Int32(int))
+                } else if let Ok(long) = text.parse::<i64>() {
+                    typed(SchemaType::Int64, Value::Int64(long))
+                } else if let Some(float) = text
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite() && text.contains('.'))
+                {
+                    typed(SchemaType::Float64, Value::Float64(float))
+                } else {
+                    typed(SchemaType::String, Value::String(text))
+                }
+            }
+        })
+    }
+}
+
 /// The settings a converter honours, as `GET /connector-plugins/{p}/config`
 /// lists them; `None` for a class that is not a converter.
 pub fn converter_def(class: &str) -> Option<crate::config::ConfigDef> {
@@ -866,5 +943,33 @@ mod tests {
         assert_eq!(resolve_class("Avro"), None);
         let settings = ConfigMap::from([("schemas.enable".to_owned(), "nope".to_owned())]);
         assert!(create("JsonConverter", &settings).is_err());
+    }
+
+    #[test]
+    fn simple_header_converter_reads_text_as_the_simplest_value() {
+        let simple = create_header("SimpleHeaderConverter", &ConfigMap::new())
+            .unwrap_or_else(|_| unreachable!());
+        let read = |text: &str| {
+            simple
+                .to_connect("t", Some(text.as_bytes()))
+                .unwrap_or_else(|_| unreachable!())
+        };
+        assert_eq!(read("true").value, Value::Boolean(true));
+        assert_eq!(read("42").value, Value::Int32(42));
+        assert_eq!(read("9000000000").value, Value::Int64(9_000_000_000));
+        assert_eq!(read("1.5").value, Value::Float64(1.5));
+        assert_eq!(read("alpha").value, Value::String("alpha".into()));
+        assert_eq!(
+            simple
+                .to_connect("t", None)
+                .unwrap_or_else(|_| unreachable!())
+                .value,
+            Value::Null
+        );
+        let written = simple
+            .to_kafka("t", &read("42"))
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!(written.as_deref(), Some(&b"42"[..]));
+        assert!(create_header("com.example.Nope", &ConfigMap::new()).is_err());
     }
 }

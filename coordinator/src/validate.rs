@@ -13,6 +13,32 @@ use weir_proto::admin::v1::{ConfigInfo, ConfigInfos, ConfigKeyDefinition, Config
 
 use crate::plugins::Plugin;
 
+/// Converter classes this build does not have.
+fn converter_class_errors(config: &ConfigMap) -> Vec<(String, Vec<String>)> {
+    use weir_connect::converter::{resolve_class, resolve_header_class};
+    type Resolve = fn(&str) -> Option<&'static str>;
+    let roles: [(&str, Resolve); 3] = [
+        ("key.converter", resolve_class),
+        ("value.converter", resolve_class),
+        ("header.converter", resolve_header_class),
+    ];
+    roles
+        .into_iter()
+        .filter_map(|(key, resolve)| {
+            let class = config.get(key)?;
+            if resolve(class).is_some() || is_placeholder(class) {
+                return None;
+            }
+            Some((
+                key.to_owned(),
+                vec![format!(
+                    "Invalid value {class} for configuration {key}: Class {class} could not be found."
+                )],
+            ))
+        })
+        .collect()
+}
+
 /// Whether a value is, or holds, a `${provider:…}` config placeholder.
 fn is_placeholder(value: &str) -> bool {
     value
@@ -48,7 +74,7 @@ pub async fn config_infos(
     let mut def = base_connector_def(plugin.kind()).extend(plugin.described().config_def);
     // A converter set in the connector config: its own keys too, under the
     // converter's prefix, as Kafka Connect validates them.
-    for role in ["key.converter", "value.converter"] {
+    for role in ["key.converter", "value.converter", "header.converter"] {
         let Some(own) = config
             .get(role)
             .and_then(|class| weir_connect::converter::converter_def(class))
@@ -103,6 +129,7 @@ pub async fn config_infos(
     if plugin.kind() == Direction::Sink {
         extra.extend(sink_topic_errors(config));
     }
+    extra.extend(converter_class_errors(config));
     extra.extend(
         policy
             .violations(config)

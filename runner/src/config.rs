@@ -106,13 +106,17 @@ impl WorkerConfig {
         which: ConverterRole,
     ) -> Result<(Box<dyn Converter>, String)> {
         let key = which.key();
+        let default = match which {
+            ConverterRole::Header => converter::SIMPLE_HEADER_CONVERTER,
+            _ => DEFAULT_CONVERTER,
+        };
         let (class, source) = match connector.get(key) {
             Some(class) => (class.clone(), connector),
             None => (
                 self.properties
                     .get(key)
                     .cloned()
-                    .unwrap_or_else(|| DEFAULT_CONVERTER.to_owned()),
+                    .unwrap_or_else(|| default.to_owned()),
                 &self.properties,
             ),
         };
@@ -121,6 +125,11 @@ impl WorkerConfig {
             .iter()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|s| (s.to_owned(), v.clone())))
             .collect();
+        if which == ConverterRole::Header {
+            let converter = converter::create_header(&class, &settings).map_err(Error::Convert)?;
+            let class = converter::resolve_header_class(&class).map_or(class, str::to_owned);
+            return Ok((converter, class));
+        }
         let converter = converter::create(&class, &settings).map_err(Error::Convert)?;
         let class = converter::resolve_class(&class).map_or(class, str::to_owned);
         Ok((converter, class))
@@ -158,6 +167,8 @@ fn parse_number(properties: &ConfigMap, key: &str, default: i64) -> Result<i64> 
 pub enum ConverterRole {
     Key,
     Value,
+    /// `header.converter`: SimpleHeaderConverter unless set.
+    Header,
 }
 
 impl ConverterRole {
@@ -165,6 +176,7 @@ impl ConverterRole {
         match self {
             ConverterRole::Key => "key.converter",
             ConverterRole::Value => "value.converter",
+            ConverterRole::Header => "header.converter",
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::offsets::{TopicSpec, ensure_topic};
 pub enum Stage {
     KeyConverter,
     ValueConverter,
+    HeaderConverter,
     Transformation,
     /// The connector's `put` rejected the record.
     TaskPut,
@@ -33,6 +34,7 @@ impl Stage {
         match self {
             Stage::KeyConverter => "KEY_CONVERTER",
             Stage::ValueConverter => "VALUE_CONVERTER",
+            Stage::HeaderConverter => "HEADER_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
             Stage::TaskPut => "TASK_PUT",
         }

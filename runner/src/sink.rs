@@ -24,7 +24,7 @@ use weir_connect::api::{
 };
 use weir_connect::config::parse_list;
 use weir_connect::converter::Converter;
-use weir_connect::data::{Schema, SchemaAndValue, SchemaType, Value};
+use weir_connect::data::SchemaAndValue;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
@@ -188,6 +188,8 @@ struct SinkRun {
     key_converter_class: String,
     value_converter: Box<dyn Converter>,
     value_converter_class: String,
+    /// `header.converter`.
+    header_converter: Box<dyn Converter>,
     /// Next offset to commit, per topic partition, for records already put.
     uncommitted: BTreeMap<(String, i32), i64>,
     topics: BTreeSet<String>,
@@ -241,6 +243,9 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     let (value_converter, value_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Value)?;
+    let (header_converter, _) = context
+        .worker
+        .converter(&context.config, ConverterRole::Header)?;
     let mut run = SinkRun {
         consumer: Arc::new(consumer),
         errors,
@@ -253,6 +258,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         key_converter_class,
         value_converter,
         value_converter_class,
+        header_converter,
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
         interrupted: false,
@@ -499,23 +505,19 @@ impl SinkRun {
             .value_converter
             .to_connect(topic, message.payload())
             .map_err(|e| failure(Stage::ValueConverter, &self.value_converter_class, e))?;
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| Header {
-                        key: header.key.to_owned(),
-                        value: SchemaAndValue {
-                            schema: Some(Schema::new(SchemaType::Bytes).optional()),
-                            value: header
-                                .value
-                                .map_or(Value::Null, |v| Value::Bytes(v.to_vec())),
-                        },
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut headers = Vec::new();
+        if let Some(raw) = message.headers() {
+            for header in raw.iter() {
+                let value = self
+                    .header_converter
+                    .to_connect(topic, header.value)
+                    .map_err(|e| failure(Stage::HeaderConverter, "header.converter", e))?;
+                headers.push(Header {
+                    key: header.key.to_owned(),
+                    value,
+                });
+            }
+        }
         Ok(SinkRecord {
             topic: topic.to_owned(),
             partition: message.partition(),
@@ -592,12 +594,10 @@ impl SinkRun {
                 .headers
                 .iter()
                 .map(|header| {
-                    let value = match &header.value.value {
-                        Value::Bytes(bytes) => Some(bytes.clone()),
-                        Value::String(text) => Some(text.clone().into_bytes()),
-                        _ => None,
-                    };
-                    (header.key.clone(), value)
+                    (
+                        header.key.clone(),
+                        bytes(self.header_converter.as_ref(), &header.value),
+                    )
                 })
                 .collect(),
         }
@@ -738,6 +738,7 @@ pub async fn put_until_done(
 mod tests {
     use super::*;
     use crate::config::WorkerConfig;
+    use weir_connect::data::Value;
 
     /// Fails every record whose value is "bad", and the first `busy` calls retryably.
     struct FlakySink {

@@ -52,6 +52,8 @@ struct SourceRun {
     key_converter_class: String,
     value_converter: Box<dyn Converter>,
     value_converter_class: String,
+    /// `header.converter`.
+    header_converter: Box<dyn Converter>,
     /// Batches in send order; only a fully acknowledged prefix may be committed.
     in_flight: VecDeque<InFlight>,
     in_flight_records: usize,
@@ -81,6 +83,9 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     let (value_converter, value_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Value)?;
+    let (header_converter, _) = context
+        .worker
+        .converter(&context.config, ConverterRole::Header)?;
     let mut run = SourceRun {
         errors,
         producer,
@@ -89,6 +94,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         key_converter_class,
         value_converter,
         value_converter_class,
+        header_converter,
         in_flight: VecDeque::new(),
         in_flight_records: 0,
         acked: BTreeMap::new(),
@@ -276,10 +282,13 @@ impl SourceRun {
             if !record.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
                 for header in &record.headers {
-                    let text = header.value.value.to_display_string();
+                    let bytes = self
+                        .header_converter
+                        .to_kafka(&record.topic, &header.value)
+                        .map_err(Error::Convert)?;
                     headers = headers.insert(KafkaHeader {
                         key: &header.key,
-                        value: Some(text.as_bytes()),
+                        value: bytes.as_deref(),
                     });
                 }
                 message = message.headers(headers);

@@ -893,3 +893,67 @@ fn logger_levels_change_without_a_restart() {
     assert_eq!(status, 404);
     assert_eq!(body["message"], "invalid log level 'LOUD'.");
 }
+
+#[test]
+fn the_header_converter_writes_and_reads_typed_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), "", &[]);
+    let rest = &weir.rest;
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "alpha\n").unwrap();
+    let source = |name: &str, topic: &str, extra: Value| {
+        let mut config = json!({"connector.class": "FileStreamSource",
+            "file": input.to_str().unwrap(), "topic": topic,
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter.schemas.enable": "false",
+            "transforms": "hoist,copy",
+            "transforms.hoist.type": "org.apache.kafka.connect.transforms.HoistField$Value",
+            "transforms.hoist.field": "line",
+            "transforms.copy.type": "org.apache.kafka.connect.transforms.HeaderFrom$Value",
+            "transforms.copy.fields": "line", "transforms.copy.headers": "h",
+            "transforms.copy.operation": "copy"});
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"name": name, "config": config})
+    };
+    let simple = source("simple", "simple-headers", json!({}));
+    let as_json = source(
+        "as-json",
+        "json-headers",
+        json!({"header.converter": "JsonConverter", "header.converter.schemas.enable": "false"}),
+    );
+    for body in [simple, as_json] {
+        let (status, reply) = rest.post("/connectors", &body.to_string());
+        assert_eq!(status, 201, "{reply}");
+    }
+    wait_until(Duration::from_secs(30), "both topics written", || {
+        !kcat(&weir.bootstrap, "simple-headers").is_empty()
+            && !kcat(&weir.bootstrap, "json-headers").is_empty()
+    });
+    // SimpleHeaderConverter writes the text; JsonConverter writes JSON.
+    assert_eq!(
+        kcat(&weir.bootstrap, "simple-headers")[0].headers,
+        "h=alpha"
+    );
+    assert_eq!(
+        kcat(&weir.bootstrap, "json-headers")[0].headers,
+        "h=\"alpha\""
+    );
+    // A header converter this build does not have is refused.
+    let bad = source(
+        "bad",
+        "bad",
+        json!({"header.converter": "com.example.Nope"}),
+    );
+    let (status, body) = rest.post("/connectors", &bad.to_string());
+    assert_eq!(status, 400);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Class com.example.Nope could not be found"),
+        "{body}"
+    );
+}
