@@ -608,3 +608,57 @@ fn a_cluster_scoped_log_level_reaches_the_runners() {
     let (_, level) = coordinator.rest.get("/admin/loggers/weir_runner::source");
     assert_eq!(level["level"], "DEBUG");
 }
+
+#[test]
+fn distributed_mode_patches_configs_and_resolves_provider_placeholders_on_the_runner() {
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, "one\ntwo\n").unwrap();
+    let paths = secrets.join("paths.properties");
+    std::fs::write(&paths, format!("input={}\n", input.display())).unwrap();
+    // The providers are the runner's: the coordinator has none.
+    let _runner = start_runner(
+        &coordinator.grpc,
+        "provided",
+        broker.bootstrap(),
+        dir.path(),
+        &format!(
+            "config.providers=file\n\
+             config.providers.file.class=org.apache.kafka.common.config.provider.FileConfigProvider\n\
+             config.providers.file.param.allowed.paths={}\n",
+            secrets.display()
+        ),
+    );
+    let rest = &coordinator.rest;
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    let placeholder = format!("${{file:{}:input}}", paths.display());
+    create(
+        rest,
+        json!({"name": "provided-source", "config": {"connector.class": "FileStreamSource",
+            "file": placeholder, "topic": "provided", "value.converter": plain}}),
+    );
+    create(
+        rest,
+        json!({"name": "provided-sink", "config": {"connector.class": "FileStreamSink",
+            "file": output.to_str().unwrap(), "topics": "elsewhere", "value.converter": plain}}),
+    );
+    // PATCH the sink onto the right topic.
+    let (status, info) = rest.patch(
+        "/connectors/provided-sink/config",
+        &json!({"topics": "provided"}).to_string(),
+    );
+    assert_eq!(status, 200, "{info}");
+    wait_until(Duration::from_secs(60), "the copy", || {
+        read(&output) == "one\ntwo\n"
+    });
+    let (_, config) = rest.get("/connectors/provided-source/config");
+    assert_eq!(config["file"], placeholder);
+    let (_, tasks) = rest.get("/connectors/provided-source/tasks");
+    assert_eq!(tasks[0]["config"]["file"], placeholder, "{tasks}");
+}
