@@ -25,8 +25,8 @@ use weir_proto::admin::v1::admin_server::Admin;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{
-    ClusterLogLevel, InstanceState, OffsetEntry, RunnerRecord, StatusRecord, TargetRecord,
-    TargetState, TaskConfigsRecord,
+    ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord, TargetRecord, TargetState,
+    TaskConfigsRecord,
 };
 use crate::plugins::{Catalog, Plugin};
 use crate::store::{Condition, Store, Txn};
@@ -53,6 +53,8 @@ pub struct AdminService {
     coordinator_id: String,
     /// `connector.client.config.override.policy`.
     override_policy: OverridePolicy,
+    /// The runners connected here, which reach the offsets for the offsets API.
+    links: crate::control::RunnerLinks,
 }
 
 /// Everything stored about one connector's configuration.
@@ -113,7 +115,65 @@ impl AdminService {
             registry,
             coordinator_id,
             override_policy: OverridePolicy::All,
+            links: crate::control::RunnerLinks::default(),
         }
+    }
+
+    /// Sets the runners this coordinator can ask to reach offsets.
+    pub fn with_runner_links(mut self, links: crate::control::RunnerLinks) -> Self {
+        self.links = links;
+        self
+    }
+
+    /// Has a runner carry out an offsets operation on a connector.
+    async fn offsets_op(
+        &self,
+        name: &str,
+        entry: &ConnectorEntry,
+        op: weir_proto::control::v1::OffsetsOp,
+        offsets: Vec<pb::ConnectorOffset>,
+    ) -> Result<Vec<pb::ConnectorOffset>> {
+        use weir_proto::control::v1 as control;
+        let reply = self
+            .links
+            .offsets(control::OffsetsRequest {
+                id: 0,
+                connector: name.to_owned(),
+                config: entry.config.clone().into_iter().collect(),
+                op: op as i32,
+                offsets: offsets
+                    .into_iter()
+                    .map(|o| control::SourceOffset {
+                        partition_json: o.partition_json,
+                        offset_json: o.offset_json,
+                    })
+                    .collect(),
+            })
+            .await?;
+        if !reply.error.is_empty() {
+            return Err(Error::BadRequest(reply.error));
+        }
+        Ok(reply
+            .offsets
+            .into_iter()
+            .map(|o| pb::ConnectorOffset {
+                partition_json: o.partition_json,
+                offset_json: o.offset_json,
+            })
+            .collect())
+    }
+
+    /// The connector, which must exist and be STOPPED for its offsets to change.
+    async fn stopped(&self, name: &str) -> Result<ConnectorEntry> {
+        let entry = self
+            .existing(name, || format!("Connector {name} not found"))
+            .await?;
+        if entry.target != TargetState::Stopped {
+            return Err(Error::BadRequest(format!(
+                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+            )));
+        }
+        Ok(entry)
     }
 
     /// Sets what connectors may override in their clients' settings.
@@ -444,6 +504,39 @@ fn instance(record: StatusRecord) -> pb::InstanceStatus {
         state: state as i32,
         worker_id: record.worker_id,
         trace: record.trace,
+    }
+}
+
+/// A sink offset's shape, with Kafka Connect's messages (`SinkUtils`).
+fn check_sink_offset(offset: &pb::ConnectorOffset) -> Result<()> {
+    let bad = |message: &str| Err(Error::BadRequest(message.to_owned()));
+    let partition: serde_json::Value =
+        serde_json::from_str(&offset.partition_json).unwrap_or(serde_json::Value::Null);
+    let Some(partition) = partition.as_object() else {
+        return bad("The partition for a sink connector offset cannot be null or missing");
+    };
+    let (Some(topic), Some(number)) = (
+        partition.get("kafka_topic"),
+        partition.get("kafka_partition"),
+    ) else {
+        return bad(
+            "The partition for a sink connector offset must contain the keys 'kafka_topic' and 'kafka_partition'",
+        );
+    };
+    if !topic.is_string() || !number.is_i64() {
+        return bad("Partition values for sink connectors need to be integers");
+    }
+    if offset.offset_json.is_empty() {
+        return Ok(());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(&offset.offset_json).unwrap_or(serde_json::Value::Null);
+    match value.as_object().and_then(|o| o.get("kafka_offset")) {
+        None => bad(
+            "The offset for a sink connector should either be null or contain the key 'kafka_offset'",
+        ),
+        Some(at) if !at.is_i64() => bad("Offset values for sink connectors need to be integers"),
+        Some(_) => Ok(()),
     }
 }
 
@@ -814,19 +907,72 @@ impl Admin for AdminService {
         request: Request<pb::ConnectorRef>,
     ) -> Reply<pb::ConnectorOffsets> {
         let name = request.into_inner().name;
-        self.existing(&name, || format!("Connector {name} not found"))
+        let entry = self
+            .existing(&name, || format!("Connector {name} not found"))
             .await?;
-        let entries: Vec<OffsetEntry> = read_json(&self.store, &keys::offsets(&name))
-            .await?
-            .unwrap_or_default();
-        let offsets = entries
-            .into_iter()
-            .map(|entry| pb::ConnectorOffset {
-                partition_json: entry.partition.to_string(),
-                offset_json: entry.offset.to_string(),
-            })
-            .collect();
+        // From where the offsets really are: the offsets store or the
+        // sink's consumer group, read by a runner.
+        let offsets = self
+            .offsets_op(
+                &name,
+                &entry,
+                weir_proto::control::v1::OffsetsOp::Get,
+                Vec::new(),
+            )
+            .await?;
         Ok(Response::new(pb::ConnectorOffsets { offsets }))
+    }
+
+    async fn alter_connector_offsets(
+        &self,
+        request: Request<pb::AlterOffsetsRequest>,
+    ) -> Reply<pb::OffsetsMessage> {
+        let request = request.into_inner();
+        let name = request.name;
+        let entry = self.stopped(&name).await?;
+        if request.offsets.is_empty() {
+            return Err(Error::BadRequest(
+                "Partitions / offsets need to be provided for an alter offsets request".to_owned(),
+            )
+            .into());
+        }
+        if self.plugin(&entry.config).await?.kind() == Direction::Sink {
+            for offset in &request.offsets {
+                check_sink_offset(offset)?;
+            }
+        }
+        self.offsets_op(
+            &name,
+            &entry,
+            weir_proto::control::v1::OffsetsOp::Alter,
+            request.offsets,
+        )
+        .await?;
+        self.store.delete(&keys::offsets(&name)).await?;
+        tracing::info!(connector = %name, "offsets altered");
+        Ok(Response::new(pb::OffsetsMessage {
+            message: "The offsets for this connector have been altered successfully".to_owned(),
+        }))
+    }
+
+    async fn reset_connector_offsets(
+        &self,
+        request: Request<pb::ConnectorRef>,
+    ) -> Reply<pb::OffsetsMessage> {
+        let name = request.into_inner().name;
+        let entry = self.stopped(&name).await?;
+        self.offsets_op(
+            &name,
+            &entry,
+            weir_proto::control::v1::OffsetsOp::Reset,
+            Vec::new(),
+        )
+        .await?;
+        self.store.delete(&keys::offsets(&name)).await?;
+        tracing::info!(connector = %name, "offsets reset");
+        Ok(Response::new(pb::OffsetsMessage {
+            message: "The offsets for this connector have been reset successfully".to_owned(),
+        }))
     }
 
     async fn list_plugins(

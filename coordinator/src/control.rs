@@ -56,19 +56,102 @@ impl Default for SessionTiming {
     }
 }
 
+/// The runners connected to this coordinator, for requests the coordinator
+/// makes of one of them (the offsets API), and the answers it awaits.
+#[derive(Clone, Default)]
+pub struct RunnerLinks {
+    inner: std::sync::Arc<std::sync::Mutex<Links>>,
+}
+
+#[derive(Default)]
+struct Links {
+    runners: BTreeMap<String, mpsc::Sender<Outbound>>,
+    waiting: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<pb::OffsetsReply>>,
+    next_id: u64,
+}
+
+/// How long a runner may take to carry out an offsets request.
+const OFFSETS_DEADLINE: Duration = Duration::from_secs(60);
+
+impl RunnerLinks {
+    fn links(&self) -> std::sync::MutexGuard<'_, Links> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, session: &str, outbound: mpsc::Sender<Outbound>) {
+        self.links().runners.insert(session.to_owned(), outbound);
+    }
+
+    fn remove(&self, session: &str) {
+        self.links().runners.remove(session);
+    }
+
+    fn answered(&self, reply: pb::OffsetsReply) {
+        if let Some(waiting) = self.links().waiting.remove(&reply.id) {
+            let _ = waiting.send(reply);
+        }
+    }
+
+    /// Has a runner connected here carry out `request`; the answer comes
+    /// once the change is durable.
+    pub async fn offsets(&self, mut request: pb::OffsetsRequest) -> Result<pb::OffsetsReply> {
+        let (runner, answer, id) = {
+            let mut links = self.links();
+            links.next_id += 1;
+            let id = links.next_id;
+            let Some(runner) = links.runners.values().next().cloned() else {
+                return Err(crate::error::Error::Internal(
+                    "No runner is connected to this coordinator to reach the offsets; send the request to another coordinator".to_owned(),
+                ));
+            };
+            let (sender, answer) = tokio::sync::oneshot::channel();
+            links.waiting.insert(id, sender);
+            (runner, answer, id)
+        };
+        request.id = id;
+        let message = pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::OffsetsRequest(request)),
+        };
+        let outcome = async {
+            runner
+                .send(Ok(message))
+                .await
+                .map_err(|_| crate::error::Error::Internal("the runner went away".to_owned()))?;
+            match tokio::time::timeout(OFFSETS_DEADLINE, answer).await {
+                Ok(Ok(reply)) => Ok(reply),
+                _ => Err(crate::error::Error::Internal(
+                    "the runner did not answer the offsets request in time".to_owned(),
+                )),
+            }
+        }
+        .await;
+        self.links().waiting.remove(&id);
+        outcome
+    }
+}
+
 #[derive(Clone)]
 pub struct ControlService {
     store: Store,
     coordinator_id: String,
     timing: SessionTiming,
+    links: RunnerLinks,
 }
 
 impl ControlService {
-    pub fn new(store: Store, coordinator_id: String, timing: SessionTiming) -> Self {
+    pub fn new(
+        store: Store,
+        coordinator_id: String,
+        timing: SessionTiming,
+        links: RunnerLinks,
+    ) -> Self {
         ControlService {
             store,
             coordinator_id,
             timing,
+            links,
         }
     }
 
@@ -154,6 +237,7 @@ impl Control for ControlService {
             store: self.store.clone(),
             record,
             timing: self.timing,
+            links: self.links.clone(),
             outbound,
             leaving: std::sync::atomic::AtomicBool::new(false),
         };
@@ -166,6 +250,7 @@ struct Session {
     store: Store,
     record: RunnerRecord,
     timing: SessionTiming,
+    links: RunnerLinks,
     outbound: mpsc::Sender<Outbound>,
     /// The runner said it is stopping on purpose.
     leaving: std::sync::atomic::AtomicBool,
@@ -174,9 +259,11 @@ struct Session {
 impl Session {
     async fn run(self, inbound: Streaming<pb::RunnerMessage>) {
         let runner = self.record.runner_id.clone();
+        self.links.add(&self.record.session, self.outbound.clone());
         if let Err(error) = self.serve(inbound).await {
             tracing::warn!(%runner, %error, "runner session failed");
         }
+        self.links.remove(&self.record.session);
         // Deregister, unless a newer session of the runner replaced this one,
         // and tell the leader how it left.
         let key = keys::runner(&runner);
@@ -226,6 +313,7 @@ impl Session {
             self.store.clone(),
             messages,
             runner.clone(),
+            self.links.clone(),
         )));
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
@@ -340,7 +428,10 @@ impl Session {
                     .store(true, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
-            Some(Body::Heartbeat(_)) | Some(Body::Hello(_)) | None => Ok(()),
+            Some(Body::Heartbeat(_))
+            | Some(Body::Hello(_))
+            | Some(Body::OffsetsReply(_))
+            | None => Ok(()),
         }
     }
 
@@ -584,6 +675,7 @@ async fn read_runner(
     store: Store,
     messages: mpsc::UnboundedSender<pb::RunnerMessage>,
     runner: String,
+    links: RunnerLinks,
 ) {
     loop {
         let message = match tokio::time::timeout(HEARTBEAT_INTERVAL * 3, inbound.message()).await {
@@ -599,6 +691,7 @@ async fn read_runner(
             Ok(Ok(Some(message))) => message,
         };
         match message.body {
+            Some(Body::OffsetsReply(reply)) => links.answered(reply),
             Some(Body::Heartbeat(beat)) => {
                 // A coordinator that may have lost its store session must
                 // not renew a runner's lease (the leader may be moving its

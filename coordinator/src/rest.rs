@@ -44,7 +44,12 @@ pub fn router(admin: AdminService) -> Router {
             post(restart_task),
         )
         .route("/connectors/{name}/topics", get(connector_topics))
-        .route("/connectors/{name}/offsets", get(connector_offsets))
+        .route(
+            "/connectors/{name}/offsets",
+            get(connector_offsets)
+                .patch(alter_offsets)
+                .delete(reset_offsets),
+        )
         .route("/connector-plugins", get(list_plugins))
         .route("/admin/loggers", get(list_loggers))
         .route("/admin/loggers/{name}", get(get_logger).put(set_logger))
@@ -626,6 +631,46 @@ async fn connector_offsets(
         })
         .collect();
     Ok(ok(StatusCode::OK, json!({"offsets": entries})))
+}
+
+/// KIP-875: `{"offsets":[{"partition":{…},"offset":{…}|null}]}`.
+async fn alter_offsets(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> HttpResult {
+    let body = parse_body(&body)?;
+    let offsets = body
+        .get("offsets")
+        .and_then(Value::as_array)
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|entry| pb::ConnectorOffset {
+                    partition_json: entry.get("partition").unwrap_or(&Value::Null).to_string(),
+                    offset_json: match entry.get("offset") {
+                        None | Some(Value::Null) => String::new(),
+                        Some(offset) => offset.to_string(),
+                    },
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let reply = admin
+        .alter_connector_offsets(Request::new(pb::AlterOffsetsRequest { name, offsets }))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, json!({"message": reply.message})))
+}
+
+async fn reset_offsets(State(admin): State<AdminService>, Path(name): Path<String>) -> HttpResult {
+    let reply = admin
+        .reset_connector_offsets(connector_ref(name))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    Ok(ok(StatusCode::OK, json!({"message": reply.message})))
 }
 
 async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQuery) -> HttpResult {

@@ -91,9 +91,11 @@ impl Coordinator {
         let grpc_addr = local_addr(&grpc_listener)?;
         let rest_addr = local_addr(&rest_listener)?;
 
+        let links = crate::control::RunnerLinks::default();
         let admin = AdminService::new(store.clone(), registry, config.id.clone())
-            .with_override_policy(config.override_policy);
-        let control = ControlService::new(store.clone(), config.id.clone(), config.timing);
+            .with_override_policy(config.override_policy)
+            .with_runner_links(links.clone());
+        let control = ControlService::new(store.clone(), config.id.clone(), config.timing, links);
         let mut tasks = JoinSet::new();
 
         let grpc_shutdown = shutdown.clone();

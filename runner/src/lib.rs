@@ -18,6 +18,7 @@ pub mod host;
 pub mod instance;
 pub mod lease;
 pub mod offsets;
+pub mod offsets_api;
 pub mod sink;
 pub mod source;
 pub mod task;

@@ -28,6 +28,9 @@ pub trait OffsetStore: Send + Sync {
     async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>>;
     /// Durably stores positions; returns once they are safe.
     async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()>;
+    /// Durably forgets the positions of these partitions (the offsets
+    /// API's reset): a task started afterwards begins them afresh.
+    async fn remove(&self, connector: &str, partitions: &[JsonMap]) -> Result<()>;
 }
 
 /// Canonical text of a partition, to key maps by it.
@@ -104,6 +107,31 @@ impl OffsetStore for FileOffsetStore {
     }
 
     async fn commit(&self, connector: &str, positions: &[SourcePosition]) -> Result<()> {
+        self.change(connector, |entry| {
+            for position in positions {
+                entry.insert(partition_key(&position.partition), position.clone());
+            }
+        })
+        .await
+    }
+
+    async fn remove(&self, connector: &str, partitions: &[JsonMap]) -> Result<()> {
+        self.change(connector, |entry| {
+            for partition in partitions {
+                entry.remove(&partition_key(partition));
+            }
+        })
+        .await
+    }
+}
+
+impl FileOffsetStore {
+    /// Changes one connector's positions and writes the file durably.
+    async fn change(
+        &self,
+        connector: &str,
+        change: impl FnOnce(&mut BTreeMap<String, SourcePosition>),
+    ) -> Result<()> {
         let mut cache = self.cache.clone().lock_owned().await;
         if cache.is_none() {
             *cache = Some(self.read_file().await?);
@@ -111,10 +139,7 @@ impl OffsetStore for FileOffsetStore {
         let Some(all) = cache.as_mut() else {
             return Err(Error::Internal("offset cache missing".into()));
         };
-        let entry = all.entry(connector.to_owned()).or_default();
-        for position in positions {
-            entry.insert(partition_key(&position.partition), position.clone());
-        }
+        change(all.entry(connector.to_owned()).or_default());
         let document: BTreeMap<&String, Vec<Json>> = all
             .iter()
             .map(|(connector, positions)| {
@@ -332,6 +357,26 @@ impl OffsetStore for TopicOffsetStore {
         let deliveries = encoded.iter().map(|(key, value)| {
             self.producer.send(
                 FutureRecord::to(&self.topic).key(key).payload(value),
+                Duration::from_secs(30),
+            )
+        });
+        for delivery in futures::future::join_all(deliveries).await {
+            delivery.map_err(|(error, _)| {
+                Error::Offsets(format!("writing offsets topic {}: {error}", self.topic))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Tombstones: the compacted topic forgets these partitions.
+    async fn remove(&self, connector: &str, partitions: &[JsonMap]) -> Result<()> {
+        let keys: Vec<String> = partitions
+            .iter()
+            .map(|partition| json!([connector, partition]).to_string())
+            .collect();
+        let deliveries = keys.iter().map(|key| {
+            self.producer.send(
+                FutureRecord::<String, [u8]>::to(&self.topic).key(key),
                 Duration::from_secs(30),
             )
         });

@@ -339,6 +339,9 @@ impl Runner {
                     silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
                     match message? {
                         None => return Ok(()),
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::OffsetsRequest(request)) }) => {
+                            self.answer_offsets(request, outbound.clone());
+                        }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::LogLevel(level)) }) => {
                             match weir_connect::logging::loggers().set(&level.logger, &level.level) {
                                 Ok(_) => tracing::info!(logger = %level.logger, level = %level.level, "log level set for the cluster"),
@@ -432,6 +435,42 @@ impl Runner {
             }),
         };
         Some(pb::RunnerMessage { body: Some(body) })
+    }
+
+    /// Carries out an offsets API request in the background and answers it
+    /// on the session once the change is durable.
+    fn answer_offsets(
+        &self,
+        request: pb::OffsetsRequest,
+        outbound: mpsc::Sender<pb::RunnerMessage>,
+    ) {
+        let worker = self.worker.clone();
+        let store = self.offsets.clone();
+        let plugin = request
+            .config
+            .get("connector.class")
+            .and_then(|class| self.registry.connector(class));
+        tokio::spawn(async move {
+            let outcome = match plugin {
+                Some(plugin) => {
+                    crate::offsets_api::handle(&request, plugin.kind(), &worker, store.as_ref())
+                        .await
+                }
+                None => Err("this runner does not have the connector's plugin".to_owned()),
+            };
+            let (error, offsets) = match outcome {
+                Ok(offsets) => (String::new(), offsets),
+                Err(error) => (error, Vec::new()),
+            };
+            let reply = pb::RunnerMessage {
+                body: Some(pb::runner_message::Body::OffsetsReply(pb::OffsetsReply {
+                    id: request.id,
+                    error,
+                    offsets,
+                })),
+            };
+            let _ = outbound.send(reply).await;
+        });
     }
 
     /// What a connector instance reported, if it still runs under that generation.

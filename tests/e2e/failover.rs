@@ -23,6 +23,17 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weir_tests::{Broker, CoordinatorProcess, Etcd, Process, Rest, read, start_runner, wait_until};
 
+/// These tests measure failover and outages with real processes; run in
+/// parallel on a small machine they would starve each other's heartbeats.
+/// Each takes this lock for its whole run.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Short enough for tests; the default is 6 s.
 const SESSION_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -121,6 +132,7 @@ fn starts(runner: &Process) -> usize {
 
 #[test]
 fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -200,6 +212,7 @@ fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
 
 #[test]
 fn a_killed_runner_s_tasks_run_elsewhere_within_the_session_timeout() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -252,6 +265,7 @@ fn a_killed_runner_s_tasks_run_elsewhere_within_the_session_timeout() {
 
 #[test]
 fn a_runner_restarted_within_the_grace_gets_its_task_back_and_nothing_else_restarts() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -349,6 +363,7 @@ fn offset_history(broker: &Broker, connector: &str) -> Vec<(i64, i64)> {
 
 #[test]
 fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -404,6 +419,7 @@ fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
 
 #[test]
 fn an_etcd_outage_restarts_nothing_and_a_later_pause_still_arrives() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let mut etcd = Etcd::start();
@@ -473,6 +489,7 @@ impl Lcg {
 
 #[test]
 fn bounce_ten_rounds_of_kills_and_restarts_and_every_seqno_arrives() {
+    let _serial = one_at_a_time();
     let seed: u64 = std::env::var("WEIR_BOUNCE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -556,6 +573,7 @@ fn bounce_ten_rounds_of_kills_and_restarts_and_every_seqno_arrives() {
 
 #[test]
 fn a_second_runner_with_the_same_id_is_refused_and_a_bad_coordinator_url_fails_fast() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -588,6 +606,7 @@ fn a_second_runner_with_the_same_id_is_refused_and_a_bad_coordinator_url_fails_f
 
 #[test]
 fn a_cluster_scoped_log_level_reaches_the_runners() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -611,6 +630,7 @@ fn a_cluster_scoped_log_level_reaches_the_runners() {
 
 #[test]
 fn distributed_mode_patches_configs_and_resolves_provider_placeholders_on_the_runner() {
+    let _serial = one_at_a_time();
     let broker = Broker::dev();
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
@@ -661,4 +681,51 @@ fn distributed_mode_patches_configs_and_resolves_provider_placeholders_on_the_ru
     assert_eq!(config["file"], placeholder);
     let (_, tasks) = rest.get("/connectors/provided-source/tasks");
     assert_eq!(tasks[0]["config"]["file"], placeholder, "{tasks}");
+}
+
+#[test]
+fn distributed_mode_resets_a_source_s_offsets_in_the_offsets_topic() {
+    let _serial = one_at_a_time();
+    let broker = Broker::dev();
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = Etcd::start();
+    let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
+    let _runner = runner(&[&coordinator], "offsets", &broker, dir.path());
+    let rest = &coordinator.rest;
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, "one\ntwo\n").unwrap();
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    create(
+        rest,
+        json!({"name": "reread", "config": {"connector.class": "FileStreamSource",
+            "file": input.to_str().unwrap(), "topic": "reread", "value.converter": plain}}),
+    );
+    create(
+        rest,
+        json!({"name": "reread-sink", "config": {"connector.class": "FileStreamSink",
+            "file": output.to_str().unwrap(), "topics": "reread", "value.converter": plain}}),
+    );
+    wait_until(Duration::from_secs(60), "the copy", || {
+        read(&output) == "one\ntwo\n"
+    });
+    let (status, body) = rest.delete("/connectors/reread/offsets");
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(rest.put_empty("/connectors/reread/stop").0, 204);
+    wait_until(Duration::from_secs(30), "stopped", || {
+        rest.get("/connectors/reread/status").1["connector"]["state"] == "STOPPED"
+    });
+    wait_until(Duration::from_secs(30), "the committed position", || {
+        rest.get("/connectors/reread/offsets").1["offsets"][0]["offset"]["position"] == 8
+    });
+    let (status, body) = rest.delete("/connectors/reread/offsets");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        rest.get("/connectors/reread/offsets").1,
+        json!({"offsets": []})
+    );
+    assert_eq!(rest.put_empty("/connectors/reread/resume").0, 202);
+    wait_until(Duration::from_secs(60), "the file read again", || {
+        read(&output) == "one\ntwo\none\ntwo\n"
+    });
 }

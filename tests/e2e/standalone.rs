@@ -957,3 +957,102 @@ fn the_header_converter_writes_and_reads_typed_headers() {
         "{body}"
     );
 }
+
+#[test]
+fn offsets_of_a_stopped_connector_can_be_reset_and_altered() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), "", &[]);
+    let rest = &weir.rest;
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\ntwo\nthree\n").unwrap();
+    let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "off-src", "value.converter": plain}});
+    assert_eq!(rest.post("/connectors", &source.to_string()).0, 201);
+    wait_until(Duration::from_secs(30), "three records", || {
+        kcat(&weir.bootstrap, "off-src").len() == 3
+    });
+    // Only a STOPPED connector's offsets change.
+    let (status, body) = rest.delete("/connectors/src/offsets");
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/src/stop' endpoint"
+    );
+    assert_eq!(rest.put_empty("/connectors/src/stop").0, 204);
+    wait_until(Duration::from_secs(30), "src STOPPED", || {
+        rest.get("/connectors/src/status").1["connector"]["state"] == "STOPPED"
+    });
+    let size = std::fs::metadata(&input).unwrap().len();
+    let (status, offsets) = rest.get("/connectors/src/offsets");
+    assert_eq!(status, 200);
+    assert_eq!(
+        offsets,
+        json!({"offsets": [{"partition": {"filename": input.to_str().unwrap()}, "offset": {"position": size}}]})
+    );
+    // Reset, resume: the file is read again from the start.
+    let (status, body) = rest.delete("/connectors/src/offsets");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["message"],
+        "The offsets for this connector have been reset successfully"
+    );
+    assert_eq!(
+        rest.get("/connectors/src/offsets").1,
+        json!({"offsets": []})
+    );
+    assert_eq!(rest.put_empty("/connectors/src/resume").0, 202);
+    wait_until(Duration::from_secs(30), "the file read again", || {
+        kcat(&weir.bootstrap, "off-src").len() == 6
+    });
+
+    // A sink: alter its offset, resume, and it reads again from there.
+    weir_tests::kcat_produce(&weir.bootstrap, "off-sink", &["a", "b", "c"]);
+    let output = dir.path().join("out.txt");
+    let sink = json!({"name": "dst", "config": {"connector.class": "FileStreamSink",
+        "file": output.to_str().unwrap(), "topics": "off-sink", "value.converter": plain}});
+    assert_eq!(rest.post("/connectors", &sink.to_string()).0, 201);
+    wait_until(Duration::from_secs(30), "the sink copy", || {
+        read(&output) == "a\nb\nc\n"
+    });
+    assert_eq!(rest.put_empty("/connectors/dst/stop").0, 204);
+    wait_until(Duration::from_secs(30), "dst STOPPED", || {
+        rest.get("/connectors/dst/status").1["connector"]["state"] == "STOPPED"
+    });
+    let (_, offsets) = rest.get("/connectors/dst/offsets");
+    assert_eq!(
+        offsets,
+        json!({"offsets": [{"partition": {"kafka_topic": "off-sink", "kafka_partition": 0}, "offset": {"kafka_offset": 3}}]})
+    );
+    let (status, body) = rest.patch(
+        "/connectors/dst/offsets",
+        &json!({"offsets": []}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "Partitions / offsets need to be provided for an alter offsets request"
+    );
+    let (status, body) = rest.patch(
+        "/connectors/dst/offsets",
+        &json!({"offsets": [{"partition": {"kafka_topic": "off-sink"}, "offset": {"kafka_offset": 1}}]}).to_string(),
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["message"],
+        "The partition for a sink connector offset must contain the keys 'kafka_topic' and 'kafka_partition'"
+    );
+    let (status, body) = rest.patch(
+        "/connectors/dst/offsets",
+        &json!({"offsets": [{"partition": {"kafka_topic": "off-sink", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]}).to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["message"],
+        "The offsets for this connector have been altered successfully"
+    );
+    assert_eq!(rest.put_empty("/connectors/dst/resume").0, 202);
+    wait_until(Duration::from_secs(30), "b and c consumed again", || {
+        read(&output) == "a\nb\nc\nb\nc\n"
+    });
+}
