@@ -124,6 +124,13 @@ impl Registry {
                     "converter",
                     CONVERTER_CLASSES.iter().map(|c| (*c).to_owned()).collect(),
                 ),
+                (
+                    "header_converter",
+                    crate::converter::HEADER_CONVERTER_CLASSES
+                        .iter()
+                        .map(|c| (*c).to_owned())
+                        .collect(),
+                ),
                 ("transformation", crate::transforms::transform_classes()),
                 ("predicate", crate::transforms::predicate_classes()),
             ];

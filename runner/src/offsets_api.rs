@@ -2,11 +2,14 @@
 //! stopped connector's offsets where they really are. A source's are in the
 //! offsets store (file or topic; a reset writes tombstones); a sink's are its
 //! consumer group's committed offsets (`connect-<name>`, or
-//! `consumer.override.group.id`). Every change is durable before the answer.
+//! `consumer.override.group.id`). A sink reset commits, for every partition
+//! of its topics, where a consumer without offsets would start (the earliest
+//! offset, or the latest with `auto.offset.reset=latest`): it works with
+//! every broker, including the embedded one, which has no DeleteGroups.
+//! Every change is durable before the answer.
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value as Json, json};
@@ -100,6 +103,25 @@ async fn source(
     }
 }
 
+/// Every partition of `topics`.
+fn partitions_of(
+    consumer: &BaseConsumer<WatchedContext>,
+    topics: &[String],
+) -> Result<Vec<(String, i32)>, String> {
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
+            .map_err(|e| format!("reading topic {topic}: {e}"))?;
+        for found in metadata.topics() {
+            for partition in found.partitions() {
+                partitions.push((found.name().to_owned(), partition.id()));
+            }
+        }
+    }
+    Ok(partitions)
+}
+
 fn group_of(connector: &str, config: &ConfigMap) -> String {
     config
         .get("consumer.override.group.id")
@@ -124,28 +146,12 @@ async fn sink(
         .map(|t| parse_list(t))
         .unwrap_or_default();
     let offsets = request.offsets.clone();
-    let admin_settings = worker
-        .client_settings(config, ClientRole::Admin)
-        .map_err(|e| e.to_string())?;
+    let reset_to_latest = config
+        .get("consumer.override.auto.offset.reset")
+        .or_else(|| worker.properties.get("consumer.auto.offset.reset"))
+        .is_some_and(|reset| reset.trim() == "latest");
     match op {
-        pb::OffsetsOp::Reset => {
-            let (admin, _): (AdminClient<WatchedContext>, _) =
-                admin_settings.create().map_err(|e| e.to_string())?;
-            let deleted = admin
-                .delete_groups(&[group.as_str()], &AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT)))
-                .await
-                .map_err(|e| format!("deleting consumer group {group}: {e}"))?;
-            for outcome in deleted {
-                match outcome {
-                    Ok(_) => {}
-                    // Nothing committed yet: nothing to reset.
-                    Err((_, rdkafka::types::RDKafkaErrorCode::GroupIdNotFound)) => {}
-                    Err((_, code)) => return Err(format!("deleting consumer group {group}: {code}")),
-                }
-            }
-            Ok(Vec::new())
-        }
-        pb::OffsetsOp::Get | pb::OffsetsOp::Alter => {
+        pb::OffsetsOp::Get | pb::OffsetsOp::Alter | pb::OffsetsOp::Reset => {
             tokio::task::spawn_blocking(move || {
                 let (consumer, _): (BaseConsumer<WatchedContext>, _) =
                     settings.create().map_err(|e| e.to_string())?;
@@ -170,16 +176,28 @@ async fn sink(
                         .map_err(|e| format!("committing offsets of group {group}: {e}"))?;
                     return Ok(Vec::new());
                 }
-                let mut list = TopicPartitionList::new();
-                for topic in &topics {
-                    let metadata = consumer
-                        .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
-                        .map_err(|e| format!("reading topic {topic}: {e}"))?;
-                    for found in metadata.topics() {
-                        for partition in found.partitions() {
-                            list.add_partition(found.name(), partition.id());
-                        }
+                if op == pb::OffsetsOp::Reset {
+                    // Where a consumer with no committed offsets would start
+                    // (auto.offset.reset: earliest unless set to latest),
+                    // committed, so the next start reads from there.
+                    let latest = reset_to_latest;
+                    let mut list = TopicPartitionList::new();
+                    for (topic, partition) in partitions_of(&consumer, &topics)? {
+                        let (low, high) = consumer
+                            .fetch_watermarks(&topic, partition, KAFKA_TIMEOUT)
+                            .map_err(|e| format!("reading {topic}-{partition}: {e}"))?;
+                        let at = if latest { high } else { low };
+                        list.add_partition_offset(&topic, partition, Offset::Offset(at))
+                            .map_err(|e| e.to_string())?;
                     }
+                    consumer
+                        .commit(&list, CommitMode::Sync)
+                        .map_err(|e| format!("committing offsets of group {group}: {e}"))?;
+                    return Ok(Vec::new());
+                }
+                let mut list = TopicPartitionList::new();
+                for (topic, partition) in partitions_of(&consumer, &topics)? {
+                    list.add_partition(&topic, partition);
                 }
                 let committed = consumer
                     .committed_offsets(list, KAFKA_TIMEOUT)

@@ -710,6 +710,10 @@ fn patch_config_merges_oversized_bodies_get_413_and_the_file_sink_writes_at_once
         "converter"
     ));
     assert!(listed(
+        "org.apache.kafka.connect.storage.SimpleHeaderConverter",
+        "header_converter"
+    ));
+    assert!(listed(
         "org.apache.kafka.connect.file.FileStreamSinkConnector",
         "sink"
     ));
@@ -1054,5 +1058,21 @@ fn offsets_of_a_stopped_connector_can_be_reset_and_altered() {
     assert_eq!(rest.put_empty("/connectors/dst/resume").0, 202);
     wait_until(Duration::from_secs(30), "b and c consumed again", || {
         read(&output) == "a\nb\nc\nb\nc\n"
+    });
+    // Reset: the group's offsets are gone, so it reads from the start.
+    assert_eq!(rest.put_empty("/connectors/dst/stop").0, 204);
+    wait_until(Duration::from_secs(30), "dst STOPPED again", || {
+        rest.get("/connectors/dst/status").1["connector"]["state"] == "STOPPED"
+    });
+    let (status, body) = rest.delete("/connectors/dst/offsets");
+    assert_eq!(status, 200, "{body}");
+    // The group now starts where a new consumer would: the earliest offset.
+    assert_eq!(
+        rest.get("/connectors/dst/offsets").1,
+        json!({"offsets": [{"partition": {"kafka_topic": "off-sink", "kafka_partition": 0}, "offset": {"kafka_offset": 0}}]})
+    );
+    assert_eq!(rest.put_empty("/connectors/dst/resume").0, 202);
+    wait_until(Duration::from_secs(30), "everything consumed again", || {
+        read(&output) == "a\nb\nc\nb\nc\na\nb\nc\n"
     });
 }
