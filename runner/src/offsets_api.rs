@@ -161,13 +161,17 @@ async fn sink(
                         let partition = object(&offset.partition_json, "sink partition")?;
                         let topic = partition["kafka_topic"].as_str().unwrap_or_default();
                         let number = partition["kafka_partition"].as_i64().unwrap_or_default();
-                        if offset.offset_json.is_empty() {
-                            return Err(format!(
-                                "Weir cannot reset one sink partition ({topic}-{number}) on its own yet; reset the connector's offsets with DELETE"
-                            ));
-                        }
-                        let value = object(&offset.offset_json, "sink offset")?;
-                        let at = value["kafka_offset"].as_i64().unwrap_or_default();
+                        let at = if offset.offset_json.is_empty() {
+                            // null: this partition starts where a consumer
+                            // without offsets would, as a reset does.
+                            let (low, high) = consumer
+                                .fetch_watermarks(topic, number as i32, KAFKA_TIMEOUT)
+                                .map_err(|e| format!("reading {topic}-{number}: {e}"))?;
+                            if reset_to_latest { high } else { low }
+                        } else {
+                            let value = object(&offset.offset_json, "sink offset")?;
+                            value["kafka_offset"].as_i64().unwrap_or_default()
+                        };
                         list.add_partition_offset(topic, number as i32, Offset::Offset(at))
                             .map_err(|e| e.to_string())?;
                     }
