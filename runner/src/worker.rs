@@ -57,6 +57,9 @@ pub struct RunnerConfig {
 /// How long joining one coordinator may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a coordinator may take to register this runner and welcome it.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The session timeout assumed until a coordinator's Welcome gives it.
 const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
@@ -226,7 +229,7 @@ impl Runner {
     /// The lease ran out: another runner may own these tasks now. Stop
     /// everything; the tasks' commits are refused (`TaskContext::may_commit`).
     async fn fence(&mut self, events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>) {
-        if self.lease.holds() {
+        if self.lease.holds() || (self.tasks.is_empty() && self.connectors.is_empty()) {
             return;
         }
         tracing::warn!(
@@ -269,20 +272,31 @@ impl Runner {
             .send(hello)
             .await
             .map_err(|_| Error::Internal("outbound channel closed".into()))?;
-        let mut inbound = ControlClient::new(channel)
-            .join(ReceiverStream::new(receiver))
-            .await?
-            .into_inner();
-        let welcome = match inbound.message().await? {
-            Some(pb::CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::Welcome(welcome)),
-            }) => welcome,
-            other => {
-                return Err(Error::Coordinator(format!(
+        // Bounded: a coordinator stuck on its store must not hold this
+        // runner here while its lease runs out; the next one is tried.
+        let joined = tokio::time::timeout(JOIN_TIMEOUT, async {
+            let mut inbound = ControlClient::new(channel)
+                .join(ReceiverStream::new(receiver))
+                .await?
+                .into_inner();
+            match inbound.message().await? {
+                Some(pb::CoordinatorMessage {
+                    body: Some(pb::coordinator_message::Body::Welcome(welcome)),
+                }) => Ok((inbound, welcome)),
+                other => Err(Error::Coordinator(format!(
                     "expected Welcome, got {other:?}"
-                )));
+                ))),
             }
-        };
+        })
+        .await
+        .map_err(|_| {
+            Error::Coordinator("the coordinator did not welcome this runner in time".into())
+        })?;
+        let (mut inbound, welcome) = joined?;
+        // If the lease ran out while this runner was between sessions, its
+        // tasks may have been fenced: stop them now; the assignment that
+        // follows starts them again.
+        self.fence(events_rx).await;
         self.session_timeout = Duration::from_millis(u64::from(welcome.session_timeout_ms.max(1)));
         self.lease.renewed_from(hello_sent, self.session_timeout);
         tracing::info!(%coordinator, coordinator_id = %welcome.coordinator_id, runner = %self.config.runner_id, "joined coordinator");
