@@ -308,14 +308,28 @@ fn a_runner_restarted_within_the_grace_gets_its_task_back_and_nothing_else_resta
         "the task moved before the grace ran out"
     );
     let back = runner(&[&coordinator], "bouncing", &broker, dir.path());
-    wait_until(
-        Duration::from_secs(30),
-        "the task back on its runner",
-        || {
-            let (_, now) = coordinator.rest.get("/connectors/graced-source/status");
-            now["tasks"] == before["tasks"]
-        },
-    );
+    let wanted: Vec<(String, String)> = before["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["state"].as_str().unwrap_or_default().to_owned(),
+                t["worker_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while task_workers(&coordinator.rest, "graced-source") != wanted {
+        assert!(
+            Instant::now() < deadline,
+            "the task did not come back to its runner: {:?} (wanted {wanted:?})\ncoordinator log:\n{}\nrunner log:\n{}",
+            task_workers(&coordinator.rest, "graced-source"),
+            coordinator.process.log_text(),
+            back.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert_eq!(
         starts(&steady),
         steady_starts,
