@@ -364,9 +364,9 @@ const LEASE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long etcd keeps a dead coordinator's ephemeral keys (its runner
 /// registrations and, for the leader, leadership). Long enough that an etcd
-/// outage of 10 s does not end sessions; runners rejoin another coordinator
+/// outage of 10 s (and etcd's restart after it) does not end sessions; runners rejoin another coordinator
 /// at once when theirs dies, so only leadership waits this long.
-pub const SESSION_TTL_SECS: i64 = 15;
+pub const SESSION_TTL_SECS: i64 = 20;
 
 /// How often readers are told to re-read even without a watch event.
 const REREAD_INTERVAL: Duration = Duration::from_secs(5);
@@ -415,7 +415,7 @@ impl EtcdStore {
         let first = client.clone().lease_keep_alive(lease).await?;
         let shutdown = self.shutdown.clone();
         // Often, so the lease's known lifetime stays close to its TTL.
-        let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 5);
+        let period = Duration::from_millis((SESSION_TTL_SECS as u64 * 1000) / 10);
         let valid_until = self.valid_until.clone();
         tokio::spawn(async move {
             let mut stream = Some(first);

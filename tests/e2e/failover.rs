@@ -483,7 +483,18 @@ fn an_etcd_outage_restarts_nothing_and_a_later_pause_still_arrives() {
             .all(|(state, _)| state == "PAUSED")
     });
     for (runner, before) in runners.iter().zip(started) {
-        assert_eq!(starts(runner), before, "{} restarted a task", runner.name);
+        assert_eq!(
+            starts(runner),
+            before,
+            "{} restarted a task:\n{}",
+            runner.name,
+            runner
+                .log_text()
+                .lines()
+                .filter(|l| !l.contains("DEBUG"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
     assert_every_seqno(&sink_file, 2);
 }
