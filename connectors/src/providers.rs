@@ -39,9 +39,13 @@ pub struct ConfigProviders {
 }
 
 /// `${provider:path:key}` or `${provider:key}`.
-fn placeholder() -> Regex {
-    // A fixed, valid pattern: compiling it cannot fail.
-    Regex::new(r"\$\{([^}:]*?):(?:([^}]*?):)?([^}]*?)\}").unwrap_or_else(|_| unreachable!())
+/// Compiled once: every connector and task start resolves with it.
+fn placeholder() -> &'static Regex {
+    static PATTERN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        // A fixed, valid pattern: compiling it cannot fail.
+        Regex::new(r"\$\{([^}:]*?):(?:([^}]*?):)?([^}]*?)\}").unwrap_or_else(|_| unreachable!())
+    });
+    &PATTERN
 }
 
 /// The simple class name matches too, as Kafka Connect's plugin aliases do.
