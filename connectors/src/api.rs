@@ -32,7 +32,9 @@ pub struct Header {
 /// A record produced by a source task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceRecord {
-    pub source_partition: JsonMap,
+    /// Shared: a task's records usually come from one partition, so this is
+    /// built once and cloned cheaply per record.
+    pub source_partition: std::sync::Arc<JsonMap>,
     pub source_offset: JsonMap,
     pub topic: String,
     pub kafka_partition: Option<i32>,
@@ -203,7 +205,9 @@ pub trait SourceTask: Send {
 #[async_trait]
 pub trait SinkTask: Send {
     async fn open(&mut self, config: &ConfigMap) -> Result<()>;
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// Borrowed, as Kafka Connect's `put(Collection)`: a sink that keeps
+    /// records past the call copies them.
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()>;
     /// Makes everything put so far durable; the runner commits `offsets` to
     /// Kafka only after this returns.
     async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()>;

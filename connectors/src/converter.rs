@@ -30,6 +30,19 @@ type Result<T> = std::result::Result<T, ConvertError>;
 pub trait Converter: Send + Sync {
     fn to_kafka(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>>;
     fn to_connect(&self, topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue>;
+
+    /// As [`Converter::to_kafka`], into `out` (cleared first), so that a
+    /// task loop reuses one buffer for every record; false for null.
+    fn to_kafka_into(&self, topic: &str, data: &SchemaAndValue, out: &mut Vec<u8>) -> Result<bool> {
+        out.clear();
+        match self.to_kafka(topic, data)? {
+            Some(bytes) => {
+                out.extend_from_slice(&bytes);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 /// Resolves a converter class name or alias to its full class name.
@@ -197,30 +210,49 @@ impl JsonConverter {
 }
 
 impl Converter for JsonConverter {
-    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+    fn to_kafka(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::with_capacity(64);
+        Ok(self.to_kafka_into(topic, data, &mut out)?.then_some(out))
+    }
+
+    fn to_kafka_into(
+        &self,
+        _topic: &str,
+        data: &SchemaAndValue,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        out.clear();
         if data.schema.is_none() && data.value.is_null() {
-            return Ok(None);
+            return Ok(false);
         }
-        let payload = value_to_json(data.schema.as_ref(), &data.value)?;
         let failed = |e: serde_json::Error| {
             ConvertError(format!(
                 "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
             ))
         };
-        if !self.schemas_enable {
-            return serde_json::to_vec(&payload).map(Some).map_err(failed);
+        if self.schemas_enable {
+            // {"schema":…,"payload":…}, byte for byte what serde_json writes for the envelope.
+            out.extend_from_slice(br#"{"schema":"#);
+            match &data.schema {
+                Some(schema) => self.write_schema(schema, out),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(br#","payload":"#);
         }
-        // {"schema":…,"payload":…}, byte for byte what serde_json writes for the envelope.
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(br#"{"schema":"#);
-        match &data.schema {
-            Some(schema) => self.write_schema(schema, &mut out),
-            None => out.extend_from_slice(b"null"),
+        match (&data.schema, &data.value) {
+            // The common case, written without building a JSON tree first.
+            (Some(schema), Value::String(text)) if schema.schema_type == SchemaType::String => {
+                serde_json::to_writer(&mut *out, text).map_err(failed)?;
+            }
+            (schema, value) => {
+                let payload = value_to_json(schema.as_ref(), value)?;
+                serde_json::to_writer(&mut *out, &payload).map_err(failed)?;
+            }
         }
-        out.extend_from_slice(br#","payload":"#);
-        serde_json::to_writer(&mut out, &payload).map_err(failed)?;
-        out.push(b'}');
-        Ok(Some(out))
+        if self.schemas_enable {
+            out.push(b'}');
+        }
+        Ok(true)
     }
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
@@ -623,6 +655,22 @@ impl Converter for StringConverter {
             Value::Null => None,
             other => Some(other.to_display_string().into_bytes()),
         })
+    }
+
+    fn to_kafka_into(
+        &self,
+        _topic: &str,
+        data: &SchemaAndValue,
+        out: &mut Vec<u8>,
+    ) -> Result<bool> {
+        out.clear();
+        match &data.value {
+            Value::Null => return Ok(false),
+            Value::String(text) => out.extend_from_slice(text.as_bytes()),
+            Value::Bytes(bytes) => out.extend_from_slice(bytes),
+            other => out.extend_from_slice(other.to_display_string().as_bytes()),
+        }
+        Ok(true)
     }
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {

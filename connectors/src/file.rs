@@ -108,6 +108,8 @@ pub struct FileStreamSourceTask {
     /// `poll` loses nothing.
     ready: Vec<SourceRecord>,
     warned_missing: bool,
+    /// `{"filename": …}`, built once at open and shared by every record.
+    source_partition: std::sync::Arc<JsonMap>,
 }
 
 impl FileStreamSourceTask {
@@ -163,7 +165,7 @@ impl FileStreamSourceTask {
             let mut offset = JsonMap::new();
             offset.insert("position".into(), json!(self.position + consumed as u64));
             self.ready.push(SourceRecord {
-                source_partition: self.partition(),
+                source_partition: self.source_partition.clone(),
                 source_offset: offset,
                 topic: self.topic.clone(),
                 kafka_partition: None,
@@ -201,6 +203,7 @@ impl SourceTask for FileStreamSourceTask {
             None => DEFAULT_BATCH_SIZE,
         };
         let partition = self.partition();
+        self.source_partition = std::sync::Arc::new(partition.clone());
         self.position = positions
             .iter()
             .find(|p| p.partition == partition)
@@ -305,10 +308,13 @@ impl SinkTask for FileStreamSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         let mut text = String::new();
-        for record in &records {
-            text.push_str(&record.value.value.to_display_string());
+        for record in records {
+            match &record.value.value {
+                Value::String(value) => text.push_str(value),
+                other => text.push_str(&other.to_display_string()),
+            }
             text.push('\n');
         }
         match self.output.as_mut() {
@@ -392,13 +398,13 @@ mod tests {
             timestamp_ms: None,
             headers: Vec::new(),
         };
-        task.put(vec![record("a"), record("b")]).await.unwrap();
+        task.put(&[record("a"), record("b")]).await.unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
             "a\nb\n",
             "no flush needed"
         );
-        task.put(vec![record("c")]).await.unwrap();
+        task.put(&[record("c")]).await.unwrap();
         task.flush(&[]).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "a\nb\nc\n");
     }
@@ -478,7 +484,7 @@ mod tests {
             timestamp_ms: None,
             headers: Vec::new(),
         };
-        task.put(vec![record("x"), record("y")]).await.unwrap();
+        task.put(&[record("x"), record("y")]).await.unwrap();
         task.flush(&[]).await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "x\ny\n");
     }

@@ -604,7 +604,7 @@ async fn sink_session(
                     .map(wire::sink_record_from_wire)
                     .collect::<Result<Vec<_>, _>>();
                 let outcome = match records {
-                    Ok(records) => task.put(records).await,
+                    Ok(records) => task.put(&records).await,
                     Err(error) => Err(crate::api::ConnectorError::Fatal(error.to_string())),
                 };
                 let (error, records) = match outcome {

@@ -87,10 +87,10 @@ struct VerifiableSourceTask {
 }
 
 impl VerifiableSourceTask {
-    fn partition(&self) -> JsonMap {
+    fn partition(&self) -> std::sync::Arc<JsonMap> {
         let mut partition = JsonMap::new();
         partition.insert("task".into(), json!(self.task));
-        partition
+        std::sync::Arc::new(partition)
     }
 }
 
@@ -117,7 +117,7 @@ impl SourceTask for VerifiableSourceTask {
         let mine = self.partition();
         self.next_seqno = positions
             .iter()
-            .filter(|p| p.partition == mine)
+            .filter(|p| p.partition == *mine)
             .filter_map(|p| p.offset.get("seqno").and_then(serde_json::Value::as_i64))
             .max()
             .map_or(0, |committed| committed + 1);
@@ -134,13 +134,14 @@ impl SourceTask for VerifiableSourceTask {
         let now = Instant::now();
         let due = ((now - next_at).as_secs_f64() / self.interval.as_secs_f64()) as usize + 1;
         let count = due.min(max_records.max(1));
+        let partition = self.partition();
         let records = (0..count)
             .map(|i| {
                 let seqno = self.next_seqno + i as i64;
                 let mut offset = JsonMap::new();
                 offset.insert("seqno".into(), json!(seqno));
                 SourceRecord {
-                    source_partition: self.partition(),
+                    source_partition: partition.clone(),
                     source_offset: offset,
                     topic: self.topic.clone(),
                     kafka_partition: None,
@@ -229,7 +230,7 @@ mod tests {
         let mut committed = JsonMap::new();
         committed.insert("seqno".into(), json!(41));
         let resumed = SourcePosition {
-            partition: task.partition(),
+            partition: (*task.partition()).clone(),
             offset: committed,
         };
         let mut again = VerifiableSourceTask::default();

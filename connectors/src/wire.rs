@@ -311,8 +311,8 @@ fn headers_from_wire(headers: &[pb::Header]) -> Result<Vec<Header>> {
 
 pub fn source_record_to_wire(record: &SourceRecord) -> pb::SourceRecord {
     pb::SourceRecord {
-        partition_json: serde_json::Value::Object(record.source_partition.clone()).to_string(),
-        offset_json: serde_json::Value::Object(record.source_offset.clone()).to_string(),
+        partition_json: serde_json::to_string(&*record.source_partition).unwrap_or_default(),
+        offset_json: serde_json::to_string(&record.source_offset).unwrap_or_default(),
         topic: record.topic.clone(),
         kafka_partition: record.kafka_partition,
         key: Some(data_to_wire(&record.key)),
@@ -324,7 +324,10 @@ pub fn source_record_to_wire(record: &SourceRecord) -> pb::SourceRecord {
 
 pub fn source_record_from_wire(wire: &pb::SourceRecord) -> Result<SourceRecord> {
     Ok(SourceRecord {
-        source_partition: json_object(&wire.partition_json, "a source partition")?,
+        source_partition: std::sync::Arc::new(json_object(
+            &wire.partition_json,
+            "a source partition",
+        )?),
         source_offset: json_object(&wire.offset_json, "a source offset")?,
         topic: wire.topic.clone(),
         kafka_partition: wire.kafka_partition,

@@ -212,6 +212,23 @@ impl ClientSettings {
             .map_err(|error| translated.creation_error(error))?;
         Ok((client, failures))
     }
+
+    /// As [`ClientSettings::create`], with a context of the caller's that
+    /// wraps Weir's (a producer that counts its own delivery reports).
+    pub fn create_with<T, C>(
+        &self,
+        context: impl FnOnce(WatchedContext) -> C,
+    ) -> Result<(T, ClientFailures)>
+    where
+        C: ClientContext,
+        T: FromClientConfigAndContext<C>,
+    {
+        let translated = self.to_rdkafka()?;
+        let (watched, failures) = WatchedContext::new(&translated);
+        let client = T::from_config_and_context(&translated.config, context(watched))
+            .map_err(|error| translated.creation_error(error))?;
+        Ok((client, failures))
+    }
 }
 
 /// A translated librdkafka configuration and, per librdkafka key, the

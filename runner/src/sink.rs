@@ -143,11 +143,29 @@ fn share(all: &BTreeSet<(String, i32)>, index: i32, count: i32) -> BTreeSet<(Str
         .collect()
 }
 
-/// What became of one consumed message.
-struct Taken {
-    /// Its topic partition and the next offset to commit there.
-    consumed: ((String, i32), i64),
-    outcome: std::result::Result<Option<SinkRecord>, (Failure, OriginalRecord)>,
+/// What became of one consumed message (failures are rare: boxed).
+type Taken = std::result::Result<Option<SinkRecord>, Box<(Failure, OriginalRecord)>>;
+
+/// The next offset to commit per topic partition of one batch, in the
+/// order consumed; a run of messages of one partition is one entry, so the
+/// topic name is copied once per run rather than once per message.
+#[derive(Default)]
+struct Consumed(Vec<((String, i32), i64)>);
+
+impl Consumed {
+    fn record(&mut self, message: &BorrowedMessage<'_>) {
+        let next = message.offset() + 1;
+        match self.0.last_mut() {
+            Some(((topic, partition), offset))
+                if *partition == message.partition() && topic == message.topic() =>
+            {
+                *offset = next;
+            }
+            _ => self
+                .0
+                .push(((message.topic().to_owned(), message.partition()), next)),
+        }
+    }
 }
 
 fn original_of(message: &BorrowedMessage<'_>) -> OriginalRecord {
@@ -205,6 +223,12 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     settings.set_default("group.id", &format!("connect-{}", context.key.connector));
     settings.set("enable.auto.commit", "false");
     settings.set_default("auto.offset.reset", "earliest");
+    // librdkafka pauses a partition's fetching for `fetch.queue.backoff.ms`
+    // (1 s by default) whenever its prefetch queue is full, which stalls a
+    // sink that is busy for a moment; and it prefetches up to 64 MiB. A
+    // short backoff and an 8 MiB queue keep the sink at full speed and small.
+    settings.set_default("fetch.queue.backoff.ms", "10");
+    settings.set_default("queued.max.messages.kbytes", "8192");
     let (consumer, mut failures): (StreamConsumer<WatchedContext>, _) = settings.create()?;
     let topics = context
         .config
@@ -392,24 +416,28 @@ impl SinkRun {
                             continue;
                         }
                     };
-                    let mut taken = vec![self.take(&first)];
+                    let mut consumed = Consumed::default();
+                    let mut taken = vec![self.take(&first, &mut consumed)];
                     drop(first);
                     while taken.len() < MAX_BATCH {
                         match self.consumer.recv().now_or_never() {
-                            Some(Ok(message)) => taken.push(self.take(&message)),
+                            Some(Ok(message)) => taken.push(self.take(&message, &mut consumed)),
                             _ => break,
                         }
                     }
+                    // Committed at the next flush, after `put`: even records skipped or dropped.
+                    self.uncommitted.extend(consumed.0);
                     let mut batch = Vec::with_capacity(taken.len());
-                    for Taken { consumed: (topic_partition, next), outcome } in taken {
-                        // Committed at the next flush, after `put` — even records skipped or dropped.
-                        self.uncommitted.insert(topic_partition, next);
+                    for outcome in taken {
                         match outcome {
                             Ok(Some(record)) => {
                                 batch.push(record);
                             }
                             Ok(None) => {}
-                            Err((failure, original)) => self.errors.tolerate(failure, Some(&original)).await?,
+                            Err(failed) => {
+                                let (failure, original) = *failed;
+                                self.errors.tolerate(failure, Some(&original)).await?;
+                            }
                         }
                     }
                     self.put(context, task, batch).await?;
@@ -432,15 +460,10 @@ impl SinkRun {
     }
 
     /// Converts and transforms one consumed message.
-    fn take(&self, message: &BorrowedMessage<'_>) -> Taken {
-        let consumed = (
-            (message.topic().to_owned(), message.partition()),
-            message.offset() + 1,
-        );
-        let outcome = self
-            .convert_and_transform(message)
-            .map_err(|failure| (failure, original_of(message)));
-        Taken { consumed, outcome }
+    fn take(&self, message: &BorrowedMessage<'_>, consumed: &mut Consumed) -> Taken {
+        consumed.record(message);
+        self.convert_and_transform(message)
+            .map_err(|failure| Box::new((failure, original_of(message))))
     }
 
     fn convert_and_transform(
@@ -701,7 +724,7 @@ pub async fn put_until_done(
     let mut batch = batch;
     let mut rejected = Vec::new();
     loop {
-        let error = match task.put(batch.clone()).await {
+        let error = match task.put(&batch).await {
             Ok(()) => return Ok(Put::Done { rejected }),
             Err(ConnectorError::Records(failed)) => {
                 let mut again = Vec::new();
@@ -756,7 +779,7 @@ mod tests {
             Ok(())
         }
 
-        async fn put(&mut self, records: Vec<SinkRecord>) -> weir_connect::api::Result<()> {
+        async fn put(&mut self, records: &[SinkRecord]) -> weir_connect::api::Result<()> {
             self.calls += 1;
             if self.calls <= self.busy {
                 return Err(ConnectorError::Retryable("busy".into()));
@@ -887,7 +910,7 @@ mod tests {
             Ok(())
         }
 
-        async fn put(&mut self, records: Vec<SinkRecord>) -> weir_connect::api::Result<()> {
+        async fn put(&mut self, records: &[SinkRecord]) -> weir_connect::api::Result<()> {
             let values: Vec<String> = records
                 .iter()
                 .map(|r| r.value.value.to_display_string())

@@ -1,16 +1,21 @@
 //! The source path: connector `poll` → converters → rdkafka producer. Batches
 //! are pipelined: the next poll does not wait for the previous batch's acks,
-//! up to a bound on records in flight. Offsets are stored every
-//! `offset.flush.interval.ms` (and on stop) for the prefix of batches Kafka
-//! has fully acknowledged; only then is the connector told `commit`.
+//! up to a bound on records in flight. Acks are counted per batch by the
+//! producer's delivery callback (no future or copy per record). Offsets are
+//! stored every `offset.flush.interval.ms` (and on stop) for the prefix of
+//! batches Kafka has fully acknowledged; only then is the connector told
+//! `commit`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use futures::FutureExt;
+use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
-use weir_connect::api::{SourcePosition, SourceRecord, SourceTask};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use tokio::sync::Notify;
+use weir_connect::api::{JsonMap, SourcePosition, SourceRecord, SourceTask};
 use weir_connect::converter::Converter;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
@@ -25,11 +30,69 @@ const MAX_POLL_RECORDS: usize = 10_000;
 /// Records sent but not yet acknowledged, at most; past it the loop waits.
 const MAX_IN_FLIGHT: usize = 20_000;
 
+/// The delivery reports of one polled batch, counted by the producer's
+/// delivery callback on librdkafka's polling thread.
+struct BatchAcks {
+    /// Records sent and not yet reported, plus one while the batch is still
+    /// being sent, so that the count reaches zero only once, at the end.
+    outstanding: AtomicUsize,
+    /// The first delivery failure of the batch.
+    failure: OnceLock<KafkaError>,
+}
+
+impl BatchAcks {
+    fn new() -> Arc<Self> {
+        Arc::new(BatchAcks {
+            outstanding: AtomicUsize::new(1),
+            failure: OnceLock::new(),
+        })
+    }
+
+    fn settled(&self) -> bool {
+        self.outstanding.load(Ordering::Acquire) == 0 || self.failure.get().is_some()
+    }
+}
+
+/// The source producer's context: Weir's client context, plus delivery
+/// reports counted into their batch and a wake-up for the task loop.
+struct SourceProducerContext {
+    watched: WatchedContext,
+    settled: Arc<Notify>,
+}
+
+impl ClientContext for SourceProducerContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.watched.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.watched.error(error, reason);
+    }
+}
+
+impl ProducerContext for SourceProducerContext {
+    type DeliveryOpaque = Arc<BatchAcks>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAcks>) {
+        if let Err((error, _)) = result {
+            let _ = batch.failure.set(error.clone());
+            self.settled.notify_one();
+        }
+        if batch.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+        }
+    }
+}
+
+type SourceProducer = ThreadedProducer<SourceProducerContext>;
+
 /// One polled batch on its way to Kafka.
 struct InFlight {
-    deliveries: VecDeque<DeliveryFuture>,
-    /// The last position per source partition in this batch (usually one).
-    positions: Vec<SourcePosition>,
+    acks: Arc<BatchAcks>,
+    /// Records of this batch handed to the producer.
+    records: usize,
+    /// The last offset per source partition in this batch (usually one).
+    positions: Vec<(Arc<JsonMap>, JsonMap)>,
     /// A record of this batch was not delivered: neither this batch's
     /// positions nor any later batch's may ever be stored.
     failed: bool,
@@ -45,7 +108,9 @@ fn data_failure(stage: Stage, class_name: &str, error: String) -> Failure {
 }
 
 struct SourceRun {
-    producer: FutureProducer<WatchedContext>,
+    producer: Option<SourceProducer>,
+    /// Woken by the delivery callback when a batch settles.
+    settled: Arc<Notify>,
     errors: ErrorPolicy,
     transforms: TransformChain,
     key_converter: Box<dyn Converter>,
@@ -54,6 +119,9 @@ struct SourceRun {
     value_converter_class: String,
     /// `header.converter`.
     header_converter: Box<dyn Converter>,
+    /// Reused for every record's serialized key and value (the producer copies them).
+    key_buffer: Vec<u8>,
+    value_buffer: Vec<u8>,
     /// Batches in send order; only a fully acknowledged prefix may be committed.
     in_flight: VecDeque<InFlight>,
     in_flight_records: usize,
@@ -68,7 +136,11 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         .client_settings(&context.config, ClientRole::Producer)?;
     settings.apply_producer_defaults();
     settings.set_default("linger.ms", "5");
-    let (producer, mut failures) = settings.create()?;
+    let settled = Arc::new(Notify::new());
+    let (producer, mut failures) = settings.create_with(|watched| SourceProducerContext {
+        watched,
+        settled: settled.clone(),
+    })?;
     let errors = ErrorPolicy::from_config(
         &context.key.connector,
         context.key.task,
@@ -88,13 +160,16 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         .converter(&context.config, ConverterRole::Header)?;
     let mut run = SourceRun {
         errors,
-        producer,
+        producer: Some(producer),
+        settled,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
         key_converter,
         key_converter_class,
         value_converter,
         value_converter_class,
         header_converter,
+        key_buffer: Vec::new(),
+        value_buffer: Vec::new(),
         in_flight: VecDeque::new(),
         in_flight_records: 0,
         acked: BTreeMap::new(),
@@ -141,6 +216,10 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         Error::Internal("the connector's stop did not return in time".into()),
     )
     .await;
+    // Dropping a producer joins its polling thread and flushes: not on the runtime.
+    if let Some(producer) = run.producer.take() {
+        tokio::task::spawn_blocking(move || drop(producer));
+    }
     outcome.and(committed).and(stopped)
 }
 
@@ -198,8 +277,12 @@ impl SourceRun {
     /// Hands a batch to the producer without waiting for its acks, then
     /// waits only while too many records are in flight.
     async fn send(&mut self, context: &TaskContext, records: Vec<SourceRecord>) -> Result<()> {
+        let Some(producer) = self.producer.as_ref() else {
+            return Err(Error::Internal("the source producer is gone".into()));
+        };
         let mut batch = InFlight {
-            deliveries: VecDeque::with_capacity(records.len()),
+            acks: BatchAcks::new(),
+            records: 0,
             positions: Vec::new(),
             failed: false,
         };
@@ -216,16 +299,11 @@ impl SourceRun {
                 headers,
             } = source;
             // The offset counts as handled even when a transform drops the record.
-            match batch
-                .positions
-                .iter_mut()
-                .find(|p| p.partition == source_partition)
-            {
-                Some(position) => position.offset = source_offset,
-                None => batch.positions.push(SourcePosition {
-                    partition: source_partition,
-                    offset: source_offset,
-                }),
+            match batch.positions.iter_mut().find(|(partition, _)| {
+                Arc::ptr_eq(partition, &source_partition) || *partition == source_partition
+            }) {
+                Some((_, offset)) => *offset = source_offset,
+                None => batch.positions.push((source_partition, source_offset)),
             }
             let record = ConnectRecord {
                 topic,
@@ -250,8 +328,12 @@ impl SourceRun {
                     }
                 }
             };
-            let key = match self.key_converter.to_kafka(&record.topic, &record.key) {
-                Ok(key) => key,
+            let key = match self.key_converter.to_kafka_into(
+                &record.topic,
+                &record.key,
+                &mut self.key_buffer,
+            ) {
+                Ok(present) => present.then_some(self.key_buffer.as_slice()),
                 Err(error) => {
                     self.errors
                         .tolerate(
@@ -262,8 +344,12 @@ impl SourceRun {
                     continue;
                 }
             };
-            let value = match self.value_converter.to_kafka(&record.topic, &record.value) {
-                Ok(value) => value,
+            let value = match self.value_converter.to_kafka_into(
+                &record.topic,
+                &record.value,
+                &mut self.value_buffer,
+            ) {
+                Ok(present) => present.then_some(self.value_buffer.as_slice()),
                 Err(error) => {
                     self.errors
                         .tolerate(
@@ -278,7 +364,7 @@ impl SourceRun {
                     continue;
                 }
             };
-            let mut message = FutureRecord::to(&record.topic);
+            let mut message = BaseRecord::with_opaque_to(&record.topic, batch.acks.clone());
             if !record.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
                 for header in &record.headers {
@@ -293,10 +379,10 @@ impl SourceRun {
                 }
                 message = message.headers(headers);
             }
-            if let Some(key) = key.as_deref() {
+            if let Some(key) = key {
                 message = message.key(key);
             }
-            if let Some(value) = value.as_deref() {
+            if let Some(value) = value {
                 message = message.payload(value);
             }
             if let Some(partition) = record.kafka_partition {
@@ -305,22 +391,25 @@ impl SourceRun {
             if let Some(timestamp) = record.timestamp_ms {
                 message = message.timestamp(timestamp);
             }
+            batch.acks.outstanding.fetch_add(1, Ordering::AcqRel);
             loop {
-                match self.producer.send_result(message) {
-                    Ok(delivery) => {
-                        batch.deliveries.push_back(delivery);
+                match producer.send(message) {
+                    Ok(()) => {
+                        batch.records += 1;
                         break;
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                         message = returned;
-                        // The producer's queue is full: wait for the oldest send to finish.
-                        if let Some(oldest) = batch.deliveries.pop_front() {
-                            check_delivery(oldest.await)?;
-                        } else if !self.settle_one().await? {
-                            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                        // The producer's queue is full: wait for deliveries to make room.
+                        tokio::select! {
+                            () = self.settled.notified() => {}
+                            () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {}
                         }
                     }
-                    Err((error, _)) => return Err(error.into()),
+                    Err((error, _)) => {
+                        batch.acks.outstanding.fetch_sub(1, Ordering::AcqRel);
+                        return Err(error.into());
+                    }
                 }
             }
             if !self.topics.contains(&record.topic) {
@@ -328,7 +417,11 @@ impl SourceRun {
                 new_topics.push(record.topic.clone());
             }
         }
-        self.in_flight_records += batch.deliveries.len();
+        // The sender's hold: from here the count can reach zero.
+        if batch.acks.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.settled.notify_one();
+        }
+        self.in_flight_records += batch.records;
         self.in_flight.push_back(batch);
         while self.in_flight_records > MAX_IN_FLIGHT {
             self.settle_one().await?;
@@ -337,50 +430,41 @@ impl SourceRun {
         Ok(())
     }
 
-    /// Waits for the oldest record in flight; false if nothing is in flight.
+    /// Waits until the oldest batch in flight settles; false if nothing is
+    /// in flight.
     async fn settle_one(&mut self) -> Result<bool> {
-        let Some(front) = self.in_flight.front_mut() else {
-            return Ok(false);
-        };
-        if front.failed {
-            // Nothing after an undelivered record can ever be committed.
-            return Ok(false);
-        }
-        // Awaited in place and removed only once it resolved, so a caller
-        // that gives up waiting (a stop deadline) cannot lose it.
-        if let Some(delivery) = front.deliveries.front_mut() {
-            let result = delivery.await;
-            front.deliveries.pop_front();
-            self.in_flight_records -= 1;
-            if let Err(error) = check_delivery(result) {
-                front.failed = true;
-                return Err(error);
+        loop {
+            let Some(front) = self.in_flight.front() else {
+                return Ok(false);
+            };
+            if front.failed {
+                // Nothing after an undelivered record can ever be committed.
+                return Ok(false);
             }
+            if front.acks.settled() {
+                self.settle_ready()?;
+                return Ok(true);
+            }
+            // A wake-up between the check and here is kept as a permit.
+            self.settled.notified().await;
         }
-        self.retire_acked();
-        Ok(true)
     }
 
-    /// Collects acks that already arrived, without waiting.
+    /// Retires the batches at the front that Kafka fully acknowledged,
+    /// without waiting; the first undelivered record's error otherwise.
     fn settle_ready(&mut self) -> Result<()> {
         while let Some(front) = self.in_flight.front_mut() {
             if front.failed {
                 return Ok(());
             }
-            while let Some(delivery) = front.deliveries.front_mut() {
-                match delivery.now_or_never() {
-                    Some(result) => {
-                        front.deliveries.pop_front();
-                        self.in_flight_records -= 1;
-                        if let Err(error) = check_delivery(result) {
-                            front.failed = true;
-                            return Err(error);
-                        }
-                    }
-                    None => return Ok(()),
-                }
+            if let Some(error) = front.acks.failure.get() {
+                front.failed = true;
+                return Err(error.clone().into());
             }
-            self.retire_acked();
+            if !front.acks.settled() {
+                return Ok(());
+            }
+            self.retire_front();
         }
         Ok(())
     }
@@ -390,20 +474,19 @@ impl SourceRun {
         Ok(())
     }
 
-    /// Moves fully acknowledged batches at the front into `acked`. A batch
+    /// Moves the fully acknowledged batch at the front into `acked`. A batch
     /// with an undelivered record is never retired, so neither it nor any
     /// batch after it is committed.
-    fn retire_acked(&mut self) {
-        while self
-            .in_flight
-            .front()
-            .is_some_and(|batch| batch.deliveries.is_empty() && !batch.failed)
-        {
-            if let Some(batch) = self.in_flight.pop_front() {
-                for position in batch.positions {
-                    let key = serde_json::Value::Object(position.partition.clone()).to_string();
-                    self.acked.insert(key, position);
-                }
+    fn retire_front(&mut self) {
+        if let Some(batch) = self.in_flight.pop_front() {
+            self.in_flight_records -= batch.records;
+            for (partition, offset) in batch.positions {
+                let key = serde_json::to_string(&*partition).unwrap_or_default();
+                let position = SourcePosition {
+                    partition: Arc::unwrap_or_clone(partition),
+                    offset,
+                };
+                self.acked.insert(key, position);
             }
         }
     }
@@ -456,19 +539,6 @@ impl SourceRun {
     }
 }
 
-fn check_delivery(
-    delivery: std::result::Result<
-        rdkafka::producer::future_producer::OwnedDeliveryResult,
-        futures::channel::oneshot::Canceled,
-    >,
-) -> Result<()> {
-    match delivery {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err((error, _))) => Err(error.into()),
-        Err(_) => Err(Error::Internal("producer dropped a delivery report".into())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};
@@ -478,7 +548,6 @@ mod tests {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use tokio::sync::{mpsc, watch};
     use tokio_util::sync::CancellationToken;
-    use weir_connect::api::JsonMap;
     use weir_connect::config::ConfigMap;
     use weir_connect::data::{SchemaAndValue, Value};
 
@@ -532,7 +601,7 @@ mod tests {
         let mut offset = JsonMap::new();
         offset.insert("position".into(), line.into());
         SourceRecord {
-            source_partition: partition,
+            source_partition: Arc::new(partition),
             source_offset: offset,
             topic: "out".into(),
             kafka_partition: None,

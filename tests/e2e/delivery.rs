@@ -260,10 +260,7 @@ impl weir_connect::api::SinkTask for ScriptedSink {
         Ok(())
     }
 
-    async fn put(
-        &mut self,
-        records: Vec<weir_connect::SinkRecord>,
-    ) -> weir_connect::api::Result<()> {
+    async fn put(&mut self, records: &[weir_connect::SinkRecord]) -> weir_connect::api::Result<()> {
         if self.busy > 0 {
             self.busy -= 1;
             return Err(weir_connect::ConnectorError::Retryable(

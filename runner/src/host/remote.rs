@@ -590,7 +590,7 @@ impl SinkTask for RemoteSink {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         let id = self.id();
         let put = pb::Put {
             id,
