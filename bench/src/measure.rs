@@ -205,6 +205,13 @@ pub fn producer_settings(bootstrap: &str) -> ClientConfig {
         .set("acks", "all")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5");
+    for (key, value) in std::env::var("WEIR_BENCH_PRODUCER")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+    {
+        config.set(key, value);
+    }
     config
 }
 

@@ -108,6 +108,8 @@ pub struct FileStreamSourceTask {
     /// `poll` loses nothing.
     ready: Vec<SourceRecord>,
     warned_missing: bool,
+    /// The read buffer, reused by every poll.
+    chunk: Vec<u8>,
     /// `{"filename": …}`, built once at open and shared by every record.
     source_partition: std::sync::Arc<JsonMap>,
 }
@@ -216,13 +218,15 @@ impl SourceTask for FileStreamSourceTask {
 
     async fn poll(&mut self, max_records: usize) -> Result<Vec<SourceRecord>> {
         let max = max_records.min(self.batch_size).max(1);
+        // The batch is handed over whole each poll: size it once, not by doubling.
+        self.ready.reserve(max.saturating_sub(self.ready.len()));
         self.take_lines(max);
         if self.ready.len() < max && self.ensure_open().await? {
-            let mut chunk = vec![0u8; READ_CHUNK];
+            self.chunk.resize(READ_CHUNK, 0);
             // Read until the batch is full or the file has nothing more now.
             while self.ready.len() < max {
                 let read = match self.file.as_mut() {
-                    Some(file) => file.read(&mut chunk).await.map_err(|e| {
+                    Some(file) => file.read(&mut self.chunk).await.map_err(|e| {
                         ConnectorError::io(format!("reading {}", self.path.display()), e)
                     })?,
                     None => 0,
@@ -230,7 +234,7 @@ impl SourceTask for FileStreamSourceTask {
                 if read == 0 {
                     break;
                 }
-                self.pending.extend_from_slice(&chunk[..read]);
+                self.pending.extend_from_slice(&self.chunk[..read]);
                 self.take_lines(max);
             }
         }

@@ -480,7 +480,7 @@ async fn source_session(
                     let sent = u32::try_from(records.len()).unwrap_or(u32::MAX);
                     credit = credit.saturating_sub(sent);
                     let batch = pb::SourceBatch {
-                        records: records.iter().map(wire::source_record_to_wire).collect(),
+                        records: wire::source_records_to_wire(&records),
                         boundary: None,
                     };
                     if !send_source(&events, Event::Batch(batch)).await {

@@ -309,33 +309,78 @@ fn headers_from_wire(headers: &[pb::Header]) -> Result<Vec<Header>> {
         .collect()
 }
 
-pub fn source_record_to_wire(record: &SourceRecord) -> pb::SourceRecord {
-    pb::SourceRecord {
-        partition_json: serde_json::to_string(&*record.source_partition).unwrap_or_default(),
-        offset_json: serde_json::to_string(&record.source_offset).unwrap_or_default(),
-        topic: record.topic.clone(),
-        kafka_partition: record.kafka_partition,
-        key: Some(data_to_wire(&record.key)),
-        value: Some(data_to_wire(&record.value)),
-        timestamp_ms: record.timestamp_ms,
-        headers: headers_to_wire(&record.headers),
-    }
+/// The records of one batch for the wire; consecutive records of one
+/// source partition (the usual case) share its JSON text, rendered once.
+pub fn source_records_to_wire(records: &[SourceRecord]) -> Vec<pb::SourceRecord> {
+    let mut last: Option<(&std::sync::Arc<JsonMap>, String)> = None;
+    records
+        .iter()
+        .map(|record| {
+            let partition_json = match &last {
+                Some((partition, text))
+                    if std::sync::Arc::ptr_eq(partition, &record.source_partition) =>
+                {
+                    text.clone()
+                }
+                _ => {
+                    let text = serde_json::to_string(&*record.source_partition).unwrap_or_default();
+                    last = Some((&record.source_partition, text.clone()));
+                    text
+                }
+            };
+            pb::SourceRecord {
+                partition_json,
+                offset_json: serde_json::to_string(&record.source_offset).unwrap_or_default(),
+                topic: record.topic.clone(),
+                kafka_partition: record.kafka_partition,
+                key: Some(data_to_wire(&record.key)),
+                value: Some(data_to_wire(&record.value)),
+                timestamp_ms: record.timestamp_ms,
+                headers: headers_to_wire(&record.headers),
+            }
+        })
+        .collect()
+}
+
+/// The records of one batch from the wire; consecutive records of one
+/// source partition share one parsed map (see [`SourceRecord::source_partition`]).
+pub fn source_records_from_wire(
+    records: impl IntoIterator<Item = pb::SourceRecord>,
+) -> Result<Vec<SourceRecord>> {
+    let mut last: Option<(String, std::sync::Arc<JsonMap>)> = None;
+    records
+        .into_iter()
+        .map(|wire| {
+            let partition = match &last {
+                Some((text, partition)) if *text == wire.partition_json => partition.clone(),
+                _ => {
+                    let partition = std::sync::Arc::new(json_object(
+                        &wire.partition_json,
+                        "a source partition",
+                    )?);
+                    last = Some((wire.partition_json.clone(), partition.clone()));
+                    partition
+                }
+            };
+            Ok(SourceRecord {
+                source_partition: partition,
+                source_offset: json_object(&wire.offset_json, "a source offset")?,
+                topic: wire.topic,
+                kafka_partition: wire.kafka_partition,
+                key: data_from_wire(wire.key.as_ref())?,
+                value: data_from_wire(wire.value.as_ref())?,
+                timestamp_ms: wire.timestamp_ms,
+                headers: headers_from_wire(&wire.headers)?,
+            })
+        })
+        .collect()
 }
 
 pub fn source_record_from_wire(wire: &pb::SourceRecord) -> Result<SourceRecord> {
-    Ok(SourceRecord {
-        source_partition: std::sync::Arc::new(json_object(
-            &wire.partition_json,
-            "a source partition",
-        )?),
-        source_offset: json_object(&wire.offset_json, "a source offset")?,
-        topic: wire.topic.clone(),
-        kafka_partition: wire.kafka_partition,
-        key: data_from_wire(wire.key.as_ref())?,
-        value: data_from_wire(wire.value.as_ref())?,
-        timestamp_ms: wire.timestamp_ms,
-        headers: headers_from_wire(&wire.headers)?,
-    })
+    let mut records = source_records_from_wire([wire.clone()])?;
+    records
+        .pop()
+        .ok_or_else(|| Malformed("an empty source record".into()))
 }
 
 pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {

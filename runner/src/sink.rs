@@ -226,9 +226,9 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     // librdkafka pauses a partition's fetching for `fetch.queue.backoff.ms`
     // (1 s by default) whenever its prefetch queue is full, which stalls a
     // sink that is busy for a moment; and it prefetches up to 64 MiB. A
-    // short backoff and an 8 MiB queue keep the sink at full speed and small.
+    // short backoff and a 4 MiB queue keep the sink at full speed and small.
     settings.set_default("fetch.queue.backoff.ms", "10");
-    settings.set_default("queued.max.messages.kbytes", "8192");
+    settings.set_default("queued.max.messages.kbytes", "4096");
     let (consumer, mut failures): (StreamConsumer<WatchedContext>, _) = settings.create()?;
     let topics = context
         .config

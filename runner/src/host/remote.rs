@@ -458,10 +458,7 @@ impl SourceTask for RemoteSource {
             }
         }
         let take = self.received.len().min(max_records);
-        self.received
-            .drain(..take)
-            .map(|record| wire::source_record_from_wire(&record).map_err(|e| malformed(link, e)))
-            .collect()
+        wire::source_records_from_wire(self.received.drain(..take)).map_err(|e| malformed(link, e))
     }
 
     async fn commit(&mut self, positions: &[SourcePosition]) -> Result<()> {
