@@ -302,6 +302,10 @@ fn raw_sink(job: &Job, clock: &CpuClock) -> Measurement {
         .set("bootstrap.servers", &job.bootstrap)
         .set("group.id", format!("bench-raw-{}", job.topic))
         .set("enable.auto.commit", "false")
+        // As Weir's sink consumer: librdkafka's default pauses a partition
+        // for 1 s whenever its prefetch queue is full.
+        .set("fetch.queue.backoff.ms", "10")
+        .set("queued.max.messages.kbytes", "4096")
         .create()
         .expect("consumer");
     let mut assignment = TopicPartitionList::new();

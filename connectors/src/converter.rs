@@ -184,6 +184,8 @@ pub struct JsonConverter {
     /// The serialized JSON of the last schema written: records of one task
     /// usually share a schema, so it is rendered once, as Kafka Connect's cache does.
     schema_cache: std::sync::Mutex<Option<(Schema, String)>>,
+    /// The last schema read, by its JSON text.
+    read_schema_cache: std::sync::Mutex<Option<(String, Schema)>>,
 }
 
 impl JsonConverter {
@@ -191,7 +193,58 @@ impl JsonConverter {
         JsonConverter {
             schemas_enable,
             schema_cache: std::sync::Mutex::new(None),
+            read_schema_cache: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Reads a well-formed `{"schema":…,"payload":…}` envelope without building
+    /// a JSON tree of the schema: the schema is parsed once per distinct text
+    /// (the last one is cached) and a string payload is read directly. `None`
+    /// when the bytes are not such an envelope, for the general path to
+    /// read (and explain).
+    fn envelope_fast_path(&self, bytes: &[u8]) -> Option<Result<SchemaAndValue>> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Envelope<'a> {
+            #[serde(borrow)]
+            schema: &'a serde_json::value::RawValue,
+            #[serde(borrow)]
+            payload: &'a serde_json::value::RawValue,
+        }
+        let envelope: Envelope<'_> = serde_json::from_slice(bytes).ok()?;
+        let schema_text = envelope.schema.get();
+        if schema_text == "null" {
+            return None;
+        }
+        let schema = {
+            let mut cache = self.read_schema_cache.lock().ok()?;
+            match cache.as_ref() {
+                Some((text, schema)) if text == schema_text => schema.clone(),
+                _ => {
+                    let parsed: Json = serde_json::from_str(schema_text).ok()?;
+                    let schema = match schema_from_json(&parsed) {
+                        Ok(schema) => schema,
+                        Err(error) => return Some(Err(error)),
+                    };
+                    *cache = Some((schema_text.to_owned(), schema.clone()));
+                    schema
+                }
+            }
+        };
+        let payload = envelope.payload.get();
+        let value = if schema.schema_type == SchemaType::String && payload.starts_with('"') {
+            Value::String(serde_json::from_str(payload).ok()?)
+        } else {
+            let payload: Json = serde_json::from_str(payload).ok()?;
+            match value_from_json(&schema, &payload) {
+                Ok(value) => value,
+                Err(error) => return Some(Err(error)),
+            }
+        };
+        Some(Ok(SchemaAndValue {
+            schema: Some(schema),
+            value,
+        }))
     }
 
     /// Writes the schema's JSON text to `out`, from the cache when it is the last one seen.
@@ -259,6 +312,11 @@ impl Converter for JsonConverter {
         let Some(bytes) = bytes else {
             return Ok(SchemaAndValue::null());
         };
+        if self.schemas_enable
+            && let Some(data) = self.envelope_fast_path(bytes)
+        {
+            return data;
+        }
         let document: Json = serde_json::from_slice(bytes).map_err(|e| {
             ConvertError(format!(
                 "Converting byte[] to Kafka Connect data failed due to serialization error: {e}"
@@ -723,6 +781,51 @@ mod tests {
             schema: Some(Schema::string()),
             value: Value::String(text.into()),
         }
+    }
+
+    #[test]
+    fn envelopes_read_the_same_with_and_without_the_cached_schema() {
+        let converter = JsonConverter::new(true);
+        let envelopes: [&[u8]; 5] = [
+            br#"{"schema":{"type":"string","optional":false},"payload":"a \"quoted\" line\n"}"#,
+            br#"{"schema":{"type":"string","optional":false},"payload":"second"}"#,
+            br#"{"schema":{"type":"string","optional":true},"payload":null}"#,
+            br#"{"payload":{"id":7},"schema":{"type":"struct","fields":[{"field":"id","type":"int32","optional":false}],"optional":false}}"#,
+            br#"{"schema":{"type":"int64","optional":false},"payload":42}"#,
+        ];
+        for _ in 0..2 {
+            for envelope in envelopes {
+                let fast = converter.to_connect("t", Some(envelope)).unwrap();
+                // A converter of its own, so nothing is cached.
+                let fresh = JsonConverter::new(true)
+                    .to_connect("t", Some(envelope))
+                    .unwrap();
+                let document: Json = serde_json::from_slice(envelope).unwrap();
+                let schema = schema_from_json(&document["schema"]).unwrap();
+                let value = value_from_json(&schema, &document["payload"]).unwrap();
+                assert_eq!(fast, fresh);
+                assert_eq!(fast.schema.as_ref(), Some(&schema));
+                assert_eq!(fast.value, value);
+            }
+        }
+        // Not an envelope: the general path explains.
+        let error = converter
+            .to_connect("t", Some(br#"{"schema":null,"payload":1,"extra":2}"#))
+            .unwrap_err();
+        assert!(
+            error
+                .0
+                .contains("requires \"schema\" and \"payload\" fields")
+        );
+        // A payload that does not match the cached schema is refused.
+        assert!(
+            converter
+                .to_connect(
+                    "t",
+                    Some(br#"{"schema":{"type":"int64","optional":false},"payload":"x"}"#)
+                )
+                .is_err()
+        );
     }
 
     #[test]
