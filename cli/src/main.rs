@@ -1,6 +1,10 @@
 //! `weir`: Kafka Connect's standalone mode (`weir standalone worker.properties
-//! connector.properties ...`) and the embedded development broker
-//! (`weir dev-kafka`). Distributed mode uses `weir-coordinator` and `weir-runner`.
+//! connector.properties ...`), the embedded development broker
+//! (`weir dev-kafka`), and the operator commands over Kafka Connect's REST
+//! API (`weir connectors …`, see [`ops`]). Distributed mode uses
+//! `weir-coordinator` and `weir-runner`.
+
+mod ops;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,6 +30,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The cluster's REST URL (default: WEIR_URL, then the current context, then http://localhost:8083).
+    #[arg(long, global = true)]
+    url: Option<String>,
+    /// A named cluster from the contexts file (`weir context`).
+    #[arg(long, global = true)]
+    context: Option<String>,
+    /// Output: table for people, json or yaml for scripts.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    output: ops::output::Format,
 }
 
 #[derive(Subcommand)]
@@ -43,19 +56,104 @@ enum Command {
         #[arg(long, default_value_t = 9092)]
         port: u16,
     },
+    /// Manage connectors (any Kafka Connect REST API).
+    #[command(subcommand)]
+    Connectors(ops::ConnectorsCommand),
+    /// Read, reset or alter a connector's offsets.
+    #[command(subcommand)]
+    Offsets(ops::OffsetsCommand),
+    /// The connector plugins of the cluster (`--all`: converters and transforms too).
+    Plugins {
+        #[arg(long)]
+        all: bool,
+    },
+    /// A connector's tasks and their states.
+    Tasks { name: String },
+    /// Named clusters, as kcctl's contexts.
+    #[command(subcommand)]
+    Context(ContextCommand),
 }
 
-#[tokio::main]
-async fn main() {
+#[derive(Subcommand)]
+enum ContextCommand {
+    /// Adds or changes a context (the first one becomes current).
+    Set {
+        name: String,
+        #[arg(long = "cluster")]
+        cluster: String,
+    },
+    /// Makes a context current.
+    Use { name: String },
+    /// Lists the contexts.
+    List,
+}
+
+fn main() {
+    let Cli {
+        command,
+        url,
+        context,
+        output,
+    } = Cli::parse();
+    let target = || -> ops::rest::Result<ops::Target> {
+        let url = ops::context::resolve(url.as_deref(), context.as_deref())?;
+        Ok(ops::Target {
+            rest: ops::rest::Rest::new(&url),
+            format: output,
+        })
+    };
+    let operated = match command {
+        Command::Standalone { worker, connectors } => {
+            return serve(|| standalone(worker, connectors));
+        }
+        Command::DevKafka { port } => return serve(|| dev_kafka(port)),
+        Command::Connectors(command) => {
+            target().and_then(|t| ops::commands::connectors(&t, command))
+        }
+        Command::Offsets(command) => target().and_then(|t| ops::commands::offsets(&t, command)),
+        Command::Plugins { all } => target().and_then(|t| ops::commands::plugins(&t, all)),
+        Command::Tasks { name } => target().and_then(|t| ops::commands::tasks(&t, &name)),
+        Command::Context(command) => contexts(&command),
+    };
+    if let Err(error) = operated {
+        eprintln!("error: {error}");
+        std::process::exit(error.exit_code());
+    }
+}
+
+/// Runs a server command (standalone, dev-kafka) on a Tokio runtime.
+fn serve<F>(run: impl FnOnce() -> F)
+where
+    F: std::future::Future<Output = Result<(), BoxError>>,
+{
     weir_connect::logging::init("info");
-    let outcome = match Cli::parse().command {
-        Command::Standalone { worker, connectors } => standalone(worker, connectors).await,
-        Command::DevKafka { port } => dev_kafka(port).await,
+    let outcome = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(error) => Err(error.into()),
     };
     if let Err(error) = outcome {
         tracing::error!(%error, "weir failed");
         eprintln!("error: {error}");
         std::process::exit(1);
+    }
+}
+
+fn contexts(command: &ContextCommand) -> ops::rest::Result<()> {
+    match command {
+        ContextCommand::Set { name, cluster } => ops::context::set(name, cluster),
+        ContextCommand::Use { name } => ops::context::use_context(name),
+        ContextCommand::List => {
+            let contexts = ops::context::load()?;
+            let current = contexts["current"].as_str().unwrap_or_default();
+            for (name, entry) in contexts["contexts"].as_object().into_iter().flatten() {
+                let marker = if name == current { "*" } else { " " };
+                println!(
+                    "{marker} {name}\t{}",
+                    entry["url"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
     }
 }
 

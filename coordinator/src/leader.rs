@@ -101,6 +101,18 @@ async fn reconcile(
     timing: SessionTiming,
     holds: &mut Holds,
 ) -> Result<Option<Duration>> {
+    // How runners left, read before which runners are live: a runner that
+    // rejoins deletes its record, so reading it after the live list could
+    // miss a graceful leave of a runner the live list still thinks is gone.
+    let graceful_leaves: BTreeSet<String> = store
+        .list(keys::DEPARTED)
+        .await?
+        .into_iter()
+        .filter(|(_, value)| {
+            serde_json::from_slice::<DepartedRecord>(value).is_ok_and(|d| d.graceful)
+        })
+        .filter_map(|(key, _)| key.strip_prefix(keys::DEPARTED).map(keys::decode))
+        .collect();
     let live: BTreeSet<String> = store
         .list(keys::RUNNERS)
         .await?
@@ -174,9 +186,7 @@ async fn reconcile(
         .collect();
     for runner in known {
         let since = *holds.since.entry(runner.clone()).or_insert(now);
-        let graceful = read_json::<DepartedRecord>(store, &keys::departed(&runner))
-            .await?
-            .is_some_and(|d| d.graceful);
+        let graceful = graceful_leaves.contains(&runner);
         let hold = if graceful {
             timing.restart_grace
         } else {
