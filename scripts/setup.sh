@@ -12,7 +12,8 @@
 #            librdkafka includes curl.h whatever its features say),
 #            libzstd-dev, zlib1g-dev (gzip); lz4 and snappy are built in
 #   Python SDK: python3 and python3-venv; its PyPI packages (grpcio,
-#            protobuf, grpcio-health-checking) go into ./.venv
+#            protobuf, grpcio-health-checking) go into ./.venv, with
+#            prometheus-client, whose text-format parser checks /metrics
 #   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
 #            listener in front of tansu, which accepts --cert/--key but
 #            serves plaintext in 0.6.0), curl
@@ -45,12 +46,17 @@ fi
 # The Python SDK's dependencies, in a venv of the project's own (Debian's
 # python3 refuses system-wide pip installs), checked by package.
 cd "$(dirname "$0")/.."
-python_packages=("grpcio>=1.85.1" "protobuf>=7.35.1" "grpcio-health-checking>=1.85.1")
+python_packages=("grpcio>=1.85.1" "protobuf>=7.35.1" "grpcio-health-checking>=1.85.1" "prometheus-client>=0.20")
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv for the Python SDK"
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -m pip show grpcio protobuf grpcio-health-checking >/dev/null 2>&1; then
+# `pip show a b` succeeds when any one is installed: ask for each.
+missing_python=0
+for package in grpcio protobuf grpcio-health-checking prometheus-client; do
+  .venv/bin/python -m pip show "$package" >/dev/null 2>&1 || missing_python=1
+done
+if [ "$missing_python" = 1 ]; then
   echo "setup: installing ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"
 fi

@@ -454,6 +454,7 @@ async fn weir_task(job: &Job, clock: &CpuClock) -> Measurement {
         cancel: cancel.clone(),
         events,
         lease: weir_runner::lease::Lease::unbounded(),
+        metrics: weir_runner::metrics::TaskMetrics::detached(),
     };
     let input_size = job
         .input

@@ -199,8 +199,16 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         .map(PathBuf::from);
     let override_policy = OverridePolicy::from_worker(&properties)?;
     let worker = WorkerConfig::from_properties(properties, true)?;
+    // The runner is made after the coordinator (it joins it): its metrics
+    // reach `/metrics` through a slot filled once it exists.
+    let runner_metrics: Arc<std::sync::OnceLock<Arc<weir_runner::metrics::RunnerMetrics>>> =
+        Arc::default();
+    let metrics_slot = runner_metrics.clone();
     let coordinator = Coordinator::start(
         CoordinatorConfig {
+            metrics: Some(weir_coordinator::rest::MetricsSource(Arc::new(move || {
+                metrics_slot.get().map(|m| m.render()).unwrap_or_default()
+            }))),
             id: id.clone(),
             grpc_listen,
             rest_listen,
@@ -225,6 +233,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         registry,
     )
     .await?;
+    let _ = runner_metrics.set(runner.metrics());
     let shutdown = CancellationToken::new();
     let runner_task = tokio::spawn(runner.run(shutdown.clone()));
 

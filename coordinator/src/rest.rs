@@ -18,6 +18,38 @@ use weir_proto::admin::v1::admin_server::Admin;
 
 use crate::admin::AdminService;
 
+/// Renders Prometheus text for `GET /metrics`.
+#[derive(Clone)]
+pub struct MetricsSource(pub std::sync::Arc<dyn Fn() -> String + Send + Sync>);
+
+impl std::fmt::Debug for MetricsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsSource")
+    }
+}
+
+/// The REST router, with `GET /metrics` when there are metrics to serve.
+pub fn router_with_metrics(admin: AdminService, metrics: Option<MetricsSource>) -> Router {
+    match metrics {
+        Some(render) => router(admin).route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        (render.0)(),
+                    )
+                }
+            }),
+        ),
+        None => router(admin),
+    }
+}
+
 /// The REST router over an admin service.
 pub fn router(admin: AdminService) -> Router {
     Router::new()

@@ -45,6 +45,9 @@ pub struct CoordinatorConfig {
     pub override_policy: OverridePolicy,
     /// Session timeout and restart grace for runners.
     pub timing: crate::control::SessionTiming,
+    /// Metrics served at `GET /metrics` on the REST port (standalone: its
+    /// runner's); without it the route answers 404.
+    pub metrics: Option<crate::rest::MetricsSource>,
 }
 
 /// A running coordinator.
@@ -115,8 +118,9 @@ impl Coordinator {
         });
 
         let rest_shutdown = shutdown.clone();
+        let metrics = config.metrics.clone();
         tasks.spawn(async move {
-            let served = axum::serve(rest_listener, rest::router(admin))
+            let served = axum::serve(rest_listener, rest::router_with_metrics(admin, metrics))
                 .with_graceful_shutdown(rest_shutdown.cancelled_owned())
                 .await;
             if let Err(error) = served {

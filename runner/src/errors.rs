@@ -99,6 +99,8 @@ pub struct ErrorPolicy {
     log: bool,
     log_messages: bool,
     dlq: Option<DeadLetterQueue>,
+    /// Where tolerated errors and DLQ writes are counted.
+    metrics: std::sync::Arc<crate::metrics::TaskMetrics>,
 }
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(300);
@@ -208,6 +210,7 @@ impl ErrorPolicy {
             log: flag(config, "errors.log.enable"),
             log_messages: flag(config, "errors.log.include.messages"),
             dlq,
+            metrics: crate::metrics::TaskMetrics::detached(),
         })
     }
 
@@ -249,6 +252,7 @@ impl ErrorPolicy {
         failure: Failure,
         original: Option<&OriginalRecord>,
     ) -> Result<()> {
+        self.metrics.record_errors.add(1);
         if !self.tolerate_all {
             return Err(Error::Tolerance(format!(
                 "Tolerance exceeded in error handler; stage {}: {}: {}",
@@ -271,10 +275,20 @@ impl ErrorPolicy {
                 ),
             }
         }
+        self.metrics.records_skipped.add(1);
         if let (Some(dlq), Some(record)) = (&self.dlq, original) {
-            self.send_to_dlq(dlq, &failure, record).await?;
+            self.metrics.dlq_requests.add(1);
+            if let Err(error) = self.send_to_dlq(dlq, &failure, record).await {
+                self.metrics.dlq_failures.add(1);
+                return Err(error);
+            }
         }
         Ok(())
+    }
+
+    /// Counts tolerated errors and DLQ writes into `metrics`.
+    pub fn count_into(&mut self, metrics: std::sync::Arc<crate::metrics::TaskMetrics>) {
+        self.metrics = metrics;
     }
 
     async fn send_to_dlq(

@@ -17,6 +17,7 @@ pub mod errors;
 pub mod host;
 pub mod instance;
 pub mod lease;
+pub mod metrics;
 pub mod offsets;
 pub mod offsets_api;
 pub mod sink;

@@ -270,6 +270,9 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     let (header_converter, _) = context
         .worker
         .converter(&context.config, ConverterRole::Header)?;
+    context.metrics.set_kind(crate::metrics::TaskKind::Sink);
+    let mut errors = errors;
+    errors.count_into(context.metrics.clone());
     let mut run = SinkRun {
         consumer: Arc::new(consumer),
         errors,
@@ -427,6 +430,7 @@ impl SinkRun {
                     }
                     // Committed at the next flush, after `put`: even records skipped or dropped.
                     self.uncommitted.extend(consumed.0);
+                    context.metrics.records_in.add(taken.len() as u64);
                     let mut batch = Vec::with_capacity(taken.len());
                     for outcome in taken {
                         match outcome {
@@ -573,7 +577,12 @@ impl SinkRun {
             return Ok(());
         }
         let backoff = self.errors.connector_backoff();
-        match put_until_done(task, batch, backoff, &context.cancel).await? {
+        let records = batch.len() as u64;
+        let putting = std::time::Instant::now();
+        let put = put_until_done(task, batch, backoff, &context.cancel).await?;
+        context.metrics.batches.record(putting.elapsed());
+        context.metrics.records_out.add(records);
+        match put {
             Put::Done { rejected } => {
                 let class = context
                     .config
@@ -635,8 +644,25 @@ impl SinkRun {
         mode: CommitMode,
     ) -> Result<()> {
         if self.uncommitted.is_empty() {
+            context.metrics.commit_skips.add(1);
             return Ok(());
         }
+        let committing = std::time::Instant::now();
+        let outcome = self.commit_put(context, task, mode).await;
+        match &outcome {
+            Ok(()) => context.metrics.commits.record(committing.elapsed()),
+            Err(_) => context.metrics.commit_failures.add(1),
+        }
+        outcome
+    }
+
+    /// Flushes the connector and commits what it declares safe.
+    async fn commit_put(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+        mode: CommitMode,
+    ) -> Result<()> {
         let offsets: Vec<TopicPartitionOffset> = self
             .uncommitted
             .iter()

@@ -108,6 +108,7 @@ fn data_failure(stage: Stage, class_name: &str, error: String) -> Failure {
 }
 
 struct SourceRun {
+    metrics: Arc<crate::metrics::TaskMetrics>,
     producer: Option<SourceProducer>,
     /// Woken by the delivery callback when a batch settles.
     settled: Arc<Notify>,
@@ -158,7 +159,11 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     let (header_converter, _) = context
         .worker
         .converter(&context.config, ConverterRole::Header)?;
+    context.metrics.set_kind(crate::metrics::TaskKind::Source);
+    let mut errors = errors;
+    errors.count_into(context.metrics.clone());
     let mut run = SourceRun {
+        metrics: context.metrics.clone(),
         errors,
         producer: Some(producer),
         settled,
@@ -236,6 +241,7 @@ impl SourceRun {
         let mut poll_backoff: Option<Backoff> = None;
         loop {
             let paused = context.is_paused();
+            let polling_since = std::time::Instant::now();
             tokio::select! {
                 biased;
                 () = context.cancel.cancelled() => return Ok(()),
@@ -251,6 +257,8 @@ impl SourceRun {
                     let records = match polled {
                         Ok(records) => {
                             poll_backoff = None;
+                            self.metrics.batches.record(polling_since.elapsed());
+                            self.metrics.records_in.add(records.len() as u64);
                             records
                         }
                         // A retriable failure is retried until it succeeds, as Kafka
@@ -480,6 +488,7 @@ impl SourceRun {
     fn retire_front(&mut self) {
         if let Some(batch) = self.in_flight.pop_front() {
             self.in_flight_records -= batch.records;
+            self.metrics.records_out.add(batch.records as u64);
             for (partition, offset) in batch.positions {
                 let key = serde_json::to_string(&*partition).unwrap_or_default();
                 let position = SourcePosition {
@@ -509,11 +518,16 @@ impl SourceRun {
         context.may_commit()?;
         let pending = std::mem::take(&mut self.acked);
         let positions: Vec<SourcePosition> = pending.values().cloned().collect();
-        if let Err(error) = context
+        let committing = std::time::Instant::now();
+        let stored = context
             .offsets
             .commit(&context.key.connector, &positions)
-            .await
-        {
+            .await;
+        match &stored {
+            Ok(()) => self.metrics.commits.record(committing.elapsed()),
+            Err(_) => self.metrics.commit_failures.add(1),
+        }
+        if let Err(error) = stored {
             // Positions acknowledged since are newer; keep those.
             for (key, position) in pending {
                 self.acked.entry(key).or_insert(position);
@@ -657,6 +671,7 @@ mod tests {
             cancel: cancel.clone(),
             events,
             lease: crate::lease::Lease::unbounded(),
+            metrics: crate::metrics::TaskMetrics::detached(),
         };
         Harness {
             context,

@@ -82,10 +82,13 @@ pub struct TaskContext {
     /// Offsets are committed only while it holds: once it lapses, another
     /// runner may own the task.
     pub lease: crate::lease::Lease,
+    /// What the task's loop counts, for `/metrics`.
+    pub metrics: Arc<crate::metrics::TaskMetrics>,
 }
 
 impl TaskContext {
     pub async fn report(&self, state: TaskState, trace: String) {
+        self.metrics.set_state(state);
         let event = TaskEvent::Status {
             key: self.key.clone(),
             state,
@@ -170,6 +173,7 @@ pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
         let key = context.key.clone();
         let events = context.events.clone();
         let epoch = context.epoch;
+        let metrics = context.metrics.clone();
         let outcome = match task {
             Task::Source(task) => source::run(context, task).await,
             Task::Sink(task) => sink::run(context, task).await,
@@ -178,6 +182,7 @@ pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
             Ok(()) => tracing::info!(task = %key, "task stopped"),
             Err(error) => {
                 tracing::error!(task = %key, %error, "task failed");
+                metrics.set_state(TaskState::Failed);
                 let trace = format!("{error}\n\tat task {key}");
                 let _ = events.send(TaskEvent::Status {
                     key,

@@ -122,6 +122,7 @@ pub struct Runner {
     session_timeout: Duration,
     /// `config.providers`: resolves placeholders when a connector or task starts.
     providers: Arc<weir_connect::providers::ConfigProviders>,
+    metrics: Arc<crate::metrics::RunnerMetrics>,
 }
 
 impl Runner {
@@ -157,6 +158,7 @@ impl Runner {
             kafka_cluster_id,
             instance: uuid::Uuid::new_v4().to_string(),
             lease: Lease::new(),
+            metrics: Arc::default(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             providers,
         })
@@ -166,6 +168,11 @@ impl Runner {
     /// joins the next one it knows (round robin, with backoff after each full
     /// round) and keeps its tasks running meanwhile, for as long as its lease
     /// holds; then it stops them, committing nothing more.
+    /// This runner's metrics, for an HTTP endpoint to render.
+    pub fn metrics(&self) -> Arc<crate::metrics::RunnerMetrics> {
+        self.metrics.clone()
+    }
+
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<()> {
         let (events_tx, mut events_rx) = mpsc::unbounded_channel::<TaskEvent>();
         let mut backoff = Duration::from_millis(100);
@@ -625,6 +632,7 @@ impl Runner {
                 handle,
             },
         );
+        self.metrics.set_connector_count(self.connectors.len());
     }
 
     /// The plugin of a connector or task about to start, and its config
@@ -651,7 +659,9 @@ impl Runner {
 
     /// Connector instances hold no data: stopping one is cancelling it.
     fn stop_connector(&mut self, name: &str) {
-        if let Some(running) = self.connectors.remove(name) {
+        let removed = self.connectors.remove(name);
+        self.metrics.set_connector_count(self.connectors.len());
+        if let Some(running) = removed {
             tracing::info!(connector = %name, "stopping connector");
             running.cancel.cancel();
             running.handle.abort();
@@ -731,6 +741,7 @@ impl Runner {
         let config: ConfigMap = wanted.config.into_iter().collect();
         let (target_tx, target_rx) = watch::channel(target);
         let cancel = CancellationToken::new();
+        let metrics = self.metrics.register(&key);
         let handle = match self.prepare(&config) {
             Ok((plugin, resolved)) => {
                 let context = TaskContext {
@@ -744,6 +755,7 @@ impl Runner {
                     cancel: cancel.clone(),
                     events,
                     lease: self.lease.clone(),
+                    metrics,
                 };
                 tracing::info!(task = %key, ?target, "starting task");
                 let identity = weir_connect::api::TaskIdentity {
@@ -754,6 +766,8 @@ impl Runner {
                 task::spawn(context, plugin.create_task_for(&identity))
             }
             Err(trace) => {
+                self.metrics.task_startup_failures.add(1);
+                metrics.set_state(TaskState::Failed);
                 let failed = TaskEvent::Status {
                     key: key.clone(),
                     state: TaskState::Failed,
@@ -807,6 +821,7 @@ impl Runner {
             .into_iter()
             .filter_map(|key| {
                 self.last_status.remove(&key);
+                self.metrics.unregister(&key);
                 self.tasks.remove(&key).map(|running| (key, running))
             })
             .collect();

@@ -374,6 +374,7 @@ fn run_sink(
         cancel: cancel.clone(),
         events: events_tx,
         lease: weir_runner::lease::Lease::unbounded(),
+        metrics: weir_runner::metrics::TaskMetrics::detached(),
     };
     let handle = weir_runner::task::spawn(context, weir_connect::api::Task::Sink(Box::new(sink)));
     SinkRun {

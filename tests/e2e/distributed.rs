@@ -62,7 +62,13 @@ impl Cluster {
 fn seed_scenario(broker: Broker, exact_bytes: bool) {
     let cluster = Cluster::start(broker);
     cluster.broker.create_topic("seed");
-    let _runner = cluster.runner("runner-1", "");
+    let mut runner = cluster.runner("runner-1", "metrics.listener=127.0.0.1:0\n");
+    let metrics_url = runner
+        .wait_for_log("runner metrics on ", Duration::from_secs(30))
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
     let input = cluster.path("input.txt");
     let output = cluster.path("output.txt");
     let first: String = (0..300).map(|i| format!("seed line {i}\n")).collect();
@@ -104,6 +110,21 @@ fn seed_scenario(broker: Broker, exact_bytes: bool) {
         read(&output) == read(&input)
     });
 
+    // The runner's own /metrics counts what its tasks moved.
+    wait_until(Duration::from_secs(30), "the runner's metrics", || {
+        let text = ureq::get(&metrics_url)
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        text.lines().any(|line| {
+            line.strip_prefix(
+                "kafka_connect_sink_task_sink_record_read_total{connector=\"seed-sink\",task=\"0\"} ",
+            )
+            .and_then(|n| n.parse::<f64>().ok())
+            .is_some_and(|n| n >= 340.0)
+        })
+    });
     let (_, status) = cluster.rest().get("/connectors/seed-sink/status");
     assert_eq!(status["tasks"][0]["worker_id"], "runner-1");
     // The connector instance runs on a runner too, as a Worker runs it in Kafka Connect.

@@ -1094,3 +1094,178 @@ fn offsets_of_a_stopped_connector_can_be_reset_and_altered() {
         read(&output) == "a\nb\nc\nb\nc\na\nb\nc\na\nb\nc\n"
     });
 }
+
+/// `GET /metrics`, parsed by the Python `prometheus_client` text parser:
+/// every sample as `name{label="value",…}` → value, labels sorted.
+fn scrape(rest: &Rest) -> std::collections::BTreeMap<String, f64> {
+    let text = ureq::get(&format!("{}/metrics", rest.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let parser = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+samples = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+        samples[f"{s.name}{{{labels}}}"] = s.value
+print(json.dumps(samples))
+"#;
+    let mut child = Command::new(repo.join(".venv/bin/python"))
+        .args(["-c", parser])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect(".venv/bin/python (run scripts/setup.sh)");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "the parser refused:\n{text}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn metrics_use_strimzi_names_and_move_as_records_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let weir = start(dir.path(), "", &[]);
+    let rest = &weir.rest;
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    let input = dir.path().join("in.txt");
+    let output = dir.path().join("out.txt");
+    std::fs::write(&input, lines(10, "first")).unwrap();
+    let source = json!({"name": "m-src", "config": {"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "m-topic", "value.converter": plain}});
+    let sink = json!({"name": "m-sink", "config": {"connector.class": "FileStreamSink",
+        "file": output.to_str().unwrap(), "topics": "m-topic", "value.converter": plain}});
+    assert_eq!(rest.post("/connectors", &source.to_string()).0, 201);
+    assert_eq!(rest.post("/connectors", &sink.to_string()).0, 201);
+    wait_until(Duration::from_secs(30), "10 lines copied", || {
+        read(&output).lines().count() == 10
+    });
+    let src = r#"connector="m-src",task="0""#;
+    let snk = r#"connector="m-sink",task="0""#;
+    let metric = |samples: &std::collections::BTreeMap<String, f64>, name: &str, labels: &str| {
+        samples
+            .get(&format!("{name}{{{labels}}}"))
+            .copied()
+            .unwrap_or_else(|| panic!("no {name}{{{labels}}} in {samples:#?}"))
+    };
+    // Offsets are committed every flush interval: wait for both commits to count.
+    wait_until(Duration::from_secs(30), "the counters to catch up", || {
+        let samples = scrape(rest);
+        metric(
+            &samples,
+            "kafka_connect_source_task_source_record_write_total",
+            src,
+        ) >= 10.0
+            && metric(
+                &samples,
+                "kafka_connect_sink_task_sink_record_send_total",
+                snk,
+            ) >= 10.0
+    });
+    let before = scrape(rest);
+    assert_eq!(
+        metric(&before, "kafka_connect_worker_connector_count", ""),
+        2.0
+    );
+    assert_eq!(metric(&before, "kafka_connect_worker_task_count", ""), 2.0);
+    assert_eq!(
+        metric(
+            &before,
+            "kafka_connect_connector_task_status",
+            r#"connector="m-src",status="running",task="0""#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "kafka_connect_source_task_source_record_poll_total",
+            src
+        ),
+        10.0
+    );
+    assert_eq!(
+        metric(
+            &before,
+            "kafka_connect_sink_task_sink_record_read_total",
+            snk
+        ),
+        10.0
+    );
+    assert!(
+        metric(
+            &before,
+            "kafka_connect_source_task_poll_batch_max_time_ms",
+            src
+        ) >= 0.0
+    );
+    assert!(
+        metric(
+            &before,
+            "kafka_connect_sink_task_put_batch_avg_time_ms",
+            snk
+        ) >= 0.0
+    );
+    assert_eq!(
+        metric(&before, "kafka_connect_task_error_total_record_errors", snk),
+        0.0
+    );
+    for name in [
+        "kafka_connect_source_task_source_record_poll_rate",
+        "kafka_connect_source_task_source_record_write_rate",
+        "kafka_connect_connector_task_offset_commit_success_percentage",
+    ] {
+        metric(&before, name, src);
+    }
+    metric(
+        &before,
+        "kafka_connect_sink_task_offset_commit_completion_total",
+        snk,
+    );
+
+    // More records: the counters move.
+    weir_tests::append(&input, &lines(5, "second"));
+    wait_until(Duration::from_secs(30), "15 lines copied", || {
+        read(&output).lines().count() == 15
+    });
+    wait_until(Duration::from_secs(30), "the counters to move", || {
+        let after = scrape(rest);
+        metric(
+            &after,
+            "kafka_connect_source_task_source_record_poll_total",
+            src,
+        ) == 15.0
+            && metric(
+                &after,
+                "kafka_connect_sink_task_sink_record_read_total",
+                snk,
+            ) == 15.0
+            && metric(
+                &after,
+                "kafka_connect_sink_task_offset_commit_completion_total",
+                snk,
+            ) > metric(
+                &before,
+                "kafka_connect_sink_task_offset_commit_completion_total",
+                snk,
+            )
+    });
+
+    // Paused: the status follows; deleted: the task's series go away.
+    assert_eq!(rest.put_empty("/connectors/m-src/pause").0, 202);
+    wait_until(Duration::from_secs(30), "m-src paused in /metrics", || {
+        scrape(rest).contains_key(
+            r#"kafka_connect_connector_task_status{connector="m-src",status="paused",task="0"}"#,
+        )
+    });
+    assert_eq!(rest.delete("/connectors/m-sink").0, 204);
+    wait_until(Duration::from_secs(30), "m-sink gone from /metrics", || {
+        let samples = scrape(rest);
+        !samples.keys().any(|key| key.contains("m-sink"))
+            && samples.get("kafka_connect_worker_task_count{}") == Some(&1.0)
+    });
+}

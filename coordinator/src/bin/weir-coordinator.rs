@@ -133,6 +133,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let coordinator = Coordinator::start(
         CoordinatorConfig {
+            metrics: None,
             id,
             grpc_listen,
             rest_listen,

@@ -72,6 +72,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // validate and list them.
     let runtime_dir = std::env::temp_dir().join(format!("weir-runner-{}", std::process::id()));
     let (registry, sidecars) = Sidecars::load(&properties, runtime_dir, &runner_id).await?;
+    // `metrics.listener` (host:port, port 0 picks one): where `/metrics` is served.
+    let metrics_listener = match properties.remove("metrics.listener") {
+        Some(address) => {
+            let address = address.trim().trim_start_matches("http://").to_owned();
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .map_err(|e| format!("metrics.listener {address}: {e}"))?;
+            Some(listener)
+        }
+        None => None,
+    };
     let worker = WorkerConfig::from_properties(properties, false)?;
     let runner = Runner::new(
         RunnerConfig {
@@ -83,6 +94,35 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let shutdown = CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        let metrics = runner.metrics();
+        let address = listener.local_addr()?;
+        let routes = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        metrics.render(),
+                    )
+                }
+            }),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, routes)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "metrics server failed");
+            }
+        });
+        tracing::info!("runner metrics on http://{address}/metrics");
+    }
     let signal = shutdown.clone();
     tokio::spawn(async move {
         let terminate = async {
