@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use weir_connect::client::OverridePolicy;
 use weir_connect::config::ConfigMap;
+use weir_connect::logging::LogFormat;
 use weir_connect::properties::hostname;
 use weir_coordinator::server::parse_listeners;
 use weir_coordinator::{Coordinator, CoordinatorConfig, StoreConfig};
@@ -104,9 +105,21 @@ fn main() {
     };
     let operated = match command {
         Command::Standalone { worker, connectors } => {
-            return serve(|| standalone(worker, connectors));
+            // `log.format` is a worker property: read before logging starts
+            // (a file that cannot be read is reported by `standalone`).
+            let format = match weir_connect::properties::read(&worker) {
+                Ok(properties) => LogFormat::from_properties(&properties),
+                Err(_) => Ok(LogFormat::Text),
+            };
+            return match format {
+                Ok(format) => serve(format, || standalone(worker, connectors)),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::exit(2);
+                }
+            };
         }
-        Command::DevKafka { port } => return serve(|| dev_kafka(port)),
+        Command::DevKafka { port } => return serve(LogFormat::Text, || dev_kafka(port)),
         Command::Connectors(command) => {
             target().and_then(|t| ops::commands::connectors(&t, command))
         }
@@ -122,11 +135,11 @@ fn main() {
 }
 
 /// Runs a server command (standalone, dev-kafka) on a Tokio runtime.
-fn serve<F>(run: impl FnOnce() -> F)
+fn serve<F>(format: LogFormat, run: impl FnOnce() -> F)
 where
     F: std::future::Future<Output = Result<(), BoxError>>,
 {
-    weir_connect::logging::init("info");
+    weir_connect::logging::init_with_format("info", format);
     let outcome = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run()),
         Err(error) => Err(error.into()),

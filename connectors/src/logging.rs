@@ -107,12 +107,64 @@ static LOGGERS: OnceLock<Loggers> = OnceLock::new();
 
 /// Installs the log output: `RUST_LOG` if set, else `default` (`info`).
 pub fn init(default: &str) {
+    init_with_format(default, LogFormat::Text);
+}
+
+/// `log.format`: lines of text, or one JSON object per line (with the
+/// fields of the spans a line is in, such as a task's `connector` and `task`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `log.format`'s value, or the error that names the key.
+    pub fn parse(value: &str) -> Result<LogFormat, String> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "Invalid value {other} for configuration log.format: must be one of text, json"
+            )),
+        }
+    }
+
+    /// `log.format` from a worker's properties, else `WEIR_LOG_FORMAT`, else text.
+    pub fn from_properties(properties: &crate::config::ConfigMap) -> Result<LogFormat, String> {
+        match properties
+            .get("log.format")
+            .cloned()
+            .or_else(|| std::env::var("WEIR_LOG_FORMAT").ok())
+        {
+            Some(value) => LogFormat::parse(&value),
+            None => Ok(LogFormat::Text),
+        }
+    }
+}
+
+/// As [`init`], in the given format.
+pub fn init_with_format(default: &str, format: LogFormat) {
     let start = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
     let filter = EnvFilter::try_new(&start).unwrap_or_else(|_| EnvFilter::new(default));
     let (layer, handle) = reload::Layer::new(filter);
+    let (text, json) = match format {
+        LogFormat::Text => (Some(tracing_subscriber::fmt::layer()), None),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            ),
+        ),
+    };
     let installed = tracing_subscriber::registry()
         .with(layer)
-        .with(tracing_subscriber::fmt::layer())
+        .with(text)
+        .with(json)
         .try_init()
         .is_ok();
     let root = start

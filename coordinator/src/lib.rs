@@ -19,6 +19,7 @@ pub mod keys;
 pub mod leader;
 pub mod loggers;
 pub mod model;
+pub mod openapi;
 pub mod plugins;
 pub mod rest;
 pub mod server;

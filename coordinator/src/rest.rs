@@ -55,6 +55,7 @@ pub fn router(admin: AdminService) -> Router {
     Router::new()
         .route("/", get(server_info))
         .route("/health", get(health))
+        .route("/openapi.json", get(openapi_document))
         .route("/connectors", get(list_connectors).post(create_connector))
         .route(
             "/connectors/{name}",
@@ -331,6 +332,10 @@ fn created(name: &str, body: Value) -> Response {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
+}
+
+async fn openapi_document() -> Response {
+    ok(StatusCode::OK, crate::openapi::document())
 }
 
 async fn server_info(State(admin): State<AdminService>) -> HttpResult {

@@ -169,7 +169,14 @@ where
 
 /// Starts a task's loop.
 pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
-    tokio::spawn(async move {
+    // Every line logged by the task's loop and its connector carries the
+    // task's `connector` and `task` (Kafka Connect's connector context).
+    let span = tracing::info_span!(
+        "task",
+        connector = %context.key.connector,
+        task = context.key.task
+    );
+    let run = async move {
         let key = context.key.clone();
         let events = context.events.clone();
         let epoch = context.epoch;
@@ -192,5 +199,6 @@ pub fn spawn(context: TaskContext, task: Task) -> JoinHandle<()> {
                 });
             }
         }
-    })
+    };
+    tokio::spawn(tracing::Instrument::instrument(run, span))
 }

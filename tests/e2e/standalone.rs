@@ -1269,3 +1269,58 @@ fn metrics_use_strimzi_names_and_move_as_records_flow() {
             && samples.get("kafka_connect_worker_task_count{}") == Some(&1.0)
     });
 }
+
+#[test]
+fn json_logs_carry_each_task_s_connector_and_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut weir = start(dir.path(), "log.format=json\n", &[]);
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "one\n").unwrap();
+    let source = json!({"name": "json-src", "config": {"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "json-logs"}});
+    assert_eq!(weir.rest.post("/connectors", &source.to_string()).0, 201);
+    weir.process
+        .wait_for_log("file source starting", Duration::from_secs(30));
+    let log = weir.process.log_text();
+    let mut task_lines = 0;
+    for line in log.lines().filter(|line| !line.trim().is_empty()) {
+        // What standalone prints for people (its address) stays plain text.
+        if line.starts_with("embedded Kafka broker") || line.starts_with("weir standalone REST API")
+        {
+            continue;
+        }
+        let entry: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        assert!(
+            entry["level"].is_string() && entry["timestamp"].is_string(),
+            "{line}"
+        );
+        if entry["message"] == "file source starting" {
+            assert_eq!(entry["span"]["connector"], "json-src", "{line}");
+            assert_eq!(entry["span"]["task"], 0, "{line}");
+            task_lines += 1;
+        }
+    }
+    assert_eq!(task_lines, 1, "{log}");
+
+    // The OpenAPI document is served beside the API it describes.
+    let (status, document) = weir.rest.get("/openapi.json");
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.0.3");
+    assert!(document["paths"]["/connectors/{name}/offsets"]["patch"].is_object());
+
+    // A format Weir does not know is refused before anything starts.
+    let worker = dir.path().join("bad.properties");
+    std::fs::write(&worker, "log.format=xml\n").unwrap();
+    let output = Command::new(binary("weir"))
+        .arg("standalone")
+        .arg(&worker)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("Invalid value xml for configuration log.format: must be one of text, json"),
+        "{output:?}"
+    );
+}

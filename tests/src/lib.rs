@@ -193,21 +193,53 @@ pub struct Etcd {
 
 impl Etcd {
     pub fn start() -> Etcd {
-        let dir = tempfile::tempdir().unwrap();
-        let client = free_port();
-        let peer = free_port();
-        let process = Etcd::spawn(dir.path(), client, peer);
-        Etcd {
-            endpoint: format!("http://127.0.0.1:{client}"),
-            process,
-            dir,
-            client,
-            peer,
+        // A port chosen free can be taken (by any client's outgoing
+        // connection) before etcd binds it: etcd then exits, and we choose again.
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let client = free_port();
+            let peer = free_port();
+            if let Some(process) = Etcd::try_spawn(dir.path(), client, peer) {
+                return Etcd {
+                    endpoint: format!("http://127.0.0.1:{client}"),
+                    process,
+                    dir,
+                    client,
+                    peer,
+                };
+            }
+        }
+        panic!("etcd did not start on 5 pairs of free ports");
+    }
+
+    /// etcd listening, or `None` if it exited first (its ports were taken).
+    fn try_spawn(dir: &Path, client: u16, peer: u16) -> Option<Process> {
+        let mut process = Etcd::launch(dir, client, peer);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", client)).is_ok() {
+                return Some(process);
+            }
+            if !process.is_running() {
+                return None;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 30s waiting for etcd:\n{}",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     fn spawn(dir: &Path, client: u16, peer: u16) -> Process {
-        let process = Process::spawn(
+        let process = Etcd::launch(dir, client, peer);
+        wait_for_port(client, "etcd");
+        process
+    }
+
+    fn launch(dir: &Path, client: u16, peer: u16) -> Process {
+        Process::spawn(
             "etcd",
             Command::new(std::env::var("WEIR_ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
                 .arg("--data-dir")
@@ -223,9 +255,7 @@ impl Etcd {
                 .arg("--initial-cluster")
                 .arg(format!("default=http://127.0.0.1:{peer}")),
             dir.join("etcd.log"),
-        );
-        wait_for_port(client, "etcd");
-        process
+        )
     }
 
     /// Stops etcd (SIGKILL: an outage, not a clean stop).

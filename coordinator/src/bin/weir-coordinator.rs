@@ -70,13 +70,16 @@ fn millis(raw: Option<String>, key: &str, default: Duration) -> Result<Duration,
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    weir_connect::logging::init("info");
     let args = Args::parse();
     let file = match &args.config {
         Some(path) => weir_connect::properties::read(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?,
         None => Default::default(),
     };
+    weir_connect::logging::init_with_format(
+        "info",
+        weir_connect::logging::LogFormat::from_properties(&file)?,
+    );
     let setting = |flag: Option<String>, key: &str| flag.or_else(|| file.get(key).cloned());
 
     let endpoints = setting(args.etcd_endpoints, "etcd.endpoints").ok_or(

@@ -40,13 +40,16 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    weir_connect::logging::init("info");
     let args = Args::parse();
     let mut properties = match &args.config {
         Some(path) => weir_connect::properties::read(path)
             .map_err(|e| format!("reading {}: {e}", path.display()))?,
         None => Default::default(),
     };
+    weir_connect::logging::init_with_format(
+        "info",
+        weir_connect::logging::LogFormat::from_properties(&properties)?,
+    );
     for (key, value) in [
         ("coordinator.url", args.coordinator),
         ("bootstrap.servers", args.bootstrap_servers),
