@@ -165,6 +165,8 @@ pub struct RunnerMetrics {
     connectors: AtomicU64,
     pub task_startups: Counter,
     pub task_startup_failures: Counter,
+    /// The runner has joined a coordinator once: `/health` says healthy.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 fn escape(value: &str) -> String {
@@ -214,6 +216,26 @@ impl RunnerMetrics {
     pub fn unregister(&self, key: &TaskKey) {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.remove(key);
+        }
+    }
+
+    pub fn mark_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    /// KIP-1017's `/health` answer: 200 once the runner has joined a
+    /// coordinator, 503 while it is still starting.
+    pub fn health(&self) -> (u16, &'static str) {
+        if self.ready.load(Ordering::Relaxed) {
+            (
+                200,
+                r#"{"status":"healthy","message":"Worker has completed startup and is ready to handle requests."}"#,
+            )
+        } else {
+            (
+                503,
+                r#"{"status":"starting","message":"Worker is still starting up."}"#,
+            )
         }
     }
 

@@ -307,6 +307,7 @@ impl Runner {
         self.session_timeout = Duration::from_millis(u64::from(welcome.session_timeout_ms.max(1)));
         self.lease.renewed_from(hello_sent, self.session_timeout);
         tracing::info!(%coordinator, coordinator_id = %welcome.coordinator_id, runner = %self.config.runner_id, "joined coordinator");
+        self.metrics.mark_ready();
         for report in self.last_status.values() {
             let _ = outbound
                 .send(pb::RunnerMessage {

@@ -125,6 +125,10 @@ fn seed_scenario(broker: Broker, exact_bytes: bool) {
             .is_some_and(|n| n >= 340.0)
         })
     });
+    // KIP-1017: a runner that joined its coordinator is healthy.
+    let health_url = metrics_url.replace("/metrics", "/health");
+    let health: Value = ureq::get(&health_url).call().unwrap().into_json().unwrap();
+    assert_eq!(health["status"], "healthy");
     let (_, status) = cluster.rest().get("/connectors/seed-sink/status");
     assert_eq!(status["tasks"][0]["worker_id"], "runner-1");
     // The connector instance runs on a runner too, as a Worker runs it in Kafka Connect.
@@ -334,4 +338,36 @@ fn tasks_of_a_killed_runner_move_to_the_survivor() {
         || read(&output).ends_with("two\n"),
     );
     assert!(read(&output).lines().filter(|l| *l == "one").count() >= 1);
+}
+
+#[test]
+fn a_runner_that_has_not_joined_a_coordinator_answers_503_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::dev();
+    // Nobody listens at the coordinator address: the runner keeps trying.
+    let nobody = format!("http://127.0.0.1:{}", weir_tests::free_port());
+    let mut runner = weir_tests::start_runner(
+        &nobody,
+        "lonely",
+        broker.bootstrap(),
+        dir.path(),
+        "metrics.listener=127.0.0.1:0\n",
+    );
+    let metrics_url = runner
+        .wait_for_log("runner metrics on ", Duration::from_secs(30))
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let health_url = metrics_url.replace("/metrics", "/health");
+    match ureq::get(&health_url).call() {
+        Err(ureq::Error::Status(503, response)) => {
+            let body: Value = response.into_json().unwrap();
+            assert_eq!(
+                body,
+                json!({"status": "starting", "message": "Worker is still starting up."})
+            );
+        }
+        other => panic!("expected 503 starting, got {other:?}"),
+    }
 }

@@ -99,22 +99,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shutdown = CancellationToken::new();
     if let Some(listener) = metrics_listener {
         let metrics = runner.metrics();
+        let health = runner.metrics();
         let address = listener.local_addr()?;
-        let routes = axum::Router::new().route(
-            "/metrics",
-            axum::routing::get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        metrics.render(),
-                    )
-                }
-            }),
-        );
+        let routes = axum::Router::new()
+            .route(
+                "/health",
+                axum::routing::get(move || {
+                    let (status, body) = health.health();
+                    let status = axum::http::StatusCode::from_u16(status)
+                        .unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                    async move {
+                        (
+                            status,
+                            [(axum::http::header::CONTENT_TYPE, "application/json")],
+                            body,
+                        )
+                    }
+                }),
+            )
+            .route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let metrics = metrics.clone();
+                    async move {
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            metrics.render(),
+                        )
+                    }
+                }),
+            );
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let served = axum::serve(listener, routes)
