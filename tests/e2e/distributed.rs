@@ -59,16 +59,21 @@ impl Cluster {
     }
 }
 
-fn seed_scenario(broker: Broker, exact_bytes: bool) {
-    let cluster = Cluster::start(broker);
-    cluster.broker.create_topic("seed");
-    let mut runner = cluster.runner("runner-1", "metrics.listener=127.0.0.1:0\n");
-    let metrics_url = runner
+/// The `/metrics` URL a runner started with `metrics.listener` logs.
+fn metrics_url(runner: &mut Process) -> String {
+    runner
         .wait_for_log("runner metrics on ", Duration::from_secs(30))
         .split_whitespace()
         .find(|word| word.starts_with("http://"))
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+fn seed_scenario(broker: Broker, exact_bytes: bool) {
+    let cluster = Cluster::start(broker);
+    cluster.broker.create_topic("seed");
+    let mut runner = cluster.runner("runner-1", "metrics.listener=127.0.0.1:0\n");
+    let metrics_url = metrics_url(&mut runner);
     let input = cluster.path("input.txt");
     let output = cluster.path("output.txt");
     let first: String = (0..300).map(|i| format!("seed line {i}\n")).collect();
@@ -353,13 +358,7 @@ fn a_runner_that_has_not_joined_a_coordinator_answers_503_starting() {
         dir.path(),
         "metrics.listener=127.0.0.1:0\n",
     );
-    let metrics_url = runner
-        .wait_for_log("runner metrics on ", Duration::from_secs(30))
-        .split_whitespace()
-        .find(|word| word.starts_with("http://"))
-        .unwrap()
-        .to_owned();
-    let health_url = metrics_url.replace("/metrics", "/health");
+    let health_url = metrics_url(&mut runner).replace("/metrics", "/health");
     match ureq::get(&health_url).call() {
         Err(ureq::Error::Status(503, response)) => {
             let body: Value = response.into_json().unwrap();
