@@ -109,6 +109,11 @@ impl ConnectorEntry {
 const STALE_CONFIG: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
 
 impl AdminService {
+    /// The cluster's metrics (`GET /metrics`).
+    pub async fn cluster_metrics(&self) -> crate::error::Result<String> {
+        crate::metrics::render(&self.store, &self.coordinator_id).await
+    }
+
     pub fn new(store: Store, registry: Arc<Registry>, coordinator_id: String) -> Self {
         AdminService {
             store,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod keys;
 pub mod leader;
 pub mod loggers;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod plugins;

@@ -28,26 +28,37 @@ impl std::fmt::Debug for MetricsSource {
     }
 }
 
-/// The REST router, with `GET /metrics` when there are metrics to serve.
-pub fn router_with_metrics(admin: AdminService, metrics: Option<MetricsSource>) -> Router {
-    match metrics {
-        Some(render) => router(admin).route(
-            "/metrics",
-            get(move || {
-                let render = render.clone();
-                async move {
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4; charset=utf-8",
-                        )],
-                        (render.0)(),
-                    )
+/// The REST router, with `GET /metrics`: the cluster as the store shows it,
+/// then `extra` (standalone: its runner's task metrics).
+pub fn router_with_metrics(admin: AdminService, extra: Option<MetricsSource>) -> Router {
+    let metrics_admin = admin.clone();
+    router(admin).route(
+        "/metrics",
+        get(move || {
+            let admin = metrics_admin.clone();
+            let extra = extra.clone();
+            async move {
+                match admin.cluster_metrics().await {
+                    Ok(mut text) => {
+                        if let Some(extra) = &extra {
+                            text.push_str(&(extra.0)());
+                        }
+                        (
+                            [(
+                                axum::http::header::CONTENT_TYPE,
+                                "text/plain; version=0.0.4; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response()
+                    }
+                    Err(failure) => {
+                        error(StatusCode::SERVICE_UNAVAILABLE, &failure.to_string()).into_response()
+                    }
                 }
-            }),
-        ),
-        None => router(admin),
-    }
+            }
+        }),
+    )
 }
 
 /// The REST router over an admin service.

@@ -45,8 +45,8 @@ pub struct CoordinatorConfig {
     pub override_policy: OverridePolicy,
     /// Session timeout and restart grace for runners.
     pub timing: crate::control::SessionTiming,
-    /// Metrics served at `GET /metrics` on the REST port (standalone: its
-    /// runner's); without it the route answers 404.
+    /// Metrics served at `GET /metrics` on the REST port after the
+    /// cluster's own (standalone: its runner's).
     pub metrics: Option<crate::rest::MetricsSource>,
 }
 

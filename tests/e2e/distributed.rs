@@ -130,6 +130,23 @@ fn seed_scenario(broker: Broker, exact_bytes: bool) {
             .is_some_and(|n| n >= 340.0)
         })
     });
+    // The coordinator's /metrics: the cluster as the store shows it.
+    let cluster_metrics = ureq::get(&format!("{}/metrics", cluster.rest().base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for expected in [
+        "kafka_connect_connector_status{connector=\"seed-sink\",status=\"running\"} 1",
+        "kafka_connect_coordinator_assigned_tasks{runner=\"runner-1\"} 2",
+        "weir_coordinator_leader{coordinator=\"coordinator-1\"} 1",
+        "weir_coordinator_runners 1",
+    ] {
+        assert!(
+            cluster_metrics.contains(expected),
+            "{expected} in\n{cluster_metrics}"
+        );
+    }
     // KIP-1017: a runner that joined its coordinator is healthy.
     let health_url = metrics_url.replace("/metrics", "/health");
     let health: Value = ureq::get(&health_url).call().unwrap().into_json().unwrap();

@@ -1171,6 +1171,21 @@ fn metrics_use_strimzi_names_and_move_as_records_flow() {
         metric(&before, "kafka_connect_worker_connector_count", ""),
         2.0
     );
+    assert_eq!(
+        metric(
+            &before,
+            "kafka_connect_connector_status",
+            r#"connector="m-sink",status="running""#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &before,
+            "kafka_connect_worker_rebalance_completed_rebalances_total",
+            ""
+        ) >= 1.0
+    );
     assert_eq!(metric(&before, "kafka_connect_worker_task_count", ""), 2.0);
     assert_eq!(
         metric(
