@@ -70,6 +70,8 @@ enum Command {
     },
     /// A connector's tasks and their states.
     Tasks { name: String },
+    /// Weir only: the runners and what each is assigned.
+    Runners,
     /// Named clusters, as kcctl's contexts.
     #[command(subcommand)]
     Context(ContextCommand),
@@ -126,6 +128,7 @@ fn main() {
         Command::Offsets(command) => target().and_then(|t| ops::commands::offsets(&t, command)),
         Command::Plugins { all } => target().and_then(|t| ops::commands::plugins(&t, all)),
         Command::Tasks { name } => target().and_then(|t| ops::commands::tasks(&t, &name)),
+        Command::Runners => target().and_then(|t| ops::commands::runners(&t)),
         Command::Context(command) => contexts(&command),
     };
     if let Err(error) = operated {

@@ -998,6 +998,34 @@ impl Admin for AdminService {
         Ok(Response::new(pb::ListPluginsResponse { plugins }))
     }
 
+    async fn list_runners(&self, _request: Request<pb::Empty>) -> Reply<pb::ListRunnersResponse> {
+        let mut runners = Vec::new();
+        for (_, value) in self.store.list(keys::RUNNERS).await.map_err(Status::from)? {
+            let Ok(record) = serde_json::from_slice::<crate::model::RunnerRecord>(&value) else {
+                continue;
+            };
+            let assignment: Option<crate::model::AssignmentRecord> =
+                read_json(&self.store, &keys::assignment(&record.runner_id))
+                    .await
+                    .map_err(Status::from)?;
+            let (connectors, tasks) = assignment.map_or_else(Default::default, |a| {
+                let tasks = a
+                    .tasks
+                    .iter()
+                    .map(|t| format!("{}-{}", t.connector, t.task))
+                    .collect();
+                (a.connectors, tasks)
+            });
+            runners.push(pb::RunnerInfo {
+                id: record.runner_id,
+                coordinator_id: record.coordinator_id,
+                connectors,
+                tasks,
+            });
+        }
+        Ok(Response::new(pb::ListRunnersResponse { runners }))
+    }
+
     async fn list_loggers(&self, _request: Request<pb::Empty>) -> Reply<pb::LoggerLevels> {
         let loggers = weir_connect::logging::loggers()
             .all()

@@ -182,6 +182,13 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/runners",
+        "Weir only: the runners connected to the cluster and what each is assigned.",
+        200,
+        false,
+    ),
+    op(
+        "get",
         "/connector-plugins",
         "Connector plugins; ?connectorsOnly=false adds converters and transformations.",
         200,

@@ -95,6 +95,7 @@ pub fn router(admin: AdminService) -> Router {
                 .delete(reset_offsets),
         )
         .route("/connector-plugins", get(list_plugins))
+        .route("/runners", get(list_runners))
         .route("/admin/loggers", get(list_loggers))
         .route("/admin/loggers/{name}", get(get_logger).put(set_logger))
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
@@ -740,6 +741,23 @@ async fn list_plugins(State(admin): State<AdminService>, RawQuery(query): RawQue
 
 fn level_json(level: &pb::LoggerLevel) -> Value {
     json!({"level": level.level, "last_modified": level.last_modified})
+}
+
+async fn list_runners(State(admin): State<AdminService>) -> HttpResult {
+    let runners = admin
+        .list_runners(Request::new(pb::Empty {}))
+        .await
+        .map_err(from_status)?
+        .into_inner()
+        .runners;
+    let body: Vec<Value> = runners
+        .into_iter()
+        .map(|runner| {
+            json!({"id": runner.id, "coordinator": runner.coordinator_id,
+                "connectors": runner.connectors, "tasks": runner.tasks})
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, Value::Array(body)))
 }
 
 async fn list_loggers(State(admin): State<AdminService>) -> HttpResult {

@@ -123,6 +123,13 @@ fn the_cli_applies_a_directory_idempotently_and_manages_connectors() {
         &["connectors", "describe", "cli-src", "-o", "yaml"],
     );
     assert!(yaml.contains("\"topic\": \"cli-topic\""), "{yaml}");
+    let runners = ok(dir.path(), &["runners"]);
+    assert!(
+        runners.starts_with("RUNNER")
+            && runners.contains("cli-src-0")
+            && runners.contains("cli-sink-0"),
+        "{runners}"
+    );
     let plugins = ok(dir.path(), &["plugins", "--all"]);
     assert!(
         plugins.contains("FileStreamSource") && plugins.contains("transformation"),

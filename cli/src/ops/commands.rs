@@ -333,3 +333,44 @@ pub fn tasks(target: &Target, name: &str) -> Result<()> {
     });
     Ok(())
 }
+
+/// Weir's `GET /runners`; a Kafka Connect cluster has no such endpoint.
+pub fn runners(target: &Target) -> Result<()> {
+    let runners = match target.rest.get("/runners") {
+        Err(OpsError::Refused { status: 404, .. }) => {
+            return Err(OpsError::Refused {
+                status: 404,
+                message:
+                    "this cluster has no runners endpoint: `weir runners` needs a Weir cluster"
+                        .into(),
+            });
+        }
+        other => other?,
+    };
+    output::print(target.format, &runners, || {
+        let rows: Vec<Vec<String>> = runners
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|runner| {
+                let list = |field: &str| {
+                    runner[field]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(text)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                vec![
+                    text(&runner["id"]),
+                    text(&runner["coordinator"]),
+                    list("connectors"),
+                    list("tasks"),
+                ]
+            })
+            .collect();
+        table(&["RUNNER", "COORDINATOR", "CONNECTORS", "TASKS"], &rows)
+    });
+    Ok(())
+}
