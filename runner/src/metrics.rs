@@ -13,6 +13,17 @@ use std::time::{Duration, Instant};
 
 use crate::task::{TaskKey, TaskState};
 
+/// Sidecar restarts by plugin. Process-wide: sidecars are supervised per
+/// process, before any runner exists.
+static SIDECAR_RESTARTS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts one restart of `plugin`'s sidecar by its supervisor.
+pub fn count_sidecar_restart(plugin: &str) {
+    if let Ok(mut restarts) = SIDECAR_RESTARTS.lock() {
+        *restarts.entry(plugin.to_owned()).or_default() += 1;
+    }
+}
+
 /// How long a `*-rate` gauge averages over, as Kafka Connect's default
 /// metrics window (2 samples of 30 s) roughly does.
 const RATE_WINDOW: Duration = Duration::from_secs(30);
@@ -280,6 +291,16 @@ impl RunnerMetrics {
             &[],
             count(self.task_startup_failures.get()),
         );
+        if let Ok(restarts) = SIDECAR_RESTARTS.lock() {
+            for (plugin, count) in restarts.iter() {
+                out.sample(
+                    "weir_runner_sidecar_restarts_total",
+                    "counter",
+                    &[("plugin", plugin.as_str())],
+                    *count as f64,
+                );
+            }
+        }
         for (key, task) in &tasks {
             let task_id = key.task.to_string();
             let labels = [

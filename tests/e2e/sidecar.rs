@@ -274,6 +274,15 @@ fn kill_9_of_a_sidecar_fails_only_its_tasks_and_a_restart_loses_nothing() {
     // The runner restarted the sidecar; a restart of the connector recovers.
     weir.process
         .wait_for_log("sidecar restarted", Duration::from_secs(30));
+    let metrics = ureq::get(&format!("{}/metrics", rest.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("weir_runner_sidecar_restarts_total{plugin=\"file-connectors\"} 1"),
+        "{metrics}"
+    );
     let (code, _) = rest.post("/connectors/via-sidecar/restart?includeTasks=true", "");
     assert!(code == 202 || code == 204, "restart answered {code}");
     let everything: BTreeSet<String> = lines(0, 2000).lines().map(str::to_owned).collect();

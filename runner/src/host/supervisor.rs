@@ -125,6 +125,7 @@ pub async fn supervise(
             match spawn(&name, &launch, &socket) {
                 Ok(restarted) => {
                     child = restarted;
+                    crate::metrics::count_sidecar_restart(&name);
                     tracing::info!(plugin = %name, "sidecar restarted");
                     break;
                 }
