@@ -109,6 +109,12 @@ impl ConnectorEntry {
 const STALE_CONFIG: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
 
 impl AdminService {
+    /// Whether this coordinator is sure its store session (the etcd lease)
+    /// is alive, so that what it answers is current (`GET /health`).
+    pub fn session_valid(&self) -> bool {
+        self.store.session_valid()
+    }
+
     /// The cluster's metrics (`GET /metrics`).
     pub async fn cluster_metrics(&self) -> crate::error::Result<String> {
         crate::metrics::render(&self.store, &self.coordinator_id).await

@@ -362,11 +362,21 @@ async fn server_info(State(admin): State<AdminService>) -> HttpResult {
     ))
 }
 
-async fn health() -> Response {
-    ok(
-        StatusCode::OK,
-        json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
-    )
+/// KIP-1017. A coordinator serves REST only once its store is reachable, so
+/// it is never "starting" here; it is unhealthy (500) while it cannot be
+/// sure its etcd session is alive, since its answers may then be stale.
+async fn health(State(admin): State<AdminService>) -> Response {
+    if admin.session_valid() {
+        ok(
+            StatusCode::OK,
+            json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
+        )
+    } else {
+        ok(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"status": "unhealthy", "message": "The coordinator cannot confirm its session with the state store (etcd); its view of the cluster may be stale."}),
+        )
+    }
 }
 
 async fn list_connectors(
@@ -877,4 +887,76 @@ async fn validate_config(
         StatusCode::OK,
         json!({"name": infos.name, "error_count": infos.error_count, "groups": infos.groups, "configs": configs}),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+    use weir_connect::registry::Registry;
+
+    use super::*;
+    use crate::store::{KvStore, LocalStore, Txn};
+
+    /// An in-memory store whose session can be put in doubt.
+    struct DoubtfulStore {
+        inner: LocalStore,
+        valid: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl KvStore for DoubtfulStore {
+        async fn get(&self, key: &str) -> crate::error::Result<Option<Vec<u8>>> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> crate::error::Result<Vec<(String, Vec<u8>)>> {
+            self.inner.list(prefix).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> crate::error::Result<()> {
+            self.inner.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> crate::error::Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn txn(&self, txn: Txn) -> crate::error::Result<bool> {
+            self.inner.txn(txn).await
+        }
+        async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> crate::error::Result<bool> {
+            self.inner.create_ephemeral(key, value).await
+        }
+        async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> crate::error::Result<()> {
+            self.inner.put_ephemeral(key, value).await
+        }
+        fn changes(&self) -> watch::Receiver<u64> {
+            self.inner.changes()
+        }
+        fn session_valid(&self) -> bool {
+            self.valid.load(Ordering::Relaxed)
+        }
+        async fn close(&self) -> crate::error::Result<()> {
+            self.inner.close().await
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_500_unhealthy_while_the_store_session_is_in_doubt() {
+        let valid = Arc::new(AtomicBool::new(true));
+        let store: crate::store::Store = Arc::new(DoubtfulStore {
+            inner: LocalStore::in_memory(),
+            valid: valid.clone(),
+        });
+        let admin = AdminService::new(store, Arc::new(Registry::builtin()), "c1".into());
+        assert_eq!(health(State(admin.clone())).await.status(), StatusCode::OK);
+        valid.store(false, Ordering::Relaxed);
+        let response = health(State(admin)).await;
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], "unhealthy");
+    }
 }
