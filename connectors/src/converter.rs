@@ -45,13 +45,19 @@ pub trait Converter: Send + Sync {
     }
 }
 
-/// Resolves a converter class name or alias to its full class name.
-pub fn resolve_class(name: &str) -> Option<&'static str> {
+/// The class of `classes` that `name` names: its full name, its simple
+/// name, or its simple name without `Converter`.
+fn resolve_among(classes: &[&'static str], name: &str) -> Option<&'static str> {
     let name = name.trim();
-    CONVERTER_CLASSES.into_iter().find(|class| {
+    classes.iter().copied().find(|class| {
         let simple = class.rsplit('.').next().unwrap_or(class);
         name == *class || name == simple || Some(name) == simple.strip_suffix("Converter")
     })
+}
+
+/// Resolves a converter class name or alias to its full class name.
+pub fn resolve_class(name: &str) -> Option<&'static str> {
+    resolve_among(&CONVERTER_CLASSES, name)
 }
 
 /// Creates a converter from its class (or alias) and its own settings
@@ -85,11 +91,7 @@ pub const HEADER_CONVERTER_CLASSES: [&str; 4] = [
 
 /// Resolves a header converter class name or alias.
 pub fn resolve_header_class(name: &str) -> Option<&'static str> {
-    let name = name.trim();
-    HEADER_CONVERTER_CLASSES.into_iter().find(|class| {
-        let simple = class.rsplit('.').next().unwrap_or(class);
-        name == *class || name == simple || Some(name) == simple.strip_suffix("Converter")
-    })
+    resolve_among(&HEADER_CONVERTER_CLASSES, name)
 }
 
 /// Creates a header converter (`header.converter`): the value converters

@@ -790,15 +790,12 @@ mod tests {
         let Some(Event::Batch(second)) = next(&mut events).await.event else {
             panic!("expected a batch");
         };
-        let values: Vec<String> = first
-            .records
-            .iter()
-            .chain(&second.records)
-            .map(|r| {
-                let record = wire::source_record_from_wire(r).unwrap();
-                record.value.value.to_display_string()
-            })
-            .collect();
+        let values: Vec<String> =
+            wire::source_records_from_wire(first.records.iter().chain(&second.records).cloned())
+                .unwrap()
+                .iter()
+                .map(|record| record.value.value.to_display_string())
+                .collect();
         assert_eq!(values, ["one", "two", "three"]);
         let last = second.records.last().unwrap();
         commands

@@ -376,13 +376,6 @@ pub fn source_records_from_wire(
         .collect()
 }
 
-pub fn source_record_from_wire(wire: &pb::SourceRecord) -> Result<SourceRecord> {
-    let mut records = source_records_from_wire([wire.clone()])?;
-    records
-        .pop()
-        .ok_or_else(|| Malformed("an empty source record".into()))
-}
-
 pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {
     pb::SinkRecord {
         topic: record.topic.clone(),

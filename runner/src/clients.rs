@@ -206,11 +206,7 @@ impl ClientSettings {
     where
         T: FromClientConfigAndContext<WatchedContext>,
     {
-        let translated = self.to_rdkafka()?;
-        let (context, failures) = WatchedContext::new(&translated);
-        let client = T::from_config_and_context(&translated.config, context)
-            .map_err(|error| translated.creation_error(error))?;
-        Ok((client, failures))
+        self.create_with(std::convert::identity)
     }
 
     /// As [`ClientSettings::create`], with a context of the caller's that

@@ -229,6 +229,24 @@ pub struct TopicOffsetStore {
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl TopicOffsetStore {
+    /// Waits for every write to the offsets topic; the first failure fails all.
+    async fn all_written<F, D>(&self, deliveries: impl IntoIterator<Item = F>) -> Result<()>
+    where
+        F: std::future::Future<
+                Output = std::result::Result<
+                    D,
+                    (rdkafka::error::KafkaError, rdkafka::message::OwnedMessage),
+                >,
+            >,
+    {
+        for delivery in futures::future::join_all(deliveries).await {
+            delivery.map_err(|(error, _)| {
+                Error::Offsets(format!("writing offsets topic {}: {error}", self.topic))
+            })?;
+        }
+        Ok(())
+    }
+
     /// Creates the topic (compacted) if the broker allows it, and a producer for it.
     pub async fn open(
         settings: ClientSettings,
@@ -360,12 +378,7 @@ impl OffsetStore for TopicOffsetStore {
                 Duration::from_secs(30),
             )
         });
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery.map_err(|(error, _)| {
-                Error::Offsets(format!("writing offsets topic {}: {error}", self.topic))
-            })?;
-        }
-        Ok(())
+        self.all_written(deliveries).await
     }
 
     /// Tombstones: the compacted topic forgets these partitions.
@@ -380,12 +393,7 @@ impl OffsetStore for TopicOffsetStore {
                 Duration::from_secs(30),
             )
         });
-        for delivery in futures::future::join_all(deliveries).await {
-            delivery.map_err(|(error, _)| {
-                Error::Offsets(format!("writing offsets topic {}: {error}", self.topic))
-            })?;
-        }
-        Ok(())
+        self.all_written(deliveries).await
     }
 }
 
