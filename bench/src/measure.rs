@@ -455,6 +455,7 @@ async fn weir_task(job: &Job, clock: &CpuClock) -> Measurement {
         events,
         lease: weir_runner::lease::Lease::unbounded(),
         metrics: weir_runner::metrics::TaskMetrics::detached(),
+        tap: weir_runner::tap::TaskTap::detached("c", 0),
     };
     let input_size = job
         .input

@@ -72,6 +72,22 @@ enum Command {
     Tasks { name: String },
     /// Weir only: the runners and what each is assigned.
     Runners,
+    /// Weir only: print the records passing a connector's tasks, live.
+    Tap {
+        name: String,
+        /// One task only (all of the connector's tasks by default).
+        #[arg(long)]
+        task: Option<i32>,
+        /// Where: after_poll, after_transforms or before_put.
+        #[arg(long, default_value = "after_poll")]
+        point: String,
+        /// Records per second per task at most (the server's default is 10).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Exit after this many records.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
     /// Named clusters, as kcctl's contexts.
     #[command(subcommand)]
     Context(ContextCommand),
@@ -129,6 +145,21 @@ fn main() {
         Command::Plugins { all } => target().and_then(|t| ops::commands::plugins(&t, all)),
         Command::Tasks { name } => target().and_then(|t| ops::commands::tasks(&t, &name)),
         Command::Runners => target().and_then(|t| ops::commands::runners(&t)),
+        Command::Tap {
+            name,
+            task,
+            point,
+            rate,
+            limit,
+        } => target().and_then(|t| {
+            let options = ops::commands::TapOptions {
+                task,
+                point,
+                rate,
+                limit,
+            };
+            ops::commands::tap(&t, &name, &options)
+        }),
         Command::Context(command) => contexts(&command),
     };
     if let Err(error) = operated {

@@ -136,6 +136,26 @@ impl AdminService {
         self
     }
 
+    /// Every registered runner with its current assignment.
+    async fn runner_assignments(
+        &self,
+    ) -> Result<
+        Vec<(
+            crate::model::RunnerRecord,
+            Option<crate::model::AssignmentRecord>,
+        )>,
+    > {
+        let mut runners = Vec::new();
+        for (_, value) in self.store.list(keys::RUNNERS).await? {
+            let Ok(record) = serde_json::from_slice::<crate::model::RunnerRecord>(&value) else {
+                continue;
+            };
+            let assignment = read_json(&self.store, &keys::assignment(&record.runner_id)).await?;
+            runners.push((record, assignment));
+        }
+        Ok(runners)
+    }
+
     /// Has a runner carry out an offsets operation on a connector.
     async fn offsets_op(
         &self,
@@ -1006,14 +1026,7 @@ impl Admin for AdminService {
 
     async fn list_runners(&self, _request: Request<pb::Empty>) -> Reply<pb::ListRunnersResponse> {
         let mut runners = Vec::new();
-        for (_, value) in self.store.list(keys::RUNNERS).await.map_err(Status::from)? {
-            let Ok(record) = serde_json::from_slice::<crate::model::RunnerRecord>(&value) else {
-                continue;
-            };
-            let assignment: Option<crate::model::AssignmentRecord> =
-                read_json(&self.store, &keys::assignment(&record.runner_id))
-                    .await
-                    .map_err(Status::from)?;
+        for (record, assignment) in self.runner_assignments().await? {
             let (connectors, tasks) = assignment.map_or_else(Default::default, |a| {
                 let tasks = a
                     .tasks
@@ -1030,6 +1043,57 @@ impl Admin for AdminService {
             });
         }
         Ok(Response::new(pb::ListRunnersResponse { runners }))
+    }
+
+    type TapConnectorStream = crate::tap::TapStream;
+
+    async fn tap_connector(
+        &self,
+        request: Request<pb::TapRequest>,
+    ) -> Reply<Self::TapConnectorStream> {
+        let mut request = request.into_inner();
+        let name = request.connector.clone();
+        let entry = self
+            .existing(&name, || format!("Connector {name} not found"))
+            .await?;
+        if let Some(task) = request.task
+            && (task < 0 || task as usize >= entry.tasks.configs.len())
+        {
+            return Err(Error::NotFound(format!("Unknown task: {name}-{task}")).into());
+        }
+        request.max_records_per_second = request.max_records_per_second.min(crate::tap::MAX_RATE);
+        // Runners join one coordinator each; a tap reaches the runners
+        // connected here, so tasks that run only elsewhere are refused.
+        let linked = self.links.runner_ids();
+        let mut elsewhere = Vec::new();
+        let mut here = false;
+        for (record, assignment) in self.runner_assignments().await? {
+            let hosts = assignment.is_some_and(|a| {
+                a.tasks
+                    .iter()
+                    .any(|t| t.connector == name && request.task.is_none_or(|n| n == t.task))
+            });
+            if !hosts {
+                continue;
+            }
+            if linked.contains(&record.runner_id) {
+                here = true;
+            } else {
+                elsewhere.push(format!(
+                    "runner {} on coordinator {}",
+                    record.runner_id, record.coordinator_id
+                ));
+            }
+        }
+        if !here && !elsewhere.is_empty() {
+            return Err(Error::Conflict(format!(
+                "The tasks of connector {name} run on runners connected to other coordinators ({}); tap through one of those",
+                elsewhere.join(", ")
+            ))
+            .into());
+        }
+        let stream = self.links.tap(request).await?;
+        Ok(Response::new(stream))
     }
 
     async fn list_loggers(&self, _request: Request<pb::Empty>) -> Reply<pb::LoggerLevels> {

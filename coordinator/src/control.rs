@@ -5,13 +5,14 @@
 //! store only while it still owns what it reports on: task and connector
 //! status, the task configs its connector instances make, offsets, topics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_connect::config::ConfigMap;
+use weir_proto::admin::v1 as admin;
 use weir_proto::control::v1 as pb;
 use weir_proto::control::v1::control_server::Control;
 use weir_proto::control::v1::runner_message::Body;
@@ -65,10 +66,29 @@ pub struct RunnerLinks {
 
 #[derive(Default)]
 struct Links {
-    runners: BTreeMap<String, mpsc::Sender<Outbound>>,
+    /// By session.
+    runners: BTreeMap<String, Linked>,
+    taps: crate::tap::LiveTaps,
     waiting: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<pb::OffsetsReply>>,
     next_id: u64,
 }
+
+struct Linked {
+    runner: String,
+    outbound: mpsc::Sender<Outbound>,
+}
+
+fn tap_start(id: u64, request: admin::TapRequest) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage {
+        body: Some(pb::coordinator_message::Body::TapStart(pb::TapStart {
+            id,
+            request: Some(request),
+        })),
+    }
+}
+
+/// How long a new tap waits for the runners to attach it.
+const TAP_ATTACH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long a runner may take to carry out an offsets request.
 const OFFSETS_DEADLINE: Duration = Duration::from_secs(60);
@@ -80,8 +100,92 @@ impl RunnerLinks {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, session: &str, outbound: mpsc::Sender<Outbound>) {
-        self.links().runners.insert(session.to_owned(), outbound);
+    fn add(&self, session: &str, runner: &str, outbound: mpsc::Sender<Outbound>) {
+        let mut links = self.links();
+        // Taps live on this coordinator cover the runner from now on.
+        for (id, request) in links.taps.starts() {
+            let _ = outbound.try_send(Ok(tap_start(id, request)));
+        }
+        links.runners.insert(
+            session.to_owned(),
+            Linked {
+                runner: runner.to_owned(),
+                outbound,
+            },
+        );
+    }
+
+    /// The ids of the runners connected here.
+    pub fn runner_ids(&self) -> BTreeSet<String> {
+        self.links()
+            .runners
+            .values()
+            .map(|linked| linked.runner.clone())
+            .collect()
+    }
+
+    /// Starts a tap on every runner connected here and returns its records
+    /// once they all attached it (or [`TAP_ATTACH_DEADLINE`] passed).
+    pub async fn tap(&self, request: admin::TapRequest) -> Result<crate::tap::TapStream> {
+        let (id, records, mut attachments, runners) = {
+            let mut links = self.links();
+            links.next_id += 1;
+            let id = links.next_id;
+            let (records, attachments) = links.taps.open(id, request.clone());
+            let runners: Vec<_> = links
+                .runners
+                .values()
+                .map(|linked| linked.outbound.clone())
+                .collect();
+            (id, records, attachments, runners)
+        };
+        let guard = crate::tap::TapGuard {
+            links: self.clone(),
+            id,
+        };
+        let mut started = 0;
+        for runner in runners {
+            if runner
+                .send(Ok(tap_start(id, request.clone())))
+                .await
+                .is_ok()
+            {
+                started += 1;
+            }
+        }
+        if started == 0 {
+            return Err(crate::error::Error::Conflict(
+                "No runner is connected to this coordinator; tap through a coordinator that has runners".to_owned(),
+            ));
+        }
+        let attached = async {
+            for _ in 0..started {
+                if attachments.recv().await.is_none() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(TAP_ATTACH_DEADLINE, attached).await;
+        Ok(crate::tap::TapStream {
+            records,
+            _guard: guard,
+        })
+    }
+
+    /// Stops tap `id` on every runner connected here.
+    pub(crate) fn untap(&self, id: u64) {
+        let mut links = self.links();
+        links.taps.close(id);
+        for linked in links.runners.values() {
+            let stop = pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
+            };
+            let _ = linked.outbound.try_send(Ok(stop));
+        }
+    }
+
+    fn tapped(&self, records: pb::TapRecords) {
+        self.links().taps.relay(records.id, records.records);
     }
 
     fn remove(&self, session: &str) {
@@ -101,7 +205,7 @@ impl RunnerLinks {
             let mut links = self.links();
             links.next_id += 1;
             let id = links.next_id;
-            let Some(runner) = links.runners.values().next().cloned() else {
+            let Some(runner) = links.runners.values().next().map(|l| l.outbound.clone()) else {
                 return Err(crate::error::Error::Internal(
                     "No runner is connected to this coordinator to reach the offsets; send the request to another coordinator".to_owned(),
                 ));
@@ -259,7 +363,11 @@ struct Session {
 impl Session {
     async fn run(self, inbound: Streaming<pb::RunnerMessage>) {
         let runner = self.record.runner_id.clone();
-        self.links.add(&self.record.session, self.outbound.clone());
+        self.links.add(
+            &self.record.session,
+            &self.record.runner_id,
+            self.outbound.clone(),
+        );
         if let Err(error) = self.serve(inbound).await {
             tracing::warn!(%runner, %error, "runner session failed");
         }
@@ -431,6 +539,7 @@ impl Session {
             Some(Body::Heartbeat(_))
             | Some(Body::Hello(_))
             | Some(Body::OffsetsReply(_))
+            | Some(Body::TapRecords(_))
             | None => Ok(()),
         }
     }
@@ -692,6 +801,7 @@ async fn read_runner(
         };
         match message.body {
             Some(Body::OffsetsReply(reply)) => links.answered(reply),
+            Some(Body::TapRecords(records)) => links.tapped(records),
             Some(Body::Heartbeat(beat)) => {
                 // A coordinator that may have lost its store session must
                 // not renew a runner's lease (the leader may be moving its

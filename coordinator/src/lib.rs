@@ -25,6 +25,7 @@ pub mod plugins;
 pub mod rest;
 pub mod server;
 pub mod store;
+pub mod tap;
 pub mod validate;
 
 pub use error::{Error, Result};

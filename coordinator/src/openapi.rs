@@ -182,6 +182,13 @@ pub const OPERATIONS: &[Operation] = &[
     ),
     op(
         "get",
+        "/connectors/{name}/tap",
+        "Weir only: records passing the connector's tasks, live, as Server-Sent Events (text/event-stream); ?task=N&point=after_poll|after_transforms|before_put&rate=R.",
+        200,
+        false,
+    ),
+    op(
+        "get",
         "/runners",
         "Weir only: the runners connected to the cluster and what each is assigned.",
         200,
@@ -241,6 +248,8 @@ pub fn document() -> Value {
         let mut responses = Map::new();
         let success = if operation.success == 204 {
             json!({"description": "Done; no body."})
+        } else if operation.path.ends_with("/tap") {
+            json!({"description": "An endless stream of `record` events.", "content": {"text/event-stream": {"schema": {"type": "string"}}}})
         } else {
             json!({"description": "Done.", "content": {"application/json": {"schema": {}}}})
         };

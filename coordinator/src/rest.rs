@@ -88,6 +88,7 @@ pub fn router(admin: AdminService) -> Router {
             post(restart_task),
         )
         .route("/connectors/{name}/topics", get(connector_topics))
+        .route("/connectors/{name}/tap", get(tap_connector))
         .route(
             "/connectors/{name}/offsets",
             get(connector_offsets)
@@ -768,6 +769,94 @@ async fn list_runners(State(admin): State<AdminService>) -> HttpResult {
         })
         .collect();
     Ok(ok(StatusCode::OK, Value::Array(body)))
+}
+
+/// Weir only: a live tap as Server-Sent Events, one `record` event per
+/// record (JSON), after a comment saying the tap is attached. Query:
+/// `task`, `point` (`after_poll`, `after_transforms`, `before_put`) and
+/// `rate` (records per second per task).
+async fn tap_connector(
+    State(admin): State<AdminService>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> HttpResult {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use futures::StreamExt;
+
+    let mut request = pb::TapRequest {
+        connector: name,
+        ..Default::default()
+    };
+    for (key, value) in query_pairs(&query) {
+        match key.as_str() {
+            "task" => {
+                let task = value.parse().map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Invalid task {value:?}: expected a task number"),
+                    )
+                })?;
+                request.task = Some(task);
+            }
+            "point" => {
+                let point = crate::tap::parse_point(&value).ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!(
+                            "Invalid tap point {value:?}: expected after_poll, after_transforms or before_put"
+                        ),
+                    )
+                })?;
+                request.set_point(point);
+            }
+            "rate" => {
+                request.max_records_per_second = value.parse().map_err(|_| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("Invalid rate {value:?}: expected records per second"),
+                    )
+                })?;
+            }
+            _ => {}
+        }
+    }
+    let records = admin
+        .tap_connector(Request::new(request))
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let attached = futures::stream::once(async { Ok(Event::default().comment("tap attached")) });
+    let events = records.map(|record| {
+        Ok::<_, std::convert::Infallible>(match record {
+            Ok(record) => Event::default()
+                .event("record")
+                .data(tapped_record_json(&record).to_string()),
+            Err(status) => Event::default().event("error").data(status.message()),
+        })
+    });
+    Ok(Sse::new(attached.chain(events))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// A tapped record as REST shows it: key, value and headers as JSON.
+fn tapped_record_json(record: &pb::TappedRecord) -> Value {
+    let parse = |text: &str| {
+        serde_json::from_str::<Value>(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    };
+    json!({
+        "connector": record.connector,
+        "task": record.task,
+        "point": crate::tap::point_name(record.point()),
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": record.timestamp_ms,
+        "key": parse(&record.key_json),
+        "value": parse(&record.value_json),
+        "headers": record.headers.iter().map(|h| json!({"key": h.key, "value": parse(&h.value_json)})).collect::<Vec<_>>(),
+        "skipped_before": record.skipped_before,
+    })
 }
 
 async fn list_loggers(State(admin): State<AdminService>) -> HttpResult {

@@ -22,6 +22,7 @@ pub mod offsets;
 pub mod offsets_api;
 pub mod sink;
 pub mod source;
+pub mod tap;
 pub mod task;
 pub mod worker;
 

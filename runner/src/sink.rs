@@ -31,6 +31,7 @@ use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{Backoff, ErrorPolicy, Failure, OriginalRecord, Stage};
+use crate::tap::{TapPoint, TapView, TaskTap};
 use crate::task::{TaskContext, TaskEvent, within};
 
 /// Records handed to the connector per `put`, at most.
@@ -214,6 +215,7 @@ struct SinkRun {
     /// A stop interrupted a `put` (retrying it): `uncommitted` may cover
     /// records the connector never took, so it must not be committed.
     interrupted: bool,
+    tap: TaskTap,
 }
 
 pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Result<()> {
@@ -289,6 +291,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
         interrupted: false,
+        tap: context.tap.clone(),
     };
     task.open(&context.config).await?;
     context.report_target().await;
@@ -475,7 +478,14 @@ impl SinkRun {
         message: &BorrowedMessage<'_>,
     ) -> std::result::Result<Option<SinkRecord>, Failure> {
         let record = self.to_record(message)?;
+        if self.tap.listening(TapPoint::AfterPoll) {
+            self.tap.offer(TapPoint::AfterPoll, &TapView::from(&record));
+        }
         if self.transforms.is_empty() {
+            if self.tap.listening(TapPoint::AfterTransforms) {
+                self.tap
+                    .offer(TapPoint::AfterTransforms, &TapView::from(&record));
+            }
             return Ok(Some(record));
         }
         let SinkRecord {
@@ -505,6 +515,12 @@ impl SinkRun {
                 error: failed.error.0,
                 exception_class: DATA_EXCEPTION,
             })?;
+        if let Some(out) = &out
+            && self.tap.listening(TapPoint::AfterTransforms)
+        {
+            self.tap
+                .offer(TapPoint::AfterTransforms, &TapView::from(out));
+        }
         Ok(out.map(|out| SinkRecord {
             topic: out.topic,
             partition: out.kafka_partition.unwrap_or(partition),
@@ -575,6 +591,11 @@ impl SinkRun {
         }
         if batch.is_empty() {
             return Ok(());
+        }
+        if self.tap.listening(TapPoint::BeforePut) {
+            for record in &batch {
+                self.tap.offer(TapPoint::BeforePut, &TapView::from(record));
+            }
         }
         let backoff = self.errors.connector_backoff();
         let records = batch.len() as u64;

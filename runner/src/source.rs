@@ -23,6 +23,7 @@ use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::error::{Error, Result};
 use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
+use crate::tap::{TapPoint, TapView};
 use crate::task::{TaskContext, TaskEvent, within};
 
 /// Records asked of the connector per poll.
@@ -295,7 +296,11 @@ impl SourceRun {
             failed: false,
         };
         let mut new_topics = Vec::new();
+        let tap = &context.tap;
         for source in records {
+            if tap.listening(TapPoint::AfterPoll) {
+                tap.offer(TapPoint::AfterPoll, &TapView::from(&source));
+            }
             let SourceRecord {
                 source_partition,
                 source_offset,
@@ -336,6 +341,9 @@ impl SourceRun {
                     }
                 }
             };
+            if tap.listening(TapPoint::AfterTransforms) {
+                tap.offer(TapPoint::AfterTransforms, &TapView::from(&record));
+            }
             let key = match self.key_converter.to_kafka_into(
                 &record.topic,
                 &record.key,
@@ -372,6 +380,9 @@ impl SourceRun {
                     continue;
                 }
             };
+            if tap.listening(TapPoint::BeforePut) {
+                tap.offer(TapPoint::BeforePut, &TapView::from(&record));
+            }
             let mut message = BaseRecord::with_opaque_to(&record.topic, batch.acks.clone());
             if !record.headers.is_empty() {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
@@ -672,6 +683,7 @@ mod tests {
             events,
             lease: crate::lease::Lease::unbounded(),
             metrics: crate::metrics::TaskMetrics::detached(),
+            tap: crate::tap::TaskTap::detached("c", 0),
         };
         Harness {
             context,

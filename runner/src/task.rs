@@ -84,6 +84,8 @@ pub struct TaskContext {
     pub lease: crate::lease::Lease,
     /// What the task's loop counts, for `/metrics`.
     pub metrics: Arc<crate::metrics::TaskMetrics>,
+    /// Where the task's loop offers records to live taps.
+    pub tap: crate::tap::TaskTap,
 }
 
 impl TaskContext {

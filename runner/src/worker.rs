@@ -123,6 +123,8 @@ pub struct Runner {
     /// `config.providers`: resolves placeholders when a connector or task starts.
     providers: Arc<weir_connect::providers::ConfigProviders>,
     metrics: Arc<crate::metrics::RunnerMetrics>,
+    /// Live taps coordinators attached to this runner's tasks.
+    taps: crate::tap::Taps,
 }
 
 impl Runner {
@@ -159,6 +161,7 @@ impl Runner {
             instance: uuid::Uuid::new_v4().to_string(),
             lease: Lease::new(),
             metrics: Arc::default(),
+            taps: crate::tap::Taps::default(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             providers,
         })
@@ -334,6 +337,11 @@ impl Runner {
             }
         }));
         let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
+        // Taps belong to the session that attached them.
+        let mut session_taps = SessionTaps {
+            taps: self.taps.clone(),
+            ids: Vec::new(),
+        };
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
@@ -363,6 +371,17 @@ impl Runner {
                         None => return Ok(()),
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::OffsetsRequest(request)) }) => {
                             self.answer_offsets(request, outbound.clone());
+                        }
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStart(start)) }) => {
+                            if let Some(request) = start.request {
+                                let records = self.taps.attach(start.id, &request);
+                                session_taps.ids.push(start.id);
+                                tokio::spawn(forward_tap(start.id, records, outbound.clone()));
+                            }
+                        }
+                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStop(stop)) }) => {
+                            self.taps.detach(stop.id);
+                            session_taps.ids.retain(|id| *id != stop.id);
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::LogLevel(level)) }) => {
                             match weir_connect::logging::loggers().set(&level.logger, &level.level) {
@@ -757,6 +776,7 @@ impl Runner {
                     events,
                     lease: self.lease.clone(),
                     metrics,
+                    tap: self.taps.for_task(&key.connector, key.task),
                 };
                 tracing::info!(task = %key, ?target, "starting task");
                 let identity = weir_connect::api::TaskIdentity {
@@ -855,6 +875,53 @@ impl Runner {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The taps one session attached, detached when it ends.
+struct SessionTaps {
+    taps: crate::tap::Taps,
+    ids: Vec<u64>,
+}
+
+impl Drop for SessionTaps {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            self.taps.detach(*id);
+        }
+    }
+}
+
+/// Records a tap sends per message at most.
+const TAP_BATCH: usize = 100;
+
+/// Sends what tap `id` copies to the coordinator, first an empty message
+/// saying it is attached. Ends when the tap is detached or the session ends.
+async fn forward_tap(
+    id: u64,
+    mut records: mpsc::Receiver<weir_proto::admin::v1::TappedRecord>,
+    outbound: mpsc::Sender<pb::RunnerMessage>,
+) {
+    let message = |records| pb::RunnerMessage {
+        body: Some(pb::runner_message::Body::TapRecords(pb::TapRecords {
+            id,
+            records,
+        })),
+    };
+    if outbound.send(message(Vec::new())).await.is_err() {
+        return;
+    }
+    while let Some(first) = records.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < TAP_BATCH {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
+        }
+        if outbound.send(message(batch)).await.is_err() {
+            return;
         }
     }
 }

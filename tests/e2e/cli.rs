@@ -200,3 +200,170 @@ fn the_cli_applies_a_directory_idempotently_and_manages_connectors() {
         serde_json::from_str(&ok(dir.path(), &["connectors", "list", "-o", "json"])).unwrap();
     assert!(listed.get("cli-sink").is_none(), "{listed}");
 }
+
+/// Starts `weir ARGS` with its output piped and returns once it printed its
+/// first line on stderr (for `tap`: the tap is attached).
+fn spawn_weir(dir: &Path, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(binary("weir"))
+        .args(args)
+        .env("WEIR_CONFIG", dir.join("contexts.json"))
+        .env_remove("WEIR_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (child, first)
+}
+
+/// Waits for `child` to exit by itself and returns its stdout.
+fn finished(mut child: std::process::Child, what: &str) -> String {
+    use std::io::Read;
+    wait_until(Duration::from_secs(60), what, || {
+        child.try_wait().unwrap().is_some()
+    });
+    assert!(child.wait().unwrap().success(), "{what}");
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    stdout
+}
+
+#[test]
+fn weir_tap_prints_the_records_passing_a_task_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = "org.apache.kafka.connect.storage.StringConverter";
+    let weir_server = Standalone::start(
+        dir.path(),
+        "worker",
+        &format!("key.converter={plain}\nvalue.converter={plain}\n"),
+    );
+    let url = weir_server.rest.base.clone();
+    ok(dir.path(), &["context", "set", "local", "--cluster", &url]);
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "").unwrap();
+    let source = serde_json::json!({"connector.class": "FileStreamSource",
+        "file": input.to_str().unwrap(), "topic": "tapped"});
+    let sink = serde_json::json!({"connector.class": "FileStreamSink", "topics": "tapped",
+        "file": dir.path().join("out.txt").to_str().unwrap(),
+        "transforms": "shout", "transforms.shout.type": "org.apache.kafka.connect.transforms.InsertHeader",
+        "transforms.shout.header": "seen", "transforms.shout.value.literal": "yes"});
+    for (name, config) in [("tap-src", &source), ("tap-sink", &sink)] {
+        let (status, body) = weir_server
+            .rest
+            .put(&format!("/connectors/{name}/config"), &config.to_string());
+        assert_eq!(status, 201, "{body}");
+        weir_server.rest.wait_running(name);
+    }
+
+    // Records the source polls, as JSON lines for scripts.
+    let (tap, attached) = spawn_weir(
+        dir.path(),
+        &["tap", "tap-src", "--limit", "3", "-o", "json"],
+    );
+    assert!(
+        attached.starts_with("tapping tap-src at after_poll"),
+        "{attached}"
+    );
+    weir_tests::append(&input, "alpha\nbeta\ngamma\n");
+    let printed = finished(tap, "weir tap printed three records and exited");
+    let records: Vec<Value> = printed
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let values: Vec<&Value> = records.iter().map(|r| &r["value"]).collect();
+    assert_eq!(values, ["alpha", "beta", "gamma"], "{printed}");
+    for record in &records {
+        assert_eq!(
+            (&record["point"], &record["topic"], &record["task"]),
+            (
+                &Value::from("after_poll"),
+                &Value::from("tapped"),
+                &Value::from(0)
+            ),
+            "{printed}"
+        );
+    }
+
+    // What the sink's task hands to put, after its transform, as a table
+    // line, once it has put what came before.
+    let output = dir.path().join("out.txt");
+    wait_until(
+        Duration::from_secs(30),
+        "the sink wrote three lines",
+        || std::fs::read_to_string(&output).unwrap_or_default() == "alpha\nbeta\ngamma\n",
+    );
+    let (tap, attached) = spawn_weir(
+        dir.path(),
+        &[
+            "tap",
+            "tap-sink",
+            "--task",
+            "0",
+            "--point",
+            "before_put",
+            "--limit",
+            "2",
+        ],
+    );
+    assert!(
+        attached.starts_with("tapping tap-sink at before_put"),
+        "{attached}"
+    );
+    weir_tests::append(&input, "delta\nepsilon\n");
+    let printed = finished(tap, "weir tap printed two sink records and exited");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 2, "{printed}");
+    assert!(
+        lines[0].starts_with("task 0 tapped[")
+            && lines[0].contains("]@")
+            && lines[0].ends_with("value=\"delta\""),
+        "{printed}"
+    );
+    assert!(lines[1].ends_with("value=\"epsilon\""), "{printed}");
+
+    // The same over the REST stream: the transform's header is there.
+    let (tap, _) = spawn_weir(
+        dir.path(),
+        &[
+            "tap",
+            "tap-sink",
+            "--point",
+            "after_transforms",
+            "--limit",
+            "1",
+            "-o",
+            "json",
+        ],
+    );
+    weir_tests::append(&input, "zeta\n");
+    let record: Value =
+        serde_json::from_str(finished(tap, "after_transforms record").trim()).unwrap();
+    assert_eq!(record["value"], "zeta");
+    assert_eq!(
+        record["headers"][0],
+        serde_json::json!({"key": "seen", "value": "yes"})
+    );
+
+    // Refusals carry Kafka Connect's message.
+    let (code, _, stderr) = weir(dir.path(), &["tap", "nope"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Connector nope not found"), "{stderr}");
+    let (code, _, stderr) = weir(dir.path(), &["tap", "tap-src", "--point", "sideways"]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("Invalid tap point \"sideways\""),
+        "{stderr}"
+    );
+    let (code, _, stderr) = weir(dir.path(), &["tap", "tap-src", "--task", "7"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("Unknown task: tap-src-7"), "{stderr}");
+}

@@ -375,6 +375,7 @@ fn run_sink(
         events: events_tx,
         lease: weir_runner::lease::Lease::unbounded(),
         metrics: weir_runner::metrics::TaskMetrics::detached(),
+        tap: weir_runner::tap::TaskTap::detached("c", 0),
     };
     let handle = weir_runner::task::spawn(context, weir_connect::api::Task::Sink(Box::new(sink)));
     SinkRun {

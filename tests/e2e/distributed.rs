@@ -115,6 +115,47 @@ fn seed_scenario(broker: Broker, exact_bytes: bool) {
         read(&output) == read(&input)
     });
 
+    // The live tap over gRPC: what the sink's task hands to put, from the
+    // moment the call returns (the runner attached it).
+    let tapped = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use weir_proto::admin::v1 as admin;
+        let mut client =
+            admin::admin_client::AdminClient::connect(cluster.coordinator.grpc.clone())
+                .await
+                .unwrap();
+        let mut records = client
+            .tap_connector(admin::TapRequest {
+                connector: "seed-sink".into(),
+                task: Some(0),
+                point: admin::TapPoint::BeforePut as i32,
+                max_records_per_second: 100,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        append(&input, "tapped line 0\ntapped line 1\n");
+        let mut tapped = Vec::new();
+        while tapped.len() < 2 {
+            let record = tokio::time::timeout(Duration::from_secs(60), records.message())
+                .await
+                .expect("a tapped record within a minute")
+                .unwrap()
+                .expect("the tap stream stays open");
+            tapped.push((record.value_json, record.topic, record.offset.is_some()));
+        }
+        tapped
+    });
+    assert_eq!(
+        tapped,
+        [
+            ("\"tapped line 0\"".to_owned(), "seed".to_owned(), true),
+            ("\"tapped line 1\"".to_owned(), "seed".to_owned(), true)
+        ]
+    );
+    wait_until(Duration::from_secs(60), "tapped lines copied", || {
+        read(&output) == read(&input)
+    });
+
     // The runner's own /metrics counts what its tasks moved.
     wait_until(Duration::from_secs(30), "the runner's metrics", || {
         let text = ureq::get(&metrics_url)
@@ -127,7 +168,7 @@ fn seed_scenario(broker: Broker, exact_bytes: bool) {
                 "kafka_connect_sink_task_sink_record_read_total{connector=\"seed-sink\",task=\"0\"} ",
             )
             .and_then(|n| n.parse::<f64>().ok())
-            .is_some_and(|n| n >= 340.0)
+            .is_some_and(|n| n >= 342.0)
         })
     });
     // The coordinator's /metrics: the cluster as the store shows it.

@@ -374,3 +374,83 @@ pub fn runners(target: &Target) -> Result<()> {
     });
     Ok(())
 }
+
+/// Where `weir tap` copies records, and how many.
+pub struct TapOptions {
+    pub task: Option<i32>,
+    pub point: String,
+    pub rate: Option<u32>,
+    /// Stop after this many records.
+    pub limit: Option<u64>,
+}
+
+/// Weir's live tap (`GET /connectors/{name}/tap`): prints records as they
+/// pass, one line each (or one JSON document per line with `-o json`).
+pub fn tap(target: &Target, name: &str, options: &TapOptions) -> Result<()> {
+    let mut path = format!(
+        "/connectors/{}/tap?point={}",
+        segment(name),
+        segment(&options.point)
+    );
+    if let Some(task) = options.task {
+        path.push_str(&format!("&task={task}"));
+    }
+    if let Some(rate) = options.rate {
+        path.push_str(&format!("&rate={rate}"));
+    }
+    let mut printed = 0u64;
+    if options.limit == Some(0) {
+        return Ok(());
+    }
+    let outcome = target.rest.events(
+        &path,
+        || eprintln!("tapping {name} at {} (Ctrl-C to stop)", options.point),
+        |event, data| {
+            if event != "record" {
+                return true;
+            }
+            let Ok(record) = serde_json::from_str::<Value>(data) else {
+                return true;
+            };
+            match target.format {
+                Format::Json => println!("{record}"),
+                Format::Yaml => print!("---\n{}", output::yaml(&record)),
+                Format::Table => println!("{}", tap_line(&record)),
+            }
+            printed += 1;
+            options.limit.is_none_or(|limit| printed < limit)
+        },
+    );
+    match outcome {
+        Err(OpsError::Refused {
+            status: 404,
+            message,
+        }) if message.contains("HTTP 404") || message.is_empty() => Err(OpsError::Refused {
+            status: 404,
+            message: "this cluster has no tap endpoint: `weir tap` needs a Weir cluster".into(),
+        }),
+        other => other,
+    }
+}
+
+/// One tapped record as a line: where it was, then key and value as JSON.
+fn tap_line(record: &Value) -> String {
+    let mut line = String::new();
+    let skipped = record["skipped_before"].as_u64().unwrap_or(0);
+    if skipped > 0 {
+        line.push_str(&format!("({skipped} records not shown) "));
+    }
+    line.push_str(&format!(
+        "task {} {}",
+        record["task"],
+        text(&record["topic"])
+    ));
+    if let Some(partition) = record["partition"].as_i64() {
+        line.push_str(&format!("[{partition}]"));
+    }
+    if let Some(offset) = record["offset"].as_i64() {
+        line.push_str(&format!("@{offset}"));
+    }
+    line.push_str(&format!(" key={} value={}", record["key"], record["value"]));
+    line
+}

@@ -80,22 +80,73 @@ impl Rest {
                 let text = response.into_string().unwrap_or_default();
                 Ok((status, serde_json::from_str(&text).unwrap_or(Value::Null)))
             }
-            Err(ureq::Error::Status(status, response)) => {
-                let text = response.into_string().unwrap_or_default();
-                let message = serde_json::from_str::<Value>(&text)
-                    .ok()
-                    .and_then(|body| body["message"].as_str().map(str::to_owned))
-                    .unwrap_or(text);
-                Err(OpsError::Refused { status, message })
-            }
-            Err(ureq::Error::Transport(transport)) => Err(OpsError::Unreachable {
-                url: self.base.clone(),
-                reason: transport.to_string(),
-            }),
+            Err(error) => Err(self.failure(error)),
         }
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
         self.call("GET", path, None).map(|(_, body)| body)
+    }
+
+    /// Reads a Server-Sent Events stream, calling `on_event(event, data)`
+    /// for each event (after `on_open` once the server answered) until it
+    /// returns false or the stream ends.
+    pub fn events(
+        &self,
+        path: &str,
+        on_open: impl FnOnce(),
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<()> {
+        use std::io::BufRead;
+        let url = format!("{}{path}", self.base);
+        // No overall timeout: the stream lasts as long as the user wants.
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .build();
+        let response = match agent.get(&url).set("Accept", "text/event-stream").call() {
+            Ok(response) => response,
+            Err(error) => return Err(self.failure(error)),
+        };
+        on_open();
+        let reader = std::io::BufReader::new(response.into_reader());
+        let (mut event, mut data) = (String::new(), String::new());
+        for line in reader.lines() {
+            let line = line.map_err(|e| OpsError::Unreachable {
+                url: self.base.clone(),
+                reason: format!("the stream broke: {e}"),
+            })?;
+            if line.is_empty() {
+                if !data.is_empty() && !on_event(&event, &data) {
+                    return Ok(());
+                }
+                event.clear();
+                data.clear();
+            } else if let Some(value) = line.strip_prefix("event:") {
+                event = value.trim_start().to_owned();
+            } else if let Some(value) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(value.strip_prefix(' ').unwrap_or(value));
+            }
+        }
+        Ok(())
+    }
+
+    fn failure(&self, error: ureq::Error) -> OpsError {
+        match error {
+            ureq::Error::Status(status, response) => {
+                let text = response.into_string().unwrap_or_default();
+                let message = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .and_then(|body| body["message"].as_str().map(str::to_owned))
+                    .unwrap_or(text);
+                OpsError::Refused { status, message }
+            }
+            ureq::Error::Transport(transport) => OpsError::Unreachable {
+                url: self.base.clone(),
+                reason: transport.to_string(),
+            },
+        }
     }
 }

@@ -1,0 +1,432 @@
+//! The live record tap: copies of the records a connector's tasks pass at
+//! one point of their pipeline, rate-limited, for a coordinator that asked
+//! (`TapStart`). Task loops ask [`TaskTap::listening`] first, one atomic
+//! load, so with nobody tapping a record costs nothing more.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use weir_connect::api::{Header, SinkRecord, SourceRecord};
+use weir_connect::data::SchemaAndValue;
+use weir_connect::transforms::ConnectRecord;
+use weir_proto::admin::v1 as admin;
+
+/// A point of a task's pipeline where records can be tapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapPoint {
+    AfterPoll,
+    AfterTransforms,
+    BeforePut,
+}
+
+impl TapPoint {
+    fn bit(self) -> u8 {
+        match self {
+            TapPoint::AfterPoll => 1,
+            TapPoint::AfterTransforms => 2,
+            TapPoint::BeforePut => 4,
+        }
+    }
+
+    fn to_wire(self) -> admin::TapPoint {
+        match self {
+            TapPoint::AfterPoll => admin::TapPoint::AfterPoll,
+            TapPoint::AfterTransforms => admin::TapPoint::AfterTransforms,
+            TapPoint::BeforePut => admin::TapPoint::BeforePut,
+        }
+    }
+
+    fn from_wire(point: admin::TapPoint) -> Self {
+        match point {
+            admin::TapPoint::AfterPoll => TapPoint::AfterPoll,
+            admin::TapPoint::AfterTransforms => TapPoint::AfterTransforms,
+            admin::TapPoint::BeforePut => TapPoint::BeforePut,
+        }
+    }
+}
+
+/// Records per second a tap gets when it asks for none in particular.
+pub const DEFAULT_RATE: u32 = 10;
+/// Records per second a tap may ask for at most.
+pub const MAX_RATE: u32 = 1000;
+
+/// A record as a task sees it at a tap point.
+pub struct TapView<'a> {
+    pub topic: &'a str,
+    pub partition: Option<i32>,
+    pub offset: Option<i64>,
+    pub timestamp_ms: Option<i64>,
+    pub key: &'a SchemaAndValue,
+    pub value: &'a SchemaAndValue,
+    pub headers: &'a [Header],
+}
+
+impl<'a> From<&'a SourceRecord> for TapView<'a> {
+    fn from(record: &'a SourceRecord) -> Self {
+        TapView {
+            topic: &record.topic,
+            partition: record.kafka_partition,
+            offset: None,
+            timestamp_ms: record.timestamp_ms,
+            key: &record.key,
+            value: &record.value,
+            headers: &record.headers,
+        }
+    }
+}
+
+impl<'a> From<&'a ConnectRecord> for TapView<'a> {
+    fn from(record: &'a ConnectRecord) -> Self {
+        TapView {
+            topic: &record.topic,
+            partition: record.kafka_partition,
+            offset: record.kafka_offset,
+            timestamp_ms: record.timestamp_ms,
+            key: &record.key,
+            value: &record.value,
+            headers: &record.headers,
+        }
+    }
+}
+
+impl<'a> From<&'a SinkRecord> for TapView<'a> {
+    fn from(record: &'a SinkRecord) -> Self {
+        TapView {
+            topic: &record.topic,
+            partition: Some(record.partition),
+            offset: Some(record.offset),
+            timestamp_ms: record.timestamp_ms,
+            key: &record.key,
+            value: &record.value,
+            headers: &record.headers,
+        }
+    }
+}
+
+/// Allows `rate` records per second, in bursts of up to `rate`.
+struct TokenBucket {
+    rate: f64,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl TokenBucket {
+    fn new(rate: u32) -> Self {
+        let rate = f64::from(rate.clamp(1, MAX_RATE));
+        TokenBucket {
+            rate,
+            tokens: rate,
+            refilled: Instant::now(),
+        }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.rate);
+        self.refilled = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Subscriber {
+    id: u64,
+    task: Option<i32>,
+    point: TapPoint,
+    /// One bucket per task, so each task gets the whole rate.
+    buckets: HashMap<i32, TokenBucket>,
+    rate: u32,
+    skipped: u64,
+    sender: mpsc::Sender<admin::TappedRecord>,
+}
+
+/// The taps on one connector's tasks.
+#[derive(Default)]
+pub struct ConnectorTap {
+    /// Bits of the points someone listens at.
+    points: AtomicU8,
+    subscribers: Mutex<Vec<Subscriber>>,
+}
+
+impl ConnectorTap {
+    fn subscribers(&self) -> MutexGuard<'_, Vec<Subscriber>> {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn refresh_points(&self, subscribers: &[Subscriber]) {
+        let points = subscribers.iter().fold(0, |bits, s| bits | s.point.bit());
+        self.points.store(points, Ordering::Relaxed);
+    }
+}
+
+/// The tap side of one task: what its loop offers records to.
+#[derive(Clone)]
+pub struct TaskTap {
+    connector_name: Arc<str>,
+    task: i32,
+    tap: Arc<ConnectorTap>,
+}
+
+impl TaskTap {
+    /// A tap nobody can attach to, for tasks run outside a runner (tests, the bench).
+    pub fn detached(connector: &str, task: i32) -> Self {
+        TaskTap {
+            connector_name: Arc::from(connector),
+            task,
+            tap: Arc::default(),
+        }
+    }
+
+    /// Whether anyone taps this connector at `point`; check it before building views.
+    #[inline]
+    pub fn listening(&self, point: TapPoint) -> bool {
+        self.tap.points.load(Ordering::Relaxed) & point.bit() != 0
+    }
+
+    /// Offers a record passing `point` to the taps there. It is rendered
+    /// once, and only if some tap has room for it.
+    pub fn offer(&self, point: TapPoint, view: &TapView<'_>) {
+        let now = Instant::now();
+        let mut rendered: Option<admin::TappedRecord> = None;
+        let mut closed = false;
+        let mut subscribers = self.tap.subscribers();
+        for subscriber in subscribers.iter_mut() {
+            if subscriber.point != point || subscriber.task.is_some_and(|t| t != self.task) {
+                continue;
+            }
+            let rate = subscriber.rate;
+            let bucket = subscriber
+                .buckets
+                .entry(self.task)
+                .or_insert_with(|| TokenBucket::new(rate));
+            if !bucket.take(now) {
+                subscriber.skipped += 1;
+                continue;
+            }
+            let mut record = rendered
+                .get_or_insert_with(|| self.render(point, view))
+                .clone();
+            record.skipped_before = subscriber.skipped;
+            match subscriber.sender.try_send(record) {
+                Ok(()) => subscriber.skipped = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => subscriber.skipped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
+            }
+        }
+        if closed {
+            subscribers.retain(|s| !s.sender.is_closed());
+            self.tap.refresh_points(&subscribers);
+        }
+    }
+
+    fn render(&self, point: TapPoint, view: &TapView<'_>) -> admin::TappedRecord {
+        admin::TappedRecord {
+            connector: self.connector_name.to_string(),
+            task: self.task,
+            point: point.to_wire() as i32,
+            topic: view.topic.to_owned(),
+            partition: view.partition,
+            offset: view.offset,
+            timestamp_ms: view.timestamp_ms,
+            key_json: json_text(view.key),
+            value_json: json_text(view.value),
+            headers: view
+                .headers
+                .iter()
+                .map(|header| admin::TappedHeader {
+                    key: header.key.clone(),
+                    value_json: json_text(&header.value),
+                })
+                .collect(),
+            skipped_before: 0,
+        }
+    }
+}
+
+/// The schemaless JSON rendering of `data`; data its schema does not
+/// describe is shown as a string saying so rather than failing the task.
+fn json_text(data: &SchemaAndValue) -> String {
+    match weir_connect::converter::value_to_json(data.schema.as_ref(), &data.value) {
+        Ok(json) => json.to_string(),
+        Err(error) => {
+            serde_json::Value::String(format!("<not renderable: {}>", error.0)).to_string()
+        }
+    }
+}
+
+/// Every tap on this runner, by connector.
+#[derive(Default, Clone)]
+pub struct Taps {
+    connectors: Arc<Mutex<HashMap<String, Arc<ConnectorTap>>>>,
+}
+
+/// Records buffered per tap between a task and the session.
+const TAP_BUFFER: usize = 256;
+
+impl Taps {
+    fn connectors(&self) -> MutexGuard<'_, HashMap<String, Arc<ConnectorTap>>> {
+        self.connectors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The tap side of a task that is starting.
+    pub fn for_task(&self, connector: &str, task: i32) -> TaskTap {
+        let tap = self
+            .connectors()
+            .entry(connector.to_owned())
+            .or_default()
+            .clone();
+        TaskTap {
+            connector_name: Arc::from(connector),
+            task,
+            tap,
+        }
+    }
+
+    /// Attaches tap `id`; what it copies arrives on the returned receiver,
+    /// which ends when the tap is detached.
+    pub fn attach(
+        &self,
+        id: u64,
+        request: &admin::TapRequest,
+    ) -> mpsc::Receiver<admin::TappedRecord> {
+        let (sender, receiver) = mpsc::channel(TAP_BUFFER);
+        let rate = match request.max_records_per_second {
+            0 => DEFAULT_RATE,
+            rate => rate.min(MAX_RATE),
+        };
+        let tap = self
+            .connectors()
+            .entry(request.connector.clone())
+            .or_default()
+            .clone();
+        let mut subscribers = tap.subscribers();
+        subscribers.push(Subscriber {
+            id,
+            task: request.task,
+            point: TapPoint::from_wire(request.point()),
+            buckets: HashMap::new(),
+            rate,
+            skipped: 0,
+            sender,
+        });
+        tap.refresh_points(&subscribers);
+        receiver
+    }
+
+    /// Detaches tap `id`, wherever it is.
+    pub fn detach(&self, id: u64) {
+        let mut connectors = self.connectors();
+        for tap in connectors.values() {
+            let mut subscribers = tap.subscribers();
+            subscribers.retain(|s| s.id != id);
+            tap.refresh_points(&subscribers);
+        }
+        // Forget connectors nobody taps and no task uses.
+        connectors.retain(|_, tap| Arc::strong_count(tap) > 1 || !tap.subscribers().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_connect::data::Value;
+
+    fn request(task: Option<i32>, point: admin::TapPoint, rate: u32) -> admin::TapRequest {
+        admin::TapRequest {
+            connector: "c".into(),
+            task,
+            point: point as i32,
+            max_records_per_second: rate,
+        }
+    }
+
+    fn offer(tap: &TaskTap, point: TapPoint, value: &str) {
+        let key = SchemaAndValue::null();
+        let value = SchemaAndValue {
+            schema: None,
+            value: Value::String(value.into()),
+        };
+        if tap.listening(point) {
+            tap.offer(
+                point,
+                &TapView {
+                    topic: "t",
+                    partition: Some(0),
+                    offset: Some(7),
+                    timestamp_ms: None,
+                    key: &key,
+                    value: &value,
+                    headers: &[],
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn nobody_listens_until_a_tap_attaches_and_after_it_detaches() {
+        let taps = Taps::default();
+        let task = taps.for_task("c", 0);
+        assert!(!task.listening(TapPoint::AfterPoll));
+        let _records = taps.attach(1, &request(None, admin::TapPoint::AfterPoll, 0));
+        assert!(task.listening(TapPoint::AfterPoll));
+        assert!(!task.listening(TapPoint::BeforePut));
+        taps.detach(1);
+        assert!(!task.listening(TapPoint::AfterPoll));
+    }
+
+    #[test]
+    fn a_tap_gets_records_of_its_point_and_task_only() {
+        let taps = Taps::default();
+        let zero = taps.for_task("c", 0);
+        let one = taps.for_task("c", 1);
+        let mut records = taps.attach(1, &request(Some(1), admin::TapPoint::BeforePut, 100));
+        offer(&zero, TapPoint::BeforePut, "from task 0");
+        offer(&one, TapPoint::AfterPoll, "at another point");
+        offer(&one, TapPoint::BeforePut, "wanted");
+        let record = records.try_recv().expect("one record");
+        assert_eq!(record.value_json, "\"wanted\"");
+        assert_eq!((record.task, record.offset), (1, Some(7)));
+        assert_eq!(record.point(), admin::TapPoint::BeforePut);
+        assert!(records.try_recv().is_err());
+    }
+
+    #[test]
+    fn records_over_the_rate_are_skipped_and_counted() {
+        let taps = Taps::default();
+        let task = taps.for_task("c", 0);
+        let mut records = taps.attach(1, &request(None, admin::TapPoint::AfterPoll, 2));
+        for n in 0..5 {
+            offer(&task, TapPoint::AfterPoll, &n.to_string());
+        }
+        let mut got = Vec::new();
+        while let Ok(record) = records.try_recv() {
+            got.push(record.value_json);
+        }
+        // A burst of the rate passes at once; the rest waits for tokens.
+        assert_eq!(got, ["\"0\"", "\"1\""]);
+        let mut bucket = TokenBucket::new(2);
+        let start = Instant::now();
+        assert!(bucket.take(start) && bucket.take(start) && !bucket.take(start));
+        assert!(bucket.take(start + std::time::Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn a_tap_whose_receiver_is_gone_stops_costing() {
+        let taps = Taps::default();
+        let task = taps.for_task("c", 0);
+        drop(taps.attach(1, &request(None, admin::TapPoint::AfterPoll, 0)));
+        offer(&task, TapPoint::AfterPoll, "x");
+        assert!(!task.listening(TapPoint::AfterPoll));
+    }
+}
