@@ -17,6 +17,9 @@
 #   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
 #            listener in front of tansu, which accepts --cert/--key but
 #            serves plaintext in 0.6.0), curl
+#   web console test: chromium and chromium-driver (headless, driven over
+#            WebDriver), fonts-liberation (readable screenshots without
+#            chromium's recommended packages)
 #
 # `--with-tansu` also builds the tansu 0.6.0 broker from crates.io (about 15
 # minutes once on 2 cores; cached in ~/.cargo/bin).
@@ -28,6 +31,7 @@ packages=(
   libzstd-dev zlib1g-dev
   python3 python3-venv
   etcd-server kcat openssl socat curl ca-certificates
+  chromium chromium-driver fonts-liberation
 )
 
 missing=()

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod assignment;
+pub mod console;
 pub mod control;
 pub mod error;
 pub mod keys;

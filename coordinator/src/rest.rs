@@ -28,11 +28,12 @@ impl std::fmt::Debug for MetricsSource {
     }
 }
 
-/// The REST router, with `GET /metrics`: the cluster as the store shows it,
-/// then `extra` (standalone: its runner's task metrics).
+/// Everything a coordinator serves on its REST port: the REST router, the
+/// web console at `/ui`, and `GET /metrics`: the cluster as the store shows
+/// it, then `extra` (standalone: its runner's task metrics).
 pub fn router_with_metrics(admin: AdminService, extra: Option<MetricsSource>) -> Router {
     let metrics_admin = admin.clone();
-    router(admin).route(
+    router(admin).merge(crate::console::routes()).route(
         "/metrics",
         get(move || {
             let admin = metrics_admin.clone();
