@@ -55,6 +55,7 @@ pub struct AdminService {
     override_policy: OverridePolicy,
     /// The runners connected here, which reach the offsets for the offsets API.
     links: crate::control::RunnerLinks,
+    leader_metrics: Arc<crate::metrics::LeaderMetrics>,
 }
 
 /// Everything stored about one connector's configuration.
@@ -117,7 +118,7 @@ impl AdminService {
 
     /// The cluster's metrics (`GET /metrics`).
     pub async fn cluster_metrics(&self) -> crate::error::Result<String> {
-        crate::metrics::render(&self.store, &self.coordinator_id).await
+        crate::metrics::render(&self.store, &self.coordinator_id, &self.leader_metrics).await
     }
 
     pub fn new(store: Store, registry: Arc<Registry>, coordinator_id: String) -> Self {
@@ -127,7 +128,14 @@ impl AdminService {
             coordinator_id,
             override_policy: OverridePolicy::All,
             links: crate::control::RunnerLinks::default(),
+            leader_metrics: Arc::default(),
         }
+    }
+
+    /// Shares what the leader loop of this coordinator measures.
+    pub fn with_leader_metrics(mut self, metrics: Arc<crate::metrics::LeaderMetrics>) -> Self {
+        self.leader_metrics = metrics;
+        self
     }
 
     /// Sets the runners this coordinator can ask to reach offsets.

@@ -31,6 +31,7 @@ pub async fn run(
     store: Store,
     coordinator_id: String,
     timing: SessionTiming,
+    metrics: std::sync::Arc<crate::metrics::LeaderMetrics>,
     shutdown: CancellationToken,
 ) {
     let me = match to_json(&LeaderRecord {
@@ -61,7 +62,9 @@ pub async fn run(
                 holds = Holds::default();
             }
             leading = now_leading;
-            if leading && let Some(next) = reconcile(&store, &me, timing, &mut holds).await? {
+            if leading
+                && let Some(next) = reconcile(&store, &me, timing, &mut holds, &metrics).await?
+            {
                 wake = wake.min(next);
             }
             Ok::<(), crate::error::Error>(())
@@ -100,6 +103,7 @@ async fn reconcile(
     me: &[u8],
     timing: SessionTiming,
     holds: &mut Holds,
+    metrics: &crate::metrics::LeaderMetrics,
 ) -> Result<Option<Duration>> {
     // How runners left, read before which runners are live: a runner that
     // rejoins deletes its record, so reading it after the live list could
@@ -199,10 +203,10 @@ async fn reconcile(
             next_wake = Some(next_wake.map_or(left, |w| w.min(left)));
         } else {
             tracing::info!(%runner, graceful, "departed runner's hold ran out; moving its work");
-            expired.push(runner);
+            expired.push((runner, now - since));
         }
     }
-    for runner in &expired {
+    for (runner, _) in &expired {
         current_tasks.remove(runner);
         current_instances.remove(runner);
         applied.remove(runner);
@@ -267,13 +271,17 @@ async fn reconcile(
             };
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
-        for runner in &expired {
+        for (runner, _) in &expired {
             txn = txn
                 .delete(keys::assignment(runner))
                 .delete(keys::applied(runner))
                 .delete(keys::departed(runner));
         }
         if store.txn(txn).await? {
+            for (runner, took) in &expired {
+                tracing::info!(%runner, seconds = took.as_secs_f64(), "failover: a departed runner's work moved");
+                metrics.failover(*took);
+            }
             tracing::info!(
                 epoch,
                 runners = runners.len(),

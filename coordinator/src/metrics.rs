@@ -4,6 +4,8 @@
 //! their tasks' own metrics; these are read from the store at each scrape.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -22,9 +24,52 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The Prometheus text exposition of the cluster state.
-pub async fn render(store: &Store, coordinator_id: &str) -> Result<String> {
+/// What this coordinator measured while it led: how long failovers took.
+#[derive(Default)]
+pub struct LeaderMetrics {
+    failovers: AtomicU64,
+    failover_millis_sum: AtomicU64,
+    last_failover_millis: AtomicU64,
+}
+
+impl LeaderMetrics {
+    /// One departed runner's work moved to others, `took` after the leader
+    /// first saw the runner gone.
+    pub fn failover(&self, took: Duration) {
+        let millis = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+        self.failovers.fetch_add(1, Ordering::Relaxed);
+        self.failover_millis_sum
+            .fetch_add(millis, Ordering::Relaxed);
+        self.last_failover_millis.store(millis, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String) {
+        let seconds = |millis: u64| millis as f64 / 1000.0;
+        family(out, "weir_coordinator_failover_seconds", "summary");
+        let _ = writeln!(
+            out,
+            "weir_coordinator_failover_seconds_sum {}",
+            seconds(self.failover_millis_sum.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "weir_coordinator_failover_seconds_count {}",
+            self.failovers.load(Ordering::Relaxed)
+        );
+        family(out, "weir_coordinator_last_failover_seconds", "gauge");
+        let _ = writeln!(
+            out,
+            "weir_coordinator_last_failover_seconds {}",
+            seconds(self.last_failover_millis.load(Ordering::Relaxed))
+        );
+    }
+}
+
+/// The Prometheus text exposition of the cluster state, and of what this
+/// coordinator measured as leader.
+pub async fn render(store: &Store, coordinator_id: &str, leader: &LeaderMetrics) -> Result<String> {
     let mut out = String::new();
+    leader.render(&mut out);
     let statuses = store.list(keys::STATUS_CONNECTORS).await?;
     family(&mut out, "kafka_connect_connector_status", "gauge");
     for (key, value) in &statuses {

@@ -95,9 +95,11 @@ impl Coordinator {
         let rest_addr = local_addr(&rest_listener)?;
 
         let links = crate::control::RunnerLinks::default();
+        let leader_metrics = Arc::new(crate::metrics::LeaderMetrics::default());
         let admin = AdminService::new(store.clone(), registry, config.id.clone())
             .with_override_policy(config.override_policy)
-            .with_runner_links(links.clone());
+            .with_runner_links(links.clone())
+            .with_leader_metrics(leader_metrics.clone());
         let control = ControlService::new(store.clone(), config.id.clone(), config.timing, links);
         let mut tasks = JoinSet::new();
 
@@ -133,6 +135,7 @@ impl Coordinator {
             store.clone(),
             config.id.clone(),
             config.timing,
+            leader_metrics,
             shutdown.clone(),
         ));
 

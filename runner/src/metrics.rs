@@ -24,6 +24,50 @@ pub fn count_sidecar_restart(plugin: &str) {
     }
 }
 
+/// Credit granted to sidecar source tasks and not yet used, by task: the
+/// records each sidecar may still send. Process-wide, as the proxies that
+/// grant it are made by plugins, which know no runner.
+static SIDECAR_CREDITS: Mutex<BTreeMap<(String, i32), (u64, u32)>> = Mutex::new(BTreeMap::new());
+static CREDIT_OWNERS: AtomicU64 = AtomicU64::new(0);
+
+/// The outstanding credit of one sidecar source task, shown while it lives.
+pub struct CreditGauge {
+    key: (String, i32),
+    owner: u64,
+}
+
+impl CreditGauge {
+    pub fn new(connector: &str, task: i32) -> Self {
+        CreditGauge {
+            key: (connector.to_owned(), task),
+            owner: CREDIT_OWNERS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    pub fn set(&self, credit: u32) {
+        // A task made outside a runner (the conformance kit) has no name.
+        if self.key.0.is_empty() {
+            return;
+        }
+        if let Ok(mut credits) = SIDECAR_CREDITS.lock() {
+            credits.insert(self.key.clone(), (self.owner, credit));
+        }
+    }
+}
+
+impl Drop for CreditGauge {
+    fn drop(&mut self) {
+        // A restarted task's new proxy may already own the entry.
+        if let Ok(mut credits) = SIDECAR_CREDITS.lock()
+            && credits
+                .get(&self.key)
+                .is_some_and(|(owner, _)| *owner == self.owner)
+        {
+            credits.remove(&self.key);
+        }
+    }
+}
+
 /// How long a `*-rate` gauge averages over, as Kafka Connect's default
 /// metrics window (2 samples of 30 s) roughly does.
 const RATE_WINDOW: Duration = Duration::from_secs(30);
@@ -298,6 +342,19 @@ impl RunnerMetrics {
                     "counter",
                     &[("plugin", plugin.as_str())],
                     *count as f64,
+                );
+            }
+        }
+        if let Ok(credits) = SIDECAR_CREDITS.lock() {
+            for ((connector, task), (_, credit)) in credits.iter() {
+                out.sample(
+                    "weir_runner_sidecar_credits_outstanding",
+                    "gauge",
+                    &[
+                        ("connector", connector.as_str()),
+                        ("task", &task.to_string()),
+                    ],
+                    f64::from(*credit),
                 );
             }
         }

@@ -401,6 +401,23 @@ fn tasks_of_a_killed_runner_move_to_the_survivor() {
         || read(&output).ends_with("two\n"),
     );
     assert!(read(&output).lines().filter(|l| *l == "one").count() >= 1);
+    // The leader measured the failover: one, from losing runner-a to moving its task.
+    let metrics = ureq::get(&format!("{}/metrics", cluster.rest().base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("weir_coordinator_failover_seconds_count 1\n"),
+        "{metrics}"
+    );
+    let last: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("weir_coordinator_last_failover_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(last > 0.0, "{metrics}");
 }
 
 #[test]

@@ -249,6 +249,25 @@ fn kill_9_of_a_sidecar_fails_only_its_tasks_and_a_restart_loses_nothing() {
         || read(&sidecar_output) == lines(0, 1000) && read(&builtin_output) == lines(0, 1000),
     );
 
+    // The sidecar source's outstanding credit is on /metrics while it runs.
+    let scrape = || {
+        ureq::get(&format!("{}/metrics", rest.base))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+    };
+    let credit_series =
+        "weir_runner_sidecar_credits_outstanding{connector=\"via-sidecar\",task=\"0\"} ";
+    let metrics = scrape();
+    let credit: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(credit_series))
+        .unwrap_or_else(|| panic!("{credit_series} in\n{metrics}"))
+        .parse()
+        .unwrap();
+    assert!((0.0..=20_000.0).contains(&credit), "{credit}");
+
     let killed = Command::new("pkill")
         .args(["-9", "-f", &label(&plugins)])
         .status()
@@ -274,11 +293,9 @@ fn kill_9_of_a_sidecar_fails_only_its_tasks_and_a_restart_loses_nothing() {
     // The runner restarted the sidecar; a restart of the connector recovers.
     weir.process
         .wait_for_log("sidecar restarted", Duration::from_secs(30));
-    let metrics = ureq::get(&format!("{}/metrics", rest.base))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = scrape();
+    // A failed task's proxy is gone, and so is its credit.
+    assert!(!metrics.contains(credit_series), "{metrics}");
     assert!(
         metrics.contains("weir_runner_sidecar_restarts_total{plugin=\"file-connectors\"} 1"),
         "{metrics}"

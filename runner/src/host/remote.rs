@@ -190,6 +190,7 @@ impl ConnectorPlugin for SidecarPlugin {
         };
         match self.kind {
             Direction::Source => Task::Source(Box::new(RemoteSource {
+                credit_gauge: crate::metrics::CreditGauge::new(&identity.connector, identity.task),
                 link,
                 stream: None,
                 credit: 0,
@@ -383,6 +384,8 @@ struct RemoteSource {
     stream: Option<Session<pb::SourceCommand, pb::SourceEvent>>,
     /// Records the sidecar may still send.
     credit: u32,
+    /// `credit`, for `/metrics`.
+    credit_gauge: crate::metrics::CreditGauge,
     /// Records received ahead of the poll that returns them.
     received: std::collections::VecDeque<pb::SourceRecord>,
 }
@@ -440,6 +443,7 @@ impl SourceTask for RemoteSource {
                 )
                 .await?;
             self.credit += window - in_hand;
+            self.credit_gauge.set(self.credit);
         }
         if self.received.is_empty() {
             // Waiting here is waiting for data; a dead or hung sidecar breaks
@@ -451,6 +455,7 @@ impl SourceTask for RemoteSource {
                         return Err(malformed(link, "a batch larger than the credit granted"));
                     }
                     self.credit -= sent;
+                    self.credit_gauge.set(self.credit);
                     self.received.extend(batch.records);
                 }
                 Some(pb::source_event::Event::Error(error)) => return Err(link.reported(&error)),
