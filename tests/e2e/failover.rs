@@ -169,6 +169,19 @@ fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
         received(&sink_file).len() > 200
     });
     let started: Vec<usize> = runners.iter().map(starts).collect();
+    // A tap through the coordinator no runner joined is refused, naming
+    // the runners' coordinator.
+    match ureq::get(&format!("{}/connectors/file-source/tap", second.rest.base)).call() {
+        Err(ureq::Error::Status(409, response)) => {
+            let body: Value = response.into_json().unwrap();
+            let message = body["message"].as_str().unwrap();
+            assert!(
+                message.contains("on coordinator coordinator-1"),
+                "{message}"
+            );
+        }
+        other => panic!("expected 409, got {other:?}"),
+    }
 
     first.process.kill_hard();
     // The sink keeps receiving: sample its size for 8 s.
