@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use weir_tests::{Standalone, binary, wait_until};
+use weir_tests::{STRING_CONVERTERS, Standalone, binary, wait_until};
 
 /// Runs `weir ARGS` with a contexts file of the test's own; exit code, stdout, stderr.
 fn weir(dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -34,11 +34,10 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 #[test]
 fn the_cli_applies_a_directory_idempotently_and_manages_connectors() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = "org.apache.kafka.connect.storage.StringConverter";
     let weir_server = Standalone::start(
         dir.path(),
         "worker",
-        &format!("key.converter={plain}\nvalue.converter={plain}\noffset.flush.interval.ms=200\n"),
+        &format!("{STRING_CONVERTERS}offset.flush.interval.ms=200\n"),
     );
     let url = weir_server.rest.base.clone();
     let input = dir.path().join("in.txt");
@@ -240,12 +239,7 @@ fn finished(mut child: std::process::Child, what: &str) -> String {
 #[test]
 fn weir_tap_prints_the_records_passing_a_task_live() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = "org.apache.kafka.connect.storage.StringConverter";
-    let weir_server = Standalone::start(
-        dir.path(),
-        "worker",
-        &format!("key.converter={plain}\nvalue.converter={plain}\n"),
-    );
+    let weir_server = Standalone::start(dir.path(), "worker", STRING_CONVERTERS);
     let url = weir_server.rest.base.clone();
     ok(dir.path(), &["context", "set", "local", "--cluster", &url]);
     let input = dir.path().join("in.txt");

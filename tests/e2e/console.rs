@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use weir_tests::{Process, Standalone, append, free_port, wait_for_port, wait_until};
+use weir_tests::{
+    Process, STRING_CONVERTERS, Standalone, append, free_port, wait_for_port, wait_until,
+};
 
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -170,12 +172,7 @@ fn screenshot_dir() -> PathBuf {
 #[test]
 fn the_console_shows_the_pipeline_pauses_with_a_click_and_shows_a_failed_trace() {
     let dir = tempfile::tempdir().unwrap();
-    let plain = "org.apache.kafka.connect.storage.StringConverter";
-    let weir_server = Standalone::start(
-        dir.path(),
-        "worker",
-        &format!("key.converter={plain}\nvalue.converter={plain}\n"),
-    );
+    let weir_server = Standalone::start(dir.path(), "worker", STRING_CONVERTERS);
     let rest = &weir_server.rest;
     let input = dir.path().join("in.txt");
     let output = dir.path().join("out.txt");
@@ -312,4 +309,6 @@ fn the_console_shows_the_pipeline_pauses_with_a_click_and_shows_a_failed_trace()
             .is_none()
     });
     browser.screenshot(&screenshot_dir().join("console.png"));
+    // Secrets are never logged either.
+    assert!(!weir_server.process.log_text().contains("s3cret-value"));
 }

@@ -655,6 +655,9 @@ pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
+/// Worker properties for plain-text records: StringConverter keys and values.
+pub const STRING_CONVERTERS: &str = "key.converter=org.apache.kafka.connect.storage.StringConverter\nvalue.converter=org.apache.kafka.connect.storage.StringConverter\n";
+
 /// A `weir standalone` process against a broker of the test's choosing.
 pub struct Standalone {
     pub rest: Rest,
