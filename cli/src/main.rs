@@ -251,8 +251,16 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
     let runner_metrics: Arc<std::sync::OnceLock<Arc<weir_runner::metrics::RunnerMetrics>>> =
         Arc::default();
     let metrics_slot = runner_metrics.clone();
+    // Started once the runner joined and the connector files are applied,
+    // as Kafka Connect's standalone herder is once it created them.
+    let files_applied = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (applied, joined) = (files_applied.clone(), runner_metrics.clone());
     let coordinator = Coordinator::start(
         CoordinatorConfig {
+            startup: Some(weir_coordinator::rest::StartupProbe(Arc::new(move || {
+                applied.load(std::sync::atomic::Ordering::Relaxed)
+                    && joined.get().is_some_and(|m| m.health().0 == 200)
+            }))),
             metrics: Some(weir_coordinator::rest::MetricsSource(Arc::new(move || {
                 metrics_slot.get().map(|m| m.render()).unwrap_or_default()
             }))),
@@ -310,6 +318,7 @@ async fn standalone(worker_file: PathBuf, connector_files: Vec<PathBuf>) -> Resu
         };
         println!("connector {name} {verb}");
     }
+    files_applied.store(true, std::sync::atomic::Ordering::Relaxed);
 
     wait_for_signal().await;
     shutdown.cancel();

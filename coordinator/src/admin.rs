@@ -56,6 +56,7 @@ pub struct AdminService {
     /// The runners connected here, which reach the offsets for the offsets API.
     links: crate::control::RunnerLinks,
     leader_metrics: Arc<crate::metrics::LeaderMetrics>,
+    startup: Option<crate::rest::StartupProbe>,
 }
 
 /// Everything stored about one connector's configuration.
@@ -129,7 +130,19 @@ impl AdminService {
             override_policy: OverridePolicy::All,
             links: crate::control::RunnerLinks::default(),
             leader_metrics: Arc::default(),
+            startup: None,
         }
+    }
+
+    /// Makes `GET /health` answer `starting` until `probe` says started.
+    pub fn with_startup_probe(mut self, probe: crate::rest::StartupProbe) -> Self {
+        self.startup = Some(probe);
+        self
+    }
+
+    /// Whether the process has finished starting (always, without a probe).
+    pub fn started(&self) -> bool {
+        self.startup.as_ref().is_none_or(|probe| (probe.0)())
     }
 
     /// Shares what the leader loop of this coordinator measures.

@@ -117,6 +117,17 @@ pub fn router(admin: AdminService) -> Router {
         .with_state(admin)
 }
 
+/// Whether the process serving this REST API has finished starting
+/// (`GET /health` answers 503 `starting` until it has).
+#[derive(Clone)]
+pub struct StartupProbe(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl std::fmt::Debug for StartupProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartupProbe")
+    }
+}
+
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
@@ -368,7 +379,12 @@ async fn server_info(State(admin): State<AdminService>) -> HttpResult {
 /// it is never "starting" here; it is unhealthy (500) while it cannot be
 /// sure its etcd session is alive, since its answers may then be stale.
 async fn health(State(admin): State<AdminService>) -> Response {
-    if admin.session_valid() {
+    if !admin.started() {
+        ok(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "starting", "message": "Worker is still starting up."}),
+        )
+    } else if admin.session_valid() {
         ok(
             StatusCode::OK,
             json!({"status": "healthy", "message": "Worker has completed startup and is ready to handle requests."}),
@@ -1048,5 +1064,28 @@ mod tests {
             .unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["status"], "unhealthy");
+    }
+
+    #[tokio::test]
+    async fn health_is_503_starting_until_the_startup_probe_says_started() {
+        let started = Arc::new(AtomicBool::new(false));
+        let probe = started.clone();
+        let admin = AdminService::new(
+            Arc::new(LocalStore::in_memory()),
+            Arc::new(Registry::builtin()),
+            "c1".into(),
+        )
+        .with_startup_probe(StartupProbe(Arc::new(move || {
+            probe.load(Ordering::Relaxed)
+        })));
+        let response = health(State(admin.clone())).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["status"], "starting");
+        started.store(true, Ordering::Relaxed);
+        assert_eq!(health(State(admin)).await.status(), StatusCode::OK);
     }
 }

@@ -48,6 +48,9 @@ pub struct CoordinatorConfig {
     /// Metrics served at `GET /metrics` on the REST port after the
     /// cluster's own (standalone: its runner's).
     pub metrics: Option<crate::rest::MetricsSource>,
+    /// Standalone: `GET /health` answers 503 `starting` until this says the
+    /// worker started (its runner joined, its connector files applied).
+    pub startup: Option<crate::rest::StartupProbe>,
 }
 
 /// A running coordinator.
@@ -100,6 +103,10 @@ impl Coordinator {
             .with_override_policy(config.override_policy)
             .with_runner_links(links.clone())
             .with_leader_metrics(leader_metrics.clone());
+        let admin = match config.startup.clone() {
+            Some(probe) => admin.with_startup_probe(probe),
+            None => admin,
+        };
         let control = ControlService::new(store.clone(), config.id.clone(), config.timing, links);
         let mut tasks = JoinSet::new();
 

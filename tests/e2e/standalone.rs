@@ -1131,6 +1131,16 @@ fn metrics_use_strimzi_names_and_move_as_records_flow() {
     let dir = tempfile::tempdir().unwrap();
     let weir = start(dir.path(), "", &[]);
     let rest = &weir.rest;
+    // KIP-1017: healthy once the runner joined and the connector files
+    // (none here) are applied.
+    wait_until(Duration::from_secs(30), "GET /health 200", || {
+        rest.get("/health")
+            == (
+                200,
+                json!({"status": "healthy",
+            "message": "Worker has completed startup and is ready to handle requests."}),
+            )
+    });
     let plain = "org.apache.kafka.connect.storage.StringConverter";
     let input = dir.path().join("in.txt");
     let output = dir.path().join("out.txt");

@@ -137,6 +137,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let coordinator = Coordinator::start(
         CoordinatorConfig {
             metrics: None,
+            startup: None,
             id,
             grpc_listen,
             rest_listen,
