@@ -1083,32 +1083,27 @@ impl Admin for AdminService {
             return Err(Error::NotFound(format!("Unknown task: {name}-{task}")).into());
         }
         request.max_records_per_second = request.max_records_per_second.min(crate::tap::MAX_RATE);
-        // Runners join one coordinator each; a tap reaches the runners
-        // connected here, so tasks that run only elsewhere are refused.
+        // Runners join one coordinator each, and a tap reaches the runners
+        // connected here: a tap that would miss tasks running elsewhere is
+        // refused rather than silently partial.
         let linked = self.links.runner_ids();
         let mut elsewhere = Vec::new();
-        let mut here = false;
         for (record, assignment) in self.runner_assignments().await? {
-            let hosts = assignment.is_some_and(|a| {
-                a.tasks
-                    .iter()
-                    .any(|t| t.connector == name && request.task.is_none_or(|n| n == t.task))
-            });
-            if !hosts {
+            if linked.contains(&record.runner_id) {
                 continue;
             }
-            if linked.contains(&record.runner_id) {
-                here = true;
-            } else {
-                elsewhere.push(format!(
-                    "runner {} on coordinator {}",
-                    record.runner_id, record.coordinator_id
-                ));
+            for task in assignment.iter().flat_map(|a| &a.tasks) {
+                if task.connector == name && request.task.is_none_or(|n| n == task.task) {
+                    elsewhere.push(format!(
+                        "task {} on runner {} of coordinator {}",
+                        task.task, record.runner_id, record.coordinator_id
+                    ));
+                }
             }
         }
-        if !here && !elsewhere.is_empty() {
+        if !elsewhere.is_empty() {
             return Err(Error::Conflict(format!(
-                "The tasks of connector {name} run on runners connected to other coordinators ({}); tap through one of those",
+                "Connector {name} has tasks on runners connected to other coordinators ({}); tap through those coordinators, one task at a time if they differ",
                 elsewhere.join(", ")
             ))
             .into());

@@ -100,12 +100,15 @@ impl RunnerLinks {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, session: &str, runner: &str, outbound: mpsc::Sender<Outbound>) {
+    /// Links a runner session once it was welcomed. Returns the live taps it
+    /// must attach, already counted as started on it.
+    fn add(
+        &self,
+        session: &str,
+        runner: &str,
+        outbound: mpsc::Sender<Outbound>,
+    ) -> Vec<pb::CoordinatorMessage> {
         let mut links = self.links();
-        // Taps live on this coordinator cover the runner from now on.
-        for (id, request) in links.taps.starts() {
-            let _ = outbound.try_send(Ok(tap_start(id, request)));
-        }
         links.runners.insert(
             session.to_owned(),
             Linked {
@@ -113,6 +116,18 @@ impl RunnerLinks {
                 outbound,
             },
         );
+        links
+            .taps
+            .start_all_on(session)
+            .into_iter()
+            .map(|(id, request)| tap_start(id, request))
+            .collect()
+    }
+
+    fn remove(&self, session: &str) {
+        let mut links = self.links();
+        links.runners.remove(session);
+        links.taps.session_ended(session);
     }
 
     /// The ids of the runners connected here.
@@ -125,71 +140,119 @@ impl RunnerLinks {
     }
 
     /// Starts a tap on every runner connected here and returns its records
-    /// once they all attached it (or [`TAP_ATTACH_DEADLINE`] passed).
+    /// once every one attached it. A runner that does not attach it within
+    /// [`TAP_ATTACH_DEADLINE`] is left out; if none does, the tap fails.
     pub async fn tap(&self, request: admin::TapRequest) -> Result<crate::tap::TapStream> {
         let (id, records, mut attachments, runners) = {
             let mut links = self.links();
             links.next_id += 1;
             let id = links.next_id;
             let (records, attachments) = links.taps.open(id, request.clone());
-            let runners: Vec<_> = links
+            let runners: Vec<(String, mpsc::Sender<Outbound>)> = links
                 .runners
-                .values()
-                .map(|linked| linked.outbound.clone())
+                .iter()
+                .map(|(session, linked)| (session.clone(), linked.outbound.clone()))
                 .collect();
+            for (session, _) in &runners {
+                links.taps.started_on(id, session);
+            }
             (id, records, attachments, runners)
         };
         let guard = crate::tap::TapGuard {
             links: self.clone(),
             id,
         };
-        let mut started = 0;
-        for runner in runners {
-            if runner
+        let mut expected = BTreeSet::new();
+        for (session, outbound) in runners {
+            if outbound
                 .send(Ok(tap_start(id, request.clone())))
                 .await
                 .is_ok()
             {
-                started += 1;
+                expected.insert(session);
             }
         }
-        if started == 0 {
+        if expected.is_empty() {
             return Err(crate::error::Error::Conflict(
                 "No runner is connected to this coordinator; tap through a coordinator that has runners".to_owned(),
             ));
         }
+        let wanted = expected.len();
         let attached = async {
-            for _ in 0..started {
-                if attachments.recv().await.is_none() {
-                    break;
+            while !expected.is_empty() {
+                match attachments.recv().await {
+                    Some(session) => {
+                        expected.remove(&session);
+                    }
+                    None => break,
                 }
             }
         };
-        let _ = tokio::time::timeout(TAP_ATTACH_DEADLINE, attached).await;
+        if tokio::time::timeout(TAP_ATTACH_DEADLINE, attached)
+            .await
+            .is_err()
+        {
+            if expected.len() == wanted {
+                return Err(crate::error::Error::Internal(
+                    "No runner attached the tap in time".to_owned(),
+                ));
+            }
+            tracing::warn!(
+                missing = expected.len(),
+                "some runners did not attach a tap in time; it goes on without them"
+            );
+        }
         Ok(crate::tap::TapStream {
             records,
             _guard: guard,
         })
     }
 
-    /// Stops tap `id` on every runner connected here.
+    /// Stops tap `id` on every runner connected here. Called on drop, so the
+    /// stops are sent from a task of their own; a runner that misses one is
+    /// told again when it next sends records for the tap.
     pub(crate) fn untap(&self, id: u64) {
-        let mut links = self.links();
-        links.taps.close(id);
-        for linked in links.runners.values() {
-            let stop = pb::CoordinatorMessage {
-                body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
-            };
-            let _ = linked.outbound.try_send(Ok(stop));
+        let outbounds: Vec<mpsc::Sender<Outbound>> = {
+            let mut links = self.links();
+            links.taps.close(id);
+            links
+                .runners
+                .values()
+                .map(|linked| linked.outbound.clone())
+                .collect()
+        };
+        let stop = move || pb::CoordinatorMessage {
+            body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    for outbound in outbounds {
+                        let _ = outbound.send(Ok(stop())).await;
+                    }
+                });
+            }
+            Err(_) => {
+                for outbound in outbounds {
+                    let _ = outbound.try_send(Ok(stop()));
+                }
+            }
         }
     }
 
-    fn tapped(&self, records: pb::TapRecords) {
-        self.links().taps.relay(records.id, records.records);
+    /// Ends every live tap (the coordinator is stopping).
+    pub fn close_taps(&self) {
+        self.links()
+            .taps
+            .close_all("The coordinator is shutting down");
     }
 
-    fn remove(&self, session: &str) {
-        self.links().runners.remove(session);
+    /// Relays records `session` sent for a tap; false when the tap is not
+    /// live here (the runner should stop it).
+    fn tapped(&self, session: &str, records: pb::TapRecords) -> bool {
+        self.links()
+            .taps
+            .relay(records.id, session, records.records)
     }
 
     fn answered(&self, reply: pb::OffsetsReply) {
@@ -363,11 +426,6 @@ struct Session {
 impl Session {
     async fn run(self, inbound: Streaming<pb::RunnerMessage>) {
         let runner = self.record.runner_id.clone();
-        self.links.add(
-            &self.record.session,
-            &self.record.runner_id,
-            self.outbound.clone(),
-        );
         if let Err(error) = self.serve(inbound).await {
             tracing::warn!(%runner, %error, "runner session failed");
         }
@@ -412,6 +470,18 @@ impl Session {
         if self.outbound.send(Ok(welcome)).await.is_err() {
             return Ok(());
         }
+        // Linked only after the Welcome, which must be the first message:
+        // live taps follow it.
+        let taps = self.links.add(
+            &self.record.session,
+            &self.record.runner_id,
+            self.outbound.clone(),
+        );
+        for start in taps {
+            if self.outbound.send(Ok(start)).await.is_err() {
+                return Ok(());
+            }
+        }
         // Heartbeats are answered by their own task, never behind store I/O:
         // a slow store must not make a runner think it lost its session.
         let (messages, mut received) = mpsc::unbounded_channel();
@@ -421,6 +491,7 @@ impl Session {
             self.store.clone(),
             messages,
             runner.clone(),
+            self.record.session.clone(),
             self.links.clone(),
         )));
         let mut changes = self.store.changes();
@@ -784,6 +855,7 @@ async fn read_runner(
     store: Store,
     messages: mpsc::UnboundedSender<pb::RunnerMessage>,
     runner: String,
+    session: String,
     links: RunnerLinks,
 ) {
     loop {
@@ -801,7 +873,16 @@ async fn read_runner(
         };
         match message.body {
             Some(Body::OffsetsReply(reply)) => links.answered(reply),
-            Some(Body::TapRecords(records)) => links.tapped(records),
+            Some(Body::TapRecords(records)) => {
+                let id = records.id;
+                if !links.tapped(&session, records) {
+                    // A tap that ended here while its stop was lost.
+                    let stop = pb::CoordinatorMessage {
+                        body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
+                    };
+                    let _ = outbound.try_send(Ok(stop));
+                }
+            }
             Some(Body::Heartbeat(beat)) => {
                 // A coordinator that may have lost its store session must
                 // not renew a runner's lease (the leader may be moving its

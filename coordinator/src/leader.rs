@@ -203,10 +203,16 @@ async fn reconcile(
             next_wake = Some(next_wake.map_or(left, |w| w.min(left)));
         } else {
             tracing::info!(%runner, graceful, "departed runner's hold ran out; moving its work");
-            expired.push((runner, now - since));
+            let had_work = [&current_tasks, &applied]
+                .iter()
+                .any(|held| held.get(&runner).is_some_and(|tasks| !tasks.is_empty()))
+                || current_instances
+                    .get(&runner)
+                    .is_some_and(|names| !names.is_empty());
+            expired.push((runner, now - since, had_work));
         }
     }
-    for (runner, _) in &expired {
+    for (runner, _, _) in &expired {
         current_tasks.remove(runner);
         current_instances.remove(runner);
         applied.remove(runner);
@@ -271,16 +277,19 @@ async fn reconcile(
             };
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
-        for (runner, _) in &expired {
+        for (runner, _, _) in &expired {
             txn = txn
                 .delete(keys::assignment(runner))
                 .delete(keys::applied(runner))
                 .delete(keys::departed(runner));
         }
         if store.txn(txn).await? {
-            for (runner, took) in &expired {
-                tracing::info!(%runner, seconds = took.as_secs_f64(), "failover: a departed runner's work moved");
-                metrics.failover(*took);
+            // A failover: work a departed runner held, moved to live runners.
+            for (runner, took, had_work) in &expired {
+                if *had_work && !runners.is_empty() {
+                    tracing::info!(%runner, seconds = took.as_secs_f64(), "failover: a departed runner's work moved");
+                    metrics.failover(*took);
+                }
             }
             tracing::info!(
                 epoch,

@@ -789,7 +789,8 @@ async fn list_runners(State(admin): State<AdminService>) -> HttpResult {
 }
 
 /// Weir only: a live tap as Server-Sent Events, one `record` event per
-/// record (JSON), after a comment saying the tap is attached. Query:
+/// record (JSON), after a comment saying the tap is attached, and an
+/// `ended` event with the reason if the coordinator ends it. Query:
 /// `task`, `point` (`after_poll`, `after_transforms`, `before_put`) and
 /// `rate` (records per second per task).
 async fn tap_connector(
@@ -848,7 +849,7 @@ async fn tap_connector(
             Ok(record) => Event::default()
                 .event("record")
                 .data(tapped_record_json(&record).to_string()),
-            Err(status) => Event::default().event("error").data(status.message()),
+            Err(status) => Event::default().event("ended").data(status.message()),
         })
     });
     Ok(Sse::new(attached.chain(events))
@@ -873,6 +874,7 @@ fn tapped_record_json(record: &pb::TappedRecord) -> Value {
         "value": parse(&record.value_json),
         "headers": record.headers.iter().map(|h| json!({"key": h.key, "value": parse(&h.value_json)})).collect::<Vec<_>>(),
         "skipped_before": record.skipped_before,
+        "runner": record.runner,
     })
 }
 

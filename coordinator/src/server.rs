@@ -107,8 +107,19 @@ impl Coordinator {
             Some(probe) => admin.with_startup_probe(probe),
             None => admin,
         };
-        let control = ControlService::new(store.clone(), config.id.clone(), config.timing, links);
+        let control = ControlService::new(
+            store.clone(),
+            config.id.clone(),
+            config.timing,
+            links.clone(),
+        );
         let mut tasks = JoinSet::new();
+        // Tap streams never end by themselves: end them, so the servers can drain.
+        let taps_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            taps_shutdown.cancelled().await;
+            links.close_taps();
+        });
 
         let grpc_shutdown = shutdown.clone();
         let grpc_admin = admin.clone();

@@ -3,7 +3,7 @@
 //! their copies are relayed to the client, and the tap is stopped on the
 //! runners when the client goes away. Runners rate-limit at the source.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -18,6 +18,8 @@ const CLIENT_BUFFER: usize = 1024;
 /// Records per second a tap may ask for at most.
 pub const MAX_RATE: u32 = 1000;
 
+type Relayed = Result<admin::TappedRecord, Status>;
+
 /// The taps live on this coordinator.
 #[derive(Default)]
 pub struct LiveTaps {
@@ -26,24 +28,23 @@ pub struct LiveTaps {
 
 struct Entry {
     request: admin::TapRequest,
-    records: mpsc::Sender<admin::TappedRecord>,
-    /// Told once per runner that attached the tap.
-    attached: mpsc::UnboundedSender<()>,
+    records: mpsc::Sender<Relayed>,
+    /// The runner sessions the tap was started on and that still live.
+    sessions: BTreeSet<String>,
+    /// Each session that attached the tap, as it does.
+    attached: mpsc::UnboundedSender<String>,
     /// Records dropped because the client read too slowly.
     skipped: u64,
 }
 
 impl LiveTaps {
-    /// Registers tap `id`; returns where its records and its runners'
-    /// attachments arrive.
+    /// Registers tap `id`; returns where its records and the sessions that
+    /// attached it arrive.
     pub fn open(
         &mut self,
         id: u64,
         request: admin::TapRequest,
-    ) -> (
-        mpsc::Receiver<admin::TappedRecord>,
-        mpsc::UnboundedReceiver<()>,
-    ) {
+    ) -> (mpsc::Receiver<Relayed>, mpsc::UnboundedReceiver<String>) {
         let (records, receiver) = mpsc::channel(CLIENT_BUFFER);
         let (attached, attachments) = mpsc::unbounded_channel();
         self.entries.insert(
@@ -51,6 +52,7 @@ impl LiveTaps {
             Entry {
                 request,
                 records,
+                sessions: BTreeSet::new(),
                 attached,
                 skipped: 0,
             },
@@ -62,34 +64,67 @@ impl LiveTaps {
         self.entries.remove(&id);
     }
 
-    /// The taps a runner that just joined must attach.
-    pub fn starts(&self) -> Vec<(u64, admin::TapRequest)> {
+    /// Ends every tap with `reason` (the coordinator is stopping).
+    pub fn close_all(&mut self, reason: &str) {
+        for (_, entry) in self.entries.drain() {
+            let _ = entry.records.try_send(Err(Status::unavailable(reason)));
+        }
+    }
+
+    /// Notes that tap `id` was sent to `session`.
+    pub fn started_on(&mut self, id: u64, session: &str) {
+        if let Some(entry) = self.entries.get_mut(&id) {
+            entry.sessions.insert(session.to_owned());
+        }
+    }
+
+    /// The taps a session that just joined must attach; they count as
+    /// started on it.
+    pub fn start_all_on(&mut self, session: &str) -> Vec<(u64, admin::TapRequest)> {
         self.entries
-            .iter()
-            .map(|(id, entry)| (*id, entry.request.clone()))
+            .iter_mut()
+            .map(|(id, entry)| {
+                entry.sessions.insert(session.to_owned());
+                (*id, entry.request.clone())
+            })
             .collect()
     }
 
-    /// Relays what a runner sent for tap `id`; an empty batch says the
-    /// runner attached it.
-    pub fn relay(&mut self, id: u64, records: Vec<admin::TappedRecord>) {
+    /// A runner session ended: a tap no session here carries any more ends,
+    /// telling its client why.
+    pub fn session_ended(&mut self, session: &str) {
+        self.entries.retain(|_, entry| {
+            if !entry.sessions.remove(session) || !entry.sessions.is_empty() {
+                return true;
+            }
+            let _ = entry.records.try_send(Err(Status::unavailable(
+                "No runner is connected to this coordinator any more; tap through the coordinator the runners joined",
+            )));
+            false
+        });
+    }
+
+    /// Relays what `session` sent for tap `id`; an empty batch says it
+    /// attached the tap. False when no such tap lives here.
+    pub fn relay(&mut self, id: u64, session: &str, records: Vec<admin::TappedRecord>) -> bool {
         let Some(entry) = self.entries.get_mut(&id) else {
-            return;
+            return false;
         };
         if records.is_empty() {
-            let _ = entry.attached.send(());
-            return;
+            let _ = entry.attached.send(session.to_owned());
+            return true;
         }
         for mut record in records {
             record.skipped_before += entry.skipped;
-            match entry.records.try_send(record) {
+            match entry.records.try_send(Ok(record)) {
                 Ok(()) => entry.skipped = 0,
-                Err(mpsc::error::TrySendError::Full(record)) => {
+                Err(mpsc::error::TrySendError::Full(Ok(record))) => {
                     entry.skipped = record.skipped_before + 1;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(_) => break,
             }
         }
+        true
     }
 }
 
@@ -105,17 +140,18 @@ impl Drop for TapGuard {
     }
 }
 
-/// The records of one tap, as a gRPC server stream; dropping it stops the tap.
+/// The records of one tap, as a gRPC server stream; dropping it stops the
+/// tap. It ends with an error when no runner here carries the tap any more.
 pub struct TapStream {
-    pub(crate) records: mpsc::Receiver<admin::TappedRecord>,
+    pub(crate) records: mpsc::Receiver<Relayed>,
     pub(crate) _guard: TapGuard,
 }
 
 impl futures::Stream for TapStream {
-    type Item = Result<admin::TappedRecord, Status>;
+    type Item = Relayed;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.records.poll_recv(cx).map(|record| record.map(Ok))
+        self.records.poll_recv(cx)
     }
 }
 
@@ -166,22 +202,36 @@ mod tests {
     fn a_slow_client_gets_a_count_of_what_it_missed() {
         let mut taps = LiveTaps::default();
         let (mut records, mut attached) = taps.open(1, admin::TapRequest::default());
-        taps.relay(1, Vec::new());
-        assert!(attached.try_recv().is_ok());
-        taps.relay(
-            1,
-            (0..CLIENT_BUFFER + 3)
-                .map(|n| record(&n.to_string()))
-                .collect(),
-        );
+        taps.started_on(1, "s1");
+        assert!(taps.relay(1, "s1", Vec::new()));
+        assert_eq!(attached.try_recv().ok().as_deref(), Some("s1"));
+        let burst = (0..CLIENT_BUFFER + 3).map(|n| record(&n.to_string()));
+        taps.relay(1, "s1", burst.collect());
         for _ in 0..CLIENT_BUFFER {
-            records.try_recv().expect("buffered");
+            records.try_recv().expect("buffered").expect("a record");
         }
-        taps.relay(1, vec![record("next")]);
-        let next = records.try_recv().expect("relayed");
+        taps.relay(1, "s1", vec![record("next")]);
+        let next = records.try_recv().expect("relayed").expect("a record");
         assert_eq!((next.value_json.as_str(), next.skipped_before), ("next", 3));
         taps.close(1);
-        taps.relay(1, vec![record("gone")]);
+        assert!(!taps.relay(1, "s1", vec![record("gone")]));
         assert!(records.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_tap_ends_with_an_error_when_its_last_session_ends() {
+        let mut taps = LiveTaps::default();
+        let (mut records, _attached) = taps.open(1, admin::TapRequest::default());
+        taps.started_on(1, "s1");
+        assert_eq!(taps.start_all_on("s2").len(), 1);
+        taps.session_ended("s1");
+        assert!(records.try_recv().is_err(), "s2 still carries it");
+        taps.session_ended("s2");
+        let ended = records.try_recv().expect("an answer");
+        assert_eq!(
+            ended.expect_err("an error").code(),
+            tonic::Code::Unavailable
+        );
+        assert!(!taps.relay(1, "s2", vec![record("late")]));
     }
 }

@@ -140,10 +140,12 @@ struct Subscriber {
     id: u64,
     task: Option<i32>,
     point: TapPoint,
-    /// One bucket per task, so each task gets the whole rate.
-    buckets: HashMap<i32, TokenBucket>,
+    /// Per task: its own bucket (each task gets the whole rate) and the
+    /// records it skipped since the last one sent.
+    per_task: HashMap<i32, (TokenBucket, u64)>,
+    /// All tasks of this runner together, at most [`MAX_RATE`].
+    overall: TokenBucket,
     rate: u32,
-    skipped: u64,
     sender: mpsc::Sender<admin::TappedRecord>,
 }
 
@@ -171,6 +173,7 @@ impl ConnectorTap {
 /// The tap side of one task: what its loop offers records to.
 #[derive(Clone)]
 pub struct TaskTap {
+    runner: Arc<str>,
     connector_name: Arc<str>,
     task: i32,
     tap: Arc<ConnectorTap>,
@@ -180,6 +183,7 @@ impl TaskTap {
     /// A tap nobody can attach to, for tasks run outside a runner (tests, the bench).
     pub fn detached(connector: &str, task: i32) -> Self {
         TaskTap {
+            runner: Arc::from(""),
             connector_name: Arc::from(connector),
             task,
             tap: Arc::default(),
@@ -204,21 +208,21 @@ impl TaskTap {
                 continue;
             }
             let rate = subscriber.rate;
-            let bucket = subscriber
-                .buckets
+            let (bucket, skipped) = subscriber
+                .per_task
                 .entry(self.task)
-                .or_insert_with(|| TokenBucket::new(rate));
-            if !bucket.take(now) {
-                subscriber.skipped += 1;
+                .or_insert_with(|| (TokenBucket::new(rate), 0));
+            if !bucket.take(now) || !subscriber.overall.take(now) {
+                *skipped += 1;
                 continue;
             }
             let mut record = rendered
                 .get_or_insert_with(|| self.render(point, view))
                 .clone();
-            record.skipped_before = subscriber.skipped;
+            record.skipped_before = *skipped;
             match subscriber.sender.try_send(record) {
-                Ok(()) => subscriber.skipped = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => subscriber.skipped += 1,
+                Ok(()) => *skipped = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => *skipped += 1,
                 Err(mpsc::error::TrySendError::Closed(_)) => closed = true,
             }
         }
@@ -248,24 +252,43 @@ impl TaskTap {
                 })
                 .collect(),
             skipped_before: 0,
+            runner: self.runner.to_string(),
         }
     }
 }
 
+/// A rendered key, value or header longer than this is cut, so a tap's
+/// messages stay far below gRPC's message size limit.
+pub const MAX_RENDERED_BYTES: usize = 16 * 1024;
+
 /// The schemaless JSON rendering of `data`; data its schema does not
 /// describe is shown as a string saying so rather than failing the task.
+/// Past [`MAX_RENDERED_BYTES`] the text is cut and marked (it is then no
+/// longer JSON, and clients show it as a string).
 fn json_text(data: &SchemaAndValue) -> String {
-    match weir_connect::converter::value_to_json(data.schema.as_ref(), &data.value) {
+    let mut text = match weir_connect::converter::value_to_json(data.schema.as_ref(), &data.value) {
         Ok(json) => json.to_string(),
         Err(error) => {
             serde_json::Value::String(format!("<not renderable: {}>", error.0)).to_string()
         }
+    };
+    if text.len() > MAX_RENDERED_BYTES {
+        let total = text.len();
+        let mut cut = MAX_RENDERED_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str(&format!("… ({total} bytes in all)"));
     }
+    text
 }
 
 /// Every tap on this runner, by connector.
 #[derive(Default, Clone)]
 pub struct Taps {
+    /// This runner's id, on every record.
+    runner: Arc<str>,
     connectors: Arc<Mutex<HashMap<String, Arc<ConnectorTap>>>>,
 }
 
@@ -279,6 +302,13 @@ impl Taps {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    pub fn new(runner: &str) -> Self {
+        Taps {
+            runner: Arc::from(runner),
+            connectors: Arc::default(),
+        }
+    }
+
     /// The tap side of a task that is starting.
     pub fn for_task(&self, connector: &str, task: i32) -> TaskTap {
         let tap = self
@@ -287,6 +317,7 @@ impl Taps {
             .or_default()
             .clone();
         TaskTap {
+            runner: self.runner.clone(),
             connector_name: Arc::from(connector),
             task,
             tap,
@@ -311,13 +342,15 @@ impl Taps {
             .or_default()
             .clone();
         let mut subscribers = tap.subscribers();
+        // A start sent twice replaces the first.
+        subscribers.retain(|s| s.id != id);
         subscribers.push(Subscriber {
             id,
             task: request.task,
             point: TapPoint::from_wire(request.point()),
-            buckets: HashMap::new(),
+            per_task: HashMap::new(),
+            overall: TokenBucket::new(MAX_RATE),
             rate,
-            skipped: 0,
             sender,
         });
         tap.refresh_points(&subscribers);
@@ -419,6 +452,34 @@ mod tests {
         let start = Instant::now();
         assert!(bucket.take(start) && bucket.take(start) && !bucket.take(start));
         assert!(bucket.take(start + std::time::Duration::from_millis(600)));
+    }
+
+    #[test]
+    fn skipped_records_are_counted_per_task_and_long_values_are_cut() {
+        let taps = Taps::default();
+        let zero = taps.for_task("c", 0);
+        let one = taps.for_task("c", 1);
+        let mut records = taps.attach(1, &request(None, admin::TapPoint::AfterPoll, 1));
+        offer(&zero, TapPoint::AfterPoll, "a");
+        offer(&zero, TapPoint::AfterPoll, "skipped");
+        offer(&one, TapPoint::AfterPoll, "b");
+        let first = records.try_recv().expect("task 0's first");
+        let second = records.try_recv().expect("task 1's first");
+        assert_eq!((first.task, second.task), (0, 1));
+        // The record task 0 skipped is not charged to task 1.
+        assert_eq!(second.skipped_before, 0);
+
+        let long = "x".repeat(MAX_RENDERED_BYTES * 2);
+        let rendered = json_text(&SchemaAndValue {
+            schema: None,
+            value: Value::String(long),
+        });
+        assert!(
+            rendered.len() < MAX_RENDERED_BYTES + 64,
+            "{}",
+            rendered.len()
+        );
+        assert!(rendered.ends_with(&format!("({} bytes in all)", MAX_RENDERED_BYTES * 2 + 2)));
     }
 
     #[test]

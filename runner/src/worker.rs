@@ -148,6 +148,7 @@ impl Runner {
                 .map_err(Error::Config)?,
         );
         let kafka_cluster_id = cluster_id(&worker).await;
+        let taps = crate::tap::Taps::new(&config.runner_id);
         Ok(Runner {
             config,
             worker,
@@ -161,7 +162,7 @@ impl Runner {
             instance: uuid::Uuid::new_v4().to_string(),
             lease: Lease::new(),
             metrics: Arc::default(),
-            taps: crate::tap::Taps::default(),
+            taps,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             providers,
         })
@@ -893,8 +894,20 @@ impl Drop for SessionTaps {
     }
 }
 
-/// Records a tap sends per message at most.
+/// Records a tap sends per message at most, and bytes of rendered keys,
+/// values and headers: far below gRPC's 4 MiB message limit.
 const TAP_BATCH: usize = 100;
+const TAP_BATCH_BYTES: usize = 512 * 1024;
+
+fn rendered_size(record: &weir_proto::admin::v1::TappedRecord) -> usize {
+    record.key_json.len()
+        + record.value_json.len()
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value_json.len())
+            .sum::<usize>()
+}
 
 /// Sends what tap `id` copies to the coordinator, first an empty message
 /// saying it is attached. Ends when the tap is detached or the session ends.
@@ -912,11 +925,27 @@ async fn forward_tap(
     if outbound.send(message(Vec::new())).await.is_err() {
         return;
     }
-    while let Some(first) = records.recv().await {
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(record) => record,
+            None => match records.recv().await {
+                Some(record) => record,
+                None => return,
+            },
+        };
+        let mut bytes = rendered_size(&first);
         let mut batch = vec![first];
         while batch.len() < TAP_BATCH {
             match records.try_recv() {
-                Ok(record) => batch.push(record),
+                Ok(record) => {
+                    bytes += rendered_size(&record);
+                    if bytes > TAP_BATCH_BYTES {
+                        next = Some(record);
+                        break;
+                    }
+                    batch.push(record);
+                }
                 Err(_) => break,
             }
         }

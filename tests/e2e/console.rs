@@ -291,8 +291,11 @@ fn the_console_shows_the_pipeline_pauses_with_a_click_and_shows_a_failed_trace()
         json!(["ui-sink"]),
     );
     browser.click("#tap-start");
-    browser.wait_for_text("#tap-state", "tapping ui-sink at after_poll");
     // `open` fired: the runner attached the tap before the page heard back.
+    wait_until(Duration::from_secs(30), "the tap open", || {
+        browser.find("#tap-state[data-open]").is_some()
+    });
+    assert_eq!(browser.text("#tap-state"), "tapping ui-sink at after_poll");
     append(&input, "seen in the console\n");
     let tapped = browser.wait_for_text("#tap-records", "value=\"seen in the console\"");
     assert!(tapped.contains("task 0 ui-topic"), "{tapped}");

@@ -445,3 +445,62 @@ fn a_runner_that_has_not_joined_a_coordinator_answers_503_starting() {
         other => panic!("expected 503 starting, got {other:?}"),
     }
 }
+
+#[test]
+fn a_runner_joins_while_a_tap_is_live_and_the_tap_covers_its_tasks() {
+    use std::collections::BTreeSet;
+    use weir_proto::admin::v1 as admin;
+    let cluster = Cluster::start(Broker::dev());
+    let _first = cluster.runner("runner-1", "");
+    cluster.create(json!({"name": "counted", "config": {
+        "connector.class": "VerifiableSource", "topic": "counted", "throughput": "50",
+        "tasks.max": "2"}}));
+    cluster.rest().wait_running("counted");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut records = runtime.block_on(async {
+        let mut client =
+            admin::admin_client::AdminClient::connect(cluster.coordinator.grpc.clone())
+                .await
+                .unwrap();
+        client
+            .tap_connector(admin::TapRequest {
+                connector: "counted".into(),
+                task: None,
+                point: admin::TapPoint::BeforePut as i32,
+                max_records_per_second: 5,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    // A runner joining now is welcomed (the live tap follows the Welcome),
+    // and the leader gives it one of the two tasks.
+    let _second = cluster.runner("runner-2", "");
+    wait_until(Duration::from_secs(60), "a task on each runner", || {
+        let workers: BTreeSet<String> = cluster
+            .rest()
+            .task_states("counted")
+            .into_iter()
+            .filter(|(state, _)| state == "RUNNING")
+            .map(|(_, worker)| worker)
+            .collect();
+        workers.len() == 2
+    });
+    // The one tap now carries records from both runners.
+    let runners_seen = runtime.block_on(async {
+        let mut seen = BTreeSet::new();
+        while seen.len() < 2 {
+            let record = tokio::time::timeout(Duration::from_secs(60), records.message())
+                .await
+                .expect("a tapped record within a minute")
+                .unwrap()
+                .expect("the tap stream stays open");
+            seen.insert(record.runner);
+        }
+        seen
+    });
+    assert_eq!(
+        runners_seen,
+        BTreeSet::from(["runner-1".to_owned(), "runner-2".to_owned()])
+    );
+}

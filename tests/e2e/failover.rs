@@ -176,7 +176,7 @@ fn killing_the_coordinator_moves_runners_to_another_without_restarting_tasks() {
             let body: Value = response.into_json().unwrap();
             let message = body["message"].as_str().unwrap();
             assert!(
-                message.contains("on coordinator coordinator-1"),
+                message.contains("of coordinator coordinator-1"),
                 "{message}"
             );
         }

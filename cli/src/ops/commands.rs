@@ -402,10 +402,15 @@ pub fn tap(target: &Target, name: &str, options: &TapOptions) -> Result<()> {
     if options.limit == Some(0) {
         return Ok(());
     }
+    let mut ended = None;
     let outcome = target.rest.events(
         &path,
         || eprintln!("tapping {name} at {} (Ctrl-C to stop)", options.point),
         |event, data| {
+            if event == "ended" {
+                ended = Some(data.to_owned());
+                return false;
+            }
             if event != "record" {
                 return true;
             }
@@ -421,6 +426,12 @@ pub fn tap(target: &Target, name: &str, options: &TapOptions) -> Result<()> {
             options.limit.is_none_or(|limit| printed < limit)
         },
     );
+    if let Some(reason) = ended {
+        return Err(OpsError::Unreachable {
+            url: target.rest.base().to_owned(),
+            reason: format!("the tap ended: {reason}"),
+        });
+    }
     match outcome {
         Err(OpsError::Refused {
             status: 404,

@@ -84,6 +84,11 @@ impl Rest {
         }
     }
 
+    /// The cluster's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     pub fn get(&self, path: &str) -> Result<Value> {
         self.call("GET", path, None).map(|(_, body)| body)
     }

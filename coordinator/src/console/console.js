@@ -154,10 +154,16 @@ function renderRunners(runners) {
 }
 
 let refreshing = false;
+let refreshAgain = false;
 let lastSeen = null;
+let clusterUnreadable = false;
 
 async function refresh() {
-  if (refreshing) return;
+  if (refreshing) {
+    // An action's refresh must not be lost behind a periodic one.
+    refreshAgain = true;
+    return;
+  }
   refreshing = true;
   try {
     connectors = await api("GET", "/connectors?expand=status&expand=info") || {};
@@ -177,10 +183,17 @@ async function refresh() {
     }
     document.getElementById("refreshed").textContent =
       `refreshed ${new Date().toLocaleTimeString()}`;
+    if (clusterUnreadable) say("");
+    clusterUnreadable = false;
   } catch (error) {
+    clusterUnreadable = true;
     say(`Cannot read the cluster: ${error.message}`, true);
   } finally {
     refreshing = false;
+    if (refreshAgain) {
+      refreshAgain = false;
+      refresh();
+    }
   }
 }
 
@@ -264,7 +277,24 @@ function stopTap(state) {
   tap = null;
   document.getElementById("tap-start").disabled = false;
   document.getElementById("tap-stop").disabled = true;
-  document.getElementById("tap-state").textContent = state || "";
+  const shown = document.getElementById("tap-state");
+  shown.textContent = state || "";
+  delete shown.dataset.open;
+}
+
+/** Why a tap could not open: the cluster's own message, read with a plain request. */
+async function tapRefusal(url) {
+  const controller = new AbortController();
+  try {
+    const response = await fetch(url, { signal: controller.signal, headers: { Accept: "application/json" } });
+    if (response.ok) return "the tap closed";
+    const body = await response.json().catch(() => ({}));
+    return `${body.message || "refused"} (HTTP ${response.status})`;
+  } catch (error) {
+    return `cannot reach the cluster: ${error.message}`;
+  } finally {
+    controller.abort();
+  }
 }
 
 function startTap() {
@@ -273,19 +303,33 @@ function startTap() {
   if (!name) return;
   stopTap();
   document.getElementById("tap-records").replaceChildren();
-  tap = new EventSource(`/connectors/${enc(name)}/tap?point=${enc(point)}`);
+  const url = `/connectors/${enc(name)}/tap?point=${enc(point)}`;
+  const source = new EventSource(url);
+  tap = source;
   document.getElementById("tap-start").disabled = true;
   document.getElementById("tap-stop").disabled = false;
-  document.getElementById("tap-state").textContent = `tapping ${name} at ${point}…`;
-  tap.addEventListener("open", () => {
-    document.getElementById("tap-state").textContent = `tapping ${name} at ${point}`;
+  document.getElementById("tap-state").textContent = `opening a tap on ${name} at ${point}`;
+  source.addEventListener("open", () => {
+    // The coordinator answers once the runners attached the tap.
+    const shown = document.getElementById("tap-state");
+    shown.textContent = `tapping ${name} at ${point}`;
+    shown.dataset.open = "true";
   });
-  tap.addEventListener("record", (event) => {
+  source.addEventListener("record", (event) => {
     const list = document.getElementById("tap-records");
     list.prepend(tapLine(JSON.parse(event.data)));
     while (list.children.length > TAP_KEEP) list.lastChild.remove();
   });
-  tap.addEventListener("error", () => stopTap("the tap ended (is the connector running?)"));
+  source.addEventListener("ended", (event) => stopTap(`the tap ended: ${event.data}`));
+  source.addEventListener("error", async () => {
+    if (tap !== source) return;
+    if (source.readyState === EventSource.CONNECTING) {
+      document.getElementById("tap-state").textContent = `reconnecting to the tap on ${name}…`;
+      return;
+    }
+    const reason = await tapRefusal(url);
+    if (tap === source) stopTap(`no tap: ${reason}`);
+  });
 }
 
 document.getElementById("validate").addEventListener("click", validate);
