@@ -41,6 +41,9 @@ mount --bind -o ro "$HOME/.rustup" "$root/root/.rustup"
 mount --bind -o ro "$HOME/.cargo/bin" "$root/root/.cargo/bin"
 mount --bind "$HOME/.cargo/registry" "$root/root/.cargo/registry"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Every machine has an /etc/hosts naming localhost; a bare debootstrap has
+# none, and chromedriver cannot reach chromium's DevTools without it.
+cp /etc/hosts "$root/etc/hosts"
 # The machine's own trust setup (its registry proxies' CA), which every
 # machine of this kind has and a bare debootstrap does not: pip needs it.
 mkdir -p "$root/etc/weir-host"

@@ -264,7 +264,7 @@ function tapLine(record) {
   let where = `task ${record.task} ${record.topic}`;
   if (record.partition !== null && record.partition !== undefined) where += `[${record.partition}]`;
   if (record.offset !== null && record.offset !== undefined) where += `@${record.offset}`;
-  const line = el("li", { class: "record" },
+  const line = el("li", { class: "record", title: record.runner ? `on runner ${record.runner}` : undefined },
     `${where} key=${JSON.stringify(record.key)} value=${JSON.stringify(record.value)}`);
   if (record.skipped_before > 0) {
     line.prepend(el("span", { class: "skipped" }, `(${record.skipped_before} not shown) `));
@@ -324,7 +324,9 @@ function startTap() {
   source.addEventListener("error", async () => {
     if (tap !== source) return;
     if (source.readyState === EventSource.CONNECTING) {
-      document.getElementById("tap-state").textContent = `reconnecting to the tap on ${name}…`;
+      const shown = document.getElementById("tap-state");
+      shown.textContent = `reconnecting to the tap on ${name}…`;
+      delete shown.dataset.open;
       return;
     }
     const reason = await tapRefusal(url);
