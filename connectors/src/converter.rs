@@ -710,11 +710,9 @@ pub fn schemaless_from_json(json: &Json) -> Value {
 pub struct StringConverter;
 
 impl Converter for StringConverter {
-    fn to_kafka(&self, _topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
-        Ok(match &data.value {
-            Value::Null => None,
-            other => Some(other.to_display_string().into_bytes()),
-        })
+    fn to_kafka(&self, topic: &str, data: &SchemaAndValue) -> Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        Ok(self.to_kafka_into(topic, data, &mut out)?.then_some(out))
     }
 
     fn to_kafka_into(
@@ -726,8 +724,9 @@ impl Converter for StringConverter {
         out.clear();
         match &data.value {
             Value::Null => return Ok(false),
+            // Without copies for the common cases; what `to_display_string` writes.
             Value::String(text) => out.extend_from_slice(text.as_bytes()),
-            Value::Bytes(bytes) => out.extend_from_slice(bytes),
+            Value::Bytes(bytes) => out.extend_from_slice(String::from_utf8_lossy(bytes).as_bytes()),
             other => out.extend_from_slice(other.to_display_string().as_bytes()),
         }
         Ok(true)
@@ -1063,6 +1062,29 @@ mod tests {
             converter.to_connect("t", None).unwrap(),
             SchemaAndValue::null()
         );
+    }
+
+    #[test]
+    fn the_string_converter_writes_what_to_display_string_shows_on_both_paths() {
+        let values = [
+            Value::String("text".into()),
+            Value::Bytes(vec![b'o', b'k', 0xff]),
+            Value::Int32(7),
+            Value::Null,
+        ];
+        let mut buffer = Vec::new();
+        for value in values {
+            let data = SchemaAndValue {
+                schema: None,
+                value: value.clone(),
+            };
+            let expected = (!value.is_null()).then(|| value.to_display_string().into_bytes());
+            assert_eq!(StringConverter.to_kafka("t", &data).unwrap(), expected);
+            let present = StringConverter
+                .to_kafka_into("t", &data, &mut buffer)
+                .unwrap();
+            assert_eq!(present.then(|| buffer.clone()), expected, "{value:?}");
+        }
     }
 
     #[test]
