@@ -87,6 +87,12 @@ fn tap_start(id: u64, request: admin::TapRequest) -> pb::CoordinatorMessage {
     }
 }
 
+fn tap_stop(id: u64) -> pb::CoordinatorMessage {
+    pb::CoordinatorMessage {
+        body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
+    }
+}
+
 /// How long a new tap waits for the runners to attach it.
 const TAP_ATTACH_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -221,20 +227,17 @@ impl RunnerLinks {
                 .map(|linked| linked.outbound.clone())
                 .collect()
         };
-        let stop = move || pb::CoordinatorMessage {
-            body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
-        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     for outbound in outbounds {
-                        let _ = outbound.send(Ok(stop())).await;
+                        let _ = outbound.send(Ok(tap_stop(id))).await;
                     }
                 });
             }
             Err(_) => {
                 for outbound in outbounds {
-                    let _ = outbound.try_send(Ok(stop()));
+                    let _ = outbound.try_send(Ok(tap_stop(id)));
                 }
             }
         }
@@ -877,10 +880,7 @@ async fn read_runner(
                 let id = records.id;
                 if !links.tapped(&session, records) {
                     // A tap that ended here while its stop was lost.
-                    let stop = pb::CoordinatorMessage {
-                        body: Some(pb::coordinator_message::Body::TapStop(pb::TapStop { id })),
-                    };
-                    let _ = outbound.try_send(Ok(stop));
+                    let _ = outbound.try_send(Ok(tap_stop(id)));
                 }
             }
             Some(Body::Heartbeat(beat)) => {

@@ -1,7 +1,8 @@
 //! The live record tap: copies of the records a connector's tasks pass at
 //! one point of their pipeline, rate-limited, for a coordinator that asked
-//! (`TapStart`). Task loops ask [`TaskTap::listening`] first, one atomic
-//! load, so with nobody tapping a record costs nothing more.
+//! (`TapStart`), and their forwarding over the control session. Task loops
+//! ask [`TaskTap::listening`] first, one atomic load, so with nobody
+//! tapping a record costs nothing more.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -13,6 +14,7 @@ use weir_connect::api::{Header, SinkRecord, SourceRecord};
 use weir_connect::data::SchemaAndValue;
 use weir_connect::transforms::ConnectRecord;
 use weir_proto::admin::v1 as admin;
+use weir_proto::control::v1 as control;
 
 /// A point of a task's pipeline where records can be tapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,6 +369,103 @@ impl Taps {
         }
         // Forget connectors nobody taps and no task uses.
         connectors.retain(|_, tap| Arc::strong_count(tap) > 1 || !tap.subscribers().is_empty());
+    }
+}
+
+/// The taps one control session attached, detached when it ends.
+pub struct SessionTaps {
+    taps: Taps,
+    ids: Vec<u64>,
+}
+
+impl SessionTaps {
+    pub fn new(taps: Taps) -> Self {
+        SessionTaps {
+            taps,
+            ids: Vec::new(),
+        }
+    }
+
+    pub fn attach(
+        &mut self,
+        id: u64,
+        request: &admin::TapRequest,
+    ) -> mpsc::Receiver<admin::TappedRecord> {
+        self.ids.push(id);
+        self.taps.attach(id, request)
+    }
+
+    pub fn detach(&mut self, id: u64) {
+        self.taps.detach(id);
+        self.ids.retain(|attached| *attached != id);
+    }
+}
+
+impl Drop for SessionTaps {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            self.taps.detach(*id);
+        }
+    }
+}
+
+/// Records a tap sends per message at most, and bytes of rendered keys,
+/// values and headers: far below gRPC's 4 MiB message limit.
+const TAP_BATCH: usize = 100;
+const TAP_BATCH_BYTES: usize = 512 * 1024;
+
+fn rendered_size(record: &admin::TappedRecord) -> usize {
+    record.key_json.len()
+        + record.value_json.len()
+        + record
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value_json.len())
+            .sum::<usize>()
+}
+
+/// Sends what tap `id` copies to the coordinator, first an empty message
+/// saying it is attached. Ends when the tap is detached or the session ends.
+pub async fn forward(
+    id: u64,
+    mut records: mpsc::Receiver<admin::TappedRecord>,
+    outbound: mpsc::Sender<control::RunnerMessage>,
+) {
+    let message = |records| control::RunnerMessage {
+        body: Some(control::runner_message::Body::TapRecords(
+            control::TapRecords { id, records },
+        )),
+    };
+    if outbound.send(message(Vec::new())).await.is_err() {
+        return;
+    }
+    let mut next = None;
+    loop {
+        let first = match next.take() {
+            Some(record) => record,
+            None => match records.recv().await {
+                Some(record) => record,
+                None => return,
+            },
+        };
+        let mut bytes = rendered_size(&first);
+        let mut batch = vec![first];
+        while batch.len() < TAP_BATCH {
+            match records.try_recv() {
+                Ok(record) => {
+                    bytes += rendered_size(&record);
+                    if bytes > TAP_BATCH_BYTES {
+                        next = Some(record);
+                        break;
+                    }
+                    batch.push(record);
+                }
+                Err(_) => break,
+            }
+        }
+        if outbound.send(message(batch)).await.is_err() {
+            return;
+        }
     }
 }
 

@@ -339,10 +339,7 @@ impl Runner {
         }));
         let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
         // Taps belong to the session that attached them.
-        let mut session_taps = SessionTaps {
-            taps: self.taps.clone(),
-            ids: Vec::new(),
-        };
+        let mut session_taps = crate::tap::SessionTaps::new(self.taps.clone());
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => {
@@ -375,14 +372,12 @@ impl Runner {
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStart(start)) }) => {
                             if let Some(request) = start.request {
-                                let records = self.taps.attach(start.id, &request);
-                                session_taps.ids.push(start.id);
-                                tokio::spawn(forward_tap(start.id, records, outbound.clone()));
+                                let records = session_taps.attach(start.id, &request);
+                                tokio::spawn(crate::tap::forward(start.id, records, outbound.clone()));
                             }
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStop(stop)) }) => {
-                            self.taps.detach(stop.id);
-                            session_taps.ids.retain(|id| *id != stop.id);
+                            session_taps.detach(stop.id);
                         }
                         Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::LogLevel(level)) }) => {
                             match weir_connect::logging::loggers().set(&level.logger, &level.level) {
@@ -876,81 +871,6 @@ impl Runner {
                     }
                 }
             }
-        }
-    }
-}
-
-/// The taps one session attached, detached when it ends.
-struct SessionTaps {
-    taps: crate::tap::Taps,
-    ids: Vec<u64>,
-}
-
-impl Drop for SessionTaps {
-    fn drop(&mut self) {
-        for id in &self.ids {
-            self.taps.detach(*id);
-        }
-    }
-}
-
-/// Records a tap sends per message at most, and bytes of rendered keys,
-/// values and headers: far below gRPC's 4 MiB message limit.
-const TAP_BATCH: usize = 100;
-const TAP_BATCH_BYTES: usize = 512 * 1024;
-
-fn rendered_size(record: &weir_proto::admin::v1::TappedRecord) -> usize {
-    record.key_json.len()
-        + record.value_json.len()
-        + record
-            .headers
-            .iter()
-            .map(|h| h.key.len() + h.value_json.len())
-            .sum::<usize>()
-}
-
-/// Sends what tap `id` copies to the coordinator, first an empty message
-/// saying it is attached. Ends when the tap is detached or the session ends.
-async fn forward_tap(
-    id: u64,
-    mut records: mpsc::Receiver<weir_proto::admin::v1::TappedRecord>,
-    outbound: mpsc::Sender<pb::RunnerMessage>,
-) {
-    let message = |records| pb::RunnerMessage {
-        body: Some(pb::runner_message::Body::TapRecords(pb::TapRecords {
-            id,
-            records,
-        })),
-    };
-    if outbound.send(message(Vec::new())).await.is_err() {
-        return;
-    }
-    let mut next = None;
-    loop {
-        let first = match next.take() {
-            Some(record) => record,
-            None => match records.recv().await {
-                Some(record) => record,
-                None => return,
-            },
-        };
-        let mut bytes = rendered_size(&first);
-        let mut batch = vec![first];
-        while batch.len() < TAP_BATCH {
-            match records.try_recv() {
-                Ok(record) => {
-                    bytes += rendered_size(&record);
-                    if bytes > TAP_BATCH_BYTES {
-                        next = Some(record);
-                        break;
-                    }
-                    batch.push(record);
-                }
-                Err(_) => break,
-            }
-        }
-        if outbound.send(message(batch)).await.is_err() {
-            return;
         }
     }
 }
