@@ -25,8 +25,8 @@ use weir_proto::admin::v1::admin_server::Admin;
 use crate::error::{Error, Result};
 use crate::keys;
 use crate::model::{
-    ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord, TargetRecord, TargetState,
-    TaskConfigsRecord,
+    AppliedRecord, AssignmentRecord, ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord,
+    TargetRecord, TargetState, TaskConfigsRecord, TaskId,
 };
 use crate::plugins::{Catalog, Plugin};
 use crate::store::{Condition, Store, Txn};
@@ -107,6 +107,10 @@ impl ConnectorEntry {
         ))
     }
 }
+
+/// How long an offsets change waits for a STOPPED connector's tasks to
+/// finish stopping (three graceful phases of 5 s and slack, twice over).
+const TASKS_STOPPING_WAIT: std::time::Duration = std::time::Duration::from_secs(40);
 
 const STALE_CONFIG: &str = "Cannot complete request momentarily due to stale configuration (typically caused by a concurrent config change)";
 
@@ -225,7 +229,39 @@ impl AdminService {
                 "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
             )));
         }
+        // STOPPED is the target; a task still stopping makes its final
+        // commit, which would undo a change acknowledged now: wait for it.
+        let mut changes = self.store.changes();
+        let deadline = tokio::time::Instant::now() + TASKS_STOPPING_WAIT;
+        while let Some(runner) = self.runner_still_running_tasks_of(name).await? {
+            let waited = tokio::time::timeout_at(deadline, changes.changed()).await;
+            if waited.is_err() {
+                return Err(Error::Conflict(format!(
+                    "Connector {name} is STOPPED but its tasks are still stopping on runner {runner}; its offsets can be modified once they have stopped. Try again shortly"
+                )));
+            }
+        }
         Ok(entry)
+    }
+
+    /// A runner that may still run a task of `name`: the task is in its
+    /// assignment, in its unconfirmed revokes, or in what it last reported
+    /// running (`applied/`).
+    async fn runner_still_running_tasks_of(&self, name: &str) -> Result<Option<String>> {
+        let of_connector = |tasks: &[TaskId]| tasks.iter().any(|t| t.connector == name);
+        for (key, value) in self.store.list(keys::ASSIGNMENTS).await? {
+            let record: AssignmentRecord = serde_json::from_slice(&value)?;
+            if of_connector(&record.tasks) || of_connector(&record.revoking) {
+                return Ok(key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode));
+            }
+        }
+        for (key, value) in self.store.list(keys::APPLIED).await? {
+            let record: AppliedRecord = serde_json::from_slice(&value)?;
+            if of_connector(&record.tasks) {
+                return Ok(key.strip_prefix(keys::APPLIED).map(keys::decode));
+            }
+        }
+        Ok(None)
     }
 
     /// Sets what connectors may override in their clients' settings.
@@ -1199,5 +1235,78 @@ impl Admin for AdminService {
         Ok(Response::new(
             config_infos(&plugin, &config, self.override_policy).await,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::LocalStore;
+
+    async fn stopped_connector_with_a_stopping_task() -> (AdminService, Store) {
+        let store: Store = Arc::new(LocalStore::in_memory());
+        let config: ConfigMap = [("connector.class", "VerifiableSource")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        store
+            .put(&keys::connector_config("c"), to_json(&config).unwrap())
+            .await
+            .unwrap();
+        let target = TargetRecord {
+            state: TargetState::Stopped,
+        };
+        store
+            .put(&keys::connector_target("c"), to_json(&target).unwrap())
+            .await
+            .unwrap();
+        // The runner has not yet reported the task stopped (its final
+        // commit is still under way).
+        let applied = AppliedRecord {
+            epoch: 3,
+            tasks: vec![TaskId {
+                connector: "c".into(),
+                task: 0,
+            }],
+        };
+        store
+            .put(&keys::applied("r1"), to_json(&applied).unwrap())
+            .await
+            .unwrap();
+        let admin = AdminService::new(store.clone(), Arc::new(Registry::builtin()), "c1".into());
+        (admin, store)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offsets_change_waits_until_the_stopped_connectors_tasks_have_stopped() {
+        let (admin, store) = stopped_connector_with_a_stopping_task().await;
+        let stops = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+            let applied = AppliedRecord {
+                epoch: 4,
+                tasks: Vec::new(),
+            };
+            store
+                .put(&keys::applied("r1"), to_json(&applied).unwrap())
+                .await
+                .unwrap();
+            tokio::time::Instant::now()
+        });
+        admin.stopped("c").await.expect("allowed once stopped");
+        let allowed_at = tokio::time::Instant::now();
+        let stopped_at = stops.await.unwrap();
+        assert!(allowed_at >= stopped_at, "allowed before the task stopped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_offsets_change_is_refused_while_a_task_never_stops() {
+        let (admin, _store) = stopped_connector_with_a_stopping_task().await;
+        match admin.stopped("c").await {
+            Err(Error::Conflict(message)) => {
+                assert!(message.contains("still stopping on runner r1"), "{message}")
+            }
+            Err(other) => panic!("expected a conflict, got {other:?}"),
+            Ok(_) => panic!("expected a conflict, got Ok"),
+        }
     }
 }

@@ -500,7 +500,9 @@ impl Session {
         let mut changes = self.store.changes();
         let mut last_sent: Option<pb::Assignment> = None;
         let mut levels = crate::loggers::Applied::default();
+        let mut dropped = DroppedReports::default();
         loop {
+            self.retry_dropped(&mut dropped).await;
             // Cluster-wide log levels reach the runner too.
             if let Ok(all) = crate::loggers::cluster_levels(&self.store).await {
                 for level in levels.fresh(all) {
@@ -559,15 +561,23 @@ impl Session {
                         drop(reader);
                         return Ok(());
                     }
-                    Some(message) => self.handle_retrying(message).await,
+                    Some(message) => self.handle_retrying(message, &mut dropped).await,
                 },
+                // Reports the store would not take are tried again.
+                () = tokio::time::sleep(STORE_RETRY), if !dropped.is_empty() => {}
             }
         }
     }
 
-    /// Handles a runner message, retrying store errors for a while; a
-    /// report that still cannot be written is dropped with a warning.
-    async fn handle_retrying(&self, message: pb::RunnerMessage) {
+    /// Handles a runner message, retrying store errors for a while. A state
+    /// report (applied tasks, a task's or connector's status) that still
+    /// cannot be written is kept in `dropped` until it is, or a newer one
+    /// replaces it: it is sent only once, and losing it would leave a task
+    /// placed nowhere or a status that lies. Other reports are dropped with
+    /// a warning (the next one carries the same information).
+    async fn handle_retrying(&self, message: pb::RunnerMessage, dropped: &mut DroppedReports) {
+        // A newer report supersedes a kept older one of the same thing.
+        dropped.superseded_by(&message);
         let give_up = tokio::time::Instant::now() + STORE_GIVE_UP;
         loop {
             match self.handle(message.clone()).await {
@@ -577,9 +587,23 @@ impl Session {
                     tokio::time::sleep(STORE_RETRY).await;
                 }
                 Err(error) => {
-                    tracing::warn!(runner = %self.record.runner_id, %error, "dropping a runner report the store would not take");
+                    if dropped.keep(message) {
+                        tracing::warn!(runner = %self.record.runner_id, %error, "the store would not take a runner's state report; trying it again until it does");
+                    } else {
+                        tracing::warn!(runner = %self.record.runner_id, %error, "dropping a runner report the store would not take");
+                    }
                     return;
                 }
+            }
+        }
+    }
+
+    /// Tries once more to write the state reports the store refused.
+    async fn retry_dropped(&self, dropped: &mut DroppedReports) {
+        for message in dropped.take() {
+            if let Err(error) = self.handle(message.clone()).await {
+                tracing::debug!(runner = %self.record.runner_id, %error, "a kept state report still cannot be written");
+                dropped.keep(message);
             }
         }
     }
@@ -839,6 +863,60 @@ impl Session {
     }
 }
 
+/// State reports a session could not write yet: only the latest of each
+/// (one `Applied`, one status per task and per connector).
+#[derive(Default)]
+struct DroppedReports {
+    applied: Option<pb::RunnerMessage>,
+    statuses: BTreeMap<(String, i32), pb::RunnerMessage>,
+    connector_statuses: BTreeMap<String, pb::RunnerMessage>,
+}
+
+impl DroppedReports {
+    fn is_empty(&self) -> bool {
+        self.applied.is_none() && self.statuses.is_empty() && self.connector_statuses.is_empty()
+    }
+
+    /// Keeps a state report; false for any other message.
+    fn keep(&mut self, message: pb::RunnerMessage) -> bool {
+        match &message.body {
+            Some(Body::Applied(_)) => self.applied = Some(message),
+            Some(Body::TaskStatus(report)) => {
+                let key = (report.connector.clone(), report.task);
+                self.statuses.insert(key, message);
+            }
+            Some(Body::ConnectorStatus(report)) => {
+                let key = report.connector.clone();
+                self.connector_statuses.insert(key, message);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Forgets a kept report that `newer` replaces.
+    fn superseded_by(&mut self, newer: &pb::RunnerMessage) {
+        match &newer.body {
+            Some(Body::Applied(_)) => self.applied = None,
+            Some(Body::TaskStatus(report)) => {
+                self.statuses
+                    .remove(&(report.connector.clone(), report.task));
+            }
+            Some(Body::ConnectorStatus(report)) => {
+                self.connector_statuses.remove(&report.connector);
+            }
+            _ => {}
+        }
+    }
+
+    fn take(&mut self) -> Vec<pb::RunnerMessage> {
+        let mut all: Vec<pb::RunnerMessage> = self.applied.take().into_iter().collect();
+        all.extend(std::mem::take(&mut self.statuses).into_values());
+        all.extend(std::mem::take(&mut self.connector_statuses).into_values());
+        all
+    }
+}
+
 /// Aborts a background task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -1003,4 +1081,162 @@ pub async fn assignment_for(store: &Store, runner: &str) -> Result<Option<pb::As
         tasks,
         connectors: instances,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::store::{KvStore, LocalStore};
+
+    /// A local store whose writes fail while `down` is set (an etcd outage).
+    struct OutageStore {
+        inner: LocalStore,
+        down: AtomicBool,
+    }
+
+    impl OutageStore {
+        fn check(&self) -> Result<()> {
+            if self.down.load(Ordering::SeqCst) {
+                Err(Error::Store("etcd unavailable".into()))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    #[async_trait]
+    impl KvStore for OutageStore {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+            self.check()?;
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+            self.check()?;
+            self.inner.list(prefix).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+            self.check()?;
+            self.inner.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.check()?;
+            self.inner.delete(key).await
+        }
+        async fn txn(&self, txn: Txn) -> Result<bool> {
+            self.check()?;
+            self.inner.txn(txn).await
+        }
+        async fn create_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<bool> {
+            self.check()?;
+            self.inner.create_ephemeral(key, value).await
+        }
+        async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()> {
+            self.check()?;
+            self.inner.put_ephemeral(key, value).await
+        }
+        fn changes(&self) -> watch::Receiver<u64> {
+            self.inner.changes()
+        }
+        async fn close(&self) -> Result<()> {
+            self.inner.close().await
+        }
+    }
+
+    fn applied(epoch: u64, tasks: &[i32]) -> pb::RunnerMessage {
+        pb::RunnerMessage {
+            body: Some(Body::Applied(pb::Applied {
+                epoch,
+                tasks: tasks
+                    .iter()
+                    .map(|task| pb::TaskRef {
+                        connector: "c".into(),
+                        task: *task,
+                    })
+                    .collect(),
+            })),
+        }
+    }
+
+    async fn session() -> (Session, Arc<OutageStore>) {
+        let outage = Arc::new(OutageStore {
+            inner: LocalStore::in_memory(),
+            down: AtomicBool::new(false),
+        });
+        let store: Store = outage.clone();
+        let record = RunnerRecord {
+            runner_id: "r1".into(),
+            coordinator_id: "c1".into(),
+            session: "s1".into(),
+            kafka_cluster_id: String::new(),
+            instance: "i1".into(),
+        };
+        store
+            .put(&keys::runner("r1"), to_json(&record).unwrap())
+            .await
+            .unwrap();
+        let (outbound, _) = mpsc::channel(8);
+        let session = Session {
+            store,
+            record,
+            timing: SessionTiming::default(),
+            links: RunnerLinks::default(),
+            outbound,
+            leaving: std::sync::atomic::AtomicBool::new(false),
+        };
+        (session, outage)
+    }
+
+    async fn stored_applied(store: &OutageStore) -> Option<AppliedRecord> {
+        store
+            .inner
+            .get(&keys::applied("r1"))
+            .await
+            .unwrap()
+            .map(|raw| serde_json::from_slice(&raw).unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_applied_report_outliving_the_retries_is_written_once_the_store_is_back() {
+        let (session, store) = session().await;
+        let mut dropped = DroppedReports::default();
+        // An outage longer than the retries (10 s): the revoke's Applied
+        // cannot be written.
+        store.down.store(true, Ordering::SeqCst);
+        session
+            .handle_retrying(applied(7, &[0]), &mut dropped)
+            .await;
+        assert!(!dropped.is_empty(), "the report is kept, not dropped");
+        session.retry_dropped(&mut dropped).await;
+        assert!(stored_applied(&store).await.is_none());
+        store.down.store(false, Ordering::SeqCst);
+        session.retry_dropped(&mut dropped).await;
+        let written = stored_applied(&store)
+            .await
+            .expect("written after the outage");
+        assert_eq!(written.epoch, 7);
+        assert!(dropped.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kept_report_never_overwrites_a_newer_one() {
+        let (session, store) = session().await;
+        let mut dropped = DroppedReports::default();
+        store.down.store(true, Ordering::SeqCst);
+        session
+            .handle_retrying(applied(7, &[0, 1]), &mut dropped)
+            .await;
+        store.down.store(false, Ordering::SeqCst);
+        session
+            .handle_retrying(applied(8, &[0]), &mut dropped)
+            .await;
+        session.retry_dropped(&mut dropped).await;
+        assert_eq!(stored_applied(&store).await.map(|a| a.epoch), Some(8));
+    }
 }

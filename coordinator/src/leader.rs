@@ -159,22 +159,31 @@ async fn reconcile(
 
     let mut current_tasks = Placement::new();
     let mut current_instances = Placement::new();
+    let mut assigned_epochs: BTreeMap<String, u64> = BTreeMap::new();
+    let mut stored_revoking: Placement<TaskId> = Placement::new();
     for (key, value) in store.list(keys::ASSIGNMENTS).await? {
         let Some(runner) = key.strip_prefix(keys::ASSIGNMENTS).map(keys::decode) else {
             continue;
         };
         let record: AssignmentRecord = serde_json::from_slice(&value)?;
         current_tasks.insert(runner.clone(), record.tasks.into_iter().collect());
-        current_instances.insert(runner, record.connectors.into_iter().collect());
+        current_instances.insert(runner.clone(), record.connectors.into_iter().collect());
+        stored_revoking.insert(runner.clone(), record.revoking.into_iter().collect());
+        assigned_epochs.insert(runner, record.epoch);
     }
     let mut applied: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
+    let mut applied_epochs: BTreeMap<String, u64> = BTreeMap::new();
     for (key, value) in store.list(keys::APPLIED).await? {
         let Some(runner) = key.strip_prefix(keys::APPLIED).map(keys::decode) else {
             continue;
         };
         let record: AppliedRecord = serde_json::from_slice(&value)?;
-        applied.insert(runner, record.tasks.into_iter().collect());
+        applied.insert(runner.clone(), record.tasks.into_iter().collect());
+        applied_epochs.insert(runner, record.epoch);
     }
+    // Revokes a runner has confirmed: it applied an epoch at least its
+    // assignment's, and what it still runs is in `applied`.
+    let mut revoking = unconfirmed_revokes(&stored_revoking, &assigned_epochs, &applied_epochs);
 
     // Departed runners: hold their work, or let it go once the hold ran out.
     let now = tokio::time::Instant::now();
@@ -216,6 +225,7 @@ async fn reconcile(
         current_tasks.remove(runner);
         current_instances.remove(runner);
         applied.remove(runner);
+        revoking.remove(runner);
         holds.since.remove(runner);
     }
 
@@ -238,19 +248,9 @@ async fn reconcile(
     let mut next_tasks = assign_eligible(&tasks, &runners, &current_tasks);
     let next_instances = assign_eligible(&instances, &runners, &current_instances);
     // Two-step handover: a task joins a runner's assignment only once no
-    // other runner has it assigned or still reports running it.
-    for (runner, placed) in next_tasks.iter_mut() {
-        placed.retain(|task| {
-            let elsewhere = |held: &BTreeMap<String, BTreeSet<TaskId>>| {
-                held.iter()
-                    .any(|(other, tasks)| other != runner && tasks.contains(task))
-            };
-            let already = current_tasks
-                .get(runner)
-                .is_some_and(|tasks| tasks.contains(task));
-            already || !(elsewhere(&current_tasks) || elsewhere(&applied))
-        });
-    }
+    // other runner has it assigned, still reports running it, or may still
+    // start it from an assignment it has not confirmed applying.
+    hand_over_only_when_released(&mut next_tasks, &current_tasks, &applied, &revoking);
     let changed: Vec<&String> = runners
         .iter()
         .filter(|runner| {
@@ -258,6 +258,43 @@ async fn reconcile(
                 || current_instances.get(*runner) != next_instances.get(*runner)
         })
         .collect();
+    // What each changed runner loses joins its unconfirmed revokes.
+    for runner in &changed {
+        let before = current_tasks.get(*runner).cloned().unwrap_or_default();
+        let after = next_tasks.get(*runner).cloned().unwrap_or_default();
+        let pending = revoking.entry((*runner).clone()).or_default();
+        pending.extend(before.difference(&after).cloned());
+        pending.retain(|task| !after.contains(task));
+    }
+    // Runners whose only change is revokes they confirmed: rewritten with
+    // the same epoch, since what they run does not change.
+    let confirmed: Vec<&String> = assigned_epochs
+        .keys()
+        .filter(|runner| !changed.contains(runner))
+        .filter(|runner| revoking.get(*runner) != stored_revoking.get(*runner))
+        .collect();
+    if !confirmed.is_empty() {
+        let mut txn = Txn::new().when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()));
+        for runner in &confirmed {
+            let record = AssignmentRecord {
+                epoch: assigned_epochs.get(*runner).copied().unwrap_or_default(),
+                tasks: current_tasks
+                    .get(*runner)
+                    .map(|held| held.iter().cloned().collect())
+                    .unwrap_or_default(),
+                connectors: current_instances
+                    .get(*runner)
+                    .map(|held| held.iter().cloned().collect())
+                    .unwrap_or_default(),
+                revoking: revoking
+                    .get(*runner)
+                    .map(|pending| pending.iter().cloned().collect())
+                    .unwrap_or_default(),
+            };
+            txn = txn.put(keys::assignment(runner), to_json(&record)?);
+        }
+        store.txn(txn).await?;
+    }
     if !changed.is_empty() || !expired.is_empty() {
         let epoch = read_json::<u64>(store, keys::EPOCH).await?.unwrap_or(0) + 1;
         let mut txn = Txn::new()
@@ -273,6 +310,10 @@ async fn reconcile(
                 connectors: next_instances
                     .get(*runner)
                     .map(|held| held.iter().cloned().collect())
+                    .unwrap_or_default(),
+                revoking: revoking
+                    .get(*runner)
+                    .map(|pending| pending.iter().cloned().collect())
                     .unwrap_or_default(),
             };
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
@@ -306,8 +347,56 @@ async fn reconcile(
     Ok(next_wake)
 }
 
+/// The tasks each runner was told to stop and has not confirmed stopping:
+/// a runner's stored revokes are confirmed once it applied an epoch at
+/// least that of its assignment record (what it still runs is then in its
+/// `applied/` record).
+fn unconfirmed_revokes(
+    stored: &Placement<TaskId>,
+    assigned_epochs: &BTreeMap<String, u64>,
+    applied_epochs: &BTreeMap<String, u64>,
+) -> Placement<TaskId> {
+    stored
+        .iter()
+        .map(|(runner, pending)| {
+            let assigned = assigned_epochs.get(runner).copied().unwrap_or(0);
+            let applied = applied_epochs.get(runner).copied().unwrap_or(0);
+            let pending = if applied >= assigned {
+                BTreeSet::new()
+            } else {
+                pending.clone()
+            };
+            (runner.clone(), pending)
+        })
+        .collect()
+}
+
+/// Two-step handover: keeps a task out of a runner's next assignment while
+/// another runner has it assigned, reports running it (`applied`), or may
+/// still start it from an assignment it has not confirmed (`revoking`).
+fn hand_over_only_when_released(
+    next: &mut Placement<TaskId>,
+    current: &Placement<TaskId>,
+    applied: &Placement<TaskId>,
+    revoking: &Placement<TaskId>,
+) {
+    for (runner, placed) in next.iter_mut() {
+        placed.retain(|task| {
+            let elsewhere = |held: &Placement<TaskId>| {
+                held.iter()
+                    .any(|(other, tasks)| other != runner && tasks.contains(task))
+            };
+            let already = current
+                .get(runner)
+                .is_some_and(|tasks| tasks.contains(task));
+            already || !(elsewhere(current) || elsewhere(applied) || elsewhere(revoking))
+        });
+    }
+}
+
 /// Shows UNASSIGNED for tasks or connectors (`prefix`) whose reported
-/// runner is gone.
+/// runner is gone (`runners` is the live list this pass read; each write
+/// checks again that the runner is still absent).
 async fn mark_orphans_unassigned(
     store: &Store,
     runners: &BTreeSet<String>,
@@ -324,15 +413,210 @@ async fn mark_orphans_unassigned(
         if !orphaned {
             continue;
         }
+        let runner_key = keys::runner(&status.worker_id);
         let unassigned = StatusRecord {
             state: InstanceState::Unassigned,
             trace: String::new(),
             ..status
         };
+        // The runner may have rejoined and re-sent this very status since
+        // the live list was read: only while it is still gone.
         let txn = Txn::new()
             .when(Condition::ValueEquals(key.clone(), value))
+            .when(Condition::Absent(runner_key))
             .put(key, to_json(&unassigned)?);
         store.txn(txn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::model::RunnerRecord;
+    use crate::store::LocalStore;
+
+    const ME: &[u8] = br#"{"coordinator_id":"c1"}"#;
+
+    fn task(connector: &str, task: i32) -> TaskId {
+        TaskId {
+            connector: connector.to_owned(),
+            task,
+        }
+    }
+
+    fn timing() -> SessionTiming {
+        SessionTiming {
+            session_timeout: Duration::from_secs(6),
+            restart_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// A store with this coordinator as leader, live runners with the
+    /// built-in plugins, and connector `c` with `tasks` task configs.
+    async fn cluster(runners: &[&str], tasks: usize) -> Store {
+        let store: Store = Arc::new(LocalStore::in_memory());
+        store.put(keys::LEADER, ME.to_vec()).await.unwrap();
+        let plugins = crate::plugins::encode(
+            Registry::builtin()
+                .connectors()
+                .iter()
+                .map(|plugin| weir_connect::wire::plugin_to_wire(plugin.as_ref()))
+                .collect(),
+        );
+        for runner in runners {
+            register(&store, runner).await;
+            store
+                .put(&keys::plugins(runner), plugins.clone())
+                .await
+                .unwrap();
+        }
+        let config: ConfigMap = [("connector.class", "VerifiableSource"), ("tasks.max", "2")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        store
+            .put(&keys::connector_config("c"), to_json(&config).unwrap())
+            .await
+            .unwrap();
+        let configs = TaskConfigsRecord {
+            generation: 1,
+            configs: vec![config; tasks],
+        };
+        store
+            .put(&keys::task_configs("c"), to_json(&configs).unwrap())
+            .await
+            .unwrap();
+        store
+    }
+
+    async fn register(store: &Store, runner: &str) {
+        let record = RunnerRecord {
+            runner_id: runner.to_owned(),
+            coordinator_id: "c1".to_owned(),
+            session: "s".to_owned(),
+            kafka_cluster_id: String::new(),
+            instance: "i".to_owned(),
+        };
+        store
+            .put(&keys::runner(runner), to_json(&record).unwrap())
+            .await
+            .unwrap();
+    }
+
+    async fn assignment(store: &Store, runner: &str) -> AssignmentRecord {
+        read_json(store, &keys::assignment(runner))
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    async fn pass(store: &Store) {
+        let metrics = crate::metrics::LeaderMetrics::default();
+        reconcile(store, ME, timing(), &mut Holds::default(), &metrics)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_task_is_not_handed_over_before_its_old_owner_applied_the_epoch_that_gave_it() {
+        let store = cluster(&["r1", "r2"], 2).await;
+        // r1 was given both tasks at epoch 5, but has only applied epoch 4
+        // (nothing): the message that starts them may still be on its way.
+        let given = AssignmentRecord {
+            epoch: 5,
+            tasks: vec![task("c", 0), task("c", 1)],
+            connectors: vec!["c".to_owned()],
+            revoking: Vec::new(),
+        };
+        store
+            .put(keys::EPOCH, to_json(&5u64).unwrap())
+            .await
+            .unwrap();
+        store
+            .put(&keys::assignment("r1"), to_json(&given).unwrap())
+            .await
+            .unwrap();
+        let applied = AppliedRecord {
+            epoch: 4,
+            tasks: Vec::new(),
+        };
+        store
+            .put(&keys::applied("r1"), to_json(&applied).unwrap())
+            .await
+            .unwrap();
+        pass(&store).await;
+        pass(&store).await;
+        let r1 = assignment(&store, "r1").await;
+        assert_eq!(
+            r1.tasks.len(),
+            1,
+            "one task revoked from r1 to balance: {r1:?}"
+        );
+        assert!(
+            assignment(&store, "r2").await.tasks.is_empty(),
+            "r2 must not get a task r1 may still start"
+        );
+
+        // r1 applies the revoke: now the task moves.
+        let applied = AppliedRecord {
+            epoch: r1.epoch,
+            tasks: r1.tasks.clone(),
+        };
+        store
+            .put(&keys::applied("r1"), to_json(&applied).unwrap())
+            .await
+            .unwrap();
+        pass(&store).await;
+        pass(&store).await;
+        let r2 = assignment(&store, "r2").await;
+        assert_eq!(r2.tasks.len(), 1, "handed over once confirmed: {r2:?}");
+        assert!(assignment(&store, "r1").await.revoking.is_empty());
+        assert!(!r1.tasks.iter().any(|t| r2.tasks.contains(t)));
+    }
+
+    #[tokio::test]
+    async fn a_departed_runners_task_stays_held() {
+        let store = cluster(&["r1", "r2"], 2).await;
+        pass(&store).await;
+        let (r1, r2) = (
+            assignment(&store, "r1").await,
+            assignment(&store, "r2").await,
+        );
+        assert_eq!((r1.tasks.len(), r2.tasks.len()), (1, 1));
+        // r2 leaves for good; its task goes to r1 only after the hold.
+        store.delete(&keys::runner("r2")).await.unwrap();
+        pass(&store).await;
+        assert_eq!(assignment(&store, "r1").await.tasks.len(), 1, "held");
+    }
+
+    #[tokio::test]
+    async fn unassigned_never_overwrites_the_status_of_a_runner_that_rejoined() {
+        let store = cluster(&["r1"], 1).await;
+        let status = to_json(&StatusRecord {
+            state: InstanceState::Running,
+            worker_id: "r1".to_owned(),
+            trace: String::new(),
+            epoch: 3,
+        })
+        .unwrap();
+        let key = keys::task_status("c", 0);
+        store.put(&key, status.clone()).await.unwrap();
+        // The pass read the live runners before r1 rejoined and re-sent
+        // this very status.
+        let stale_live = BTreeSet::new();
+        mark_orphans_unassigned(&store, &stale_live, keys::STATUS_TASKS)
+            .await
+            .unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), Some(status.clone()));
+        // Once r1 is really gone, the status is UNASSIGNED.
+        store.delete(&keys::runner("r1")).await.unwrap();
+        mark_orphans_unassigned(&store, &stale_live, keys::STATUS_TASKS)
+            .await
+            .unwrap();
+        let now: StatusRecord = read_json(&store, &key).await.unwrap().unwrap();
+        assert_eq!(now.state, InstanceState::Unassigned);
+    }
 }

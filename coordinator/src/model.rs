@@ -106,6 +106,12 @@ pub struct AssignmentRecord {
     pub tasks: Vec<TaskId>,
     #[serde(default)]
     pub connectors: Vec<String>,
+    /// Tasks taken away from the runner that it has not yet confirmed
+    /// stopped: kept until its `applied/` epoch reaches this record's, so no
+    /// other runner gets them while an older assignment that started them
+    /// may still be on its way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub revoking: Vec<TaskId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

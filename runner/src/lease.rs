@@ -104,6 +104,31 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// Runs `work` (a commit) only while the lease holds: `None` if it has
+    /// lapsed before `work` starts or before it finishes, in which case
+    /// `work` is dropped unfinished. Renewals meanwhile extend the bound.
+    pub async fn bound<F: std::future::Future>(&self, work: F) -> Option<F::Output> {
+        if !self.holds() {
+            return None;
+        }
+        tokio::pin!(work);
+        loop {
+            let Some(deadline) = self.deadline() else {
+                return Some(work.await);
+            };
+            tokio::select! {
+                done = &mut work => return Some(done),
+                () = tokio::time::sleep_until(deadline) => {
+                    if !self.holds() {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+}
+
 fn renew(state: &mut State, until: Instant) {
     if state.deadline.is_none_or(|d| d < until) {
         state.deadline = Some(until);
@@ -128,6 +153,49 @@ mod tests {
             !lease.holds(),
             "5 s after the send time, not after the answer"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_still_under_way_when_the_lease_lapses_is_abandoned() {
+        let lease = Lease::new();
+        let seq = lease.heartbeat_sent();
+        lease.answered(seq, Duration::from_secs(1));
+        let landed = Arc::new(Mutex::new(false));
+        let write = {
+            let landed = landed.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                *landed.lock().unwrap() = true;
+            }
+        };
+        assert_eq!(lease.bound(write).await, None, "abandoned at the deadline");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(!*landed.lock().unwrap(), "the write never lands");
+        assert_eq!(lease.bound(async { 1 }).await, None, "refused once lapsed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commit_outlasting_a_renewed_lease_completes() {
+        let lease = Lease::new();
+        let seq = lease.heartbeat_sent();
+        lease.answered(seq, Duration::from_secs(1));
+        let renewing = {
+            let lease = lease.clone();
+            tokio::spawn(async move {
+                for _ in 0..8 {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    let seq = lease.heartbeat_sent();
+                    lease.answered(seq, Duration::from_secs(1));
+                }
+            })
+        };
+        let write = async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            7
+        };
+        assert_eq!(lease.bound(write).await, Some(7));
+        renewing.await.unwrap();
+        assert_eq!(Lease::unbounded().bound(async { 2 }).await, Some(2));
     }
 
     #[tokio::test(start_paused = true)]

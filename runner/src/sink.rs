@@ -716,8 +716,11 @@ impl SinkRun {
         match mode {
             CommitMode::Sync => {
                 let consumer = self.consumer.clone();
-                tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
-                    .await
+                context
+                    .within_lease(tokio::task::spawn_blocking(move || {
+                        consumer.commit(&list, CommitMode::Sync)
+                    }))
+                    .await?
                     .map_err(|e| Error::Internal(format!("offset commit panicked: {e}")))??;
             }
             CommitMode::Async => self.consumer.commit(&list, CommitMode::Async)?,

@@ -531,9 +531,8 @@ impl SourceRun {
         let positions: Vec<SourcePosition> = pending.values().cloned().collect();
         let committing = std::time::Instant::now();
         let stored = context
-            .offsets
-            .commit(&context.key.connector, &positions)
-            .await;
+            .within_lease(context.offsets.commit(&context.key.connector, &positions))
+            .await?;
         match &stored {
             Ok(()) => self.metrics.commits.record(committing.elapsed()),
             Err(_) => self.metrics.commit_failures.add(1),

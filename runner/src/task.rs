@@ -148,6 +148,24 @@ impl TaskContext {
         }
     }
 
+    /// Runs a commit only while the lease holds: one still under way when
+    /// the lease lapses is abandoned and the task fails (fenced), so it never
+    /// tells its connector, or reports, a commit made after another runner
+    /// may own the task. A write already handed to the store or to Kafka may
+    /// still land (ARCHITECTURE.md, "late writes").
+    pub async fn within_lease<T>(
+        &self,
+        commit: impl std::future::Future<Output = T>,
+    ) -> Result<T, Error> {
+        self.may_commit()?;
+        self.lease.bound(commit).await.ok_or_else(|| {
+            Error::Fenced(format!(
+                "task {}: the runner's lease lapsed during a commit; nothing more is committed",
+                self.key
+            ))
+        })
+    }
+
     pub fn is_paused(&self) -> bool {
         *self.target.borrow() == TargetState::Paused
     }

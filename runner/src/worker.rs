@@ -114,6 +114,12 @@ pub struct Runner {
     /// Last status of each task, re-sent after a reconnect.
     last_status: BTreeMap<TaskKey, pb::TaskStatusReport>,
     last_epoch: u64,
+    /// The last assignment applied, started again when the lease holds
+    /// again after a fence within a live session.
+    assignment: Option<pb::Assignment>,
+    /// Everything was stopped because the lease lapsed; the assignment has
+    /// not been applied since.
+    fenced: bool,
     kafka_cluster_id: String,
     /// Unique per process: a reconnect may replace this runner's own
     /// registration, another process with the same id may not.
@@ -158,6 +164,8 @@ impl Runner {
             connectors: BTreeMap::new(),
             last_status: BTreeMap::new(),
             last_epoch: 0,
+            assignment: None,
+            fenced: false,
             kafka_cluster_id,
             instance: uuid::Uuid::new_v4().to_string(),
             lease: Lease::new(),
@@ -248,6 +256,7 @@ impl Runner {
             "no coordinator answered within the session timeout; stopping every task without committing"
         );
         self.stop_all(events_rx, None).await;
+        self.fenced = true;
     }
 
     async fn session(
@@ -303,7 +312,7 @@ impl Runner {
         .map_err(|_| {
             Error::Coordinator("the coordinator did not welcome this runner in time".into())
         })?;
-        let (mut inbound, welcome) = joined?;
+        let (inbound, welcome) = joined?;
         // If the lease ran out while this runner was between sessions, its
         // tasks may have been fenced: stop them now; the assignment that
         // follows starts them again.
@@ -319,8 +328,10 @@ impl Runner {
                 })
                 .await;
         }
-        // Heartbeats go out from their own task, so a slow task stop in
-        // `apply` cannot make the coordinator think this runner is gone.
+        // Heartbeats go out from their own task, and their answers are read
+        // by another that renews the lease itself, so a slow task stop in
+        // `apply` can neither make the coordinator think this runner is gone
+        // nor let the runner's own lease lapse while the coordinator answers.
         let beats = outbound.clone();
         let lease = self.lease.clone();
         let heartbeats = AbortOnDrop(tokio::spawn(async move {
@@ -337,7 +348,17 @@ impl Runner {
                 }
             }
         }));
-        let mut silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
+        let (received_tx, mut received) = mpsc::unbounded_channel();
+        let reader = AbortOnDrop(tokio::spawn(read_coordinator(
+            inbound,
+            self.lease.clone(),
+            self.session_timeout,
+            received_tx,
+        )));
+        // While tasks are fenced with the session alive, this checks each
+        // heartbeat interval whether the lease holds again.
+        let mut regain = tokio::time::interval(HEARTBEAT_INTERVAL);
+        regain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Taps belong to the session that attached them.
         let mut session_taps = crate::tap::SessionTaps::new(self.taps.clone());
         loop {
@@ -353,67 +374,61 @@ impl Runner {
                     let _ = outbound.send(leaving).await;
                     drop(heartbeats);
                     // Let the coordinator read Leaving before the stream closes.
-                    let _ = tokio::time::timeout(Duration::from_secs(2), inbound.message()).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while let Some(Inbound::Message(_)) = received.recv().await {}
+                    })
+                    .await;
+                    drop(reader);
                     return Ok(());
                 }
-                // Silence from the coordinator: try another; the tasks run on
-                // while the lease holds.
-                () = tokio::time::sleep_until(silent_after) => {
-                    drop(heartbeats);
-                    return Err(Error::Coordinator("no message from the coordinator for three heartbeat intervals".into()));
-                }
                 () = self.lease_lapses() => self.fence(events_rx).await,
-                message = inbound.message() => {
-                    silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
-                    match message? {
+                _ = regain.tick(), if self.fenced => {
+                    if self.lease.holds() {
+                        match self.assignment.clone() {
+                            Some(assignment) => {
+                                tracing::info!(runner = %self.config.runner_id, epoch = assignment.epoch, "lease renewed after fencing; starting the assignment again");
+                                if !self.apply_and_report(assignment, events_tx, events_rx, &outbound).await {
+                                    return Ok(());
+                                }
+                            }
+                            None => self.fenced = false,
+                        }
+                    }
+                }
+                inbound = received.recv() => {
+                    let message = match inbound {
+                        Some(Inbound::Message(message)) => message,
+                        // Silence, or the stream ended: try another
+                        // coordinator; the tasks run on while the lease holds.
+                        Some(Inbound::Ended(outcome)) => return outcome,
                         None => return Ok(()),
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::OffsetsRequest(request)) }) => {
+                    };
+                    match message.body {
+                        Some(pb::coordinator_message::Body::OffsetsRequest(request)) => {
                             self.answer_offsets(request, outbound.clone());
                         }
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStart(start)) }) => {
+                        Some(pb::coordinator_message::Body::TapStart(start)) => {
                             if let Some(request) = start.request {
                                 let records = session_taps.attach(start.id, &request);
                                 tokio::spawn(crate::tap::forward(start.id, records, outbound.clone()));
                             }
                         }
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::TapStop(stop)) }) => {
+                        Some(pb::coordinator_message::Body::TapStop(stop)) => {
                             session_taps.detach(stop.id);
                         }
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::LogLevel(level)) }) => {
+                        Some(pb::coordinator_message::Body::LogLevel(level)) => {
                             match weir_connect::logging::loggers().set(&level.logger, &level.level) {
                                 Ok(_) => tracing::info!(logger = %level.logger, level = %level.level, "log level set for the cluster"),
                                 Err(error) => tracing::warn!(logger = %level.logger, ?error, "cluster log level not applied"),
                             }
                         }
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Heartbeat(beat)) }) => {
-                            if beat.seq > 0 {
-                                self.lease.answered(beat.seq, self.session_timeout);
-                            }
-                        }
-                        Some(pb::CoordinatorMessage { body: Some(pb::coordinator_message::Body::Assignment(assignment)) }) => {
-                            let epoch = assignment.epoch;
-                            self.apply(assignment, events_tx, events_rx, &outbound).await;
-                            let applied = pb::RunnerMessage {
-                                body: Some(pb::runner_message::Body::Applied(pb::Applied {
-                                    epoch,
-                                    tasks: self
-                                        .tasks
-                                        .keys()
-                                        .map(|key| pb::TaskRef {
-                                            connector: key.connector.clone(),
-                                            task: key.task,
-                                        })
-                                        .collect(),
-                                })),
-                            };
-                            if outbound.send(applied).await.is_err() {
+                        Some(pb::coordinator_message::Body::Assignment(assignment)) => {
+                            let open = self.apply_and_report(assignment, events_tx, events_rx, &outbound).await;
+                            if !open {
                                 return Ok(());
                             }
-                            // Stopping tasks may have taken a while; messages
-                            // that arrived meanwhile are waiting, not missing.
-                            silent_after = tokio::time::Instant::now() + HEARTBEAT_INTERVAL * 3;
                         }
-                        Some(_) => {}
+                        _ => {}
                     }
                 },
                 Some(event) = events_rx.recv() => {
@@ -424,6 +439,35 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Applies an assignment, then tells the coordinator which tasks run
+    /// now; false if the session's stream has closed.
+    async fn apply_and_report(
+        &mut self,
+        assignment: pb::Assignment,
+        events_tx: &mpsc::UnboundedSender<TaskEvent>,
+        events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
+        outbound: &mpsc::Sender<pb::RunnerMessage>,
+    ) -> bool {
+        let epoch = assignment.epoch;
+        if !self.apply(assignment, events_tx, events_rx, outbound).await {
+            return true;
+        }
+        let applied = pb::RunnerMessage {
+            body: Some(pb::runner_message::Body::Applied(pb::Applied {
+                epoch,
+                tasks: self
+                    .tasks
+                    .keys()
+                    .map(|key| pb::TaskRef {
+                        connector: key.connector.clone(),
+                        task: key.task,
+                    })
+                    .collect(),
+            })),
+        };
+        outbound.send(applied).await.is_ok()
     }
 
     fn message_for(&mut self, event: TaskEvent) -> Option<pb::RunnerMessage> {
@@ -684,23 +728,26 @@ impl Runner {
         }
     }
 
-    /// Makes the running tasks match `assignment`.
+    /// Makes the running tasks match `assignment`; false if it was stale
+    /// and ignored.
     async fn apply(
         &mut self,
         assignment: pb::Assignment,
         events: &mpsc::UnboundedSender<TaskEvent>,
         events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
         outbound: &mpsc::Sender<pb::RunnerMessage>,
-    ) {
+    ) -> bool {
         if assignment.epoch < self.last_epoch {
             tracing::debug!(
                 epoch = assignment.epoch,
                 last = self.last_epoch,
                 "ignoring stale assignment"
             );
-            return;
+            return false;
         }
         self.last_epoch = assignment.epoch;
+        self.assignment = Some(assignment.clone());
+        self.fenced = false;
         self.apply_connectors(assignment.connectors, events);
         let wanted: BTreeMap<TaskKey, pb::TaskAssignment> = assignment
             .tasks
@@ -744,6 +791,7 @@ impl Runner {
             }
             self.start(key, wanted, target, assignment.epoch, events.clone());
         }
+        true
     }
 
     fn start(
@@ -872,6 +920,50 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// What the session loop hears from the task reading the coordinator's stream.
+enum Inbound {
+    Message(pb::CoordinatorMessage),
+    /// The stream ended (`Ok`) or failed or went silent (`Err`).
+    Ended(Result<()>),
+}
+
+/// Reads the coordinator's stream: renews the lease on each heartbeat answer
+/// itself, so renewal never waits behind the session loop's work (stopping
+/// tasks, say), and passes every other message on. Ends the session after
+/// three heartbeat intervals without any message.
+async fn read_coordinator(
+    mut inbound: tonic::Streaming<pb::CoordinatorMessage>,
+    lease: Lease,
+    session_timeout: Duration,
+    messages: mpsc::UnboundedSender<Inbound>,
+) {
+    loop {
+        let ended = match tokio::time::timeout(HEARTBEAT_INTERVAL * 3, inbound.message()).await {
+            Err(_) => Err(Error::Coordinator(
+                "no message from the coordinator for three heartbeat intervals".into(),
+            )),
+            Ok(Err(status)) => Err(Error::from(status)),
+            Ok(Ok(None)) => Ok(()),
+            Ok(Ok(Some(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::Heartbeat(beat)),
+            }))) => {
+                if beat.seq > 0 {
+                    lease.answered(beat.seq, session_timeout);
+                }
+                continue;
+            }
+            Ok(Ok(Some(message))) => {
+                if messages.send(Inbound::Message(message)).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let _ = messages.send(Inbound::Ended(ended));
+        return;
     }
 }
 

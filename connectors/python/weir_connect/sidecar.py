@@ -369,7 +369,18 @@ def serve(connectors, address=None):
     # Every task stream holds a thread for its life; calls beyond the pool
     # would queue. WEIR_SIDECAR_THREADS raises the bound.
     threads = int(os.environ.get("WEIR_SIDECAR_THREADS", "256"))
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=threads))
+    # The runner checks the sidecar is alive with an HTTP/2 ping every
+    # second, idle or not. grpc-core's default policy answers pings more
+    # often than every 5 minutes without data with GOAWAY "too_many_pings",
+    # which would cut every stream while a task is idle or stopping.
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=threads),
+        options=[
+            ("grpc.http2.min_ping_interval_without_data_ms", 500),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
     rpc.add_ConnectorServicer_to_server(ConnectorService(connectors), server)
     rpc.add_SourceServicer_to_server(SourceService(connectors), server)
     rpc.add_SinkServicer_to_server(SinkService(connectors), server)
