@@ -276,21 +276,9 @@ async fn reconcile(
     if !confirmed.is_empty() {
         let mut txn = Txn::new().when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()));
         for runner in &confirmed {
-            let record = AssignmentRecord {
-                epoch: assigned_epochs.get(*runner).copied().unwrap_or_default(),
-                tasks: current_tasks
-                    .get(*runner)
-                    .map(|held| held.iter().cloned().collect())
-                    .unwrap_or_default(),
-                connectors: current_instances
-                    .get(*runner)
-                    .map(|held| held.iter().cloned().collect())
-                    .unwrap_or_default(),
-                revoking: revoking
-                    .get(*runner)
-                    .map(|pending| pending.iter().cloned().collect())
-                    .unwrap_or_default(),
-            };
+            let epoch = assigned_epochs.get(*runner).copied().unwrap_or_default();
+            let record =
+                assignment_record(runner, epoch, &current_tasks, &current_instances, &revoking);
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
         store.txn(txn).await?;
@@ -301,21 +289,7 @@ async fn reconcile(
             .when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()))
             .put(keys::EPOCH, to_json(&epoch)?);
         for runner in &changed {
-            let record = AssignmentRecord {
-                epoch,
-                tasks: next_tasks
-                    .get(*runner)
-                    .map(|held| held.iter().cloned().collect())
-                    .unwrap_or_default(),
-                connectors: next_instances
-                    .get(*runner)
-                    .map(|held| held.iter().cloned().collect())
-                    .unwrap_or_default(),
-                revoking: revoking
-                    .get(*runner)
-                    .map(|pending| pending.iter().cloned().collect())
-                    .unwrap_or_default(),
-            };
+            let record = assignment_record(runner, epoch, &next_tasks, &next_instances, &revoking);
             txn = txn.put(keys::assignment(runner), to_json(&record)?);
         }
         for (runner, _, _) in &expired {
@@ -345,6 +319,28 @@ async fn reconcile(
     mark_orphans_unassigned(store, &runners, keys::STATUS_TASKS).await?;
     mark_orphans_unassigned(store, &runners, keys::STATUS_CONNECTORS).await?;
     Ok(next_wake)
+}
+
+/// `runner`'s assignment record at `epoch` from the placements.
+fn assignment_record(
+    runner: &str,
+    epoch: u64,
+    tasks: &Placement<TaskId>,
+    instances: &Placement<String>,
+    revoking: &Placement<TaskId>,
+) -> AssignmentRecord {
+    fn listed<T: Clone>(placement: &Placement<T>, runner: &str) -> Vec<T> {
+        placement
+            .get(runner)
+            .map(|held| held.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+    AssignmentRecord {
+        epoch,
+        tasks: listed(tasks, runner),
+        connectors: listed(instances, runner),
+        revoking: listed(revoking, runner),
+    }
 }
 
 /// The tasks each runner was told to stop and has not confirmed stopping:
