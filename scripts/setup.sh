@@ -17,6 +17,10 @@
 #   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
 #            listener in front of tansu, which accepts --cert/--key but
 #            serves plaintext in 0.6.0), curl
+#   Node.js example connector: node and npm (Debian's nodejs and npm, unless
+#            a Node.js with its npm is already installed: NodeSource's nodejs
+#            package bundles npm and conflicts with Debian's), then `npm ci`
+#            in connectors/examples/node from its committed lockfile
 #   web console test: chromium and chromium-driver (headless, driven over
 #            WebDriver), fonts-liberation (readable screenshots without
 #            chromium's recommended packages)
@@ -38,6 +42,11 @@ missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
+
+# Node.js counts as present when both commands are (see the list above).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
@@ -63,6 +72,16 @@ done
 if [ "$missing_python" = 1 ]; then
   echo "setup: installing ${python_packages[*]} into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "${python_packages[@]}"
+fi
+
+# The Node.js example connector's packages, exactly as locked.
+node_example=connectors/examples/node
+# npm writes node_modules/.package-lock.json on install: older than the
+# committed lockfile means the lockfile changed since.
+if [ ! -f "$node_example/node_modules/.package-lock.json" ] ||
+   [ "$node_example/package-lock.json" -nt "$node_example/node_modules/.package-lock.json" ]; then
+  echo "setup: npm ci in $node_example"
+  (cd "$node_example" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 if [ "${1:-}" = "--with-tansu" ]; then

@@ -36,6 +36,17 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 
 const SIZES: [usize; 2] = [100, 1024];
 
+const USAGE: &str = "weir-bench: Weir's record paths beside a raw rdkafka client, in one run
+
+Usage: weir-bench [--records N] [--rounds R] [--bootstrap HOST:PORT]
+
+  --records N            records per measurement (default 400000)
+  --rounds R             interleaved rounds; Weir rows are medians (default 3)
+  --bootstrap HOST:PORT  a broker to use instead of the embedded one
+  -h, --help             print this help
+
+Build with `cargo build --release --bins` first so the sidecar rows appear.";
+
 /// The record of line `i` for `size`: the line number, zero-padded.
 fn line(i: usize, size: usize) -> String {
     format!("{i:0>size$}")
@@ -218,7 +229,19 @@ fn main() {
             }
             return;
         }
+        Some("-h" | "--help") => {
+            println!("{USAGE}");
+            return;
+        }
         _ => {}
+    }
+    let known = ["--records", "--rounds", "--bootstrap"];
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if !known.contains(&arg.as_str()) || rest.next().is_none() {
+            eprintln!("weir-bench: unexpected argument {arg}\n\n{USAGE}");
+            std::process::exit(2);
+        }
     }
     let flag = |name: &str| {
         args.iter()

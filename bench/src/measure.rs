@@ -362,7 +362,13 @@ async fn plugin(job: &Job) -> Arc<dyn ConnectorPlugin> {
     } else {
         "SidecarFileStreamSinkConnector"
     };
-    remote::SidecarPlugin::from_handshake("bench", &channel, &handshake)
+    // The probe runs as in a runner, for as long as the benchmark process.
+    let liveness = weir_runner::host::liveness::Liveness::probe(
+        "bench",
+        channel.clone(),
+        tokio_util::sync::CancellationToken::new(),
+    );
+    remote::SidecarPlugin::from_handshake("bench", &channel, &liveness, &handshake)
         .into_iter()
         .map(|plugin| Arc::new(plugin) as Arc<dyn ConnectorPlugin>)
         .find(|plugin| plugin.class().ends_with(wanted))
@@ -456,6 +462,7 @@ async fn weir_task(job: &Job, clock: &CpuClock) -> Measurement {
         lease: weir_runner::lease::Lease::unbounded(),
         metrics: weir_runner::metrics::TaskMetrics::detached(),
         tap: weir_runner::tap::TaskTap::detached("c", 0),
+        claims: weir_runner::claims::PartitionClaims::unclaimed(),
     };
     let input_size = job
         .input

@@ -31,6 +31,12 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+/// Which cluster a client command talks to, and how it prints: only on the
+/// commands that call a REST API (not on `standalone` or `dev-kafka`).
+#[derive(clap::Args, Clone)]
+struct ClientOptions {
     /// The cluster's REST URL (default: WEIR_URL, then the current context, then http://localhost:8083).
     #[arg(long, global = true)]
     url: Option<String>,
@@ -58,23 +64,42 @@ enum Command {
         port: u16,
     },
     /// Manage connectors (any Kafka Connect REST API).
-    #[command(subcommand)]
-    Connectors(ops::ConnectorsCommand),
+    Connectors {
+        #[command(subcommand)]
+        command: ops::ConnectorsCommand,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Read, reset or alter a connector's offsets.
-    #[command(subcommand)]
-    Offsets(ops::OffsetsCommand),
+    Offsets {
+        #[command(subcommand)]
+        command: ops::OffsetsCommand,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// The connector plugins of the cluster (`--all`: converters and transforms too).
     Plugins {
         #[arg(long)]
         all: bool,
+        #[command(flatten)]
+        client: ClientOptions,
     },
     /// A connector's tasks and their states.
-    Tasks { name: String },
+    Tasks {
+        name: String,
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Weir only: the runners and what each is assigned.
-    Runners,
+    Runners {
+        #[command(flatten)]
+        client: ClientOptions,
+    },
     /// Weir only: print the records passing a connector's tasks, live.
     Tap {
         name: String,
+        #[command(flatten)]
+        client: ClientOptions,
         /// One task only (all of the connector's tasks by default).
         #[arg(long)]
         task: Option<i32>,
@@ -108,17 +133,12 @@ enum ContextCommand {
 }
 
 fn main() {
-    let Cli {
-        command,
-        url,
-        context,
-        output,
-    } = Cli::parse();
-    let target = || -> ops::rest::Result<ops::Target> {
-        let url = ops::context::resolve(url.as_deref(), context.as_deref())?;
+    let Cli { command } = Cli::parse();
+    let target = |client: ClientOptions| -> ops::rest::Result<ops::Target> {
+        let url = ops::context::resolve(client.url.as_deref(), client.context.as_deref())?;
         Ok(ops::Target {
             rest: ops::rest::Rest::new(&url),
-            format: output,
+            format: client.output,
         })
     };
     let operated = match command {
@@ -138,20 +158,27 @@ fn main() {
             };
         }
         Command::DevKafka { port } => return serve(LogFormat::Text, || dev_kafka(port)),
-        Command::Connectors(command) => {
-            target().and_then(|t| ops::commands::connectors(&t, command))
+        Command::Connectors { command, client } => {
+            target(client).and_then(|t| ops::commands::connectors(&t, command))
         }
-        Command::Offsets(command) => target().and_then(|t| ops::commands::offsets(&t, command)),
-        Command::Plugins { all } => target().and_then(|t| ops::commands::plugins(&t, all)),
-        Command::Tasks { name } => target().and_then(|t| ops::commands::tasks(&t, &name)),
-        Command::Runners => target().and_then(|t| ops::commands::runners(&t)),
+        Command::Offsets { command, client } => {
+            target(client).and_then(|t| ops::commands::offsets(&t, command))
+        }
+        Command::Plugins { all, client } => {
+            target(client).and_then(|t| ops::commands::plugins(&t, all))
+        }
+        Command::Tasks { name, client } => {
+            target(client).and_then(|t| ops::commands::tasks(&t, &name))
+        }
+        Command::Runners { client } => target(client).and_then(|t| ops::commands::runners(&t)),
         Command::Tap {
             name,
+            client,
             task,
             point,
             rate,
             limit,
-        } => target().and_then(|t| {
+        } => target(client).and_then(|t| {
             let options = ops::commands::TapOptions {
                 task,
                 point,

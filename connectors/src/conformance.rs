@@ -6,8 +6,10 @@
 //! first, no batch before credit, never more than the credit, Stopped
 //! last); resume from committed positions (nothing committed comes again);
 //! a sink's put/flush/pre-commit answered in order with their ids; a
-//! stream that does not start with Open is refused; and a runner that
-//! vanishes mid-task leaves the sidecar able to serve the next task.
+//! stream that does not start with Open is refused; a runner that
+//! vanishes mid-task leaves the sidecar able to serve the next task; and a
+//! source stream left idle stays connected while the runner's liveness
+//! probe ([`crate::liveness`]) asks every second, then delivers.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -21,6 +23,8 @@ use weir_proto::connector::v2::connector_client::ConnectorClient;
 use weir_proto::connector::v2::sink_client::SinkClient;
 use weir_proto::connector::v2::source_client::SourceClient;
 
+use crate::liveness::{PROBE_INTERVAL, UNRESPONSIVE_AFTER, probe};
+
 /// How long the kit waits for any one answer.
 const DEADLINE: Duration = Duration::from_secs(10);
 
@@ -29,6 +33,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 pub struct Target {
     pub source: Option<(String, HashMap<String, String>)>,
     pub sink: Option<(String, HashMap<String, String>)>,
+    /// How long the idle check holds a source stream idle.
+    pub idle: Duration,
 }
 
 /// One check's outcome.
@@ -251,6 +257,46 @@ async fn check_source_survives_a_vanished_runner(
     run.stop().await
 }
 
+/// A source stream granted no credit sits idle for `idle` while the
+/// runner's liveness probe asks every [`PROBE_INTERVAL`]: every probe is
+/// answered, the stream neither ends nor sends, and afterwards it delivers
+/// and stops cleanly.
+async fn check_source_stays_connected_while_idle(
+    channel: &Channel,
+    class: &str,
+    config: &HashMap<String, String>,
+    idle: Duration,
+) -> Outcome {
+    let mut run = SourceRun::open(channel, class, config, Vec::new()).await?;
+    let started = tokio::time::Instant::now();
+    while started.elapsed() < idle {
+        if let Err(status) = probe(channel, UNRESPONSIVE_AFTER).await {
+            return Err(format!(
+                "a liveness probe went unanswered after {:.0?} idle: {status}",
+                started.elapsed()
+            ));
+        }
+        match tokio::time::timeout(PROBE_INTERVAL, run.events.message()).await {
+            Err(_) => {}
+            Ok(Ok(Some(event))) => return Err(format!("{event:?} while idle with no credit")),
+            Ok(Ok(None)) => {
+                return Err(format!(
+                    "the stream ended after {:.0?} idle",
+                    started.elapsed()
+                ));
+            }
+            Ok(Err(status)) => {
+                return Err(format!(
+                    "the stream broke after {:.0?} idle: {status}",
+                    started.elapsed()
+                ));
+            }
+        }
+    }
+    run.take(4, 1).await?;
+    run.stop().await
+}
+
 async fn check_refuses_a_stream_without_open(channel: &Channel) -> Outcome {
     let (commands, receiver) = mpsc::channel(1);
     commands
@@ -409,6 +455,11 @@ pub async fn run(channel: &Channel, target: &Target) -> Vec<Check> {
         checks.push(Check {
             name: "source survives a vanished runner",
             outcome: check_source_survives_a_vanished_runner(channel, class, config).await,
+        });
+        checks.push(Check {
+            name: "source stays connected while idle",
+            outcome: check_source_stays_connected_while_idle(channel, class, config, target.idle)
+                .await,
         });
     }
     if let Some((class, config)) = &target.sink {

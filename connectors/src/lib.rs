@@ -22,6 +22,7 @@ pub mod converter;
 pub mod data;
 pub mod durable;
 pub mod file;
+pub mod liveness;
 pub mod logging;
 pub mod properties;
 pub mod providers;

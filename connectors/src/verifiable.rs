@@ -5,9 +5,11 @@
 //! Each source task emits `{"task":N,"seqno":S}` string values, S counting up
 //! from 0 at `throughput` records per second, with source partition
 //! `{"task":N}` and offset `{"seqno":S}`; a restarted task resumes after the
-//! last committed seqno. The sink appends every value it receives as a line
-//! to `file` (FileStreamSink's task), so a checker can count each (task,
-//! seqno) pair.
+//! last committed seqno. The sink appends one JSON line per record it is
+//! given to `file`, as Kafka's VerifiableSinkTask prints them: the source's
+//! `task` and `seqno`, and which sink task (`sinkTask`) got which `topic`,
+//! `partition` and `offset` at what `time` (ms), so a checker can count each
+//! (task, seqno) pair and see which task read each partition when.
 
 use std::time::Duration;
 
@@ -16,8 +18,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::api::{
-    ConnectorError, ConnectorPlugin, JsonMap, Result, SourcePosition, SourceRecord, SourceTask,
-    Task,
+    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
+    SourceRecord, SourceTask, Task, TopicPartitionOffset,
 };
 use crate::config::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
@@ -190,18 +192,148 @@ impl ConnectorPlugin for VerifiableSink {
     }
 
     async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
-        Ok(vec![config.clone(); max_tasks.max(1)])
+        Ok((0..max_tasks.max(1))
+            .map(|task| {
+                let mut task_config = config.clone();
+                task_config.insert(TASK_ID.to_owned(), task.to_string());
+                task_config
+            })
+            .collect())
     }
 
-    /// Appending each value as a line is what FileStreamSink's task does.
     fn create_task(&self) -> Task {
-        Task::Sink(Box::new(crate::file::FileStreamSinkTask::default()))
+        Task::Sink(Box::new(VerifiableSinkTask::default()))
+    }
+}
+
+#[derive(Default)]
+struct VerifiableSinkTask {
+    task: i64,
+    file: Option<tokio::fs::File>,
+}
+
+impl VerifiableSinkTask {
+    /// One record's line: what the source put in its value, and where and
+    /// when this task got it.
+    fn line(&self, record: &SinkRecord, now_ms: i64) -> String {
+        let value = record.value.value.to_display_string();
+        let mut line = match serde_json::from_str::<serde_json::Value>(&value) {
+            Ok(serde_json::Value::Object(sent)) => sent,
+            _ => {
+                let mut raw = JsonMap::new();
+                raw.insert("value".into(), json!(value));
+                raw
+            }
+        };
+        line.insert("sinkTask".into(), json!(self.task));
+        line.insert("topic".into(), json!(record.topic));
+        line.insert("partition".into(), json!(record.partition));
+        line.insert("offset".into(), json!(record.offset));
+        line.insert("time".into(), json!(now_ms));
+        let mut text = serde_json::Value::Object(line).to_string();
+        text.push('\n');
+        text
+    }
+}
+
+#[async_trait]
+impl SinkTask for VerifiableSinkTask {
+    async fn open(&mut self, config: &ConfigMap) -> Result<()> {
+        self.task = number(config, TASK_ID, 0)?;
+        let path = config
+            .get(FILE)
+            .ok_or_else(|| ConnectorError::Config(format!("{FILE} is required")))?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .await
+            .map_err(|e| ConnectorError::Fatal(format!("opening {path}: {e}")))?;
+        self.file = Some(file);
+        Ok(())
+    }
+
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let text: String = records.iter().map(|r| self.line(r, now_ms)).collect();
+        let Some(file) = self.file.as_mut() else {
+            return Err(ConnectorError::Fatal("the task is not open".into()));
+        };
+        // One append per batch, so concurrent tasks' lines never interleave.
+        file.write_all(text.as_bytes())
+            .await
+            .map_err(|e| ConnectorError::Fatal(format!("appending to the file: {e}")))
+    }
+
+    async fn flush(&mut self, _offsets: &[TopicPartitionOffset]) -> Result<()> {
+        if let Some(file) = self.file.as_mut() {
+            file.sync_data()
+                .await
+                .map_err(|e| ConnectorError::Fatal(format!("syncing the file: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        self.file = None;
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_sink_writes_where_and_when_each_record_was_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jsonl");
+        let config = ConfigMap::from([
+            (FILE.to_owned(), path.display().to_string()),
+            (TASK_ID.to_owned(), "1".to_owned()),
+        ]);
+        let mut task = VerifiableSinkTask::default();
+        task.open(&config).await.unwrap();
+        let record = |value: &str, offset| SinkRecord {
+            topic: "t".into(),
+            partition: 2,
+            offset,
+            key: SchemaAndValue::null(),
+            value: SchemaAndValue {
+                schema: Some(Schema::string()),
+                value: Value::String(value.into()),
+            },
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        task.put(&[record(r#"{"task":0,"seqno":7}"#, 40), record("plain", 41)])
+            .await
+            .unwrap();
+        task.flush(&[]).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            (&lines[0]["task"], &lines[0]["seqno"], &lines[0]["sinkTask"]),
+            (&json!(0), &json!(7), &json!(1))
+        );
+        assert_eq!(
+            (
+                &lines[0]["topic"],
+                &lines[0]["partition"],
+                &lines[0]["offset"]
+            ),
+            (&json!("t"), &json!(2), &json!(40))
+        );
+        assert!(lines[0]["time"].as_i64().unwrap() > 0);
+        assert_eq!(lines[1]["value"], "plain");
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_source_counts_up_at_its_throughput_and_resumes_after_the_committed_seqno() {

@@ -321,12 +321,20 @@ impl AdminService {
             )));
         };
         let catalog = self.catalog().await?;
-        catalog.find(class).ok_or_else(|| {
-            Error::BadRequest(format!(
+        match catalog.find(class) {
+            Some(Plugin::Reported(described, _)) => {
+                let remote = crate::plugins::RemoteValidate {
+                    links: self.links.clone(),
+                    runners: catalog.runners_with(class),
+                };
+                Ok(Plugin::Reported(described, Some(remote)))
+            }
+            Some(local) => Ok(local),
+            None => Err(Error::BadRequest(format!(
                 "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
                 catalog.classes().join(", ")
-            ))
-        })
+            ))),
+        }
     }
 
     /// Validates a config for create/update.

@@ -21,8 +21,8 @@ use crate::admin::{read_json, to_json};
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
-    AppliedRecord, AssignmentRecord, DepartedRecord, InstanceState, OffsetEntry, RunnerRecord,
-    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId,
+    AppliedRecord, AssignmentRecord, ClaimsRecord, DepartedRecord, InstanceState, OffsetEntry,
+    RunnerRecord, StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId,
 };
 use crate::store::{Condition, Store, Txn};
 
@@ -69,13 +69,19 @@ struct Links {
     /// By session.
     runners: BTreeMap<String, Linked>,
     taps: crate::tap::LiveTaps,
-    waiting: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<pb::OffsetsReply>>,
+    waiting: std::collections::HashMap<u64, tokio::sync::oneshot::Sender<RunnerAnswer>>,
     next_id: u64,
 }
 
 struct Linked {
     runner: String,
     outbound: mpsc::Sender<Outbound>,
+}
+
+/// A runner's answer to a request a coordinator made of it.
+enum RunnerAnswer {
+    Offsets(pb::OffsetsReply),
+    Validate(pb::ValidateReply),
 }
 
 fn tap_start(id: u64, request: admin::TapRequest) -> pb::CoordinatorMessage {
@@ -98,6 +104,9 @@ const TAP_ATTACH_DEADLINE: Duration = Duration::from_secs(5);
 
 /// How long a runner may take to carry out an offsets request.
 const OFFSETS_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a runner may take to run a plugin's validate (a sidecar call
+/// has 30 s of its own).
+const VALIDATE_DEADLINE: Duration = Duration::from_secs(35);
 
 impl RunnerLinks {
     fn links(&self) -> std::sync::MutexGuard<'_, Links> {
@@ -258,47 +267,112 @@ impl RunnerLinks {
             .relay(records.id, session, records.records)
     }
 
-    fn answered(&self, reply: pb::OffsetsReply) {
-        if let Some(waiting) = self.links().waiting.remove(&reply.id) {
-            let _ = waiting.send(reply);
+    fn answered(&self, id: u64, answer: RunnerAnswer) {
+        if let Some(waiting) = self.links().waiting.remove(&id) {
+            let _ = waiting.send(answer);
         }
     }
 
-    /// Has a runner connected here carry out `request`; the answer comes
-    /// once the change is durable.
-    pub async fn offsets(&self, mut request: pb::OffsetsRequest) -> Result<pb::OffsetsReply> {
+    /// Sends the message `make` builds with a fresh request id to one runner
+    /// connected here (the first whose id `pick` accepts), and waits up to
+    /// `deadline` for its answer. `None`: no such runner is connected here.
+    async fn ask(
+        &self,
+        pick: impl Fn(&str) -> bool,
+        make: impl FnOnce(u64) -> pb::coordinator_message::Body,
+        deadline: Duration,
+    ) -> Option<Result<RunnerAnswer>> {
         let (runner, answer, id) = {
             let mut links = self.links();
+            let runner = links
+                .runners
+                .values()
+                .find(|linked| pick(&linked.runner))
+                .map(|linked| linked.outbound.clone())?;
             links.next_id += 1;
             let id = links.next_id;
-            let Some(runner) = links.runners.values().next().map(|l| l.outbound.clone()) else {
-                return Err(crate::error::Error::Internal(
-                    "No runner is connected to this coordinator to reach the offsets; send the request to another coordinator".to_owned(),
-                ));
-            };
             let (sender, answer) = tokio::sync::oneshot::channel();
             links.waiting.insert(id, sender);
             (runner, answer, id)
         };
-        request.id = id;
         let message = pb::CoordinatorMessage {
-            body: Some(pb::coordinator_message::Body::OffsetsRequest(request)),
+            body: Some(make(id)),
         };
         let outcome = async {
             runner
                 .send(Ok(message))
                 .await
                 .map_err(|_| crate::error::Error::Internal("the runner went away".to_owned()))?;
-            match tokio::time::timeout(OFFSETS_DEADLINE, answer).await {
-                Ok(Ok(reply)) => Ok(reply),
+            match tokio::time::timeout(deadline, answer).await {
+                Ok(Ok(answer)) => Ok(answer),
                 _ => Err(crate::error::Error::Internal(
-                    "the runner did not answer the offsets request in time".to_owned(),
+                    "the runner did not answer in time".to_owned(),
                 )),
             }
         }
         .await;
         self.links().waiting.remove(&id);
-        outcome
+        Some(outcome)
+    }
+
+    /// Has a runner connected here carry out `request`; the answer comes
+    /// once the change is durable.
+    pub async fn offsets(&self, mut request: pb::OffsetsRequest) -> Result<pb::OffsetsReply> {
+        let asked = self
+            .ask(
+                |_| true,
+                move |id| {
+                    request.id = id;
+                    pb::coordinator_message::Body::OffsetsRequest(request)
+                },
+                OFFSETS_DEADLINE,
+            )
+            .await;
+        match asked {
+            None => Err(crate::error::Error::Internal(
+                "No runner is connected to this coordinator to reach the offsets; send the request to another coordinator".to_owned(),
+            )),
+            Some(Ok(RunnerAnswer::Offsets(reply))) => Ok(reply),
+            Some(Ok(_)) => Err(crate::error::Error::Internal(
+                "the runner answered another request".to_owned(),
+            )),
+            Some(Err(error)) => Err(error),
+        }
+    }
+
+    /// Runs a plugin's own validate on a runner connected here that is one
+    /// of `runners` (those that reported the plugin): its errors by key.
+    /// `None` when no such runner is connected to this coordinator.
+    pub async fn validate(
+        &self,
+        runners: &BTreeSet<String>,
+        config: &ConfigMap,
+    ) -> Option<Result<Vec<(String, Vec<String>)>>> {
+        let config = config.clone().into_iter().collect();
+        let asked = self
+            .ask(
+                |runner| runners.contains(runner),
+                |id| {
+                    pb::coordinator_message::Body::ValidateRequest(pb::ValidateRequest {
+                        id,
+                        config,
+                    })
+                },
+                VALIDATE_DEADLINE,
+            )
+            .await?;
+        Some(match asked {
+            Ok(RunnerAnswer::Validate(reply)) if reply.error.is_empty() => Ok(reply
+                .errors
+                .into_iter()
+                .map(|key| (key.name, key.errors))
+                .collect()),
+            Ok(RunnerAnswer::Validate(reply)) => Err(crate::error::Error::Internal(reply.error)),
+            Ok(_) => Err(crate::error::Error::Internal(
+                "the runner answered another request".to_owned(),
+            )),
+            Err(error) => Err(error),
+        })
     }
 }
 
@@ -628,6 +702,30 @@ impl Session {
             Some(Body::TaskConfigs(report)) => self.record_task_configs(report).await,
             Some(Body::ConnectorStatus(report)) => self.record_connector_status(report).await,
             Some(Body::Applied(applied)) => self.record_applied(applied).await,
+            Some(Body::ClaimPartitions(claim)) => {
+                let id = claim.id;
+                let reply = match self.claim_partitions(claim).await {
+                    Ok(granted) => pb::PartitionsClaimed {
+                        id,
+                        granted: granted
+                            .into_iter()
+                            .map(|(topic, partition)| pb::TopicPartition { topic, partition })
+                            .collect(),
+                        error: String::new(),
+                    },
+                    Err(error) => pb::PartitionsClaimed {
+                        id,
+                        granted: Vec::new(),
+                        error: error.to_string(),
+                    },
+                };
+                let answer = pb::CoordinatorMessage {
+                    body: Some(pb::coordinator_message::Body::PartitionsClaimed(reply)),
+                };
+                // The task asks again if the answer is lost.
+                let _ = self.outbound.send(Ok(answer)).await;
+                Ok(())
+            }
             Some(Body::Leaving(_)) => {
                 tracing::info!(runner = %self.record.runner_id, "runner leaving on purpose");
                 self.leaving
@@ -637,8 +735,87 @@ impl Session {
             Some(Body::Heartbeat(_))
             | Some(Body::Hello(_))
             | Some(Body::OffsetsReply(_))
+            | Some(Body::ValidateReply(_))
             | Some(Body::TapRecords(_))
             | None => Ok(()),
+        }
+    }
+
+    /// Records a sink task's claim: it now holds what it asked for that no
+    /// other task of its connector holds, and nothing else. Only while the
+    /// task is in this runner's assignment (the two-step handover makes that
+    /// one runner at a time), in one transaction over the connector's whole
+    /// claims record, so two tasks never both hold a partition.
+    async fn claim_partitions(
+        &self,
+        claim: pb::ClaimPartitions,
+    ) -> Result<BTreeSet<(String, i32)>> {
+        let wanted: BTreeSet<(String, i32)> = claim
+            .partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
+        let assignment_key = keys::assignment(&self.record.runner_id);
+        let claims_key = keys::claims(&claim.connector);
+        loop {
+            let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
+                return Err(crate::error::Error::Conflict(format!(
+                    "task {}-{} is not assigned to runner {}",
+                    claim.connector, claim.task, self.record.runner_id
+                )));
+            };
+            let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
+            let owns = assignment
+                .tasks
+                .iter()
+                .any(|t| t.connector == claim.connector && t.task == claim.task);
+            if !owns {
+                return Err(crate::error::Error::Conflict(format!(
+                    "task {}-{} is not assigned to runner {}",
+                    claim.connector, claim.task, self.record.runner_id
+                )));
+            }
+            let raw_claims = self.store.get(&claims_key).await?;
+            let mut claims: ClaimsRecord = match &raw_claims {
+                Some(raw) => serde_json::from_slice(raw)?,
+                None => ClaimsRecord::default(),
+            };
+            let others = claims.held_by_others(claim.task);
+            let granted: BTreeSet<(String, i32)> = wanted.difference(&others).cloned().collect();
+            if claims.tasks.get(&claim.task) == Some(&granted) {
+                return Ok(granted);
+            }
+            if granted.is_empty() {
+                claims.tasks.remove(&claim.task);
+            } else {
+                claims.tasks.insert(claim.task, granted.clone());
+            }
+            let unchanged = match raw_claims {
+                Some(raw) => Condition::ValueEquals(claims_key.clone(), raw),
+                None => Condition::Absent(claims_key.clone()),
+            };
+            let txn = Txn::new()
+                .when(Condition::Present(keys::connector_config(&claim.connector)))
+                .when(Condition::ValueEquals(
+                    assignment_key.clone(),
+                    raw_assignment,
+                ))
+                .when(unchanged)
+                .put(claims_key.clone(), to_json(&claims)?);
+            if self.store.txn(txn).await? {
+                return Ok(granted);
+            }
+            if self
+                .store
+                .get(&keys::connector_config(&claim.connector))
+                .await?
+                .is_none()
+            {
+                return Err(crate::error::Error::NotFound(format!(
+                    "Connector {} not found",
+                    claim.connector
+                )));
+            }
         }
     }
 
@@ -953,7 +1130,12 @@ async fn read_runner(
             Ok(Ok(Some(message))) => message,
         };
         match message.body {
-            Some(Body::OffsetsReply(reply)) => links.answered(reply),
+            Some(Body::OffsetsReply(reply)) => {
+                links.answered(reply.id, RunnerAnswer::Offsets(reply))
+            }
+            Some(Body::ValidateReply(reply)) => {
+                links.answered(reply.id, RunnerAnswer::Validate(reply))
+            }
             Some(Body::TapRecords(records)) => {
                 let id = records.id;
                 if !links.tapped(&session, records) {
@@ -1238,5 +1420,89 @@ mod tests {
             .await;
         session.retry_dropped(&mut dropped).await;
         assert_eq!(stored_applied(&store).await.map(|a| a.epoch), Some(8));
+    }
+
+    fn claim(task: i32, partitions: &[(&str, i32)]) -> pb::ClaimPartitions {
+        pb::ClaimPartitions {
+            id: 1,
+            connector: "c".into(),
+            task,
+            partitions: partitions
+                .iter()
+                .map(|(topic, partition)| pb::TopicPartition {
+                    topic: (*topic).to_owned(),
+                    partition: *partition,
+                })
+                .collect(),
+        }
+    }
+
+    fn held(partitions: &[(&str, i32)]) -> BTreeSet<(String, i32)> {
+        partitions
+            .iter()
+            .map(|(t, p)| ((*t).to_owned(), *p))
+            .collect()
+    }
+
+    /// Connector `c` exists and runner r1 is assigned `tasks` of it.
+    async fn assigned(store: &OutageStore, tasks: &[i32]) {
+        store
+            .inner
+            .put(&keys::connector_config("c"), b"{}".to_vec())
+            .await
+            .unwrap();
+        let assignment = AssignmentRecord {
+            epoch: 1,
+            tasks: tasks
+                .iter()
+                .map(|task| TaskId {
+                    connector: "c".into(),
+                    task: *task,
+                })
+                .collect(),
+            connectors: Vec::new(),
+            revoking: Vec::new(),
+        };
+        store
+            .inner
+            .put(&keys::assignment("r1"), to_json(&assignment).unwrap())
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_partition_another_task_holds_is_granted_only_once_that_task_released_it() {
+        let (session, store) = session().await;
+        assigned(&store, &[0, 1]).await;
+        let granted = session
+            .claim_partitions(claim(0, &[("t", 0), ("t", 1)]))
+            .await
+            .unwrap();
+        assert_eq!(granted, held(&[("t", 0), ("t", 1)]));
+        // Task 1 now wants partition 1 too (it saw a new task count first).
+        let granted = session
+            .claim_partitions(claim(1, &[("t", 1), ("t", 2)]))
+            .await
+            .unwrap();
+        assert_eq!(granted, held(&[("t", 2)]), "t-1 is still task 0's");
+        // Task 0 committed and released t-1: task 1 gets it on its next claim.
+        session
+            .claim_partitions(claim(0, &[("t", 0)]))
+            .await
+            .unwrap();
+        let granted = session
+            .claim_partitions(claim(1, &[("t", 1), ("t", 2)]))
+            .await
+            .unwrap();
+        assert_eq!(granted, held(&[("t", 1), ("t", 2)]));
+    }
+
+    #[tokio::test]
+    async fn a_task_not_assigned_to_the_runner_cannot_claim() {
+        let (session, store) = session().await;
+        assigned(&store, &[0]).await;
+        let refused = session.claim_partitions(claim(1, &[("t", 0)])).await;
+        assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+        assert!(store.inner.get(&keys::claims("c")).await.unwrap().is_none());
     }
 }

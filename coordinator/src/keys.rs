@@ -37,6 +37,7 @@ pub const DEPARTED: &str = "departed/";
 pub const LOGGERS: &str = "loggers/";
 pub const APPLIED: &str = "applied/";
 pub const ASSIGNMENTS: &str = "assignments/";
+pub const CLAIMS: &str = "claims/";
 pub const EPOCH: &str = "epoch";
 pub const LEADER: &str = "leader";
 
@@ -143,6 +144,10 @@ pub fn departed(runner: &str) -> String {
 
 pub fn applied(runner: &str) -> String {
     format!("{APPLIED}{}", encode(runner))
+}
+
+pub fn claims(name: &str) -> String {
+    format!("{CLAIMS}{}", encode(name))
 }
 
 pub fn assignment(runner: &str) -> String {

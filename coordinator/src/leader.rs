@@ -15,8 +15,8 @@ use crate::control::SessionTiming;
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
-    AppliedRecord, AssignmentRecord, DepartedRecord, InstanceState, LeaderRecord, StatusRecord,
-    TargetRecord, TargetState, TaskConfigsRecord, TaskId,
+    AppliedRecord, AssignmentRecord, ClaimsRecord, DepartedRecord, InstanceState, LeaderRecord,
+    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId,
 };
 use crate::plugins::Catalog;
 use crate::store::{Condition, Store, Txn};
@@ -318,6 +318,11 @@ async fn reconcile(
 
     mark_orphans_unassigned(store, &runners, keys::STATUS_TASKS).await?;
     mark_orphans_unassigned(store, &runners, keys::STATUS_CONNECTORS).await?;
+    let possibly_running: BTreeSet<TaskId> = [&current_tasks, &next_tasks, &applied, &revoking]
+        .into_iter()
+        .flat_map(|placement| placement.values().flatten().cloned())
+        .collect();
+    release_claims_of_stopped_tasks(store, me, &possibly_running).await?;
     Ok(next_wake)
 }
 
@@ -341,6 +346,47 @@ fn assignment_record(
         connectors: listed(instances, runner),
         revoking: listed(revoking, runner),
     }
+}
+
+/// Sink partition claims of tasks that run nowhere (stopped, beyond a
+/// smaller task count, or on a departed runner whose hold ran out) are
+/// released, so other tasks may read those partitions; a deleted
+/// connector's claims go too.
+async fn release_claims_of_stopped_tasks(
+    store: &Store,
+    me: &[u8],
+    possibly_running: &BTreeSet<TaskId>,
+) -> Result<()> {
+    for (key, raw) in store.list(keys::CLAIMS).await? {
+        let Some(connector) = key.strip_prefix(keys::CLAIMS).map(keys::decode) else {
+            continue;
+        };
+        let mut claims: ClaimsRecord = serde_json::from_slice(&raw)?;
+        let before = claims.tasks.len();
+        claims.tasks.retain(|task, _| {
+            possibly_running.contains(&TaskId {
+                connector: connector.clone(),
+                task: *task,
+            })
+        });
+        let exists = store
+            .get(&keys::connector_config(&connector))
+            .await?
+            .is_some();
+        if exists && claims.tasks.len() == before {
+            continue;
+        }
+        let txn = Txn::new()
+            .when(Condition::ValueEquals(keys::LEADER.to_owned(), me.to_vec()))
+            .when(Condition::ValueEquals(key.clone(), raw));
+        let txn = if !exists || claims.tasks.is_empty() {
+            txn.delete(key)
+        } else {
+            txn.put(key, to_json(&claims)?)
+        };
+        store.txn(txn).await?;
+    }
+    Ok(())
 }
 
 /// The tasks each runner was told to stop and has not confirmed stopping:
@@ -614,5 +660,50 @@ mod tests {
             .unwrap();
         let now: StatusRecord = read_json(&store, &key).await.unwrap().unwrap();
         assert_eq!(now.state, InstanceState::Unassigned);
+    }
+
+    #[tokio::test]
+    async fn claims_of_tasks_that_run_nowhere_are_released_and_a_deleted_connectors_go() {
+        let store = cluster(&["r1"], 2).await;
+        let partitions = |list: &[i32]| -> BTreeSet<(String, i32)> {
+            list.iter().map(|p| ("t".to_owned(), *p)).collect()
+        };
+        // Tasks 0 and 1 hold partitions; the task count has gone down to one.
+        let claims = ClaimsRecord {
+            tasks: [(0, partitions(&[0, 1])), (1, partitions(&[2]))].into(),
+        };
+        store
+            .put(&keys::claims("c"), to_json(&claims).unwrap())
+            .await
+            .unwrap();
+        let running: BTreeSet<TaskId> = [task("c", 0)].into();
+        release_claims_of_stopped_tasks(&store, ME, &running)
+            .await
+            .unwrap();
+        let left: ClaimsRecord = read_json(&store, &keys::claims("c"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(left.tasks, [(0, partitions(&[0, 1]))].into());
+        // A task still stopping somewhere keeps its claims until it stopped.
+        let stopping: BTreeSet<TaskId> = [task("c", 0), task("c", 1)].into();
+        store
+            .put(&keys::claims("c"), to_json(&claims).unwrap())
+            .await
+            .unwrap();
+        release_claims_of_stopped_tasks(&store, ME, &stopping)
+            .await
+            .unwrap();
+        let kept: ClaimsRecord = read_json(&store, &keys::claims("c"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(kept, claims);
+        // The connector deleted: its claims go.
+        store.delete(&keys::connector_config("c")).await.unwrap();
+        release_claims_of_stopped_tasks(&store, ME, &stopping)
+            .await
+            .unwrap();
+        assert!(store.get(&keys::claims("c")).await.unwrap().is_none());
     }
 }

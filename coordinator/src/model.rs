@@ -1,6 +1,8 @@
 //! The records kept in the state store (see [`crate::keys`] for where) and
 //! the lifecycle enums they use.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::{Deserialize, Serialize};
 use weir_connect::config::ConfigMap;
 
@@ -112,6 +114,25 @@ pub struct AssignmentRecord {
     /// may still be on its way.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub revoking: Vec<TaskId>,
+}
+
+/// The topic partitions each sink task of one connector holds
+/// (`claims/{connector}`): a partition is held by at most one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClaimsRecord {
+    /// By task index.
+    pub tasks: BTreeMap<i32, BTreeSet<(String, i32)>>,
+}
+
+impl ClaimsRecord {
+    /// The partitions tasks other than `task` hold.
+    pub fn held_by_others(&self, task: i32) -> BTreeSet<(String, i32)> {
+        self.tasks
+            .iter()
+            .filter(|(other, _)| **other != task)
+            .flat_map(|(_, held)| held.iter().cloned())
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

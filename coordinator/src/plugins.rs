@@ -21,30 +21,60 @@ use crate::store::Store;
 /// A plugin found by name: one this process can call, or one a runner described.
 pub enum Plugin {
     Local(Arc<dyn ConnectorPlugin>),
-    Reported(Described),
+    /// Its own validate runs on a runner that reported it, through `remote`.
+    Reported(Described, Option<RemoteValidate>),
+}
+
+/// Where a reported plugin's own validate can run: on one of `runners`
+/// (those that reported it), if one is connected to this coordinator.
+#[derive(Clone)]
+pub struct RemoteValidate {
+    pub links: crate::control::RunnerLinks,
+    pub runners: BTreeSet<String>,
 }
 
 impl Plugin {
     pub fn described(&self) -> Described {
         match self {
             Plugin::Local(plugin) => Described::of(plugin.as_ref()),
-            Plugin::Reported(described) => described.clone(),
+            Plugin::Reported(described, _) => described.clone(),
         }
     }
 
     pub fn kind(&self) -> Direction {
         match self {
             Plugin::Local(plugin) => plugin.kind(),
-            Plugin::Reported(described) => described.kind,
+            Plugin::Reported(described, _) => described.kind,
         }
     }
 
-    /// The plugin's own cross-key checks. A reported plugin's run on the
-    /// runner that hosts the connector, when it starts.
+    /// The plugin's own checks (its `validate`; a sidecar's Validate). A
+    /// reported plugin's run on a runner connected here that has it; with
+    /// none connected here, only its ConfigDef is checked, and the runner
+    /// that starts the connector runs the plugin's own checks then.
     pub async fn custom_errors(&self, config: &ConfigMap) -> Vec<(String, Vec<String>)> {
         match self {
             Plugin::Local(plugin) => plugin.validate(config).await,
-            Plugin::Reported(_) => Vec::new(),
+            Plugin::Reported(_, None) => Vec::new(),
+            Plugin::Reported(described, Some(remote)) => {
+                match remote.links.validate(&remote.runners, config).await {
+                    Some(Ok(errors)) => errors,
+                    Some(Err(error)) => vec![(
+                        "connector.class".to_owned(),
+                        vec![format!(
+                            "the plugin {} could not validate the config on a runner: {error}",
+                            described.class
+                        )],
+                    )],
+                    None => {
+                        tracing::info!(
+                            class = described.class,
+                            "no runner with this plugin is connected to this coordinator: its own validate runs when the connector starts"
+                        );
+                        Vec::new()
+                    }
+                }
+            }
         }
     }
 }
@@ -91,7 +121,7 @@ impl Catalog {
             .flatten()
             .find(|d| d.answers_to(name))
             .cloned()
-            .map(Plugin::Reported)
+            .map(|described| Plugin::Reported(described, None))
     }
 
     /// The runners that reported a plugin answering to `name`.

@@ -146,7 +146,13 @@ pub async fn config_infos(
         {
             Some(info) => {
                 if let Some(value) = info.value.as_mut() {
-                    value.errors.extend(errors);
+                    // A plugin's own validate often repeats what its
+                    // ConfigDef already said (a missing required key).
+                    for error in errors {
+                        if !value.errors.contains(&error) {
+                            value.errors.push(error);
+                        }
+                    }
                 }
             }
             None => configs.push(ConfigInfo {

@@ -9,6 +9,7 @@
 //! - [`clients`]: Kafka client properties translated for librdkafka, and client creation.
 //! - [`devkafka`]: the embedded development broker (librdkafka's mock cluster).
 
+pub mod claims;
 pub mod clients;
 pub mod config;
 pub mod devkafka;

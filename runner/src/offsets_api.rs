@@ -14,7 +14,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{Value as Json, json};
 use weir_connect::api::{JsonMap, SourcePosition};
-use weir_connect::config::{ConfigMap, Direction, parse_list};
+use weir_connect::config::{ConfigMap, Direction};
 use weir_proto::control::v1 as pb;
 
 use crate::clients::{ClientRole, WatchedContext};
@@ -103,25 +103,6 @@ async fn source(
     }
 }
 
-/// Every partition of `topics`.
-fn partitions_of(
-    consumer: &BaseConsumer<WatchedContext>,
-    topics: &[String],
-) -> Result<Vec<(String, i32)>, String> {
-    let mut partitions = Vec::new();
-    for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), KAFKA_TIMEOUT)
-            .map_err(|e| format!("reading topic {topic}: {e}"))?;
-        for found in metadata.topics() {
-            for partition in found.partitions() {
-                partitions.push((found.name().to_owned(), partition.id()));
-            }
-        }
-    }
-    Ok(partitions)
-}
-
 fn group_of(connector: &str, config: &ConfigMap) -> String {
     config
         .get("consumer.override.group.id")
@@ -141,10 +122,7 @@ async fn sink(
         .map_err(|e| e.to_string())?;
     settings.set("group.id", &group);
     settings.set("enable.auto.commit", "false");
-    let topics = config
-        .get("topics")
-        .map(|t| parse_list(t))
-        .unwrap_or_default();
+    let subscription = crate::sink::Subscription::from_config(config).map_err(|e| e.to_string())?;
     let offsets = request.offsets.clone();
     let reset_to_latest = config
         .get("consumer.override.auto.offset.reset")
@@ -186,7 +164,10 @@ async fn sink(
                     // committed, so the next start reads from there.
                     let latest = reset_to_latest;
                     let mut list = TopicPartitionList::new();
-                    for (topic, partition) in partitions_of(&consumer, &topics)? {
+                    for (topic, partition) in subscription
+                        .partitions(&consumer, KAFKA_TIMEOUT)
+                        .map_err(|e| e.to_string())?
+                    {
                         let (low, high) = consumer
                             .fetch_watermarks(&topic, partition, KAFKA_TIMEOUT)
                             .map_err(|e| format!("reading {topic}-{partition}: {e}"))?;
@@ -200,7 +181,10 @@ async fn sink(
                     return Ok(Vec::new());
                 }
                 let mut list = TopicPartitionList::new();
-                for (topic, partition) in partitions_of(&consumer, &topics)? {
+                for (topic, partition) in subscription
+                        .partitions(&consumer, KAFKA_TIMEOUT)
+                        .map_err(|e| e.to_string())?
+                    {
                     list.add_partition(&topic, partition);
                 }
                 let committed = consumer

@@ -4,10 +4,15 @@
 //! the consumer group `connect-<name>`.
 //!
 //! Partitions are not handed out by a consumer-group rebalance: each task
-//! assigns itself every `task_count`-th partition of its topics (sorted), and
-//! resumes from the group's committed offsets. The coordinator already places
-//! tasks, so a task that moves after a crash reads on at once instead of
-//! waiting for the broker to expire the dead member.
+//! wants every `task_count`-th partition of its topics (sorted), claims them
+//! from the coordinator (`crate::claims`), reads those it was granted, and
+//! resumes from the group's committed offsets. A partition is granted to one
+//! task of the connector at a time and released only after its offsets were
+//! committed, so tasks that disagree for a moment (a new topic or task count
+//! seen at different times) never read one partition together. The
+//! coordinator already places tasks, so a task that moves after a crash
+//! reads on at once instead of waiting for the broker to expire the dead
+//! member.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use weir_connect::api::{
     ConnectorError, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
 };
-use weir_connect::config::parse_list;
+use weir_connect::config::{ConfigMap, parse_list};
 use weir_connect::converter::Converter;
 use weir_connect::data::SchemaAndValue;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
@@ -39,37 +44,59 @@ const MAX_BATCH: usize = 1000;
 /// How often new topics and partitions are looked for.
 const REDISCOVER_INTERVAL: Duration = Duration::from_secs(10);
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often partitions another task still holds are asked for again.
+const CLAIM_RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
 /// The topics a sink reads.
-enum Subscription {
+pub(crate) enum Subscription {
     Topics(Vec<String>),
     Pattern(regex::Regex),
 }
 
 impl Subscription {
+    /// From `topics` or `topics.regex` (matched against whole topic names,
+    /// as Java's `Pattern.matches`).
+    pub(crate) fn from_config(config: &ConfigMap) -> Result<Subscription> {
+        let topics = config
+            .get("topics")
+            .map(|t| parse_list(t))
+            .unwrap_or_default();
+        let regex = config
+            .get("topics.regex")
+            .map(|r| r.trim().to_owned())
+            .unwrap_or_default();
+        if !topics.is_empty() {
+            Ok(Subscription::Topics(topics))
+        } else if !regex.is_empty() {
+            let pattern = regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| {
+                Error::Config(format!(
+                    "Invalid value {regex} for configuration topics.regex: {e}"
+                ))
+            })?;
+            Ok(Subscription::Pattern(pattern))
+        } else {
+            Err(Error::Config(
+                "Must configure one of topics or topics.regex".into(),
+            ))
+        }
+    }
+
     fn wants(&self, topic: &str) -> bool {
         match self {
             Subscription::Topics(topics) => topics.iter().any(|t| t == topic),
             Subscription::Pattern(pattern) => !topic.starts_with("__") && pattern.is_match(topic),
         }
     }
-}
 
-type Partitions = BTreeSet<(String, i32)>;
-
-/// The partitions of the subscribed topics: metadata of just those topics
-/// (or of all, for `topics.regex`), fetched on a blocking thread.
-async fn discover_partitions(
-    consumer: Arc<StreamConsumer<WatchedContext>>,
-    subscription: Arc<Subscription>,
-) -> Result<Partitions> {
-    let wanted: Option<Vec<String>> = match subscription.as_ref() {
-        Subscription::Topics(topics) => Some(topics.clone()),
-        Subscription::Pattern(_) => None,
-    };
-    let topics = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Vec<i32>)>> {
+    /// The partitions of the subscribed topics, from metadata of just those
+    /// topics (or of all, for a pattern). Blocks: call on a blocking thread.
+    pub(crate) fn partitions<C, X>(&self, consumer: &C, timeout: Duration) -> Result<Partitions>
+    where
+        C: Consumer<X>,
+        X: rdkafka::consumer::ConsumerContext,
+    {
         let fetch = |topic: Option<&str>| -> Result<Vec<(String, Vec<i32>)>> {
-            let metadata = consumer.fetch_metadata(topic, DISCOVERY_TIMEOUT)?;
+            let metadata = consumer.fetch_metadata(topic, timeout)?;
             Ok(metadata
                 .topics()
                 .iter()
@@ -80,24 +107,36 @@ async fn discover_partitions(
                 })
                 .collect())
         };
-        match wanted {
-            Some(topics) => {
+        let topics = match self {
+            Subscription::Topics(topics) => {
                 let mut found = Vec::new();
-                for topic in &topics {
+                for topic in topics {
                     found.extend(fetch(Some(topic))?);
                 }
-                Ok(found)
+                found
             }
-            None => fetch(None),
-        }
+            Subscription::Pattern(_) => fetch(None)?,
+        };
+        Ok(topics
+            .into_iter()
+            .filter(|(name, _)| self.wants(name))
+            .flat_map(|(name, partitions)| partitions.into_iter().map(move |p| (name.clone(), p)))
+            .collect())
+    }
+}
+
+pub(crate) type Partitions = BTreeSet<(String, i32)>;
+
+/// The partitions of the subscribed topics, fetched on a blocking thread.
+async fn discover_partitions(
+    consumer: Arc<StreamConsumer<WatchedContext>>,
+    subscription: Arc<Subscription>,
+) -> Result<Partitions> {
+    tokio::task::spawn_blocking(move || {
+        subscription.partitions(consumer.as_ref(), DISCOVERY_TIMEOUT)
     })
     .await
-    .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))??;
-    Ok(topics
-        .into_iter()
-        .filter(|(name, _)| subscription.wants(name))
-        .flat_map(|(name, partitions)| partitions.into_iter().map(move |p| (name.clone(), p)))
-        .collect())
+    .map_err(|e| Error::Internal(format!("metadata lookup panicked: {e}")))?
 }
 
 /// Looks up the subscribed partitions every [`REDISCOVER_INTERVAL`] in the
@@ -197,9 +236,14 @@ struct SinkRun {
     consumer: Arc<StreamConsumer<WatchedContext>>,
     errors: ErrorPolicy,
     subscription: Arc<Subscription>,
-    /// The partitions this task reads; the coordinator, not a consumer-group
-    /// rebalance, decides which task runs where.
+    /// The partitions this task reads: granted by the coordinator, which
+    /// records that no other task of the connector reads them.
     owned: BTreeSet<(String, i32)>,
+    /// This task's share of the subscribed partitions.
+    wanted: BTreeSet<(String, i32)>,
+    /// A claim failed or another task still holds part of `wanted`: claim
+    /// again at the next retry.
+    claim_pending: bool,
     task_index: i32,
     task_count: i32,
     transforms: TransformChain,
@@ -232,29 +276,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     settings.set_default("fetch.queue.backoff.ms", "10");
     settings.set_default("queued.max.messages.kbytes", "4096");
     let (consumer, mut failures): (StreamConsumer<WatchedContext>, _) = settings.create()?;
-    let topics = context
-        .config
-        .get("topics")
-        .map(|t| parse_list(t))
-        .unwrap_or_default();
-    let regex = context
-        .config
-        .get("topics.regex")
-        .map(|r| r.trim().to_owned())
-        .unwrap_or_default();
-    let subscription = if !topics.is_empty() {
-        Subscription::Topics(topics)
-    } else if !regex.is_empty() {
-        Subscription::Pattern(regex::Regex::new(&format!("^(?:{regex})$")).map_err(|e| {
-            Error::Config(format!(
-                "Invalid value {regex} for configuration topics.regex: {e}"
-            ))
-        })?)
-    } else {
-        return Err(Error::Config(
-            "Must configure one of topics or topics.regex".into(),
-        ));
-    };
+    let subscription = Subscription::from_config(&context.config)?;
     let errors = ErrorPolicy::from_config(
         &context.key.connector,
         context.key.task,
@@ -280,6 +302,8 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         errors,
         subscription: Arc::new(subscription),
         owned: BTreeSet::new(),
+        wanted: BTreeSet::new(),
+        claim_pending: false,
         task_index: context.key.task,
         task_count: context.task_count,
         transforms: TransformChain::from_config(&context.config).map_err(Error::Config)?,
@@ -333,42 +357,97 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
 }
 
 impl SinkRun {
-    /// Looks up the subscribed topics' partitions and assigns this task's
-    /// share, resuming each from the group's committed offset.
-    /// Assigns this task's share of `all`, resuming each partition from the
-    /// group's committed offset.
+    /// Makes this task's share of `all` (every `task_count`-th partition)
+    /// what it wants to read, and claims it.
     async fn reassign(
         &mut self,
         context: &TaskContext,
         task: &mut dyn SinkTask,
         all: &BTreeSet<(String, i32)>,
     ) -> Result<()> {
-        let mine = share(all, self.task_index, self.task_count);
-        if mine == self.owned {
+        self.wanted = share(all, self.task_index, self.task_count);
+        self.settle_claims(context, task).await
+    }
+
+    /// Brings what the task reads (`owned`) towards what it wants: a
+    /// partition it no longer wants is flushed, committed and closed before
+    /// its release is claimed; one it wants is read only once the
+    /// coordinator granted it (no other task of the connector holds it),
+    /// from the group's committed offset. Partitions another task still
+    /// holds are asked for again later (`claim_pending`).
+    async fn settle_claims(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+    ) -> Result<()> {
+        let released: Vec<(String, i32)> = self.owned.difference(&self.wanted).cloned().collect();
+        if released.is_empty() && self.owned == self.wanted && !self.claim_pending {
             return Ok(());
         }
-        self.flush_and_commit(context, task, CommitMode::Sync)
-            .await?;
-        let closed: Vec<(String, i32)> = self.owned.difference(&mine).cloned().collect();
-        let opened: Vec<(String, i32)> = mine.difference(&self.owned).cloned().collect();
-        if !closed.is_empty() {
-            task.close_partitions(&closed).await?;
+        if !released.is_empty() {
+            self.flush_and_commit(context, task, CommitMode::Sync)
+                .await?;
+            task.close_partitions(&released).await?;
             // What the connector did not declare safe is read again by the next owner.
+            let wanted = &self.wanted;
             self.uncommitted
-                .retain(|partition, _| mine.contains(partition));
+                .retain(|partition, _| wanted.contains(partition));
+            self.owned.retain(|partition| wanted.contains(partition));
+            self.assign_owned(context)?;
         }
+        let granted = match context.claims.claim(&context.key, &self.wanted).await {
+            Ok(granted) => granted,
+            Err(error) => {
+                // Between coordinators this fails every retry: say it once.
+                if !self.claim_pending {
+                    tracing::warn!(task = %context.key, %error, "sink partitions could not be claimed; asking again shortly");
+                } else {
+                    tracing::debug!(task = %context.key, %error, "sink partitions still cannot be claimed");
+                }
+                self.claim_pending = true;
+                return Ok(());
+            }
+        };
+        // The coordinator may have released a partition this task held
+        // (it judged the task stopped): stop reading it, committing first.
+        let lost: Vec<(String, i32)> = self.owned.difference(&granted).cloned().collect();
+        if !lost.is_empty() {
+            tracing::warn!(task = %context.key, partitions = lost.len(), "sink partitions no longer held; closing them");
+            self.flush_and_commit(context, task, CommitMode::Sync)
+                .await?;
+            task.close_partitions(&lost).await?;
+            self.uncommitted
+                .retain(|partition, _| granted.contains(partition));
+        }
+        let opened: Vec<(String, i32)> = granted.difference(&self.owned).cloned().collect();
+        self.claim_pending = granted != self.wanted;
+        if opened.is_empty() && lost.is_empty() {
+            return Ok(());
+        }
+        if !opened.is_empty() {
+            // Reassigning resumes every partition from its committed offset.
+            self.flush_and_commit(context, task, CommitMode::Sync)
+                .await?;
+        }
+        self.owned = granted;
+        self.assign_owned(context)?;
+        tracing::info!(task = %context.key, partitions = self.owned.len(), waiting = self.wanted.len() - self.owned.len(), "sink partitions assigned");
+        if !opened.is_empty() {
+            task.open_partitions(&opened).await?;
+        }
+        Ok(())
+    }
+
+    /// Has the consumer read exactly `owned`, each from the group's
+    /// committed offset.
+    fn assign_owned(&self, context: &TaskContext) -> Result<()> {
         let mut assignment = TopicPartitionList::new();
-        for (topic, partition) in &mine {
+        for (topic, partition) in &self.owned {
             assignment.add_partition_offset(topic, *partition, Offset::Stored)?;
         }
         self.consumer.assign(&assignment)?;
         if context.is_paused() {
             self.consumer.pause(&assignment)?;
-        }
-        tracing::info!(task = %context.key, partitions = mine.len(), "sink partitions assigned");
-        self.owned = mine;
-        if !opened.is_empty() {
-            task.open_partitions(&opened).await?;
         }
         Ok(())
     }
@@ -388,12 +467,15 @@ impl SinkRun {
             context.key.to_string(),
         );
         let mut last_error_log = None::<std::time::Instant>;
+        let mut claim_retry = tokio::time::interval(CLAIM_RETRY_INTERVAL);
+        claim_retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let paused = context.is_paused();
             tokio::select! {
                 biased;
                 () = context.cancel.cancelled() => return Ok(()),
                 error = clients::failed(failures) => return Err(error),
+                _ = claim_retry.tick(), if self.claim_pending => self.settle_claims(context, task).await?,
                 changed = context.target.changed() => {
                     if changed.is_err() {
                         return Ok(());

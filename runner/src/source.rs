@@ -683,6 +683,7 @@ mod tests {
             lease: crate::lease::Lease::unbounded(),
             metrics: crate::metrics::TaskMetrics::detached(),
             tap: crate::tap::TaskTap::detached("c", 0),
+            claims: crate::claims::PartitionClaims::unclaimed(),
         };
         Harness {
             context,

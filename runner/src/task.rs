@@ -86,6 +86,8 @@ pub struct TaskContext {
     pub metrics: Arc<crate::metrics::TaskMetrics>,
     /// Where the task's loop offers records to live taps.
     pub tap: crate::tap::TaskTap,
+    /// Where a sink task claims the partitions it reads.
+    pub claims: crate::claims::PartitionClaims,
 }
 
 impl TaskContext {

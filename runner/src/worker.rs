@@ -131,6 +131,8 @@ pub struct Runner {
     metrics: Arc<crate::metrics::RunnerMetrics>,
     /// Live taps coordinators attached to this runner's tasks.
     taps: crate::tap::Taps,
+    /// Sink tasks' partition claims, carried over the current session.
+    claims: crate::claims::PartitionClaims,
 }
 
 impl Runner {
@@ -171,6 +173,7 @@ impl Runner {
             lease: Lease::new(),
             metrics: Arc::default(),
             taps,
+            claims: crate::claims::PartitionClaims::coordinated(),
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             providers,
         })
@@ -353,8 +356,11 @@ impl Runner {
             inbound,
             self.lease.clone(),
             self.session_timeout,
+            self.claims.clone(),
             received_tx,
         )));
+        // Sink tasks claim partitions over this session while it lasts.
+        let _claims = self.claims.attach(outbound.clone());
         // While tasks are fenced with the session alive, this checks each
         // heartbeat interval whether the lease holds again.
         let mut regain = tokio::time::interval(HEARTBEAT_INTERVAL);
@@ -406,6 +412,9 @@ impl Runner {
                     match message.body {
                         Some(pb::coordinator_message::Body::OffsetsRequest(request)) => {
                             self.answer_offsets(request, outbound.clone());
+                        }
+                        Some(pb::coordinator_message::Body::ValidateRequest(request)) => {
+                            self.answer_validate(request, outbound.clone());
                         }
                         Some(pb::coordinator_message::Body::TapStart(start)) => {
                             if let Some(request) = start.request {
@@ -516,6 +525,40 @@ impl Runner {
             }),
         };
         Some(pb::RunnerMessage { body: Some(body) })
+    }
+
+    /// Runs a plugin's own validate for a coordinator (which cannot run a
+    /// sidecar plugin's) in the background and answers on the session.
+    fn answer_validate(
+        &self,
+        request: pb::ValidateRequest,
+        outbound: mpsc::Sender<pb::RunnerMessage>,
+    ) {
+        let plugin = request
+            .config
+            .get("connector.class")
+            .and_then(|class| self.registry.connector(class));
+        tokio::spawn(async move {
+            let config: weir_connect::config::ConfigMap = request.config.into_iter().collect();
+            let (error, errors) = match plugin {
+                Some(plugin) => (String::new(), plugin.validate(&config).await),
+                None => (
+                    "this runner does not have the connector's plugin".to_owned(),
+                    Vec::new(),
+                ),
+            };
+            let reply = pb::RunnerMessage {
+                body: Some(pb::runner_message::Body::ValidateReply(pb::ValidateReply {
+                    id: request.id,
+                    error,
+                    errors: errors
+                        .into_iter()
+                        .map(|(name, errors)| weir_proto::connector::v2::KeyErrors { name, errors })
+                        .collect(),
+                })),
+            };
+            let _ = outbound.send(reply).await;
+        });
     }
 
     /// Carries out an offsets API request in the background and answers it
@@ -821,6 +864,7 @@ impl Runner {
                     lease: self.lease.clone(),
                     metrics,
                     tap: self.taps.for_task(&key.connector, key.task),
+                    claims: self.claims.clone(),
                 };
                 tracing::info!(task = %key, ?target, "starting task");
                 let identity = weir_connect::api::TaskIdentity {
@@ -932,12 +976,14 @@ enum Inbound {
 
 /// Reads the coordinator's stream: renews the lease on each heartbeat answer
 /// itself, so renewal never waits behind the session loop's work (stopping
-/// tasks, say), and passes every other message on. Ends the session after
-/// three heartbeat intervals without any message.
+/// tasks, say), hands answers to partition claims to the tasks waiting for
+/// them, and passes every other message on. Ends the session after three
+/// heartbeat intervals without any message.
 async fn read_coordinator(
     mut inbound: tonic::Streaming<pb::CoordinatorMessage>,
     lease: Lease,
     session_timeout: Duration,
+    claims: crate::claims::PartitionClaims,
     messages: mpsc::UnboundedSender<Inbound>,
 ) {
     loop {
@@ -953,6 +999,12 @@ async fn read_coordinator(
                 if beat.seq > 0 {
                     lease.answered(beat.seq, session_timeout);
                 }
+                continue;
+            }
+            Ok(Ok(Some(pb::CoordinatorMessage {
+                body: Some(pb::coordinator_message::Body::PartitionsClaimed(reply)),
+            }))) => {
+                claims.answered(reply);
                 continue;
             }
             Ok(Ok(Some(message))) => {

@@ -376,6 +376,7 @@ fn run_sink(
         lease: weir_runner::lease::Lease::unbounded(),
         metrics: weir_runner::metrics::TaskMetrics::detached(),
         tap: weir_runner::tap::TaskTap::detached("c", 0),
+        claims: weir_runner::claims::PartitionClaims::unclaimed(),
     };
     let handle = weir_runner::task::spawn(context, weir_connect::api::Task::Sink(Box::new(sink)));
     SinkRun {

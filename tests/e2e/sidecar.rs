@@ -659,7 +659,7 @@ fn conformance(sidecar: &mut Command, socket: &Path, source: &str, sink: &str, d
         "{source}:\n{report}{}",
         process.log_text()
     );
-    assert!(report.contains("6 passed, 0 failed"), "{report}");
+    assert!(report.contains("7 passed, 0 failed"), "{report}");
     process.terminate();
 }
 

@@ -337,6 +337,12 @@ impl Broker {
     /// Creates a one-partition topic. tansu does not auto-create topics; the
     /// dev broker creates them on first use.
     pub fn create_topic(&self, topic: &str) {
+        self.create_topic_with(topic, 1);
+    }
+
+    /// Creates a topic with `partitions` partitions on tansu (the dev broker
+    /// cannot create topics: it makes one partition on first use).
+    pub fn create_topic_with(&self, topic: &str, partitions: u32) {
         if let Broker::Tansu { bootstrap, .. } = self {
             let status =
                 Command::new(std::env::var("WEIR_TANSU_BIN").unwrap_or_else(|_| "tansu".into()))
@@ -346,7 +352,7 @@ impl Broker {
                         "--broker",
                         &format!("tcp://{bootstrap}"),
                         "--partitions",
-                        "1",
+                        &partitions.to_string(),
                         topic,
                     ])
                     .status()

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use weir_connect::conformance::{self, Target};
+use weir_connect::liveness::sidecar_endpoint;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -39,6 +40,9 @@ struct Args {
     /// A `key=value` of the sink's config (repeatable).
     #[arg(long = "sink-config")]
     sink_config: Vec<String>,
+    /// How long the idle check holds a source stream idle, in seconds.
+    #[arg(long = "idle-seconds", default_value_t = 10)]
+    idle_seconds: u64,
 }
 
 fn config(pairs: &[String]) -> Result<HashMap<String, String>, String> {
@@ -64,9 +68,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             Some(class) => Some((class, config(&args.sink_config)?)),
             None => None,
         },
+        idle: Duration::from_secs(args.idle_seconds),
     };
-    let endpoint = tonic::transport::Endpoint::from_static("http://sidecar.invalid")
-        .connect_timeout(Duration::from_secs(5));
+    // The runner's transport settings, so the idle check sees what a runner sees.
+    let endpoint = sidecar_endpoint(tonic::transport::Endpoint::from_static(
+        "http://sidecar.invalid",
+    ));
     let channel = match args.address.strip_prefix("unix:") {
         Some(path) => {
             let path = path.to_owned();
@@ -81,9 +88,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .await?
         }
         None => {
-            tonic::transport::Endpoint::from_shared(args.address.clone())?
-                .connect()
-                .await?
+            sidecar_endpoint(tonic::transport::Endpoint::from_shared(
+                args.address.clone(),
+            )?)
+            .connect()
+            .await?
         }
     };
     let checks = conformance::run(&channel, &target).await;

@@ -3,6 +3,7 @@
 //! in their own processes and are called over connector protocol v2
 //! ([`remote`]). Launched sidecars are supervised ([`supervisor`]).
 
+pub mod liveness;
 pub mod manifest;
 pub mod remote;
 pub mod supervisor;
@@ -165,7 +166,8 @@ async fn load_one(
         }
     };
     tracing::info!(sidecar = %manifest.name, sdk = %handshake.sdk, version = handshake.version, "sidecar ready");
-    let plugins = SidecarPlugin::from_handshake(&manifest.name, &channel, &handshake);
+    let liveness = liveness::Liveness::probe(&manifest.name, channel.clone(), shutdown.clone());
+    let plugins = SidecarPlugin::from_handshake(&manifest.name, &channel, &liveness, &handshake);
     if let (Some(child), ChannelTarget::Unix(socket)) = (child, target) {
         supervisors.spawn(supervisor::supervise(
             manifest.name.clone(),

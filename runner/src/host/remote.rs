@@ -3,9 +3,9 @@
 //! tasks are [`SourceTask`]/[`SinkTask`] proxies over one stream each. The
 //! record loops in `source` and `sink` run them unchanged.
 //!
-//! A sidecar that dies, hangs (HTTP/2 keepalive pings go unanswered) or
-//! sends a malformed message fails only the tasks using it, with a trace
-//! that names the plugin.
+//! A sidecar that dies (its connection closes), hangs (its liveness probe
+//! goes unanswered, [`super::liveness`]) or sends a malformed message fails
+//! only the tasks using it, with a trace that names the plugin.
 
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ use weir_proto::connector::v2::connector_client::ConnectorClient;
 use weir_proto::connector::v2::sink_client::SinkClient;
 use weir_proto::connector::v2::source_client::SourceClient;
 
+use super::liveness::Liveness;
+
 /// How long a sidecar may take to answer a call that is not a wait for data.
 const CALL_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -38,6 +40,7 @@ pub struct SidecarPlugin {
     version: &'static str,
     config_def: ConfigDef,
     channel: Channel,
+    liveness: Liveness,
 }
 
 impl SidecarPlugin {
@@ -45,6 +48,7 @@ impl SidecarPlugin {
     pub fn from_handshake(
         sidecar: &str,
         channel: &Channel,
+        liveness: &Liveness,
         handshake: &pb::HandshakeResponse,
     ) -> Vec<SidecarPlugin> {
         handshake
@@ -58,6 +62,7 @@ impl SidecarPlugin {
                     version: described.version,
                     config_def: described.config_def,
                     channel: channel.clone(),
+                    liveness: liveness.clone(),
                 }),
                 Err(error) => {
                     tracing::error!(%sidecar, %error, "plugin skipped");
@@ -158,7 +163,11 @@ impl ConnectorPlugin for SidecarPlugin {
             .map_err(|status| self.unreachable("watch failed", status.message()))?
             .into_inner();
         loop {
-            match events.message().await {
+            let event = tokio::select! {
+                event = events.message() => event,
+                reason = self.liveness.lost() => return Err(self.unreachable("connection lost", reason)),
+            };
+            match event {
                 Ok(Some(pb::ConnectorEvent {
                     event: Some(pb::connector_event::Event::ReconfigureTasks(_)),
                 })) => context.request_task_reconfiguration(),
@@ -187,6 +196,7 @@ impl ConnectorPlugin for SidecarPlugin {
             class: self.class,
             identity: identity.clone(),
             channel: self.channel.clone(),
+            liveness: self.liveness.clone(),
         };
         match self.kind {
             Direction::Source => Task::Source(Box::new(RemoteSource {
@@ -211,6 +221,7 @@ struct Link {
     class: &'static str,
     identity: TaskIdentity,
     channel: Channel,
+    liveness: Liveness,
 }
 
 impl Link {
@@ -295,9 +306,16 @@ impl<C, E> Session<C, E> {
             .map_err(|_| link.fail("the stream to the sidecar is closed"))
     }
 
-    /// The next event; a closed or broken stream is a fatal error.
+    /// The next event; a closed or broken stream, or a sidecar that stopped
+    /// answering its liveness probe, is a fatal error.
     async fn next(&mut self, link: &Link) -> Result<E> {
-        match self.events.message().await {
+        let event = tokio::select! {
+            event = self.events.message() => event,
+            reason = link.liveness.lost() => {
+                return Err(link.fail(format!("connection to the sidecar lost: {reason}")));
+            }
+        };
+        match event {
             Ok(Some(event)) => Ok(event),
             Ok(None) => Err(link.fail("the sidecar closed the task's stream")),
             Err(status) => Err(link.fail(format!(
@@ -446,8 +464,8 @@ impl SourceTask for RemoteSource {
             self.credit_gauge.set(self.credit);
         }
         if self.received.is_empty() {
-            // Waiting here is waiting for data; a dead or hung sidecar breaks
-            // the stream (keepalive), which ends the wait.
+            // Waiting here is waiting for data; a dead or hung sidecar ends
+            // the wait (its connection closes, or its liveness probe fails).
             match session.next(link).await?.event {
                 Some(pb::source_event::Event::Batch(batch)) => {
                     let sent = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
@@ -509,7 +527,7 @@ impl RemoteSink {
     /// Sends request `id` and waits for its answer. Answers to earlier
     /// requests that were given up (a stop deadline interrupted them) are
     /// skipped. No deadline: a slow `put` is as legitimate as in-process;
-    /// a dead or frozen sidecar breaks the stream (keepalive).
+    /// a dead or frozen sidecar ends the wait (liveness).
     async fn call(
         &mut self,
         id: u64,
@@ -694,19 +712,17 @@ impl SinkTask for RemoteSink {
 }
 
 /// Builds the channel to a sidecar: a Unix socket or TCP, connected lazily
-/// (so a restarted sidecar is reached again), with HTTP/2 keepalive so a
-/// sidecar that stops answering breaks its streams within seconds.
+/// (so a restarted sidecar is reached again). Its HTTP/2 keepalive is only a
+/// backstop that drops a connection gone silent (a vanished host), at an
+/// interval above the 5 minutes stock gRPC servers permit; liveness within
+/// seconds is the probe's job ([`super::liveness`]).
 pub fn channel(target: &ChannelTarget) -> std::result::Result<Channel, String> {
     let endpoint = match target {
         ChannelTarget::Tcp(address) => tonic::transport::Endpoint::from_shared(address.clone())
             .map_err(|e| format!("invalid address {address}: {e}"))?,
         ChannelTarget::Unix(_) => tonic::transport::Endpoint::from_static("http://sidecar.invalid"),
     };
-    let endpoint = endpoint
-        .connect_timeout(Duration::from_secs(5))
-        .http2_keep_alive_interval(Duration::from_secs(1))
-        .keep_alive_timeout(Duration::from_secs(3))
-        .keep_alive_while_idle(true);
+    let endpoint = weir_connect::liveness::sidecar_endpoint(endpoint);
     Ok(match target {
         ChannelTarget::Tcp(_) => endpoint.connect_lazy(),
         ChannelTarget::Unix(path) => {
