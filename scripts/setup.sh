@@ -13,7 +13,9 @@
 #            libzstd-dev, zlib1g-dev (gzip); lz4 and snappy are built in
 #   Python SDK: python3 and python3-venv; its PyPI packages (grpcio,
 #            protobuf, grpcio-health-checking) go into ./.venv, with
-#            prometheus-client, whose text-format parser checks /metrics
+#            prometheus-client, whose text-format parser checks /metrics,
+#            and grpcio-tools, which connectors/python/generate.sh runs to
+#            regenerate the committed stubs when the proto changes
 #   tests:   etcd-server, kcat, openssl (test certificates), socat (the TLS
 #            listener in front of tansu, which accepts --cert/--key but
 #            serves plaintext in 0.6.0), curl
@@ -59,14 +61,14 @@ fi
 # The Python SDK's dependencies, in a venv of the project's own (Debian's
 # python3 refuses system-wide pip installs), checked by package.
 cd "$(dirname "$0")/.."
-python_packages=("grpcio>=1.85.1" "protobuf>=7.35.1" "grpcio-health-checking>=1.85.1" "prometheus-client>=0.20")
+python_packages=("grpcio>=1.85.1" "protobuf>=7.35.1" "grpcio-health-checking>=1.85.1" "prometheus-client>=0.20" "grpcio-tools>=1.85.1")
 if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv for the Python SDK"
   python3 -m venv .venv
 fi
 # `pip show a b` succeeds when any one is installed: ask for each.
 missing_python=0
-for package in grpcio protobuf grpcio-health-checking prometheus-client; do
+for package in grpcio protobuf grpcio-health-checking prometheus-client grpcio-tools; do
   .venv/bin/python -m pip show "$package" >/dev/null 2>&1 || missing_python=1
 done
 if [ "$missing_python" = 1 ]; then

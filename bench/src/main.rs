@@ -485,6 +485,36 @@ fn main() {
         figure(100, "weir FileStreamSink (String)", true),
         rss_mb,
     );
+    // The sidecar paths beside the same connector in-process (issue goal: 0.8).
+    let versus =
+        |size, sidecar: &str, in_process: &str| match (find(size, sidecar), find(size, in_process))
+        {
+            (Some(s), Some(i)) => format!("{:.2}", medians[s].rate() / medians[i].rate()),
+            _ => "n/a".to_owned(),
+        };
+    println!(
+        "sidecar÷in-process: source_100B={} source_1KiB={} sink_100B={} sink_1KiB={}",
+        versus(
+            100,
+            "weir sidecar FileStreamSource (String)",
+            "weir FileStreamSource (String)"
+        ),
+        versus(
+            1024,
+            "weir sidecar FileStreamSource (String)",
+            "weir FileStreamSource (String)"
+        ),
+        versus(
+            100,
+            "weir sidecar FileStreamSink (String)",
+            "weir FileStreamSink (String)"
+        ),
+        versus(
+            1024,
+            "weir sidecar FileStreamSink (String)",
+            "weir FileStreamSink (String)"
+        ),
+    );
     if let Some(child) = broker.as_mut() {
         let _ = child.kill();
         let _ = child.wait();

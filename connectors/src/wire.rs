@@ -11,7 +11,8 @@ use crate::api::{
     TopicPartitionOffset,
 };
 use crate::config::{
-    ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Width,
+    ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Validator,
+    Width,
 };
 use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
@@ -428,7 +429,55 @@ pub fn config_key_to_wire(key: &ConfigKey) -> pb::ConfigKey {
         width: key.width.name().to_owned(),
         display_name: key.display_name.to_owned(),
         required: key.is_required(),
+        validator: key.validator.as_ref().map(validator_to_wire),
     }
+}
+
+fn validator_to_wire(validator: &Validator) -> pb::Validator {
+    use pb::validator::Kind;
+    let kind = match validator {
+        Validator::AtLeast(min) => Kind::AtLeast(*min),
+        Validator::OneOf(values) => Kind::OneOf(pb::ValidValues {
+            values: values.iter().map(|v| (*v).to_owned()).collect(),
+        }),
+        Validator::NonEmptyString => Kind::NonEmptyString(true),
+        Validator::NonEmptyNoControlChars => Kind::NonEmptyNoControlChars(true),
+    };
+    pb::Validator { kind: Some(kind) }
+}
+
+/// A validator from the wire; one this side does not know is left out (the
+/// plugin's own validate still checks it).
+fn validator_from_wire(validator: &pb::Validator) -> Option<Validator> {
+    use pb::validator::Kind;
+    match validator.kind.as_ref()? {
+        Kind::AtLeast(min) => Some(Validator::AtLeast(*min)),
+        Kind::OneOf(valid) => {
+            let values: Vec<&'static str> = valid.values.iter().map(|v| intern(v)).collect();
+            Some(Validator::OneOf(intern_list(values)))
+        }
+        Kind::NonEmptyString(true) => Some(Validator::NonEmptyString),
+        Kind::NonEmptyNoControlChars(true) => Some(Validator::NonEmptyNoControlChars),
+        Kind::NonEmptyString(false) | Kind::NonEmptyNoControlChars(false) => None,
+    }
+}
+
+/// A list of interned strings kept once per distinct list, as [`intern`]
+/// keeps text.
+fn intern_list(values: Vec<&'static str>) -> &'static [&'static str] {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static INTERNED: OnceLock<Mutex<HashSet<&'static [&'static str]>>> = OnceLock::new();
+    let mut interned = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(known) = interned.get(values.as_slice()) {
+        return known;
+    }
+    let kept: &'static [&'static str] = Box::leak(values.into_boxed_slice());
+    interned.insert(kept);
+    kept
 }
 
 /// The API keeps class names and ConfigDef text as `'static`. Text learnt
@@ -483,6 +532,7 @@ pub fn config_key_from_wire(key: &pb::ConfigKey) -> ConfigKey {
         _ => Width::None,
     };
     defined.display_name = intern(&key.display_name);
+    defined.validator = key.validator.as_ref().and_then(validator_from_wire);
     defined
 }
 
@@ -618,6 +668,39 @@ pub fn error_from_wire(error: &pb::TaskError) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_key_validators_cross_the_wire_and_check_values_on_the_other_side() {
+        let keys = [
+            ConfigKey::new("tasks", ConfigType::Int, KeyDefault::Value("1"))
+                .validator(Validator::AtLeast(1)),
+            ConfigKey::new("mode", ConfigType::String, KeyDefault::Value("a"))
+                .validator(Validator::OneOf(&["a", "b"])),
+            ConfigKey::new("label", ConfigType::String, KeyDefault::Required)
+                .validator(Validator::NonEmptyString),
+            ConfigKey::new("name", ConfigType::String, KeyDefault::Required)
+                .validator(Validator::NonEmptyNoControlChars),
+            ConfigKey::new("free", ConfigType::String, KeyDefault::Null),
+        ];
+        for key in keys {
+            let back = config_key_from_wire(&config_key_to_wire(&key));
+            assert_eq!(back.validator, key.validator, "{}", key.name);
+        }
+        let mode = config_key_from_wire(&config_key_to_wire(
+            &ConfigKey::new("mode", ConfigType::String, KeyDefault::Value("a"))
+                .validator(Validator::OneOf(&["a", "b"])),
+        ));
+        assert_eq!(
+            mode.check(Some("c")),
+            vec!["Invalid value c for configuration mode: String must be one of: a, b".to_owned()]
+        );
+        let tasks = config_key_from_wire(&config_key_to_wire(
+            &ConfigKey::new("tasks", ConfigType::Int, KeyDefault::Value("1"))
+                .validator(Validator::AtLeast(1)),
+        ));
+        assert_eq!(tasks.check(Some("0")).len(), 1);
+        assert!(tasks.check(Some("3")).is_empty());
+    }
 
     fn round_trip(data: SchemaAndValue) {
         let back = data_from_wire(Some(&data_to_wire(&data))).unwrap();

@@ -481,6 +481,20 @@ fn a_python_sidecar_source_and_sink_copy_a_file_through_kafka() {
     let shown = infos.to_string();
     assert!(shown.contains("single topic"), "{shown}");
     assert!(shown.contains("Missing required configuration"), "{shown}");
+    // A validator declared in the Python ConfigDef (`at_least=1`) is checked by Weir.
+    let (_, infos) = weir.rest.put(
+        "/connector-plugins/PythonFileSource/config/validate",
+        &json!({"connector.class": "PythonFileSource", "name": "v", "file": "/tmp/x",
+            "topic": "t", "poll.interval.ms": "0"})
+        .to_string(),
+    );
+    assert_eq!(infos["error_count"], 1, "{infos}");
+    assert!(
+        infos.to_string().contains(
+            "Invalid value 0 for configuration poll.interval.ms: Value must be at least 1"
+        ),
+        "{infos}"
+    );
     // Stop the runner cleanly, so it stops its sidecars too.
     weir.process.terminate();
 }

@@ -405,6 +405,22 @@ fn distributed_validate_runs_the_sidecar_plugins_own_checks_before_anything_is_s
         "{infos}"
     );
 
+    // A validator the plugin declared in its ConfigDef: the coordinator checks it itself.
+    let slow = json!({"connector.class": "NodeFileSource", "name": "slow",
+        "file": "/tmp/in.txt", "topic": "t", "poll.interval.ms": "0"});
+    let (status, infos) = rest.put(
+        "/connector-plugins/NodeFileSource/config/validate",
+        &slow.to_string(),
+    );
+    assert_eq!(status, 200, "{infos}");
+    assert_eq!(infos["error_count"], 1, "{infos}");
+    assert!(
+        infos.to_string().contains(
+            "Invalid value 0 for configuration poll.interval.ms: Value must be at least 1"
+        ),
+        "{infos}"
+    );
+
     let (status, body) = rest.post(
         "/connectors",
         &json!({"name": "bad", "config": bad}).to_string(),

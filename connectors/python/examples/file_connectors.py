@@ -34,6 +34,7 @@ class LinesSourceTask(SourceTask):
             if partition.get("filename") == self.path:
                 self.position = offset.get("position", 0)
         self.pending = b""
+        self.idle_seconds = int(config.get("poll.interval.ms", "100")) / 1000
 
     def poll(self, max_records):
         try:
@@ -43,7 +44,7 @@ class LinesSourceTask(SourceTask):
         except FileNotFoundError:
             chunk = b""
         if not chunk:
-            time.sleep(0.1)
+            time.sleep(self.idle_seconds)
             return []
         data = self.pending + chunk
         records = []
@@ -70,6 +71,8 @@ class LinesSource(SourceConnector):
     config_def = [
         ConfigKey("file", required=True, importance="HIGH", documentation="The file to read"),
         ConfigKey("topic", required=True, importance="HIGH", documentation="The topic to write to"),
+        ConfigKey("poll.interval.ms", type="LONG", default="100", importance="LOW", at_least=1,
+                  documentation="How long to wait at the end of the file before looking again"),
     ]
 
     def validate(self, config):

@@ -33,6 +33,9 @@ class ConfigKey:
     order: int = -1
     width: str = "NONE"
     display_name: str = ""
+    # Validators (at most one), checked by coordinators too:
+    at_least: Optional[int] = None  # a number at least this
+    valid_values: Optional[list] = None  # one of these strings, ignoring case
 
 
 @dataclass

@@ -94,6 +94,15 @@ def positions_from_wire(positions):
 
 # ---- the services ----
 
+def _validator(key):
+    """A ConfigKey's validator on the wire, if it has one."""
+    if key.at_least is not None:
+        return pb.Validator(at_least=key.at_least)
+    if key.valid_values is not None:
+        return pb.Validator(one_of=pb.ValidValues(values=list(key.valid_values)))
+    return None
+
+
 class ConnectorService(rpc.ConnectorServicer):
     def __init__(self, connectors):
         self.connectors = connectors
@@ -122,6 +131,7 @@ class ConnectorService(rpc.ConnectorServicer):
                     documentation=k.documentation, group=k.group, order=k.order, width=k.width,
                     display_name=k.display_name or k.name,
                     **({"default_value": k.default} if k.default is not None else {}),
+                    **({"validator": _validator(k)} if _validator(k) is not None else {}),
                 )
                 for k in c.config_def
             ]
