@@ -243,6 +243,16 @@ pub fn data_to_wire(data: &SchemaAndValue) -> pb::Data {
     }
 }
 
+/// Data for an optional wire field: a null without a schema (a record with
+/// no key, say) is left out, which every peer reads back as null, so it
+/// costs nothing on the wire.
+pub fn present_data_to_wire(data: &SchemaAndValue) -> Option<pb::Data> {
+    if data.schema.is_none() && matches!(data.value, Value::Null) {
+        return None;
+    }
+    Some(data_to_wire(data))
+}
+
 /// Wire data as the data model's; raw bytes become a BYTES value (the
 /// runner's ByteArrayConverter passes them on unchanged).
 pub fn data_from_wire(wire: Option<&pb::Data>) -> Result<SchemaAndValue> {
@@ -293,7 +303,7 @@ fn headers_to_wire(headers: &[Header]) -> Vec<pb::Header> {
         .iter()
         .map(|h| pb::Header {
             key: h.key.clone(),
-            value: Some(data_to_wire(&h.value)),
+            value: present_data_to_wire(&h.value),
         })
         .collect()
 }
@@ -334,8 +344,8 @@ pub fn source_records_to_wire(records: &[SourceRecord]) -> Vec<pb::SourceRecord>
                 offset_json: serde_json::to_string(&record.source_offset).unwrap_or_default(),
                 topic: record.topic.clone(),
                 kafka_partition: record.kafka_partition,
-                key: Some(data_to_wire(&record.key)),
-                value: Some(data_to_wire(&record.value)),
+                key: present_data_to_wire(&record.key),
+                value: present_data_to_wire(&record.value),
                 timestamp_ms: record.timestamp_ms,
                 headers: headers_to_wire(&record.headers),
             }
@@ -382,8 +392,8 @@ pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {
         topic: record.topic.clone(),
         partition: record.partition,
         offset: record.offset,
-        key: Some(data_to_wire(&record.key)),
-        value: Some(data_to_wire(&record.value)),
+        key: present_data_to_wire(&record.key),
+        value: present_data_to_wire(&record.value),
         timestamp_ms: record.timestamp_ms,
         headers: headers_to_wire(&record.headers),
     }
@@ -668,6 +678,31 @@ pub fn error_from_wire(error: &pb::TaskError) -> ConnectorError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_without_a_schema_is_left_off_the_wire_and_read_back_as_null() {
+        let record = SinkRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset: 7,
+            key: SchemaAndValue::null(),
+            value: SchemaAndValue {
+                schema: Some(Schema::string().optional()),
+                value: Value::Null,
+            },
+            timestamp_ms: None,
+            headers: Vec::new(),
+        };
+        let wire = sink_record_to_wire(&record);
+        assert!(wire.key.is_none(), "a schemaless null costs nothing");
+        assert!(
+            wire.value.is_some(),
+            "a null with a schema keeps its schema"
+        );
+        let back = sink_record_from_wire(&wire).unwrap();
+        assert_eq!(back.key, SchemaAndValue::null());
+        assert_eq!(back.value, record.value);
+    }
 
     #[test]
     fn config_key_validators_cross_the_wire_and_check_values_on_the_other_side() {
