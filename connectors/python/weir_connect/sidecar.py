@@ -379,10 +379,10 @@ def serve(connectors, address=None):
     # Every task stream holds a thread for its life; calls beyond the pool
     # would queue. WEIR_SIDECAR_THREADS raises the bound.
     threads = int(os.environ.get("WEIR_SIDECAR_THREADS", "256"))
-    # The runner checks the sidecar is alive with an HTTP/2 ping every
-    # second, idle or not. grpc-core's default policy answers pings more
-    # often than every 5 minutes without data with GOAWAY "too_many_pings",
-    # which would cut every stream while a task is idle or stopping.
+    # The runner checks the sidecar is alive with a grpc.health.v1 call
+    # every second (served below, on a pool thread: keep threads free) and
+    # pings only every 330 s, which grpc-core's default policy permits.
+    # These options also tolerate a client that pings more often.
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads),
         options=[
