@@ -220,10 +220,152 @@ pub async fn ensure_topic(settings: &ClientSettings, topic: &str, spec: TopicSpe
 }
 
 /// Offsets in a compacted Kafka topic, as Kafka Connect's `connect-offsets`.
+/// One reader per runner follows the whole topic into memory (Kafka
+/// Connect's `KafkaBasedLog`): a task's `load` waits until the reader has
+/// caught up with the topic's end as it is now, then answers from memory.
+/// Reading the topic from the start for each task instead made task starts
+/// slower the more tasks ran (issue 21).
 pub struct TopicOffsetStore {
     topic: String,
-    settings: ClientSettings,
     producer: FutureProducer<WatchedContext>,
+    log: Arc<OffsetLog>,
+}
+
+/// What the reader of the offsets topic has read so far.
+#[derive(Default)]
+struct LogState {
+    /// By connector, then by partition key: the latest offset (`None`: a
+    /// tombstone).
+    latest: BTreeMap<String, BTreeMap<String, Option<SourcePosition>>>,
+    /// The next offset the reader will read, by topic partition.
+    next: BTreeMap<i32, i64>,
+    /// The reader ended (the store was dropped, or the consumer failed).
+    ended: Option<String>,
+}
+
+/// The topic's reader: its consumer, run on a thread of its own, and what
+/// it read, with a condition variable that tells waiting loads of progress.
+struct OffsetLog {
+    topic: String,
+    consumer: BaseConsumer<WatchedContext>,
+    state: std::sync::Mutex<LogState>,
+    progressed: std::sync::Condvar,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl OffsetLog {
+    fn state(&self) -> std::sync::MutexGuard<'_, LogState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the topic until stopped.
+    fn follow(&self) {
+        while !self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let Some(message) = self.consumer.poll(Duration::from_millis(200)) else {
+                continue;
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::debug!(topic = %self.topic, %error, "offsets reader error; retrying");
+                    continue;
+                }
+            };
+            let mut state = self.state();
+            state.next.insert(message.partition(), message.offset() + 1);
+            if let Some((connector, key, position)) = offset_record(&message) {
+                state
+                    .latest
+                    .entry(connector)
+                    .or_default()
+                    .insert(key, position);
+            }
+            drop(state);
+            self.progressed.notify_all();
+        }
+        self.state().ended = Some("the offsets reader stopped".to_owned());
+        self.progressed.notify_all();
+    }
+
+    /// `connector`'s positions once everything written to the topic before
+    /// this call has been read. Blocks: call on a blocking thread.
+    fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(Some(&self.topic), READ_TIMEOUT)?;
+        let mut ends = BTreeMap::new();
+        for topic in metadata.topics().iter().filter(|t| t.name() == self.topic) {
+            for partition in topic.partitions() {
+                let (_, high) =
+                    self.consumer
+                        .fetch_watermarks(&self.topic, partition.id(), READ_TIMEOUT)?;
+                ends.insert(partition.id(), high);
+            }
+        }
+        let deadline = std::time::Instant::now() + READ_TIMEOUT;
+        let mut state = self.state();
+        loop {
+            if let Some(reason) = &state.ended {
+                return Err(Error::Offsets(format!(
+                    "reading offsets topic {}: {reason}",
+                    self.topic
+                )));
+            }
+            let caught_up = ends.iter().all(|(partition, end)| {
+                // An empty (or wholly compacted away) partition has nothing to read.
+                *end <= 0 || state.next.get(partition).is_some_and(|next| next >= end)
+            });
+            if caught_up {
+                return Ok(state
+                    .latest
+                    .get(connector)
+                    .map(|positions| positions.values().flatten().cloned().collect())
+                    .unwrap_or_default());
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(Error::Offsets(format!(
+                    "timed out reading offsets topic {}",
+                    self.topic
+                )));
+            }
+            state = self
+                .progressed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+    }
+}
+
+impl Drop for TopicOffsetStore {
+    fn drop(&mut self) {
+        self.log
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A record of the offsets topic as (connector, partition key, position);
+/// `None` for a record that is not one (another tool's, malformed).
+fn offset_record<M: Message>(message: &M) -> Option<(String, String, Option<SourcePosition>)> {
+    let Some(Ok(Json::Array(key))) = message.key().map(serde_json::from_slice::<Json>) else {
+        return None;
+    };
+    let (Some(Json::String(owner)), Some(Json::Object(partition))) = (key.first(), key.get(1))
+    else {
+        return None;
+    };
+    let position = match message.payload().map(serde_json::from_slice::<Json>) {
+        Some(Ok(Json::Object(offset))) => Some(SourcePosition {
+            partition: partition.clone(),
+            offset,
+        }),
+        _ => None,
+    };
+    Some((owner.clone(), partition_key(partition), position))
 }
 
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -270,94 +412,62 @@ impl TopicOffsetStore {
         // an offsets topic shared with (or migrated from) them stays consistent.
         producer_settings.set("partitioner", "murmur2_random");
         let (producer, _) = producer_settings.create()?;
+        let log = tokio::task::spawn_blocking({
+            let (settings, topic) = (settings.clone(), topic.clone());
+            move || OffsetLog::open(&settings, &topic)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("offsets reader panicked: {e}")))??;
+        let log = Arc::new(log);
+        let following = log.clone();
+        std::thread::Builder::new()
+            .name("offsets-reader".to_owned())
+            .spawn(move || following.follow())
+            .map_err(|e| Error::Internal(format!("cannot start the offsets reader: {e}")))?;
         Ok(Arc::new(TopicOffsetStore {
             topic,
-            settings,
             producer,
+            log,
         }))
     }
+}
 
-    /// Reads the whole topic up to its end: the latest offset per partition key.
-    fn read_all(
-        settings: &ClientSettings,
-        topic: &str,
-        connector: &str,
-    ) -> Result<Vec<SourcePosition>> {
+impl OffsetLog {
+    /// A consumer of every partition of the topic, from the start.
+    fn open(settings: &ClientSettings, topic: &str) -> Result<OffsetLog> {
         let mut consumer_settings = settings.clone();
         consumer_settings.set("group.id", "weir-offsets-reader");
         consumer_settings.set("enable.auto.commit", "false");
         consumer_settings.set("enable.partition.eof", "false");
         let (consumer, _): (BaseConsumer<WatchedContext>, _) = consumer_settings.create()?;
         let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
-        let partitions: Vec<i32> = metadata
+        let mut assignment = TopicPartitionList::new();
+        for found in metadata
             .topics()
             .iter()
             .filter(|t| t.name() == topic && t.error().is_none())
-            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-            .collect();
-        let mut ends = BTreeMap::new();
-        let mut assignment = TopicPartitionList::new();
-        for partition in partitions {
-            let (low, high) = consumer.fetch_watermarks(topic, partition, READ_TIMEOUT)?;
-            if high > low {
-                ends.insert(partition, high);
-                assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        {
+            for partition in found.partitions() {
+                assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
             }
-        }
-        let mut latest: BTreeMap<String, Option<SourcePosition>> = BTreeMap::new();
-        if ends.is_empty() {
-            return Ok(Vec::new());
         }
         consumer.assign(&assignment)?;
-        let deadline = std::time::Instant::now() + READ_TIMEOUT;
-        while !ends.is_empty() {
-            if std::time::Instant::now() > deadline {
-                return Err(Error::Offsets(format!(
-                    "timed out reading offsets topic {topic}"
-                )));
-            }
-            let Some(message) = consumer.poll(Duration::from_millis(200)) else {
-                continue;
-            };
-            let message = message?;
-            if ends
-                .get(&message.partition())
-                .is_some_and(|end| message.offset() + 1 >= *end)
-            {
-                ends.remove(&message.partition());
-            }
-            let Some(Ok(Json::Array(key))) = message.key().map(serde_json::from_slice::<Json>)
-            else {
-                continue;
-            };
-            let (Some(Json::String(owner)), Some(Json::Object(partition))) =
-                (key.first(), key.get(1))
-            else {
-                continue;
-            };
-            if owner != connector {
-                continue;
-            }
-            let offset = match message.payload().map(serde_json::from_slice::<Json>) {
-                Some(Ok(Json::Object(offset))) => Some(SourcePosition {
-                    partition: partition.clone(),
-                    offset,
-                }),
-                _ => None,
-            };
-            latest.insert(partition_key(partition), offset);
-        }
-        Ok(latest.into_values().flatten().collect())
+        Ok(OffsetLog {
+            topic: topic.to_owned(),
+            consumer,
+            state: std::sync::Mutex::new(LogState::default()),
+            progressed: std::sync::Condvar::new(),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl OffsetStore for TopicOffsetStore {
     async fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
-        let settings = self.settings.clone();
-        let topic = self.topic.clone();
+        let log = self.log.clone();
         let connector = connector.to_owned();
-        tokio::task::spawn_blocking(move || Self::read_all(&settings, &topic, &connector))
+        tokio::task::spawn_blocking(move || log.load(&connector))
             .await
             .map_err(|e| Error::Internal(format!("offsets reader panicked: {e}")))?
     }
