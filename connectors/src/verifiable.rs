@@ -65,13 +65,7 @@ impl ConnectorPlugin for VerifiableSource {
     }
 
     async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
-        Ok((0..max_tasks.max(1))
-            .map(|task| {
-                let mut task_config = config.clone();
-                task_config.insert(TASK_ID.to_owned(), task.to_string());
-                task_config
-            })
-            .collect())
+        Ok(numbered_task_configs(config, max_tasks))
     }
 
     fn create_task(&self) -> Task {
@@ -192,18 +186,24 @@ impl ConnectorPlugin for VerifiableSink {
     }
 
     async fn task_configs(&self, config: &ConfigMap, max_tasks: usize) -> Result<Vec<ConfigMap>> {
-        Ok((0..max_tasks.max(1))
-            .map(|task| {
-                let mut task_config = config.clone();
-                task_config.insert(TASK_ID.to_owned(), task.to_string());
-                task_config
-            })
-            .collect())
+        Ok(numbered_task_configs(config, max_tasks))
     }
 
     fn create_task(&self) -> Task {
         Task::Sink(Box::new(VerifiableSinkTask::default()))
     }
+}
+
+/// `max_tasks` (at least one) copies of the connector config, each with its
+/// own `task.id`: both verifiable connectors' tasks say which one they are.
+fn numbered_task_configs(config: &ConfigMap, max_tasks: usize) -> Vec<ConfigMap> {
+    (0..max_tasks.max(1))
+        .map(|task| {
+            let mut task_config = config.clone();
+            task_config.insert(TASK_ID.to_owned(), task.to_string());
+            task_config
+        })
+        .collect()
 }
 
 #[derive(Default)]

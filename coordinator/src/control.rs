@@ -741,6 +741,24 @@ impl Session {
         }
     }
 
+    /// This runner's stored assignment, as read, if it lists task `task` of
+    /// `connector`: a write conditioned on it lands only while it still does.
+    async fn assignment_listing(&self, connector: &str, task: i32) -> Result<Option<Vec<u8>>> {
+        let Some(raw) = self
+            .store
+            .get(&keys::assignment(&self.record.runner_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let assignment: AssignmentRecord = serde_json::from_slice(&raw)?;
+        let lists = assignment
+            .tasks
+            .iter()
+            .any(|t| t.connector == connector && t.task == task);
+        Ok(lists.then_some(raw))
+    }
+
     /// Records a sink task's claim: it now holds what it asked for that no
     /// other task of its connector holds, and nothing else. Only while the
     /// task is in this runner's assignment (the two-step handover makes that
@@ -758,23 +776,15 @@ impl Session {
         let assignment_key = keys::assignment(&self.record.runner_id);
         let claims_key = keys::claims(&claim.connector);
         loop {
-            let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
+            let Some(raw_assignment) = self
+                .assignment_listing(&claim.connector, claim.task)
+                .await?
+            else {
                 return Err(crate::error::Error::Conflict(format!(
                     "task {}-{} is not assigned to runner {}",
                     claim.connector, claim.task, self.record.runner_id
                 )));
             };
-            let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
-            let owns = assignment
-                .tasks
-                .iter()
-                .any(|t| t.connector == claim.connector && t.task == claim.task);
-            if !owns {
-                return Err(crate::error::Error::Conflict(format!(
-                    "task {}-{} is not assigned to runner {}",
-                    claim.connector, claim.task, self.record.runner_id
-                )));
-            }
             let raw_claims = self.store.get(&claims_key).await?;
             let mut claims: ClaimsRecord = match &raw_claims {
                 Some(raw) => serde_json::from_slice(raw)?,
@@ -1007,18 +1017,13 @@ impl Session {
         // lands. The leader may rewrite this runner's assignment (adding
         // another task) between the read and the write: then read again.
         loop {
-            let Some(raw_assignment) = self.store.get(&assignment_key).await? else {
-                return Ok(());
-            };
-            let assignment: AssignmentRecord = serde_json::from_slice(&raw_assignment)?;
-            let owns = assignment
-                .tasks
-                .iter()
-                .any(|t| t.connector == report.connector && t.task == report.task);
-            if !owns {
+            let Some(raw_assignment) = self
+                .assignment_listing(&report.connector, report.task)
+                .await?
+            else {
                 tracing::debug!(%runner, connector = %report.connector, task = report.task, "ignoring status for a task not assigned here");
                 return Ok(());
-            }
+            };
             let connector_key = keys::connector_config(&report.connector);
             let txn = Txn::new()
                 .when(Condition::Present(connector_key.clone()))

@@ -527,6 +527,16 @@ impl Runner {
         Some(pb::RunnerMessage { body: Some(body) })
     }
 
+    /// The plugin a coordinator's request names by its config's `connector.class`.
+    fn plugin_of(
+        &self,
+        config: &std::collections::HashMap<String, String>,
+    ) -> Option<Arc<dyn weir_connect::api::ConnectorPlugin>> {
+        config
+            .get("connector.class")
+            .and_then(|class| self.registry.connector(class))
+    }
+
     /// Runs a plugin's own validate for a coordinator (which cannot run a
     /// sidecar plugin's) in the background and answers on the session.
     fn answer_validate(
@@ -534,10 +544,7 @@ impl Runner {
         request: pb::ValidateRequest,
         outbound: mpsc::Sender<pb::RunnerMessage>,
     ) {
-        let plugin = request
-            .config
-            .get("connector.class")
-            .and_then(|class| self.registry.connector(class));
+        let plugin = self.plugin_of(&request.config);
         tokio::spawn(async move {
             let config: weir_connect::config::ConfigMap = request.config.into_iter().collect();
             let (error, errors) = match plugin {
@@ -570,10 +577,7 @@ impl Runner {
     ) {
         let worker = self.worker.clone();
         let store = self.offsets.clone();
-        let plugin = request
-            .config
-            .get("connector.class")
-            .and_then(|class| self.registry.connector(class));
+        let plugin = self.plugin_of(&request.config);
         tokio::spawn(async move {
             let outcome = match plugin {
                 Some(plugin) => {

@@ -643,53 +643,21 @@ fn sidecars_exit_when_their_runner_is_killed() {
     });
 }
 
-/// Runs `weir-conformance` against a sidecar this test starts itself.
-fn conformance(sidecar: &mut Command, socket: &Path, source: &str, sink: &str, dir: &Path) {
-    let input = dir.join("conformance-in.txt");
-    std::fs::write(&input, lines(0, 10)).unwrap();
-    let mut process = weir_tests::Process::spawn(
-        "sidecar",
-        sidecar.env("WEIR_SIDECAR_SOCKET", socket),
-        dir.join(format!("{source}.log")),
-    );
-    wait_until(Duration::from_secs(30), "the sidecar's socket", || {
-        std::os::unix::net::UnixStream::connect(socket).is_ok()
-    });
-    let output = Command::new(binary("weir-conformance"))
-        .arg("--address")
-        .arg(format!("unix:{}", socket.display()))
-        .args(["--source", source, "--sink", sink])
-        .arg(format!("--source-config=file={}", input.display()))
-        .arg("--source-config=topic=conformance")
-        .arg(format!(
-            "--sink-config=file={}",
-            dir.join("conformance-out.txt").display()
-        ))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{source}:\n{report}{}",
-        process.log_text()
-    );
-    assert!(report.contains("7 passed, 0 failed"), "{report}");
-    process.terminate();
-}
-
 #[test]
 fn the_rust_and_python_sidecars_pass_the_conformance_kit() {
     let dir = tempfile::tempdir().unwrap();
-    conformance(
+    let rust = weir_tests::conformance(
         &mut Command::new(binary("weir-file-connectors")),
         &dir.path().join("rust.sock"),
         "SidecarFileStreamSource",
         "SidecarFileStreamSink",
         dir.path(),
+        &[],
     );
+    assert!(rust.contains("7 passed, 0 failed"), "{rust}");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let sdk = repo.join("connectors/python");
-    conformance(
+    let python = weir_tests::conformance(
         Command::new(repo.join(".venv/bin/python"))
             .arg(sdk.join("examples/file_connectors.py"))
             .env("PYTHONPATH", &sdk),
@@ -697,5 +665,7 @@ fn the_rust_and_python_sidecars_pass_the_conformance_kit() {
         "PythonFileSource",
         "PythonFileSink",
         dir.path(),
+        &[],
     );
+    assert!(python.contains("7 passed, 0 failed"), "{python}");
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use weir_tests::{
-    Broker, CoordinatorProcess, Etcd, Standalone, append, binary, read, start_runner, wait_until,
+    Broker, CoordinatorProcess, Etcd, Standalone, append, read, start_runner, wait_until,
 };
 
 fn repo() -> PathBuf {
@@ -316,45 +316,19 @@ fn a_node_source_and_sink_copy_a_file_through_kafka_exactly() {
 #[test]
 fn the_node_sidecar_passes_the_conformance_kit() {
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("node.sock");
-    let input = dir.path().join("conformance-in.txt");
-    std::fs::write(&input, lines("conformance", 0, 10)).unwrap();
-    let mut sidecar = weir_tests::Process::spawn(
-        "node sidecar",
-        Command::new(node())
-            .arg(repo().join("connectors/examples/node/file_connectors.js"))
-            .env("WEIR_SIDECAR_SOCKET", &socket),
-        dir.path().join("node.log"),
+    let report = weir_tests::conformance(
+        Command::new(node()).arg(repo().join("connectors/examples/node/file_connectors.js")),
+        &dir.path().join("node.sock"),
+        "NodeFileSource",
+        "NodeFileSink",
+        dir.path(),
+        &["--idle-seconds", "20"],
     );
-    wait_until(Duration::from_secs(30), "the sidecar's socket", || {
-        std::os::unix::net::UnixStream::connect(&socket).is_ok()
-    });
-    let output = Command::new(binary("weir-conformance"))
-        .arg(format!("--address=unix:{}", socket.display()))
-        .args([
-            "--source",
-            "NodeFileSource",
-            "--sink",
-            "NodeFileSink",
-            "--idle-seconds",
-            "20",
-        ])
-        .arg(format!("--source-config=file={}", input.display()))
-        .arg("--source-config=topic=conformance")
-        .arg(format!(
-            "--sink-config=file={}",
-            dir.path().join("out.txt").display()
-        ))
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{report}{}", sidecar.log_text());
     assert!(report.contains("7 passed, 0 failed"), "{report}");
     assert!(
         report.contains("ok      source stays connected while idle"),
         "{report}"
     );
-    sidecar.terminate();
 }
 
 #[test]

@@ -742,3 +742,48 @@ pub fn kcat_produce_compressed(bootstrap: &str, topic: &str, codec: &str, lines:
         "kcat could not produce to {topic}"
     );
 }
+
+/// Starts `sidecar` on the Unix socket `socket` and runs the conformance kit
+/// (`weir-conformance`) against it with a file source (ten lines to give)
+/// and a file sink under `dir`, plus `extra` arguments. Fails unless every
+/// check passed; returns the kit's report.
+pub fn conformance(
+    sidecar: &mut Command,
+    socket: &Path,
+    source: &str,
+    sink: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> String {
+    let input = dir.join(format!("{source}-in.txt"));
+    let text: String = (0..10).map(|i| format!("conformance line {i}\n")).collect();
+    std::fs::write(&input, text).unwrap();
+    let mut process = Process::spawn(
+        "sidecar",
+        sidecar.env("WEIR_SIDECAR_SOCKET", socket),
+        dir.join(format!("{source}.log")),
+    );
+    wait_until(Duration::from_secs(30), "the sidecar's socket", || {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    });
+    let output = Command::new(binary("weir-conformance"))
+        .arg(format!("--address=unix:{}", socket.display()))
+        .args(["--source", source, "--sink", sink])
+        .arg(format!("--source-config=file={}", input.display()))
+        .arg("--source-config=topic=conformance")
+        .arg(format!(
+            "--sink-config=file={}",
+            dir.join(format!("{sink}-out.txt")).display()
+        ))
+        .args(extra)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{source}:\n{report}{}",
+        process.log_text()
+    );
+    process.terminate();
+    report
+}
