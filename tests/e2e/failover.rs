@@ -257,10 +257,10 @@ fn a_killed_runner_s_tasks_run_elsewhere_within_the_session_timeout() {
     println!(
         "tasks RUNNING elsewhere {moved:?} after the kill (session timeout {SESSION_TIMEOUT:?})"
     );
-    assert!(
-        moved <= SESSION_TIMEOUT + Duration::from_secs(1),
-        "took {moved:?}"
-    );
+    // The bound tells "moved once the session expired" from "waited out the
+    // 10 s scheduled rebalance delay"; how fast the move is, is for
+    // weir-failover-bench to measure (a loaded CI machine took 4.03 s here).
+    assert!(moved < SESSION_TIMEOUT * 2, "took {moved:?}");
     wait_until(Duration::from_secs(30), "the moved task delivers", || {
         received(&sink_file)
             .keys()
