@@ -11,11 +11,13 @@
 //! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
 //! - [`registry`]: the plugins this build knows, by class name and alias.
 //! - [`wire`]: the API's types in connector protocol v2.
+//! - [`codec`]: record batches encoded straight into protocol v2 bytes.
 //! - [`conformance`]: the black-box conformance kit for connector sidecars.
 //! - [`sdk`]: the Rust SDK's sidecar server: plugins served over protocol v2.
 
 pub mod api;
 pub mod client;
+pub mod codec;
 pub mod config;
 pub mod conformance;
 pub mod converter;

@@ -28,10 +28,10 @@ use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStre
 use tonic::{Request, Response, Status, Streaming};
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_server::{Connector, ConnectorServer};
-use weir_proto::connector::v2::sink_server::{Sink, SinkServer};
 use weir_proto::connector::v2::source_server::{Source, SourceServer};
 
 use crate::api::{ConnectorContext, ConnectorPlugin, SinkTask, SourceTask, Task};
+use crate::codec::{self, SinkCommandIn};
 use crate::config::ConfigMap;
 use crate::{registry, wire};
 
@@ -71,12 +71,12 @@ impl Sidecar {
             .set_serving::<ConnectorServer<ConnectorService>>()
             .await;
         health.set_serving::<SourceServer<SourceService>>().await;
-        health.set_serving::<SinkServer<SinkService>>().await;
+        health.set_serving::<SinkRoute>().await;
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(ConnectorServer::new(ConnectorService(self.clone())))
             .add_service(SourceServer::new(SourceService(self.clone())))
-            .add_service(SinkServer::new(SinkService(self.clone())))
+            .add_service(SinkRoute(self.clone()))
     }
 
     /// Serves on a Unix domain socket (replacing a stale socket file) until
@@ -502,16 +502,54 @@ async fn source_session(
     }
 }
 
-struct SinkService(Sidecar);
+/// The Sink service, routed by hand so that its commands decode through
+/// [`codec::SinkServerCodec`] (a `Put` straight into the data model)
+/// instead of the generated server's prost codec. Same wire protocol.
+#[derive(Clone)]
+struct SinkRoute(Sidecar);
 
-#[tonic::async_trait]
-impl Sink for SinkService {
-    type RunStream = EventStream<pb::SinkEvent>;
+impl tonic::server::NamedService for SinkRoute {
+    const NAME: &'static str = "weir.connector.v2.Sink";
+}
 
-    async fn run(
-        &self,
-        request: Request<Streaming<pb::SinkCommand>>,
-    ) -> Result<Response<Self::RunStream>, Status> {
+const SINK_RUN: &str = "/weir.connector.v2.Sink/Run";
+
+impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for SinkRoute {
+    type Response = tonic::codegen::http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
+        let sidecar = self.0.clone();
+        Box::pin(async move {
+            if request.uri().path() != SINK_RUN {
+                return Ok(
+                    Status::unimplemented(format!("no method {}", request.uri().path()))
+                        .into_http(),
+                );
+            }
+            let mut grpc = tonic::server::Grpc::new(codec::SinkServerCodec);
+            Ok(grpc.streaming(SinkRun(sidecar), request).await)
+        })
+    }
+}
+
+struct SinkRun(Sidecar);
+
+impl tonic::server::StreamingService<SinkCommandIn> for SinkRun {
+    type Response = pb::SinkEvent;
+    type ResponseStream = EventStream<pb::SinkEvent>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<Self::ResponseStream>, Status>> + Send>>;
+
+    fn call(&mut self, request: Request<Streaming<SinkCommandIn>>) -> Self::Future {
         let (events, stream) = mpsc::channel(16);
         let sidecar = self.0.clone();
         let commands = request.into_inner();
@@ -523,18 +561,21 @@ impl Sink for SinkService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+        Box::pin(async move {
+            let stream: Self::ResponseStream = Box::pin(ReceiverStream::new(stream));
+            Ok(Response::new(stream))
+        })
     }
 }
 
 async fn open_sink(
     sidecar: &Sidecar,
-    mut commands: Streaming<pb::SinkCommand>,
-) -> Result<(Box<dyn SinkTask>, ConfigMap, Streaming<pb::SinkCommand>), Status> {
+    mut commands: Streaming<SinkCommandIn>,
+) -> Result<(Box<dyn SinkTask>, ConfigMap, Streaming<SinkCommandIn>), Status> {
     let open = match commands.message().await? {
-        Some(pb::SinkCommand {
+        Some(SinkCommandIn::Other(pb::SinkCommand {
             command: Some(pb::sink_command::Command::Open(open)),
-        }) => open,
+        })) => open,
         _ => return Err(malformed("a sink task stream must start with Open")),
     };
     let plugin = sidecar.plugin(&open.class)?;
@@ -554,12 +595,18 @@ async fn send_sink(events: &Events<pb::SinkEvent>, event: pb::sink_event::Event)
         .is_ok()
 }
 
+/// A sink command as the session serves it.
+enum Incoming {
+    Put(u64, Result<Vec<crate::api::SinkRecord>, String>),
+    Command(pb::sink_command::Command),
+}
+
 /// One sink task: open, then serve puts, flushes and pre-commits in order
 /// until Stop or the runner goes away. The task is always stopped.
 async fn sink_session(
     mut task: Box<dyn SinkTask>,
     config: ConfigMap,
-    mut commands: Streaming<pb::SinkCommand>,
+    mut commands: Streaming<SinkCommandIn>,
     events: Events<pb::SinkEvent>,
 ) {
     use pb::sink_command::Command;
@@ -575,14 +622,48 @@ async fn sink_session(
     }
     loop {
         let command = match commands.message().await {
-            Ok(Some(pb::SinkCommand {
+            Ok(Some(SinkCommandIn::Put { id, records })) => Incoming::Put(id, Ok(records)),
+            Ok(Some(SinkCommandIn::Other(pb::SinkCommand {
+                command: Some(Command::Put(put)),
+            }))) => {
+                let records = put
+                    .records
+                    .iter()
+                    .map(wire::sink_record_from_wire)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| e.to_string());
+                Incoming::Put(put.id, records)
+            }
+            Ok(Some(SinkCommandIn::Other(pb::SinkCommand {
                 command: Some(command),
-            })) => command,
+            }))) => Incoming::Command(command),
             Ok(Some(_)) => {
                 let _ = events.send(Err(malformed("an empty sink command"))).await;
                 break;
             }
             Ok(None) | Err(_) => break,
+        };
+        let command = match command {
+            Incoming::Put(id, records) => {
+                let outcome = match records {
+                    Ok(records) => task.put(&records).await,
+                    Err(error) => Err(crate::api::ConnectorError::Fatal(error)),
+                };
+                let (error, records) = match outcome {
+                    Ok(()) => (None, Vec::new()),
+                    Err(crate::api::ConnectorError::Records(failed)) => (
+                        None,
+                        failed.iter().map(wire::record_error_to_wire).collect(),
+                    ),
+                    Err(error) => (Some(wire::error_to_wire(&error)), Vec::new()),
+                };
+                let event = Event::Put(pb::PutResult { id, error, records });
+                if !send_sink(&events, event).await {
+                    break;
+                }
+                continue;
+            }
+            Incoming::Command(command) => command,
         };
         let event = match command {
             // No answer is due; a failure ends the session with an error event.
@@ -597,30 +678,7 @@ async fn sink_session(
                 Ok(()) => continue,
                 Err(error) => Event::Error(wire::error_to_wire(&error)),
             },
-            Command::Put(put) => {
-                let records = put
-                    .records
-                    .iter()
-                    .map(wire::sink_record_from_wire)
-                    .collect::<Result<Vec<_>, _>>();
-                let outcome = match records {
-                    Ok(records) => task.put(&records).await,
-                    Err(error) => Err(crate::api::ConnectorError::Fatal(error.to_string())),
-                };
-                let (error, records) = match outcome {
-                    Ok(()) => (None, Vec::new()),
-                    Err(crate::api::ConnectorError::Records(failed)) => (
-                        None,
-                        failed.iter().map(wire::record_error_to_wire).collect(),
-                    ),
-                    Err(error) => (Some(wire::error_to_wire(&error)), Vec::new()),
-                };
-                Event::Put(pb::PutResult {
-                    id: put.id,
-                    error,
-                    records,
-                })
-            }
+            Command::Put(_) => unreachable!("puts are answered above"),
             Command::Flush(flush) => {
                 let offsets: Vec<_> = flush.offsets.iter().map(wire::offset_from_wire).collect();
                 let outcome = task.flush(&offsets).await;

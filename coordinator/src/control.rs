@@ -743,7 +743,12 @@ impl Session {
 
     /// This runner's stored assignment, as read, if it lists task `task` of
     /// `connector`: a write conditioned on it lands only while it still does.
-    async fn assignment_listing(&self, connector: &str, task: i32) -> Result<Option<Vec<u8>>> {
+    async fn assignment_listing(
+        &self,
+        connector: &str,
+        task: i32,
+        listed: Listed,
+    ) -> Result<Option<Vec<u8>>> {
         let Some(raw) = self
             .store
             .get(&keys::assignment(&self.record.runner_id))
@@ -752,10 +757,9 @@ impl Session {
             return Ok(None);
         };
         let assignment: AssignmentRecord = serde_json::from_slice(&raw)?;
-        let lists = assignment
-            .tasks
-            .iter()
-            .any(|t| t.connector == connector && t.task == task);
+        let is_it = |t: &TaskId| t.connector == connector && t.task == task;
+        let lists = assignment.tasks.iter().any(is_it)
+            || (listed == Listed::OrRevoking && assignment.revoking.iter().any(is_it));
         Ok(lists.then_some(raw))
     }
 
@@ -777,7 +781,7 @@ impl Session {
         let claims_key = keys::claims(&claim.connector);
         loop {
             let Some(raw_assignment) = self
-                .assignment_listing(&claim.connector, claim.task)
+                .assignment_listing(&claim.connector, claim.task, Listed::Assigned)
                 .await?
             else {
                 return Err(crate::error::Error::Conflict(format!(
@@ -1013,12 +1017,12 @@ impl Session {
             trace: report.trace,
             epoch: report.epoch,
         })?;
-        // Written only if the task is still assigned here when the write
-        // lands. The leader may rewrite this runner's assignment (adding
+        // Written only if the task is still assigned here (or being revoked,
+        // not yet confirmed stopped) when the write lands. The leader may rewrite this runner's assignment (adding
         // another task) between the read and the write: then read again.
         loop {
             let Some(raw_assignment) = self
-                .assignment_listing(&report.connector, report.task)
+                .assignment_listing(&report.connector, report.task, Listed::OrRevoking)
                 .await?
             else {
                 tracing::debug!(%runner, connector = %report.connector, task = report.task, "ignoring status for a task not assigned here");
@@ -1043,6 +1047,18 @@ impl Session {
             }
         }
     }
+}
+
+/// Which tasks of a runner's stored assignment count as its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listed {
+    /// Only the tasks it runs now (what a claim needs).
+    Assigned,
+    /// Also the tasks being taken away that it has not confirmed stopped:
+    /// no other runner has them yet, and the leader may give them back
+    /// before the runner ever sees the revoke, so a status it reports for
+    /// one is still true and may be the only one it sends.
+    OrRevoking,
 }
 
 /// State reports a session could not write yet: only the latest of each
@@ -1509,5 +1525,74 @@ mod tests {
         let refused = session.claim_partitions(claim(1, &[("t", 0)])).await;
         assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
         assert!(store.inner.get(&keys::claims("c")).await.unwrap().is_none());
+    }
+
+    async fn stored_task_status(store: &OutageStore, task: i32) -> Option<StatusRecord> {
+        store
+            .inner
+            .get(&keys::task_status("c", task))
+            .await
+            .unwrap()
+            .map(|raw| serde_json::from_slice(&raw).unwrap())
+    }
+
+    async fn store_assignment(store: &OutageStore, epoch: u64, tasks: &[i32], revoking: &[i32]) {
+        let ids = |tasks: &[i32]| {
+            tasks
+                .iter()
+                .map(|task| TaskId {
+                    connector: "c".into(),
+                    task: *task,
+                })
+                .collect()
+        };
+        let assignment = AssignmentRecord {
+            epoch,
+            tasks: ids(tasks),
+            connectors: Vec::new(),
+            revoking: ids(revoking),
+        };
+        store
+            .inner
+            .put(&keys::assignment("r1"), to_json(&assignment).unwrap())
+            .await
+            .unwrap();
+    }
+
+    fn running(task: i32, epoch: u64) -> pb::TaskStatusReport {
+        pb::TaskStatusReport {
+            connector: "c".into(),
+            task,
+            state: pb::TaskState::Running as i32,
+            trace: String::new(),
+            epoch,
+        }
+    }
+
+    /// Issue 21: the leader took task 0 away (epoch 2) and gave it back
+    /// (epoch 3) before the runner saw either; the runner's one RUNNING
+    /// report arrived in between and must not be lost.
+    #[tokio::test]
+    async fn a_status_reported_while_the_task_is_being_revoked_is_recorded() {
+        let (session, store) = session().await;
+        assigned(&store, &[0]).await;
+        store_assignment(&store, 2, &[], &[0]).await;
+        session.record_status(running(0, 1)).await.unwrap();
+        store_assignment(&store, 3, &[0], &[]).await;
+        let status = stored_task_status(&store, 0).await.expect("recorded");
+        assert_eq!(status.state, InstanceState::Running);
+        assert_eq!(status.worker_id, "r1");
+        // A task neither assigned nor being revoked here is still ignored.
+        session.record_status(running(1, 1)).await.unwrap();
+        assert!(stored_task_status(&store, 1).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_task_being_revoked_cannot_claim() {
+        let (session, store) = session().await;
+        assigned(&store, &[]).await;
+        store_assignment(&store, 2, &[], &[0]).await;
+        let refused = session.claim_partitions(claim(0, &[("t", 0)])).await;
+        assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
     }
 }

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
@@ -19,11 +20,11 @@ use weir_connect::api::{
     SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity,
     TopicPartitionOffset,
 };
+use weir_connect::codec::{self, SchemaCache};
 use weir_connect::config::{ConfigDef, ConfigMap, Direction};
 use weir_connect::wire;
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_client::ConnectorClient;
-use weir_proto::connector::v2::sink_client::SinkClient;
 use weir_proto::connector::v2::source_client::SourceClient;
 
 use super::liveness::Liveness;
@@ -210,6 +211,7 @@ impl ConnectorPlugin for SidecarPlugin {
                 link,
                 stream: None,
                 next_id: 0,
+                schemas: SchemaCache::default(),
             })),
         }
     }
@@ -513,8 +515,10 @@ impl SourceTask for RemoteSource {
 
 struct RemoteSink {
     link: Link,
-    stream: Option<Session<pb::SinkCommand, pb::SinkEvent>>,
+    stream: Option<Session<Bytes, pb::SinkEvent>>,
     next_id: u64,
+    /// The schemas this stream's puts sent last, encoded.
+    schemas: SchemaCache,
 }
 
 fn sink_command(command: pb::sink_command::Command) -> pb::SinkCommand {
@@ -528,16 +532,12 @@ impl RemoteSink {
     /// requests that were given up (a stop deadline interrupted them) are
     /// skipped. No deadline: a slow `put` is as legitimate as in-process;
     /// a dead or frozen sidecar ends the wait (liveness).
-    async fn call(
-        &mut self,
-        id: u64,
-        command: pb::sink_command::Command,
-    ) -> Result<pb::sink_event::Event> {
+    async fn call(&mut self, id: u64, command: Bytes) -> Result<pb::sink_event::Event> {
         let link = &self.link;
         let Some(session) = self.stream.as_mut() else {
             return Err(link.fail("the task is not open"));
         };
-        session.send(link, sink_command(command)).await?;
+        session.send(link, command).await?;
         loop {
             let event = session.next(link).await?.event;
             let answered = match &event {
@@ -565,7 +565,9 @@ impl RemoteSink {
         let Some(session) = self.stream.as_mut() else {
             return Err(link.fail("the task is not open"));
         };
-        session.send(link, sink_command(command)).await
+        session
+            .send(link, codec::encoded(&sink_command(command)))
+            .await
     }
 }
 
@@ -602,21 +604,17 @@ impl SinkTask for RemoteSink {
             class: self.link.class.to_owned(),
             config: config.clone().into_iter().collect(),
         }));
-        let session = open_stream(&self.link, open, |channel, commands| async move {
-            SinkClient::new(channel).run(commands).await
-        })
-        .await?;
+        let session =
+            open_stream(&self.link, codec::encoded(&open), codec::open_sink_stream).await?;
         self.stream = Some(session);
+        self.schemas = SchemaCache::default();
         Ok(())
     }
 
     async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         let id = self.id();
-        let put = pb::Put {
-            id,
-            records: records.iter().map(wire::sink_record_to_wire).collect(),
-        };
-        match self.call(id, pb::sink_command::Command::Put(put)).await? {
+        let put = codec::encode_sink_put(id, records, &mut self.schemas);
+        match self.call(id, put).await? {
             pb::sink_event::Event::Put(result) => {
                 outcome(&self.link, id, result.id, result.error)?;
                 if result.records.is_empty() {
@@ -653,7 +651,10 @@ impl SinkTask for RemoteSink {
             offsets: offsets.iter().map(wire::offset_to_wire).collect(),
         };
         match self
-            .call(id, pb::sink_command::Command::Flush(flush))
+            .call(
+                id,
+                codec::encoded(&sink_command(pb::sink_command::Command::Flush(flush))),
+            )
             .await?
         {
             pb::sink_event::Event::Flush(result) => {
@@ -674,7 +675,12 @@ impl SinkTask for RemoteSink {
             offsets: offsets.iter().map(wire::offset_to_wire).collect(),
         };
         match self
-            .call(id, pb::sink_command::Command::PreCommit(pre_commit))
+            .call(
+                id,
+                codec::encoded(&sink_command(pb::sink_command::Command::PreCommit(
+                    pre_commit,
+                ))),
+            )
             .await?
         {
             pb::sink_event::Event::PreCommit(result) => {
@@ -704,7 +710,7 @@ impl SinkTask for RemoteSink {
         match self.stream.take() {
             Some(session) => {
                 let stop = sink_command(pb::sink_command::Command::Stop(pb::Stop {}));
-                session.stop(&self.link, stop).await
+                session.stop(&self.link, codec::encoded(&stop)).await
             }
             None => Ok(()),
         }
