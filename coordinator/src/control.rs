@@ -31,6 +31,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Pause before a store operation a session needs is tried again.
 const STORE_RETRY: Duration = Duration::from_millis(500);
+/// How many queued runner reports a session handles before it reads the
+/// assignment again, so that a flood of reports cannot hold back a change.
+const REPORTS_PER_READ: usize = 256;
 
 /// How long a runner report is retried against a failing store.
 const STORE_GIVE_UP: Duration = Duration::from_secs(10);
@@ -575,8 +578,42 @@ impl Session {
         let mut last_sent: Option<pb::Assignment> = None;
         let mut levels = crate::loggers::Applied::default();
         let mut dropped = DroppedReports::default();
+        // The assignment and log levels are read again only after the store
+        // changed: a burst of runner reports must not cost a full read each
+        // (with many tasks, that read is a few hundred keys).
+        let mut stale = true;
         loop {
             self.retry_dropped(&mut dropped).await;
+            if !stale {
+                tokio::select! {
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return Ok(());
+                        }
+                        stale = true;
+                    }
+                    message = received.recv() => match message {
+                        // The reader ended: the stream closed or went silent.
+                        None => {
+                            drop(reader);
+                            return Ok(());
+                        }
+                        Some(message) => {
+                            self.handle_retrying(message, &mut dropped).await;
+                            // What else is queued is handled before the next read.
+                            for _ in 0..REPORTS_PER_READ {
+                                let Ok(message) = received.try_recv() else {
+                                    break;
+                                };
+                                self.handle_retrying(message, &mut dropped).await;
+                            }
+                        }
+                    },
+                    // Reports the store would not take are tried again.
+                    () = tokio::time::sleep(STORE_RETRY), if !dropped.is_empty() => {}
+                }
+                continue;
+            }
             // Cluster-wide log levels reach the runner too.
             if let Ok(all) = crate::loggers::cluster_levels(&self.store).await {
                 for level in levels.fresh(all) {
@@ -623,23 +660,7 @@ impl Session {
                 }
                 last_sent = assignment;
             }
-            tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        return Ok(());
-                    }
-                }
-                message = received.recv() => match message {
-                    // The reader ended: the stream closed or went silent.
-                    None => {
-                        drop(reader);
-                        return Ok(());
-                    }
-                    Some(message) => self.handle_retrying(message, &mut dropped).await,
-                },
-                // Reports the store would not take are tried again.
-                () = tokio::time::sleep(STORE_RETRY), if !dropped.is_empty() => {}
-            }
+            stale = false;
         }
     }
 
