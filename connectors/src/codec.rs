@@ -759,6 +759,211 @@ impl Decoder for SinkCommandDecoder {
     }
 }
 
+// ---- A source's events, both ways ----
+
+/// A source task's event as the runner reads it: a batch decoded straight
+/// into the data model, anything else as prost decodes it.
+#[derive(Debug)]
+pub enum SourceEventIn {
+    Batch(Vec<SourceRecord>),
+    Other(pb::SourceEvent),
+}
+
+/// What a source stream's decoder remembers: its schemas, and the last
+/// source partition, which consecutive records (nearly always) share.
+#[derive(Default)]
+pub struct SourceReader {
+    schemas: SchemaReader,
+    partition: Option<(Bytes, std::sync::Arc<JsonMap>)>,
+}
+
+fn json_object(bytes: &[u8], what: &str) -> Result<JsonMap, String> {
+    match serde_json::from_slice(bytes) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        _ => Err(format!(
+            "{what} is not a JSON object: {}",
+            String::from_utf8_lossy(bytes)
+        )),
+    }
+}
+
+#[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // protobuf's int32/int64 varints
+fn decode_source_record(mut buf: Bytes, reader: &mut SourceReader) -> Result<SourceRecord, String> {
+    let mut partition_json = Bytes::new();
+    let mut offset_json = Bytes::new();
+    let mut record = SourceRecord {
+        source_partition: std::sync::Arc::default(),
+        source_offset: JsonMap::new(),
+        topic: String::new(),
+        kafka_partition: None,
+        key: SchemaAndValue::null(),
+        value: SchemaAndValue::null(),
+        timestamp_ms: None,
+        headers: Vec::new(),
+    };
+    while !buf.is_empty() {
+        match next_field(&mut buf)? {
+            Field::Delimited(tag::SOURCE_PARTITION_JSON, json) => partition_json = json,
+            Field::Delimited(tag::SOURCE_OFFSET_JSON, json) => offset_json = json,
+            Field::Delimited(tag::SOURCE_TOPIC, topic) => record.topic = utf8(topic, "a topic")?,
+            Field::Varint(tag::SOURCE_KAFKA_PARTITION, v) => {
+                record.kafka_partition = Some(v as i32)
+            }
+            Field::Delimited(tag::SOURCE_KEY, key) => {
+                record.key = decode_data(key, &mut reader.schemas)?;
+            }
+            Field::Delimited(tag::SOURCE_VALUE, value) => {
+                record.value = decode_data(value, &mut reader.schemas)?;
+            }
+            Field::Varint(tag::SOURCE_TIMESTAMP, v) => record.timestamp_ms = Some(v as i64),
+            Field::Delimited(tag::SOURCE_HEADERS, header) => {
+                record
+                    .headers
+                    .push(decode_header(header, &mut reader.schemas)?);
+            }
+            Field::Skipped => {}
+            Field::Varint(t, _) | Field::Fixed64(t) | Field::Delimited(t, _)
+                if (tag::SOURCE_PARTITION_JSON..=tag::SOURCE_HEADERS).contains(&t) =>
+            {
+                return Err(wrong_type("a source record field"));
+            }
+            _ => {}
+        }
+    }
+    record.source_partition = match &reader.partition {
+        Some((json, partition)) if *json == partition_json => partition.clone(),
+        _ => {
+            let partition =
+                std::sync::Arc::new(json_object(&partition_json, "a source partition")?);
+            reader.partition = Some((partition_json, partition.clone()));
+            partition
+        }
+    };
+    record.source_offset = json_object(&offset_json, "a source offset")?;
+    Ok(record)
+}
+
+/// Decodes one `SourceEvent`: a message that is a `Batch` without a
+/// transaction boundary goes straight into the data model.
+pub fn decode_source_event(
+    message: Bytes,
+    reader: &mut SourceReader,
+) -> Result<SourceEventIn, String> {
+    let mut scan = message.clone();
+    let mut last_batch = None;
+    let mut only_batches = true;
+    while !scan.is_empty() {
+        match next_field(&mut scan)? {
+            Field::Delimited(tag::SOURCE_EVENT_BATCH, batch) => last_batch = Some(batch),
+            _ => only_batches = false,
+        }
+    }
+    if let (Some(batch), true) = (last_batch, only_batches) {
+        let mut fields = batch.clone();
+        let mut records = Vec::new();
+        let mut plain = true;
+        while !fields.is_empty() {
+            match next_field(&mut fields)? {
+                Field::Delimited(tag::BATCH_RECORDS, record) => {
+                    records.push(decode_source_record(record, reader)?);
+                }
+                Field::Skipped => {}
+                Field::Varint(t, _) | Field::Fixed64(t) | Field::Delimited(t, _)
+                    if t == tag::BATCH_RECORDS =>
+                {
+                    return Err(wrong_type("a batch field"));
+                }
+                // A transaction boundary (or anything newer): prost's form.
+                _ => plain = false,
+            }
+        }
+        if plain {
+            return Ok(SourceEventIn::Batch(records));
+        }
+    }
+    pb::SourceEvent::decode(message)
+        .map(SourceEventIn::Other)
+        .map_err(|e| e.to_string())
+}
+
+/// The runner's codec for a source task's stream: commands out with prost,
+/// events in through [`decode_source_event`].
+#[derive(Default)]
+pub struct SourceClientCodec;
+
+impl Codec for SourceClientCodec {
+    type Encode = pb::SourceCommand;
+    type Decode = SourceEventIn;
+    type Encoder = tonic_prost::ProstEncoder<pb::SourceCommand>;
+    type Decoder = SourceEventDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        SourceEventDecoder::default()
+    }
+}
+
+/// Decodes a source stream's events, remembering its schemas and partition.
+#[derive(Default)]
+pub struct SourceEventDecoder {
+    reader: SourceReader,
+}
+
+impl Decoder for SourceEventDecoder {
+    type Item = SourceEventIn;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<SourceEventIn>, Status> {
+        use bytes::Buf;
+        let message = src.copy_to_bytes(src.remaining());
+        decode_source_event(message, &mut self.reader)
+            .map(Some)
+            .map_err(|e| Status::internal(format!("malformed source event: {e}")))
+    }
+}
+
+/// Opens a source task's stream whose events decode through
+/// [`SourceClientCodec`]; what the generated `SourceClient::run` does.
+pub async fn open_source_stream(
+    channel: tonic::transport::Channel,
+    commands: impl tokio_stream::Stream<Item = pb::SourceCommand> + Send + 'static,
+) -> Result<tonic::Response<tonic::codec::Streaming<SourceEventIn>>, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(format!("service was not ready: {e}")))?;
+    let path =
+        tonic::codegen::http::uri::PathAndQuery::from_static("/weir.connector.v2.Source/Run");
+    let mut request = tonic::Request::new(commands);
+    request
+        .extensions_mut()
+        .insert(tonic::GrpcMethod::new("weir.connector.v2.Source", "Run"));
+    grpc.streaming(request, path, SourceClientCodec).await
+}
+
+/// The SDK's codec for a source task's stream: events out pre-encoded
+/// ([`encode_source_batch`], [`encoded`]), commands in with prost.
+#[derive(Default)]
+pub struct SourceServerCodec;
+
+impl Codec for SourceServerCodec {
+    type Encode = Bytes;
+    type Decode = pb::SourceCommand;
+    type Encoder = BytesEncoder;
+    type Decoder = tonic_prost::ProstDecoder<pb::SourceCommand>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(BufferSettings::default())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -1012,6 +1217,73 @@ mod tests {
         assert!(
             decode_sink_command(Bytes::from_static(&[0x22, 0x05, 0x08]), &mut schemas).is_err()
         );
+    }
+
+    #[test]
+    fn a_source_batch_decodes_as_the_wire_module_read_it() {
+        let values = samples();
+        let partition = Arc::new(JsonMap::from_iter([(
+            "file".to_string(),
+            serde_json::json!("in.txt"),
+        )]));
+        let records: Vec<SourceRecord> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| SourceRecord {
+                source_partition: if i % 3 == 2 {
+                    Arc::new(JsonMap::new())
+                } else {
+                    partition.clone()
+                },
+                source_offset: JsonMap::from_iter([("n".to_string(), serde_json::json!(i))]),
+                topic: format!("t{i}"),
+                kafka_partition: (i % 2 == 0).then_some(-(i as i32)),
+                key: values[values.len() - 1 - i].clone(),
+                value: value.clone(),
+                timestamp_ms: (i % 2 == 1).then_some(i as i64),
+                headers: vec![Header {
+                    key: "k".into(),
+                    value: value.clone(),
+                }],
+            })
+            .collect();
+        let expected =
+            wire::source_records_from_wire(wire::source_records_to_wire(&records)).unwrap();
+        let mut reader = SourceReader::default();
+        for _ in 0..2 {
+            let bytes = encode_source_batch(&records, &mut SchemaCache::default());
+            match decode_source_event(bytes, &mut reader).unwrap() {
+                SourceEventIn::Batch(decoded) => {
+                    assert_eq!(decoded, expected);
+                    assert!(Arc::ptr_eq(
+                        &decoded[0].source_partition,
+                        &decoded[1].source_partition
+                    ));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A batch with a transaction boundary, and other events, read as prost reads them.
+        for event in [
+            pb::SourceEvent {
+                event: Some(pb::source_event::Event::Batch(pb::SourceBatch {
+                    records: wire::source_records_to_wire(&records[..1]),
+                    boundary: Some(pb::TransactionBoundary { action: 1 }),
+                })),
+            },
+            pb::SourceEvent {
+                event: Some(pb::source_event::Event::Opened(pb::Opened {})),
+            },
+        ] {
+            match decode_source_event(event.encode_to_vec().into(), &mut reader).unwrap() {
+                SourceEventIn::Other(decoded) => assert_eq!(decoded, event),
+                other => panic!("{other:?}"),
+            }
+        }
+        let bytes = encode_source_batch(&records, &mut SchemaCache::default());
+        for cut in 1..bytes.len() {
+            let _ = decode_source_event(bytes.slice(..cut), &mut reader);
+        }
     }
 
     #[test]

@@ -22,13 +22,13 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status, Streaming};
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_server::{Connector, ConnectorServer};
-use weir_proto::connector::v2::source_server::{Source, SourceServer};
 
 use crate::api::{ConnectorContext, ConnectorPlugin, SinkTask, SourceTask, Task};
 use crate::codec::{self, SinkCommandIn};
@@ -70,13 +70,21 @@ impl Sidecar {
         health
             .set_serving::<ConnectorServer<ConnectorService>>()
             .await;
-        health.set_serving::<SourceServer<SourceService>>().await;
-        health.set_serving::<SinkRoute>().await;
+        health
+            .set_serving::<HandRouted<SourceRun, codec::SourceServerCodec>>()
+            .await;
+        health
+            .set_serving::<HandRouted<SinkRun, codec::SinkServerCodec>>()
+            .await;
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(ConnectorServer::new(ConnectorService(self.clone())))
-            .add_service(SourceServer::new(SourceService(self.clone())))
-            .add_service(SinkRoute(self.clone()))
+            .add_service(HandRouted::<_, codec::SourceServerCodec>::new(SourceRun(
+                self.clone(),
+            )))
+            .add_service(HandRouted::<_, codec::SinkServerCodec>::new(SinkRun(
+                self.clone(),
+            )))
     }
 
     /// Serves on a Unix domain socket (replacing a stale socket file) until
@@ -338,16 +346,16 @@ fn config_of(map: std::collections::HashMap<String, String>) -> ConfigMap {
     map.into_iter().collect()
 }
 
-struct SourceService(Sidecar);
+#[derive(Clone)]
+struct SourceRun(Sidecar);
 
-#[tonic::async_trait]
-impl Source for SourceService {
-    type RunStream = EventStream<pb::SourceEvent>;
+impl tonic::server::StreamingService<pb::SourceCommand> for SourceRun {
+    type Response = Bytes;
+    type ResponseStream = EventStream<Bytes>;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Response<Self::ResponseStream>, Status>> + Send>>;
 
-    async fn run(
-        &self,
-        request: Request<Streaming<pb::SourceCommand>>,
-    ) -> Result<Response<Self::RunStream>, Status> {
+    fn call(&mut self, request: Request<Streaming<pb::SourceCommand>>) -> Self::Future {
         let (events, stream) = mpsc::channel(16);
         let sidecar = self.0.clone();
         let commands = request.into_inner();
@@ -363,7 +371,10 @@ impl Source for SourceService {
                 }
             }
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
+        Box::pin(async move {
+            let stream: Self::ResponseStream = Box::pin(ReceiverStream::new(stream));
+            Ok(Response::new(stream))
+        })
     }
 }
 
@@ -402,11 +413,9 @@ async fn open_source(
 
 type Events<T> = mpsc::Sender<Result<T, Status>>;
 
-async fn send_source(events: &Events<pb::SourceEvent>, event: pb::source_event::Event) -> bool {
-    events
-        .send(Ok(pb::SourceEvent { event: Some(event) }))
-        .await
-        .is_ok()
+async fn send_source(events: &Events<Bytes>, event: pb::source_event::Event) -> bool {
+    let event = pb::SourceEvent { event: Some(event) };
+    events.send(Ok(codec::encoded(&event))).await.is_ok()
 }
 
 /// One source task: open, then poll while credit lasts, until Stop or the
@@ -416,7 +425,7 @@ async fn source_session(
     config: ConfigMap,
     positions: Vec<crate::api::SourcePosition>,
     mut commands: Streaming<pb::SourceCommand>,
-    events: Events<pb::SourceEvent>,
+    events: Events<Bytes>,
 ) {
     use pb::source_command::Command;
     use pb::source_event::Event;
@@ -430,6 +439,7 @@ async fn source_session(
         return;
     }
     let mut credit: u32 = 0;
+    let mut schemas = codec::SchemaCache::default();
     // After a retriable failure the task rests before polling again, so a
     // failing upstream cannot flood the runner with errors.
     let mut rest_until = tokio::time::Instant::now();
@@ -479,11 +489,8 @@ async fn source_session(
                 Ok(records) => {
                     let sent = u32::try_from(records.len()).unwrap_or(u32::MAX);
                     credit = credit.saturating_sub(sent);
-                    let batch = pb::SourceBatch {
-                        records: wire::source_records_to_wire(&records),
-                        boundary: None,
-                    };
-                    if !send_source(&events, Event::Batch(batch)).await {
+                    let batch = codec::encode_source_batch(&records, &mut schemas);
+                    if events.send(Ok(batch)).await.is_err() {
                         let _ = task.stop().await;
                         return;
                     }
@@ -502,19 +509,46 @@ async fn source_session(
     }
 }
 
-/// The Sink service, routed by hand so that its commands decode through
-/// [`codec::SinkServerCodec`] (a `Put` straight into the data model)
-/// instead of the generated server's prost codec. Same wire protocol.
-#[derive(Clone)]
-struct SinkRoute(Sidecar);
+/// A task service (`Source` or `Sink`) routed by hand, so that its one
+/// method `Run` goes through a codec of [`codec`]'s (a batch straight
+/// between the data model and the wire) instead of the generated server's
+/// prost codec. Same wire protocol.
+struct HandRouted<S, C> {
+    run: S,
+    codec: std::marker::PhantomData<fn() -> C>,
+}
 
-impl tonic::server::NamedService for SinkRoute {
+impl<S: Clone, C> Clone for HandRouted<S, C> {
+    fn clone(&self) -> Self {
+        Self::new(self.run.clone())
+    }
+}
+
+impl<S, C> HandRouted<S, C> {
+    fn new(run: S) -> Self {
+        HandRouted {
+            run,
+            codec: std::marker::PhantomData,
+        }
+    }
+}
+
+impl tonic::server::NamedService for HandRouted<SinkRun, codec::SinkServerCodec> {
     const NAME: &'static str = "weir.connector.v2.Sink";
 }
 
-const SINK_RUN: &str = "/weir.connector.v2.Sink/Run";
+impl tonic::server::NamedService for HandRouted<SourceRun, codec::SourceServerCodec> {
+    const NAME: &'static str = "weir.connector.v2.Source";
+}
 
-impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for SinkRoute {
+impl<S, C> tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for HandRouted<S, C>
+where
+    Self: tonic::server::NamedService,
+    S: tonic::server::StreamingService<C::Decode, Response = C::Encode> + Clone + Send + 'static,
+    S::Future: Send,
+    S::ResponseStream: Send + 'static,
+    C: tonic::codec::Codec + Default + Send + 'static,
+{
     type Response = tonic::codegen::http::Response<tonic::body::Body>;
     type Error = std::convert::Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
@@ -527,20 +561,21 @@ impl tower::Service<tonic::codegen::http::Request<tonic::body::Body>> for SinkRo
     }
 
     fn call(&mut self, request: tonic::codegen::http::Request<tonic::body::Body>) -> Self::Future {
-        let sidecar = self.0.clone();
+        let run = self.run.clone();
         Box::pin(async move {
-            if request.uri().path() != SINK_RUN {
-                return Ok(
-                    Status::unimplemented(format!("no method {}", request.uri().path()))
-                        .into_http(),
-                );
+            let path = request.uri().path();
+            if path.strip_prefix('/').and_then(|p| p.strip_suffix("/Run"))
+                != Some(<Self as tonic::server::NamedService>::NAME)
+            {
+                return Ok(Status::unimplemented(format!("no method {path}")).into_http());
             }
-            let mut grpc = tonic::server::Grpc::new(codec::SinkServerCodec);
-            Ok(grpc.streaming(SinkRun(sidecar), request).await)
+            let mut grpc = tonic::server::Grpc::new(C::default());
+            Ok(grpc.streaming(run, request).await)
         })
     }
 }
 
+#[derive(Clone)]
 struct SinkRun(Sidecar);
 
 impl tonic::server::StreamingService<SinkCommandIn> for SinkRun {

@@ -347,8 +347,9 @@ fn distributed_validate_runs_the_sidecar_plugins_own_checks_before_anything_is_s
         dir.path(),
         &format!("plugin.path={}\n", plugins.display()),
     );
+    // Generous: beside this binary's other tests, a Node start took over 30 s once.
     wait_until(
-        Duration::from_secs(30),
+        Duration::from_secs(90),
         "the runner's plugins listed",
         || {
             rest.get("/connector-plugins")

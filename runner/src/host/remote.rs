@@ -20,12 +20,11 @@ use weir_connect::api::{
     SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity,
     TopicPartitionOffset,
 };
-use weir_connect::codec::{self, SchemaCache};
+use weir_connect::codec::{self, SchemaCache, SourceEventIn};
 use weir_connect::config::{ConfigDef, ConfigMap, Direction};
 use weir_connect::wire;
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_client::ConnectorClient;
-use weir_proto::connector::v2::source_client::SourceClient;
 
 use super::liveness::Liveness;
 
@@ -272,9 +271,12 @@ trait Lifecycle: std::fmt::Debug {
     fn phase(&self) -> Phase<'_>;
 }
 
-impl Lifecycle for pb::SourceEvent {
+impl Lifecycle for SourceEventIn {
     fn phase(&self) -> Phase<'_> {
-        match &self.event {
+        let SourceEventIn::Other(event) = self else {
+            return Phase::Other;
+        };
+        match &event.event {
             Some(pb::source_event::Event::Opened(_)) => Phase::Opened,
             Some(pb::source_event::Event::Stopped(_)) => Phase::Stopped,
             Some(pb::source_event::Event::Error(error)) => Phase::Error(error),
@@ -401,13 +403,13 @@ fn malformed(link: &Link, error: impl std::fmt::Display) -> ConnectorError {
 
 struct RemoteSource {
     link: Link,
-    stream: Option<Session<pb::SourceCommand, pb::SourceEvent>>,
+    stream: Option<Session<pb::SourceCommand, SourceEventIn>>,
     /// Records the sidecar may still send.
     credit: u32,
     /// `credit`, for `/metrics`.
     credit_gauge: crate::metrics::CreditGauge,
     /// Records received ahead of the poll that returns them.
-    received: std::collections::VecDeque<pb::SourceRecord>,
+    received: std::collections::VecDeque<SourceRecord>,
 }
 
 /// The source proxy keeps credit for this many polls outstanding, so the
@@ -429,10 +431,7 @@ impl SourceTask for RemoteSource {
             config: config.clone().into_iter().collect(),
             positions: positions.iter().map(wire::position_to_wire).collect(),
         }));
-        let session = open_stream(&self.link, open, |channel, commands| async move {
-            SourceClient::new(channel).run(commands).await
-        })
-        .await?;
+        let session = open_stream(&self.link, open, codec::open_source_stream).await?;
         self.stream = Some(session);
         Ok(())
     }
@@ -468,22 +467,29 @@ impl SourceTask for RemoteSource {
         if self.received.is_empty() {
             // Waiting here is waiting for data; a dead or hung sidecar ends
             // the wait (its connection closes, or its liveness probe fails).
-            match session.next(link).await?.event {
-                Some(pb::source_event::Event::Batch(batch)) => {
-                    let sent = u32::try_from(batch.records.len()).unwrap_or(u32::MAX);
-                    if sent > self.credit {
-                        return Err(malformed(link, "a batch larger than the credit granted"));
+            let records = match session.next(link).await? {
+                SourceEventIn::Batch(records) => records,
+                SourceEventIn::Other(event) => match event.event {
+                    Some(pb::source_event::Event::Batch(batch)) => {
+                        wire::source_records_from_wire(batch.records)
+                            .map_err(|e| malformed(link, e))?
                     }
-                    self.credit -= sent;
-                    self.credit_gauge.set(self.credit);
-                    self.received.extend(batch.records);
-                }
-                Some(pb::source_event::Event::Error(error)) => return Err(link.reported(&error)),
-                other => return Err(malformed(link, format!("unexpected {other:?}"))),
+                    Some(pb::source_event::Event::Error(error)) => {
+                        return Err(link.reported(&error));
+                    }
+                    other => return Err(malformed(link, format!("unexpected {other:?}"))),
+                },
+            };
+            let sent = u32::try_from(records.len()).unwrap_or(u32::MAX);
+            if sent > self.credit {
+                return Err(malformed(link, "a batch larger than the credit granted"));
             }
+            self.credit -= sent;
+            self.credit_gauge.set(self.credit);
+            self.received.extend(records);
         }
         let take = self.received.len().min(max_records);
-        wire::source_records_from_wire(self.received.drain(..take)).map_err(|e| malformed(link, e))
+        Ok(self.received.drain(..take).collect())
     }
 
     async fn commit(&mut self, positions: &[SourcePosition]) -> Result<()> {
