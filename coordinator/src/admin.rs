@@ -73,6 +73,135 @@ struct ConnectorEntry {
     raw_generation: Option<Vec<u8>>,
 }
 
+impl ConnectorEntry {
+    /// A connector's entry from its stored keys.
+    fn from_stored(
+        raw_config: Vec<u8>,
+        raw_target: Option<Vec<u8>>,
+        raw_generation: Option<Vec<u8>>,
+        tasks: Option<TaskConfigsRecord>,
+    ) -> Result<ConnectorEntry> {
+        let target = match &raw_target {
+            Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
+            None => TargetState::Running,
+        };
+        let generation = match &raw_generation {
+            Some(bytes) => serde_json::from_slice::<u64>(bytes)?,
+            None => 0,
+        };
+        Ok(ConnectorEntry {
+            config: serde_json::from_slice(&raw_config)?,
+            raw_config,
+            target,
+            tasks: tasks.unwrap_or_default(),
+            generation,
+            raw_target,
+            raw_generation,
+        })
+    }
+}
+
+/// A connector's kind as the catalog knows its class.
+fn connector_type_in(catalog: &Catalog, config: &ConfigMap) -> pb::ConnectorType {
+    match config
+        .get("connector.class")
+        .and_then(|class| catalog.find(class))
+        .map(|plugin| plugin.kind())
+    {
+        Some(Direction::Source) => pb::ConnectorType::Source,
+        Some(Direction::Sink) => pb::ConnectorType::Sink,
+        None => pb::ConnectorType::Unknown,
+    }
+}
+
+fn info_of(name: &str, entry: &ConnectorEntry, kind: pb::ConnectorType) -> pb::ConnectorInfo {
+    pb::ConnectorInfo {
+        name: name.to_owned(),
+        config: mask_secrets(&entry.config).into_iter().collect(),
+        tasks: (0..entry.tasks.configs.len())
+            .map(|task| pb::TaskRef {
+                connector: name.to_owned(),
+                task: task as i32,
+            })
+            .collect(),
+        r#type: kind as i32,
+    }
+}
+
+/// Every connector's stored state, read with one list per key prefix: what
+/// `GET /connectors?expand=…` needs, instead of several reads per connector.
+#[derive(Default)]
+struct Everything {
+    entries: BTreeMap<String, ConnectorEntry>,
+    connector_status: BTreeMap<String, StatusRecord>,
+    task_status: BTreeMap<String, BTreeMap<i32, StatusRecord>>,
+}
+
+impl Everything {
+    async fn read(store: &Store, with_status: bool) -> Result<Everything> {
+        #[derive(Default)]
+        struct Parts {
+            config: Option<Vec<u8>>,
+            target: Option<Vec<u8>>,
+            generation: Option<Vec<u8>>,
+        }
+        let mut parts: BTreeMap<String, Parts> = BTreeMap::new();
+        for (key, value) in store.list(keys::CONNECTORS).await? {
+            let Some((name, field)) = keys::connector_field_of_key(&key) else {
+                continue;
+            };
+            let part = parts.entry(name).or_default();
+            match field {
+                "config" => part.config = Some(value),
+                "target" => part.target = Some(value),
+                "generation" => part.generation = Some(value),
+                _ => {}
+            }
+        }
+        let mut tasks: BTreeMap<String, TaskConfigsRecord> = BTreeMap::new();
+        for (key, value) in store.list(keys::TASKS).await? {
+            if let Some(name) = keys::connector_name_of_task_configs_key(&key) {
+                tasks.insert(name, serde_json::from_slice(&value)?);
+            }
+        }
+        let mut everything = Everything::default();
+        for (name, part) in parts {
+            // Half-written (a config deleted while listing) is skipped.
+            let Some(config) = part.config else { continue };
+            let entry = ConnectorEntry::from_stored(
+                config,
+                part.target,
+                part.generation,
+                tasks.remove(&name),
+            )?;
+            everything.entries.insert(name, entry);
+        }
+        if with_status {
+            for (key, value) in store.list(keys::STATUS_CONNECTORS).await? {
+                if let (Some(name), Ok(status)) = (
+                    keys::connector_name_of_status_key(&key),
+                    serde_json::from_slice(&value),
+                ) {
+                    everything.connector_status.insert(name, status);
+                }
+            }
+            for (key, value) in store.list(keys::STATUS_TASKS).await? {
+                if let (Some((name, task)), Ok(status)) = (
+                    keys::task_of_status_key(&key),
+                    serde_json::from_slice(&value),
+                ) {
+                    everything
+                        .task_status
+                        .entry(name)
+                        .or_default()
+                        .insert(task, status);
+                }
+            }
+        }
+        Ok(everything)
+    }
+}
+
 /// Requires `key` to still hold what was read (or still be absent).
 fn still(key: String, read: &Option<Vec<u8>>) -> Condition {
     match read {
@@ -274,29 +403,10 @@ impl AdminService {
         let Some(raw_config) = self.store.get(&keys::connector_config(name)).await? else {
             return Ok(None);
         };
-        let config: ConfigMap = serde_json::from_slice(&raw_config)?;
         let raw_target = self.store.get(&keys::connector_target(name)).await?;
-        let target = match &raw_target {
-            Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
-            None => TargetState::Running,
-        };
-        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name))
-            .await?
-            .unwrap_or_default();
+        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name)).await?;
         let raw_generation = self.store.get(&keys::connector_generation(name)).await?;
-        let generation = match &raw_generation {
-            Some(bytes) => serde_json::from_slice::<u64>(bytes)?,
-            None => 0,
-        };
-        Ok(Some(ConnectorEntry {
-            config,
-            raw_config,
-            target,
-            tasks,
-            generation,
-            raw_target,
-            raw_generation,
-        }))
+        ConnectorEntry::from_stored(raw_config, raw_target, raw_generation, tasks).map(Some)
     }
 
     async fn existing(
@@ -348,46 +458,51 @@ impl AdminService {
     }
 
     async fn info(&self, name: &str, entry: &ConnectorEntry) -> pb::ConnectorInfo {
-        pb::ConnectorInfo {
-            name: name.to_owned(),
-            config: mask_secrets(&entry.config).into_iter().collect(),
-            tasks: (0..entry.tasks.configs.len())
-                .map(|task| pb::TaskRef {
-                    connector: name.to_owned(),
-                    task: task as i32,
-                })
-                .collect(),
-            r#type: self.connector_type(&entry.config).await as i32,
-        }
+        let kind = self.connector_type(&entry.config).await;
+        info_of(name, entry, kind)
     }
 
     async fn connector_type(&self, config: &ConfigMap) -> pb::ConnectorType {
-        match self.plugin(config).await.map(|p| p.kind()) {
-            Ok(Direction::Source) => pb::ConnectorType::Source,
-            Ok(Direction::Sink) => pb::ConnectorType::Sink,
+        match self.catalog().await {
+            Ok(catalog) => connector_type_in(&catalog, config),
             Err(_) => pb::ConnectorType::Unknown,
         }
     }
 
     async fn status(&self, name: &str, entry: &ConnectorEntry) -> Result<pb::ConnectorStatus> {
-        let connector = read_json::<StatusRecord>(&self.store, &keys::connector_status(name))
-            .await?
-            .unwrap_or(StatusRecord {
-                state: InstanceState::Unassigned,
-                worker_id: self.coordinator_id.clone(),
-                trace: String::new(),
-                epoch: 0,
-            });
+        let connector =
+            read_json::<StatusRecord>(&self.store, &keys::connector_status(name)).await?;
         let reported: BTreeMap<i32, StatusRecord> = self
             .store
             .list(&keys::task_status_prefix(name))
             .await?
             .into_iter()
             .filter_map(|(key, value)| {
-                let task = key.rsplit('/').next()?.parse().ok()?;
+                let (_, task) = keys::task_of_status_key(&key)?;
                 Some((task, serde_json::from_slice(&value).ok()?))
             })
             .collect();
+        let kind = self.connector_type(&entry.config).await;
+        Ok(self.status_of(name, entry, connector, &reported, kind))
+    }
+
+    /// A connector's status from its stored records: a missing record is
+    /// UNASSIGNED (the connector's on this coordinator, as Kafka Connect
+    /// shows the worker that answers).
+    fn status_of(
+        &self,
+        name: &str,
+        entry: &ConnectorEntry,
+        connector: Option<StatusRecord>,
+        reported: &BTreeMap<i32, StatusRecord>,
+        kind: pb::ConnectorType,
+    ) -> pb::ConnectorStatus {
+        let connector = connector.unwrap_or(StatusRecord {
+            state: InstanceState::Unassigned,
+            worker_id: self.coordinator_id.clone(),
+            trace: String::new(),
+            epoch: 0,
+        });
         let tasks = (0..entry.tasks.configs.len() as i32)
             .map(|task| pb::TaskStatus {
                 id: task,
@@ -401,12 +516,12 @@ impl AdminService {
                 ))),
             })
             .collect();
-        Ok(pb::ConnectorStatus {
+        pb::ConnectorStatus {
             name: name.to_owned(),
             connector: Some(instance(connector)),
             tasks,
-            r#type: self.connector_type(&entry.config).await as i32,
-        })
+            r#type: kind as i32,
+        }
     }
 
     async fn connector_names(&self) -> Result<Vec<String>> {
@@ -711,24 +826,46 @@ impl Admin for AdminService {
         request: Request<pb::ListConnectorsRequest>,
     ) -> Reply<pb::ListConnectorsResponse> {
         let request = request.into_inner();
-        let mut connectors = Vec::new();
-        for name in self.connector_names().await? {
-            // A connector deleted while listing is skipped, as in Kafka Connect.
-            let Some(entry) = self.entry(&name).await? else {
-                continue;
-            };
-            let status = if request.expand_status {
-                Some(self.status(&name, &entry).await?)
-            } else {
-                None
-            };
-            let info = if request.expand_info {
-                Some(self.info(&name, &entry).await)
-            } else {
-                None
-            };
-            connectors.push(pb::ExpandedConnector { name, status, info });
+        if !request.expand_status && !request.expand_info {
+            let connectors = self
+                .connector_names()
+                .await?
+                .into_iter()
+                .map(|name| pb::ExpandedConnector {
+                    name,
+                    status: None,
+                    info: None,
+                })
+                .collect();
+            return Ok(Response::new(pb::ListConnectorsResponse { connectors }));
         }
+        let mut everything = Everything::read(&self.store, request.expand_status).await?;
+        let catalog = self.catalog().await.ok();
+        let no_tasks = BTreeMap::new();
+        let connectors = everything
+            .entries
+            .iter()
+            .map(|(name, entry)| {
+                let kind = catalog.as_ref().map_or(pb::ConnectorType::Unknown, |c| {
+                    connector_type_in(c, &entry.config)
+                });
+                let status = request.expand_status.then(|| {
+                    self.status_of(
+                        name,
+                        entry,
+                        everything.connector_status.remove(name),
+                        everything.task_status.get(name).unwrap_or(&no_tasks),
+                        kind,
+                    )
+                });
+                let info = request.expand_info.then(|| info_of(name, entry, kind));
+                pb::ExpandedConnector {
+                    name: name.clone(),
+                    status,
+                    info,
+                }
+            })
+            .collect();
         Ok(Response::new(pb::ListConnectorsResponse { connectors }))
     }
 

@@ -155,6 +155,31 @@ pub fn assignment(runner: &str) -> String {
 }
 
 /// The connector name of a `connectors/{name}/config` key.
+/// The connector and field (`config`, `target`, `generation`) of a key
+/// under `connectors/`.
+pub fn connector_field_of_key(key: &str) -> Option<(String, &str)> {
+    let (name, field) = key.strip_prefix(CONNECTORS)?.split_once('/')?;
+    Some((decode(name), field))
+}
+
+/// The connector whose task configs a key under `tasks/` holds.
+pub fn connector_name_of_task_configs_key(key: &str) -> Option<String> {
+    let name = key.strip_prefix(TASKS)?;
+    (!name.contains('/')).then(|| decode(name))
+}
+
+/// The connector whose status a key under `status/connectors/` holds.
+pub fn connector_name_of_status_key(key: &str) -> Option<String> {
+    let name = key.strip_prefix(STATUS_CONNECTORS)?;
+    (!name.contains('/')).then(|| decode(name))
+}
+
+/// The connector and task whose status a key under `status/tasks/` holds.
+pub fn task_of_status_key(key: &str) -> Option<(String, i32)> {
+    let (name, task) = key.strip_prefix(STATUS_TASKS)?.split_once('/')?;
+    Some((decode(name), task.parse().ok()?))
+}
+
 pub fn connector_name_of_config_key(key: &str) -> Option<String> {
     key.strip_prefix(CONNECTORS)?
         .strip_suffix("/config")
@@ -164,6 +189,33 @@ pub fn connector_name_of_config_key(key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listed_keys_name_their_connector_and_task() {
+        for name in ["plain", "with/slash", "ünï", "%41"] {
+            assert_eq!(
+                connector_field_of_key(&connector_config(name)),
+                Some((name.to_owned(), "config"))
+            );
+            assert_eq!(
+                connector_field_of_key(&connector_generation(name)),
+                Some((name.to_owned(), "generation"))
+            );
+            assert_eq!(
+                connector_name_of_task_configs_key(&task_configs(name)),
+                Some(name.to_owned())
+            );
+            assert_eq!(
+                connector_name_of_status_key(&connector_status(name)),
+                Some(name.to_owned())
+            );
+            assert_eq!(
+                task_of_status_key(&task_status(name, 7)),
+                Some((name.to_owned(), 7))
+            );
+        }
+        assert_eq!(task_of_status_key("status/tasks/c/x"), None);
+    }
 
     #[test]
     fn names_round_trip_and_cannot_escape_their_prefix() {

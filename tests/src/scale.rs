@@ -115,9 +115,12 @@ pub struct Report {
 /// How long idle CPU is sampled.
 const IDLE_WINDOW: Duration = Duration::from_secs(5);
 
+/// (connector, task) → (state, worker).
+type TaskStates = BTreeMap<(String, u64), (String, String)>;
+
 /// (connector, task) → (state, worker) of every task, from one
 /// `GET /connectors?expand=status`, and how long it took.
-fn statuses(rest: &Rest) -> (BTreeMap<(String, u64), (String, String)>, Duration) {
+fn statuses(rest: &Rest) -> (TaskStates, Duration) {
     let started = Instant::now();
     let (code, body) = rest.get("/connectors?expand=status");
     let took = started.elapsed();
@@ -140,11 +143,7 @@ fn statuses(rest: &Rest) -> (BTreeMap<(String, u64), (String, String)>, Duration
     (tasks, took)
 }
 
-fn all_running_on(
-    tasks: &BTreeMap<(String, u64), (String, String)>,
-    expected: usize,
-    live: &[String],
-) -> bool {
+fn all_running_on(tasks: &TaskStates, expected: usize, live: &[String]) -> bool {
     tasks.len() == expected
         && tasks
             .values()
@@ -241,10 +240,16 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
     report.all_running_after_first_create = first_create.elapsed();
     report.all_running_after_last_create = last_create.elapsed();
 
-    let before: Vec<Usage> = coordinators.iter().map(|c| usage(c.process.pid())).collect();
+    let before: Vec<Usage> = coordinators
+        .iter()
+        .map(|c| usage(c.process.pid()))
+        .collect();
     let runners_before: Vec<Usage> = runners.iter().map(|(_, r)| usage(r.pid())).collect();
     std::thread::sleep(IDLE_WINDOW);
-    report.coordinators_idle = coordinators.iter().map(|c| usage(c.process.pid())).collect();
+    report.coordinators_idle = coordinators
+        .iter()
+        .map(|c| usage(c.process.pid()))
+        .collect();
     report.runners_idle = runners.iter().map(|(_, r)| usage(r.pid())).collect();
     report.coordinators_cpu_idle = report
         .coordinators_idle
@@ -286,9 +291,7 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
 /// A few lines of figures.
 pub fn describe(report: &Report) -> String {
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
-    let max = |values: &[Usage], f: fn(&Usage) -> f64| {
-        values.iter().map(f).fold(0.0_f64, f64::max)
-    };
+    let max = |values: &[Usage], f: fn(&Usage) -> f64| values.iter().map(f).fold(0.0_f64, f64::max);
     let total = |values: &[f64]| values.iter().sum::<f64>();
     let shape = report.shape.unwrap_or(Shape {
         connectors: 0,
