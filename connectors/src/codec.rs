@@ -720,25 +720,39 @@ pub fn decode_sink_command(
     }
 }
 
-/// The SDK's codec for a sink task's stream: commands in through
-/// [`decode_sink_command`], events out with prost.
-#[derive(Default)]
-pub struct SinkServerCodec;
+/// A codec that encodes `E` with prost and decodes with `D` (one of this
+/// module's decoders, which keep per-stream state).
+pub struct ProstOut<E, D>(PhantomData<fn() -> (E, D)>);
 
-impl Codec for SinkServerCodec {
-    type Encode = pb::SinkEvent;
-    type Decode = SinkCommandIn;
-    type Encoder = tonic_prost::ProstEncoder<pb::SinkEvent>;
-    type Decoder = SinkCommandDecoder;
+impl<E, D> Default for ProstOut<E, D> {
+    fn default() -> Self {
+        ProstOut(PhantomData)
+    }
+}
+
+impl<E, D> Codec for ProstOut<E, D>
+where
+    E: Message + Send + 'static,
+    D: Decoder<Error = Status> + Default + Send + 'static,
+    D::Item: Send + 'static,
+{
+    type Encode = E;
+    type Decode = D::Item;
+    type Encoder = tonic_prost::ProstEncoder<E>;
+    type Decoder = D;
 
     fn encoder(&mut self) -> Self::Encoder {
         tonic_prost::ProstEncoder::new(BufferSettings::default())
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        SinkCommandDecoder::default()
+        D::default()
     }
 }
+
+/// The SDK's codec for a sink task's stream: commands in through
+/// [`decode_sink_command`], events out with prost.
+pub type SinkServerCodec = ProstOut<pb::SinkEvent, SinkCommandDecoder>;
 
 /// Decodes a sink stream's commands, remembering its schemas.
 #[derive(Default)]
@@ -888,23 +902,7 @@ pub fn decode_source_event(
 
 /// The runner's codec for a source task's stream: commands out with prost,
 /// events in through [`decode_source_event`].
-#[derive(Default)]
-pub struct SourceClientCodec;
-
-impl Codec for SourceClientCodec {
-    type Encode = pb::SourceCommand;
-    type Decode = SourceEventIn;
-    type Encoder = tonic_prost::ProstEncoder<pb::SourceCommand>;
-    type Decoder = SourceEventDecoder;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        tonic_prost::ProstEncoder::new(BufferSettings::default())
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        SourceEventDecoder::default()
-    }
-}
+pub type SourceClientCodec = ProstOut<pb::SourceCommand, SourceEventDecoder>;
 
 /// Decodes a source stream's events, remembering its schemas and partition.
 #[derive(Default)]
@@ -941,7 +939,8 @@ pub async fn open_source_stream(
     request
         .extensions_mut()
         .insert(tonic::GrpcMethod::new("weir.connector.v2.Source", "Run"));
-    grpc.streaming(request, path, SourceClientCodec).await
+    grpc.streaming(request, path, SourceClientCodec::default())
+        .await
 }
 
 /// The SDK's codec for a source task's stream: events out pre-encoded

@@ -762,6 +762,20 @@ impl Session {
         }
     }
 
+    /// This runner's stored assignment: its bytes (for a write conditioned
+    /// on it) and the record.
+    async fn stored_assignment(&self) -> Result<Option<(Vec<u8>, AssignmentRecord)>> {
+        let Some(raw) = self
+            .store
+            .get(&keys::assignment(&self.record.runner_id))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let assignment = serde_json::from_slice(&raw)?;
+        Ok(Some((raw, assignment)))
+    }
+
     /// This runner's stored assignment, as read, if it lists task `task` of
     /// `connector`: a write conditioned on it lands only while it still does.
     async fn assignment_listing(
@@ -770,14 +784,9 @@ impl Session {
         task: i32,
         listed: Listed,
     ) -> Result<Option<Vec<u8>>> {
-        let Some(raw) = self
-            .store
-            .get(&keys::assignment(&self.record.runner_id))
-            .await?
-        else {
+        let Some((raw, assignment)) = self.stored_assignment().await? else {
             return Ok(None);
         };
-        let assignment: AssignmentRecord = serde_json::from_slice(&raw)?;
         let is_it = |t: &TaskId| t.connector == connector && t.task == task;
         let lists = assignment.tasks.iter().any(is_it)
             || (listed == Listed::OrRevoking && assignment.revoking.iter().any(is_it));
@@ -927,14 +936,9 @@ impl Session {
     /// The runner's assignment as stored, if the connector instance `name`
     /// is part of it, and the connector's generation is `generation`.
     async fn hosting(&self, name: &str, generation: u64) -> Result<Option<Vec<u8>>> {
-        let Some(raw) = self
-            .store
-            .get(&keys::assignment(&self.record.runner_id))
-            .await?
-        else {
+        let Some((raw, assignment)) = self.stored_assignment().await? else {
             return Ok(None);
         };
-        let assignment: AssignmentRecord = serde_json::from_slice(&raw)?;
         let current = read_json::<u64>(&self.store, &keys::connector_generation(name)).await?;
         let hosts = assignment.connectors.iter().any(|c| c == name);
         Ok((hosts && current == Some(generation)).then_some(raw))
