@@ -85,6 +85,21 @@ pub enum ConnectorError {
     /// errant record reporter does.
     #[error("{} record(s) failed, the first: {}", .0.len(), .0.first().map_or("", |r| r.message.as_str()))]
     Records(Vec<RecordError>),
+    /// From a sink that keeps a batch in flight past `put` (a sidecar sink):
+    /// records of an earlier `put` that failed. The call that returns it did
+    /// not do its own work: a `put`'s batch was not taken, a flush did not
+    /// flush. The runner puts the retryable records again, ahead of anything
+    /// newer, and sends the others through error tolerance.
+    #[error("{} record(s) of an earlier put failed, the first: {}", .0.len(), .0.first().map_or("", |r| r.message.as_str()))]
+    Earlier(Vec<EarlierFailure>),
+}
+
+/// A record of an earlier `put` that failed (see [`ConnectorError::Earlier`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EarlierFailure {
+    pub record: SinkRecord,
+    pub retryable: bool,
+    pub message: String,
 }
 
 /// One record of a `put` batch that failed on its own.
@@ -208,6 +223,18 @@ pub trait SinkTask: Send {
     /// Borrowed, as Kafka Connect's `put(Collection)`: a sink that keeps
     /// records past the call copies them.
     async fn put(&mut self, records: &[SinkRecord]) -> Result<()>;
+    /// Whether a batch already put may still fail: the task keeps one in
+    /// flight past `put` (see [`ConnectorError::Earlier`]).
+    fn unsettled(&self) -> bool {
+        false
+    }
+    /// Waits until every batch put so far has been taken, returning
+    /// [`ConnectorError::Earlier`] for records that failed. A task that takes
+    /// its batch within `put` (the default) has nothing to wait for. Must be
+    /// cancel-safe: the runner waits for it beside new records.
+    async fn settle(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Makes everything put so far durable; the runner commits `offsets` to
     /// Kafka only after this returns.
     async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()>;

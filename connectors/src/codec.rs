@@ -15,7 +15,7 @@
 
 use std::marker::PhantomData;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use prost::Message;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 use tonic::Status;
@@ -160,17 +160,17 @@ fn plan_data(data: &SchemaAndValue, schemas: &mut SchemaCache) -> Option<DataPla
     })
 }
 
-fn put_nested_header(tag: u32, len: usize, out: &mut BytesMut) {
+fn put_nested_header(tag: u32, len: usize, out: &mut Vec<u8>) {
     encode_key(tag, WireType::LengthDelimited, out);
     encode_varint(len as u64, out);
 }
 
-fn put_text(tag: u32, text: &[u8], out: &mut BytesMut) {
+fn put_text(tag: u32, text: &[u8], out: &mut Vec<u8>) {
     put_nested_header(tag, text.len(), out);
     out.put_slice(text);
 }
 
-fn write_value(plan: &ValuePlan, value: &Value, out: &mut BytesMut) {
+fn write_value(plan: &ValuePlan, value: &Value, out: &mut Vec<u8>) {
     match plan {
         ValuePlan::Null => prost::encoding::bool::encode(tag::VALUE_NULL, &true, out),
         ValuePlan::Int(v) => prost::encoding::int64::encode(tag::VALUE_INT, v, out),
@@ -185,7 +185,7 @@ fn write_value(plan: &ValuePlan, value: &Value, out: &mut BytesMut) {
     }
 }
 
-fn write_data(field: u32, plan: &DataPlan, data: &SchemaAndValue, out: &mut BytesMut) {
+fn write_data(field: u32, plan: &DataPlan, data: &SchemaAndValue, out: &mut Vec<u8>) {
     put_nested_header(field, plan.len, out);
     put_nested_header(tag::DATA_STRUCTURED, plan.structured_len, out);
     if let Some(schema) = &plan.schema {
@@ -207,7 +207,7 @@ fn string_field_len(field: u32, text: &str) -> usize {
     }
 }
 
-fn put_string_field(field: u32, text: &str, out: &mut BytesMut) {
+fn put_string_field(field: u32, text: &str, out: &mut Vec<u8>) {
     if !text.is_empty() {
         put_text(field, text.as_bytes(), out);
     }
@@ -243,7 +243,7 @@ fn write_headers(
     field: u32,
     headers: &[Header],
     plans: &[(Option<DataPlan>, usize)],
-    out: &mut BytesMut,
+    out: &mut Vec<u8>,
 ) {
     for (header, (value, len)) in headers.iter().zip(plans) {
         put_nested_header(field, *len, out);
@@ -283,7 +283,7 @@ fn plan_sink_record(record: &SinkRecord, schemas: &mut SchemaCache) -> RecordPla
     }
 }
 
-fn write_sink_record(record: &SinkRecord, plan: &RecordPlan, out: &mut BytesMut) {
+fn write_sink_record(record: &SinkRecord, plan: &RecordPlan, out: &mut Vec<u8>) {
     put_nested_header(tag::PUT_RECORDS, plan.len, out);
     put_string_field(tag::SINK_TOPIC, &record.topic, out);
     if record.partition != 0 {
@@ -318,7 +318,7 @@ pub fn encode_sink_put(id: u64, records: &[SinkRecord], schemas: &mut SchemaCach
         .iter()
         .map(|plan| nested_len(tag::PUT_RECORDS, plan.len))
         .sum::<usize>();
-    let mut out = BytesMut::with_capacity(nested_len(tag::SINK_COMMAND_PUT, put_len));
+    let mut out = Vec::with_capacity(nested_len(tag::SINK_COMMAND_PUT, put_len));
     put_nested_header(tag::SINK_COMMAND_PUT, put_len, &mut out);
     if id != 0 {
         prost::encoding::uint64::encode(tag::PUT_ID, &id, &mut out);
@@ -326,7 +326,7 @@ pub fn encode_sink_put(id: u64, records: &[SinkRecord], schemas: &mut SchemaCach
     for (record, plan) in records.iter().zip(&plans) {
         write_sink_record(record, plan, &mut out);
     }
-    out.freeze()
+    Bytes::from(out)
 }
 
 /// The JSON texts of a source record's partition and offset, shared by the
@@ -391,7 +391,7 @@ pub fn encode_source_batch(records: &[SourceRecord], schemas: &mut SchemaCache) 
         .iter()
         .map(|plan| nested_len(tag::BATCH_RECORDS, plan.record.len))
         .sum();
-    let mut out = BytesMut::with_capacity(nested_len(tag::SOURCE_EVENT_BATCH, batch_len));
+    let mut out = Vec::with_capacity(nested_len(tag::SOURCE_EVENT_BATCH, batch_len));
     put_nested_header(tag::SOURCE_EVENT_BATCH, batch_len, &mut out);
     for (record, plan) in records.iter().zip(&plans) {
         put_nested_header(tag::BATCH_RECORDS, plan.record.len, &mut out);
@@ -417,7 +417,7 @@ pub fn encode_source_batch(records: &[SourceRecord], schemas: &mut SchemaCache) 
             &mut out,
         );
     }
-    out.freeze()
+    Bytes::from(out)
 }
 
 /// A message for the wire, encoded by prost.
@@ -501,30 +501,31 @@ pub struct SchemaReader {
 }
 
 impl SchemaReader {
-    fn schema(&mut self, bytes: Bytes) -> Result<Schema, String> {
-        if let Some((_, schema)) = self.entries.iter().find(|(known, _)| *known == bytes) {
+    fn schema(&mut self, bytes: &[u8]) -> Result<Schema, String> {
+        if let Some((_, schema)) = self.entries.iter().find(|(known, _)| known == bytes) {
             return Ok(schema.clone());
         }
-        let wire = pb::Schema::decode(bytes.clone()).map_err(|e| e.to_string())?;
+        let wire = pb::Schema::decode(bytes).map_err(|e| e.to_string())?;
         let schema = wire::schema_from_wire(&wire).map_err(|e| e.to_string())?;
         if self.entries.len() == CACHED_SCHEMAS {
             self.entries.remove(0);
         }
-        self.entries.push((bytes, schema.clone()));
+        self.entries
+            .push((Bytes::copy_from_slice(bytes), schema.clone()));
         Ok(schema)
     }
 }
 
 /// One field of a message: its tag and, for length-delimited fields, its
 /// bytes (a zero-copy slice of the message).
-enum Field {
+enum Field<'a> {
     Varint(u32, u64),
     Fixed64(u32),
-    Delimited(u32, Bytes),
+    Delimited(u32, &'a [u8]),
     Skipped,
 }
 
-fn next_field(buf: &mut Bytes) -> Result<Field, String> {
+fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Field<'a>, String> {
     use bytes::Buf;
     let (tag, wire_type) = prost::encoding::decode_key(buf).map_err(|e| e.to_string())?;
     Ok(match wire_type {
@@ -545,7 +546,9 @@ fn next_field(buf: &mut Bytes) -> Result<Field, String> {
             if buf.remaining() < len {
                 return Err("a truncated length-delimited field".into());
             }
-            Field::Delimited(tag, buf.split_to(len))
+            let (field, rest) = buf.split_at(len);
+            *buf = rest;
+            Field::Delimited(tag, field)
         }
         other => {
             prost::encoding::skip_field(other, tag, buf, prost::encoding::DecodeContext::default())
@@ -555,7 +558,7 @@ fn next_field(buf: &mut Bytes) -> Result<Field, String> {
     })
 }
 
-fn utf8(bytes: Bytes, what: &str) -> Result<String, String> {
+fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
     String::from_utf8(bytes.to_vec()).map_err(|_| format!("{what} is not UTF-8"))
 }
 
@@ -563,9 +566,16 @@ fn wrong_type(what: &str) -> String {
     format!("{what} has the wrong wire type")
 }
 
-/// A wire value as the data model's, moving a string instead of copying
-/// it; see [`wire::value_from_wire`].
-fn decode_value(bytes: Bytes, schema: Option<&Schema>) -> Result<Value, String> {
+/// A wire value as the data model's: a lone string read straight from the
+/// bytes, anything else as [`wire::value_from_wire`] reads it.
+fn decode_value(bytes: &[u8], schema: Option<&Schema>) -> Result<Value, String> {
+    // A string alone (nearly every text record) without prost's message.
+    let mut scan = bytes;
+    if let Ok(Field::Delimited(tag::VALUE_STRING, text)) = next_field(&mut scan)
+        && scan.is_empty()
+    {
+        return utf8(text, "a string value").map(Value::String);
+    }
     let wire = pb::Value::decode(bytes).map_err(|e| e.to_string())?;
     match wire.kind {
         Some(pb::value::Kind::String(text)) => Ok(Value::String(text)),
@@ -573,7 +583,7 @@ fn decode_value(bytes: Bytes, schema: Option<&Schema>) -> Result<Value, String> 
     }
 }
 
-fn decode_data(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<SchemaAndValue, String> {
+fn decode_data(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<SchemaAndValue, String> {
     let mut data = SchemaAndValue::null();
     while !buf.is_empty() {
         match next_field(&mut buf)? {
@@ -601,7 +611,7 @@ fn decode_data(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<SchemaAndVa
             }
             Field::Delimited(2, raw) => {
                 data = wire::data_from_wire(Some(&pb::Data {
-                    kind: Some(pb::data::Kind::Raw(raw)),
+                    kind: Some(pb::data::Kind::Raw(Bytes::copy_from_slice(raw))),
                 }))
                 .map_err(|e| e.to_string())?;
             }
@@ -614,7 +624,7 @@ fn decode_data(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<SchemaAndVa
     Ok(data)
 }
 
-fn decode_header(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<Header, String> {
+fn decode_header(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<Header, String> {
     let mut header = Header {
         key: String::new(),
         value: SchemaAndValue::null(),
@@ -635,7 +645,7 @@ fn decode_header(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<Header, S
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // protobuf's int32/int64 varints
-fn decode_sink_record(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<SinkRecord, String> {
+fn decode_sink_record(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<SinkRecord, String> {
     let mut record = SinkRecord {
         topic: String::new(),
         partition: 0,
@@ -671,7 +681,7 @@ fn decode_sink_record(mut buf: Bytes, schemas: &mut SchemaReader) -> Result<Sink
 }
 
 fn decode_put(
-    mut buf: Bytes,
+    mut buf: &[u8],
     schemas: &mut SchemaReader,
 ) -> Result<(u64, Vec<SinkRecord>), String> {
     let mut id = 0;
@@ -700,7 +710,7 @@ pub fn decode_sink_command(
     message: Bytes,
     schemas: &mut SchemaReader,
 ) -> Result<SinkCommandIn, String> {
-    let mut scan = message.clone();
+    let mut scan = &message[..];
     let mut last_put = None;
     let mut only_puts = true;
     while !scan.is_empty() {
@@ -802,9 +812,9 @@ fn json_object(bytes: &[u8], what: &str) -> Result<JsonMap, String> {
 }
 
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // protobuf's int32/int64 varints
-fn decode_source_record(mut buf: Bytes, reader: &mut SourceReader) -> Result<SourceRecord, String> {
-    let mut partition_json = Bytes::new();
-    let mut offset_json = Bytes::new();
+fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<SourceRecord, String> {
+    let mut partition_json: &[u8] = &[];
+    let mut offset_json: &[u8] = &[];
     let mut record = SourceRecord {
         source_partition: std::sync::Arc::default(),
         source_offset: JsonMap::new(),
@@ -845,15 +855,14 @@ fn decode_source_record(mut buf: Bytes, reader: &mut SourceReader) -> Result<Sou
         }
     }
     record.source_partition = match &reader.partition {
-        Some((json, partition)) if *json == partition_json => partition.clone(),
+        Some((json, partition)) if json == partition_json => partition.clone(),
         _ => {
-            let partition =
-                std::sync::Arc::new(json_object(&partition_json, "a source partition")?);
-            reader.partition = Some((partition_json, partition.clone()));
+            let partition = std::sync::Arc::new(json_object(partition_json, "a source partition")?);
+            reader.partition = Some((Bytes::copy_from_slice(partition_json), partition.clone()));
             partition
         }
     };
-    record.source_offset = json_object(&offset_json, "a source offset")?;
+    record.source_offset = json_object(offset_json, "a source offset")?;
     Ok(record)
 }
 
@@ -863,7 +872,7 @@ pub fn decode_source_event(
     message: Bytes,
     reader: &mut SourceReader,
 ) -> Result<SourceEventIn, String> {
-    let mut scan = message.clone();
+    let mut scan = &message[..];
     let mut last_batch = None;
     let mut only_batches = true;
     while !scan.is_empty() {
@@ -873,7 +882,7 @@ pub fn decode_source_event(
         }
     }
     if let (Some(batch), true) = (last_batch, only_batches) {
-        let mut fields = batch.clone();
+        let mut fields = batch;
         let mut records = Vec::new();
         let mut plain = true;
         while !fields.is_empty() {

@@ -25,7 +25,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weir_connect::api::{
-    ConnectorError, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, TopicPartitionOffset,
+    ConnectorError, EarlierFailure, Header, JsonMap, SinkRecord, SinkTask, SourcePosition,
+    TopicPartitionOffset,
 };
 use weir_connect::config::{ConfigMap, parse_list};
 use weir_connect::converter::Converter;
@@ -492,6 +493,11 @@ impl SinkRun {
                         self.reassign(context, task, &all).await?;
                     }
                 }
+                settled = task.settle(), if task.unsettled() => match settled {
+                    Ok(()) => {}
+                    Err(ConnectorError::Earlier(failed)) => self.take_back(context, task, failed).await?,
+                    Err(error) => return Err(error.into()),
+                },
                 received = self.consumer.recv(), if !paused => {
                     let first = match received {
                         Ok(message) => message,
@@ -685,6 +691,13 @@ impl SinkRun {
         let put = put_until_done(task, batch, backoff, &context.cancel).await?;
         context.metrics.batches.record(putting.elapsed());
         context.metrics.records_out.add(records);
+        self.tolerate_put(context, put).await?;
+        context.emit_topics(new_topics).await;
+        Ok(())
+    }
+
+    /// Sends the records a connector rejected through error tolerance.
+    async fn tolerate_put(&mut self, context: &TaskContext, put: Put) -> Result<()> {
         match put {
             Put::Done { rejected } => {
                 let class = context
@@ -705,8 +718,61 @@ impl SinkRun {
             }
             Put::Cancelled => self.interrupted = true,
         }
-        context.emit_topics(new_topics).await;
         Ok(())
+    }
+
+    /// Puts again the records of an earlier put that failed retriably, and
+    /// tolerates the others.
+    async fn take_back(
+        &mut self,
+        context: &TaskContext,
+        task: &mut dyn SinkTask,
+        failed: Vec<EarlierFailure>,
+    ) -> Result<()> {
+        let mut again = Vec::new();
+        let mut rejected = Vec::new();
+        for failure in failed {
+            if failure.retryable {
+                again.push(failure.record);
+            } else {
+                rejected.push((failure.record, failure.message));
+            }
+        }
+        self.tolerate_put(context, Put::Done { rejected }).await?;
+        if again.is_empty() {
+            return Ok(());
+        }
+        let mut backoff = self.errors.connector_backoff();
+        let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
+        tracing::warn!(task = %context.key, records = again.len(), ?delay, "records of an earlier put failed retriably; retrying");
+        tokio::select! {
+            () = context.cancel.cancelled() => {
+                self.interrupted = true;
+                return Ok(());
+            }
+            () = tokio::time::sleep(delay) => {}
+        }
+        let put = put_until_done(task, again, backoff, &context.cancel).await?;
+        self.tolerate_put(context, put).await?;
+        Ok(())
+    }
+
+    /// Waits until the connector has taken every batch put so far (a
+    /// sidecar sink keeps one in flight). Records of them that failed are
+    /// put again or tolerated as a `put`'s are.
+    async fn settle(&mut self, context: &TaskContext, task: &mut dyn SinkTask) -> Result<()> {
+        loop {
+            match task.settle().await {
+                Ok(()) => return Ok(()),
+                Err(ConnectorError::Earlier(failed)) => {
+                    self.take_back(context, task, failed).await?;
+                    if self.interrupted {
+                        return Ok(());
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     /// The consumed record a connector rejected, for the DLQ. The consumed
@@ -775,6 +841,10 @@ impl SinkRun {
                 offset: *offset,
             })
             .collect();
+        self.settle(context, task).await?;
+        if self.interrupted {
+            return Ok(());
+        }
         // Only what the connector declares safe is committed, and never past
         // what was consumed.
         let offsets: Vec<TopicPartitionOffset> = task
@@ -876,6 +946,25 @@ pub async fn put_until_done(
                 let error = format!("{} record(s) failed retriably", again.len());
                 batch = again;
                 error
+            }
+            Err(ConnectorError::Earlier(failed)) => {
+                // This batch was not taken: it goes again, after the earlier
+                // records that may be retried.
+                let mut again = Vec::new();
+                for failure in failed {
+                    if failure.retryable {
+                        again.push(failure.record);
+                    } else {
+                        rejected.push((failure.record, failure.message));
+                    }
+                }
+                let retrying = again.len();
+                again.append(&mut batch);
+                batch = again;
+                if retrying == 0 {
+                    continue;
+                }
+                format!("{retrying} record(s) of an earlier put failed retriably")
             }
             Err(error) if error.is_retryable() => error.to_string(),
             Err(error) => return Err(error),
@@ -1164,5 +1253,105 @@ mod tests {
         .unwrap();
         assert_eq!(put, Put::Cancelled);
         assert!(sink.calls > 3, "it retried until the stop");
+    }
+
+    /// Keeps one batch in flight, as a sidecar sink does: a put is judged
+    /// when the next put comes. Fails "poison" for good and "later" once.
+    #[derive(Default)]
+    struct PipelinedSink {
+        in_flight: Vec<SinkRecord>,
+        failed_later: bool,
+        written: Vec<String>,
+    }
+
+    #[async_trait::async_trait]
+    impl SinkTask for PipelinedSink {
+        async fn open(
+            &mut self,
+            _config: &weir_connect::config::ConfigMap,
+        ) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+
+        async fn put(&mut self, records: &[SinkRecord]) -> weir_connect::api::Result<()> {
+            self.settle().await?;
+            self.in_flight = records.to_vec();
+            Ok(())
+        }
+
+        fn unsettled(&self) -> bool {
+            !self.in_flight.is_empty()
+        }
+
+        async fn settle(&mut self) -> weir_connect::api::Result<()> {
+            let mut failed = Vec::new();
+            for record in std::mem::take(&mut self.in_flight) {
+                let value = record.value.value.to_display_string();
+                let failure = |retryable: bool| EarlierFailure {
+                    record: record.clone(),
+                    retryable,
+                    message: format!("cannot write {value}"),
+                };
+                match value.as_str() {
+                    "poison" => failed.push(failure(false)),
+                    "later" if !self.failed_later => {
+                        self.failed_later = true;
+                        failed.push(failure(true));
+                    }
+                    _ => self.written.push(value),
+                }
+            }
+            if failed.is_empty() {
+                Ok(())
+            } else {
+                Err(ConnectorError::Earlier(failed))
+            }
+        }
+
+        async fn flush(
+            &mut self,
+            _offsets: &[TopicPartitionOffset],
+        ) -> weir_connect::api::Result<()> {
+            self.settle().await
+        }
+
+        async fn stop(&mut self) -> weir_connect::api::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_refused_for_an_earlier_put_s_failures_goes_after_their_retries() {
+        let mut sink = PipelinedSink::default();
+        let policy = policy(&[]).await;
+        let cancel = CancellationToken::new();
+        let first = put_until_done(
+            &mut sink,
+            records(&["a", "later", "poison", "b"]),
+            policy.connector_backoff(),
+            &cancel,
+        )
+        .await
+        .unwrap();
+        assert_eq!(first, Put::Done { rejected: vec![] }, "judged only later");
+        let second = put_until_done(
+            &mut sink,
+            records(&["c", "d"]),
+            policy.connector_backoff(),
+            &cancel,
+        )
+        .await
+        .unwrap();
+        let Put::Done { rejected } = second else {
+            panic!("not done: {second:?}");
+        };
+        let rejected: Vec<String> = rejected
+            .iter()
+            .map(|(record, _)| record.value.value.to_display_string())
+            .collect();
+        assert_eq!(rejected, ["poison"]);
+        sink.settle().await.unwrap();
+        // The retried record keeps its place ahead of the batch refused for it.
+        assert_eq!(sink.written, ["a", "b", "later", "c", "d"]);
     }
 }

@@ -16,8 +16,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 use tonic::transport::Channel;
 use weir_connect::api::{
-    ConnectorContext, ConnectorError, ConnectorKind, ConnectorPlugin, RecordError, Result,
-    SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity,
+    ConnectorContext, ConnectorError, ConnectorKind, ConnectorPlugin, EarlierFailure, RecordError,
+    Result, SinkRecord, SinkTask, SourcePosition, SourceRecord, SourceTask, Task, TaskIdentity,
     TopicPartitionOffset,
 };
 use weir_connect::codec::{self, SchemaCache, SourceEventIn};
@@ -211,6 +211,7 @@ impl ConnectorPlugin for SidecarPlugin {
                 stream: None,
                 next_id: 0,
                 schemas: SchemaCache::default(),
+                in_flight: None,
             })),
         }
     }
@@ -525,6 +526,13 @@ struct RemoteSink {
     next_id: u64,
     /// The schemas this stream's puts sent last, encoded.
     schemas: SchemaCache,
+    /// The put the sidecar has not answered yet: its id and its command,
+    /// kept to take its records back should it fail. `put` returns once its
+    /// batch is sent, so the runner reads and converts the next batch while
+    /// the sidecar writes this one. At most one is in flight: the next is
+    /// sent only after this one's answer, so the sidecar never sees a put
+    /// after one that failed, and a retried record keeps its place.
+    in_flight: Option<(u64, Bytes)>,
 }
 
 fn sink_command(command: pb::sink_command::Command) -> pb::SinkCommand {
@@ -534,16 +542,27 @@ fn sink_command(command: pb::sink_command::Command) -> pb::SinkCommand {
 }
 
 impl RemoteSink {
-    /// Sends request `id` and waits for its answer. Answers to earlier
-    /// requests that were given up (a stop deadline interrupted them) are
-    /// skipped. No deadline: a slow `put` is as legitimate as in-process;
-    /// a dead or frozen sidecar ends the wait (liveness).
+    /// Sends request `id` (after the put in flight is answered) and waits
+    /// for its answer.
     async fn call(&mut self, id: u64, command: Bytes) -> Result<pb::sink_event::Event> {
+        self.settle_in_flight().await?;
         let link = &self.link;
         let Some(session) = self.stream.as_mut() else {
             return Err(link.fail("the task is not open"));
         };
         session.send(link, command).await?;
+        self.answer(id).await
+    }
+
+    /// Waits for the answer to request `id`. Answers to earlier requests
+    /// that were given up (a stop deadline interrupted them) are skipped.
+    /// No deadline: a slow `put` is as legitimate as in-process; a dead or
+    /// frozen sidecar ends the wait (liveness). Cancel-safe.
+    async fn answer(&mut self, id: u64) -> Result<pb::sink_event::Event> {
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Err(link.fail("the task is not open"));
+        };
         loop {
             let event = session.next(link).await?.event;
             let answered = match &event {
@@ -556,6 +575,100 @@ impl RemoteSink {
                 continue;
             }
             return event.ok_or_else(|| malformed(link, "an empty event"));
+        }
+    }
+
+    /// Waits for the answer to the put in flight, if any: its failed
+    /// records come back as [`ConnectorError::Earlier`].
+    async fn settle_in_flight(&mut self) -> Result<()> {
+        let Some((id, _)) = self.in_flight else {
+            return Ok(());
+        };
+        let event = self.answer(id).await?;
+        let Some((_, command)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        match event {
+            pb::sink_event::Event::Put(result) => {
+                if result.id != id {
+                    return Err(malformed(
+                        &self.link,
+                        format!("answer {} to request {id}", result.id),
+                    ));
+                }
+                if let Some(error) = result.error {
+                    let error = self.link.reported(&error);
+                    if !error.is_retryable() {
+                        return Err(error);
+                    }
+                    // The whole batch failed retriably: all of it is put again.
+                    let message = error.to_string();
+                    let records = self.records_of(command)?;
+                    return Err(ConnectorError::Earlier(
+                        records
+                            .into_iter()
+                            .map(|record| EarlierFailure {
+                                record,
+                                retryable: true,
+                                message: message.clone(),
+                            })
+                            .collect(),
+                    ));
+                }
+                if result.records.is_empty() {
+                    return Ok(());
+                }
+                let mut records: Vec<Option<SinkRecord>> =
+                    self.records_of(command)?.into_iter().map(Some).collect();
+                let batch = records.len();
+                let mut failed: Vec<RecordError> = result
+                    .records
+                    .iter()
+                    .map(wire::record_error_from_wire)
+                    .collect();
+                failed.sort_by_key(|f| f.index);
+                failed.dedup_by_key(|f| f.index);
+                failed
+                    .into_iter()
+                    .map(|failure| {
+                        let record = records
+                            .get_mut(failure.index)
+                            .and_then(Option::take)
+                            .ok_or_else(|| {
+                                malformed(
+                                    &self.link,
+                                    format!(
+                                        "an error for record {} of a batch of {batch}",
+                                        failure.index
+                                    ),
+                                )
+                            })?;
+                        Ok(EarlierFailure {
+                            record,
+                            retryable: failure.retryable,
+                            message: failure.message,
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()
+                    .map(ConnectorError::Earlier)
+                    .and_then(Err)
+            }
+            pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
+            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// The records of a put this stream sent, decoded again (only when some
+    /// of them failed).
+    fn records_of(&self, command: Bytes) -> Result<Vec<SinkRecord>> {
+        match codec::decode_sink_command(command, &mut codec::SchemaReader::default()) {
+            Ok(codec::SinkCommandIn::Put { records, .. }) => Ok(records),
+            Ok(codec::SinkCommandIn::Other(_)) => {
+                Err(self.link.fail("a put in flight that is not a put"))
+            }
+            Err(error) => Err(self
+                .link
+                .fail(format!("a put in flight is unreadable: {error}"))),
         }
     }
 
@@ -614,40 +727,36 @@ impl SinkTask for RemoteSink {
             open_stream(&self.link, codec::encoded(&open), codec::open_sink_stream).await?;
         self.stream = Some(session);
         self.schemas = SchemaCache::default();
+        self.in_flight = None;
         Ok(())
     }
 
+    /// Sends the batch once the put before it is answered, and returns
+    /// without waiting for this one's answer (see `in_flight`).
     async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         let id = self.id();
+        // Encoded while the sidecar may still be writing the batch before.
         let put = codec::encode_sink_put(id, records, &mut self.schemas);
-        match self.call(id, put).await? {
-            pb::sink_event::Event::Put(result) => {
-                outcome(&self.link, id, result.id, result.error)?;
-                if result.records.is_empty() {
-                    return Ok(());
-                }
-                let mut failed: Vec<RecordError> = result
-                    .records
-                    .iter()
-                    .map(wire::record_error_from_wire)
-                    .collect();
-                if let Some(bad) = failed.iter().find(|f| f.index >= records.len()) {
-                    return Err(malformed(
-                        &self.link,
-                        format!(
-                            "an error for record {} of a batch of {}",
-                            bad.index,
-                            records.len()
-                        ),
-                    ));
-                }
-                failed.sort_by_key(|f| f.index);
-                failed.dedup_by_key(|f| f.index);
-                Err(ConnectorError::Records(failed))
-            }
-            pb::sink_event::Event::Error(error) => Err(self.link.reported(&error)),
-            other => Err(malformed(&self.link, format!("unexpected {other:?}"))),
-        }
+        self.settle_in_flight().await?;
+        let link = &self.link;
+        let Some(session) = self.stream.as_mut() else {
+            return Err(link.fail("the task is not open"));
+        };
+        session.send(link, put.clone()).await?;
+        // The send is handed to the connection's task, which would
+        // otherwise wait for this task's next pending await (tokio runs a
+        // task woken here on this thread, after this one).
+        tokio::task::yield_now().await;
+        self.in_flight = Some((id, put));
+        Ok(())
+    }
+
+    fn unsettled(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    async fn settle(&mut self) -> Result<()> {
+        self.settle_in_flight().await
     }
 
     async fn flush(&mut self, offsets: &[TopicPartitionOffset]) -> Result<()> {
