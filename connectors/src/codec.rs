@@ -525,25 +525,37 @@ enum Field<'a> {
     Skipped,
 }
 
+/// A varint off the front of `buf`; one byte (nearly every key and
+/// length) without a loop.
+fn read_varint(buf: &mut &[u8]) -> Result<u64, String> {
+    match buf.first() {
+        Some(&byte) if byte < 0x80 => {
+            *buf = &buf[1..];
+            Ok(u64::from(byte))
+        }
+        _ => prost::encoding::decode_varint(buf).map_err(|e| e.to_string()),
+    }
+}
+
 fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Field<'a>, String> {
-    use bytes::Buf;
-    let (tag, wire_type) = prost::encoding::decode_key(buf).map_err(|e| e.to_string())?;
+    let key = read_varint(buf)?;
+    let tag = u32::try_from(key >> 3).map_err(|_| "a field tag out of range".to_owned())?;
+    if tag == 0 {
+        return Err("a field with tag 0".into());
+    }
+    let wire_type = WireType::try_from(key & 0x7).map_err(|e| e.to_string())?;
     Ok(match wire_type {
-        WireType::Varint => Field::Varint(
-            tag,
-            prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?,
-        ),
+        WireType::Varint => Field::Varint(tag, read_varint(buf)?),
         WireType::SixtyFourBit => {
-            if buf.remaining() < 8 {
+            let Some(rest) = buf.get(8..) else {
                 return Err("a truncated 64-bit field".into());
-            }
-            buf.advance(8);
+            };
+            *buf = rest;
             Field::Fixed64(tag)
         }
         WireType::LengthDelimited => {
-            let len = prost::encoding::decode_varint(buf).map_err(|e| e.to_string())?;
-            let len = usize::try_from(len).map_err(|e| e.to_string())?;
-            if buf.remaining() < len {
+            let len = usize::try_from(read_varint(buf)?).map_err(|e| e.to_string())?;
+            if buf.len() < len {
                 return Err("a truncated length-delimited field".into());
             }
             let (field, rest) = buf.split_at(len);
@@ -556,6 +568,20 @@ fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Field<'a>, String> {
             Field::Skipped
         }
     })
+}
+
+/// How many fields of a message have tag `of`, to size a vector once (a
+/// malformed message counts what it can; decoding reports the fault).
+fn count_fields(mut buf: &[u8], of: u32) -> usize {
+    let mut count = 0;
+    while !buf.is_empty() {
+        match next_field(&mut buf) {
+            Ok(Field::Delimited(tag, _)) if tag == of => count += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    count
 }
 
 fn utf8(bytes: &[u8], what: &str) -> Result<String, String> {
@@ -685,7 +711,7 @@ fn decode_put(
     schemas: &mut SchemaReader,
 ) -> Result<(u64, Vec<SinkRecord>), String> {
     let mut id = 0;
-    let mut records = Vec::new();
+    let mut records = Vec::with_capacity(count_fields(buf, tag::PUT_RECORDS));
     while !buf.is_empty() {
         match next_field(&mut buf)? {
             Field::Varint(tag::PUT_ID, v) => id = v,
@@ -883,7 +909,7 @@ pub fn decode_source_event(
     }
     if let (Some(batch), true) = (last_batch, only_batches) {
         let mut fields = batch;
-        let mut records = Vec::new();
+        let mut records = Vec::with_capacity(count_fields(batch, tag::BATCH_RECORDS));
         let mut plain = true;
         while !fields.is_empty() {
             match next_field(&mut fields)? {

@@ -26,10 +26,22 @@ pub const UNRESPONSIVE_AFTER: Duration = Duration::from_secs(4);
 /// minutes stock servers permit.
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(330);
 
+/// HTTP/2 flow-control windows both ends of a sidecar channel grant (of a
+/// stream, of the connection), and the largest frame the SDK's server
+/// takes. A batch of a thousand 1 KiB records is a megabyte: under the
+/// defaults (1 MiB windows, 16 KiB frames) it crossed in 64 frames and
+/// stalled on window updates.
+pub const STREAM_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 16 << 20;
+pub const MAX_FRAME: u32 = 1 << 20;
+
 /// `endpoint` with a sidecar channel's transport settings: connect within
-/// 5 s, and HTTP/2 pings only at [`KEEPALIVE_INTERVAL`] while streams are open.
+/// 5 s, HTTP/2 pings only at [`KEEPALIVE_INTERVAL`] while streams are open,
+/// and [`STREAM_WINDOW`]/[`CONNECTION_WINDOW`] for what the sidecar sends.
 pub fn sidecar_endpoint(endpoint: Endpoint) -> Endpoint {
     endpoint
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
         .connect_timeout(Duration::from_secs(5))
         .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
         .keep_alive_timeout(Duration::from_secs(20))

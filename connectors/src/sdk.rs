@@ -77,6 +77,9 @@ impl Sidecar {
             .set_serving::<HandRouted<SinkRun, codec::SinkServerCodec>>()
             .await;
         tonic::transport::Server::builder()
+            .initial_stream_window_size(crate::liveness::STREAM_WINDOW)
+            .initial_connection_window_size(crate::liveness::CONNECTION_WINDOW)
+            .max_frame_size(crate::liveness::MAX_FRAME)
             .add_service(health_service)
             .add_service(ConnectorServer::new(ConnectorService(self.clone())))
             .add_service(HandRouted::<_, codec::SourceServerCodec>::new(SourceRun(
