@@ -21,6 +21,7 @@ pub mod lease;
 pub mod metrics;
 pub mod offsets;
 pub mod offsets_api;
+pub mod polled;
 pub mod sink;
 pub mod source;
 pub mod tap;

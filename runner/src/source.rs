@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
 use weir_connect::api::{JsonMap, SourcePosition, SourceRecord, SourceTask};
 use weir_connect::converter::Converter;
@@ -85,7 +85,7 @@ impl ProducerContext for SourceProducerContext {
     }
 }
 
-type SourceProducer = ThreadedProducer<SourceProducerContext>;
+type SourceProducer = crate::polled::PolledProducer<SourceProducerContext>;
 
 /// One polled batch on its way to Kafka.
 struct InFlight {
@@ -139,10 +139,12 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     settings.apply_producer_defaults();
     settings.set_default("linger.ms", "5");
     let settled = Arc::new(Notify::new());
-    let (producer, mut failures) = settings.create_with(|watched| SourceProducerContext {
-        watched,
-        settled: settled.clone(),
-    })?;
+    let (producer, mut failures): (BaseProducer<_>, _) =
+        settings.create_with(|watched| SourceProducerContext {
+            watched,
+            settled: settled.clone(),
+        })?;
+    let producer: SourceProducer = crate::polled::PolledProducer::new(producer)?;
     let errors = ErrorPolicy::from_config(
         &context.key.connector,
         context.key.task,
