@@ -574,7 +574,14 @@ impl Session {
             self.record.session.clone(),
             self.links.clone(),
         )));
-        let mut changes = self.store.changes();
+        // What the loop below reads: the assignment (with its connectors'
+        // configs and task configs) and the cluster log levels.
+        let mut changes = self.store.changes_under(&[
+            keys::ASSIGNMENTS,
+            keys::CONNECTORS,
+            keys::TASKS,
+            keys::LOGGERS,
+        ]);
         let mut last_sent: Option<pb::Assignment> = None;
         let mut levels = crate::loggers::Applied::default();
         let mut dropped = DroppedReports::default();

@@ -43,7 +43,24 @@ pub async fn run(
             return;
         }
     };
-    let mut changes = store.changes();
+    // Everything but what a pass never reads: source offsets and the topics
+    // tasks used, which running tasks write all the time.
+    let mut changes = store.changes_under(&[
+        keys::CONNECTORS,
+        keys::TASKS,
+        keys::RESTARTS,
+        keys::STATUS_CONNECTORS,
+        keys::STATUS_TASKS,
+        keys::RUNNERS,
+        keys::PLUGINS,
+        keys::DEPARTED,
+        keys::LOGGERS,
+        keys::APPLIED,
+        keys::ASSIGNMENTS,
+        keys::CLAIMS,
+        keys::EPOCH,
+        keys::LEADER,
+    ]);
     let mut leading = false;
     let mut holds = Holds::default();
     loop {

@@ -49,7 +49,7 @@ impl Applied {
 
 /// Applies cluster-wide levels to this coordinator as they change.
 pub async fn follow(store: Store, shutdown: CancellationToken) {
-    let mut changes = store.changes();
+    let mut changes = store.changes_under(&[keys::LOGGERS]);
     let mut applied = Applied::default();
     loop {
         match cluster_levels(&store).await {

@@ -94,6 +94,13 @@ pub trait KvStore: Send + Sync + 'static {
     async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()>;
     /// A counter that moves whenever anything in the store changes.
     fn changes(&self) -> watch::Receiver<u64>;
+    /// A counter that moves whenever a key under one of `prefixes` changes,
+    /// or changes may have been missed. The default moves on every change;
+    /// a store that knows which keys changed moves it only for those, so a
+    /// reader is not woken by writes it does not read (offsets, mostly).
+    fn changes_under(&self, _prefixes: &[&str]) -> watch::Receiver<u64> {
+        self.changes()
+    }
     /// Whether this process's session (and so its ephemeral keys) is
     /// certainly still alive.
     fn session_valid(&self) -> bool {
@@ -346,13 +353,66 @@ impl KvStore for LocalStore {
     }
 }
 
+/// Change counters: one for every change, and one per set of key prefixes
+/// a reader subscribed to.
+struct ChangeFeed {
+    all: watch::Sender<u64>,
+    scoped: Mutex<Vec<(Vec<String>, watch::Sender<u64>)>>,
+}
+
+impl ChangeFeed {
+    fn new() -> Self {
+        ChangeFeed {
+            all: watch::channel(0).0,
+            scoped: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.all.subscribe()
+    }
+
+    fn subscribe_under(&self, prefixes: &[&str]) -> watch::Receiver<u64> {
+        let (sender, receiver) = watch::channel(0);
+        if let Ok(mut scoped) = self.scoped.lock() {
+            scoped.push((prefixes.iter().map(|p| (*p).to_owned()).collect(), sender));
+        }
+        receiver
+    }
+
+    /// Something changed, or may have: every counter moves.
+    fn everything(&self) {
+        self.keys(None);
+    }
+
+    /// These keys (below the root) changed; `None`: which is unknown.
+    fn keys(&self, changed: Option<&[&str]>) {
+        self.all.send_modify(|counter| *counter += 1);
+        if let Ok(mut scoped) = self.scoped.lock() {
+            scoped.retain(|(_, sender)| !sender.is_closed());
+            for (prefixes, sender) in scoped.iter() {
+                let relevant = changed.is_none_or(|keys| {
+                    keys.iter().any(|key| {
+                        prefixes
+                            .iter()
+                            .any(|prefix| key.starts_with(prefix.as_str()))
+                    })
+                });
+                if relevant {
+                    sender.send_modify(|counter| *counter += 1);
+                }
+            }
+        }
+    }
+}
+
 /// The distributed store: etcd under a root prefix, with one session lease
 /// per coordinator process for ephemeral keys.
 pub struct EtcdStore {
     client: Client,
     root: String,
     lease: i64,
-    changes: watch::Sender<u64>,
+    changes: Arc<ChangeFeed>,
     shutdown: CancellationToken,
     /// Until when the lease is certainly alive: the send time of the last
     /// keep-alive etcd answered, plus the TTL, less a margin.
@@ -390,7 +450,7 @@ impl EtcdStore {
             client,
             root,
             lease,
-            changes: watch::channel(0).0,
+            changes: Arc::new(ChangeFeed::new()),
             shutdown: CancellationToken::new(),
             valid_until: Arc::new(std::sync::Mutex::new(
                 granted + Duration::from_secs(SESSION_TTL_SECS as u64) - LEASE_MARGIN,
@@ -484,7 +544,10 @@ impl EtcdStore {
         tokio::spawn(async move {
             let mut stream = Some(first);
             let mut last_revision: i64 = 0;
-            let mut reread = tokio::time::interval(REREAD_INTERVAL);
+            let mut reread = tokio::time::interval_at(
+                tokio::time::Instant::now() + REREAD_INTERVAL,
+                REREAD_INTERVAL,
+            );
             reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let Some(active) = stream.as_mut() else {
@@ -500,7 +563,7 @@ impl EtcdStore {
                                 tracing::info!(from_revision = last_revision + 1, "etcd watch re-subscribed");
                                 stream = Some(resumed);
                                 // Whatever happened meanwhile: re-read.
-                                changes.send_modify(|counter| *counter += 1);
+                                changes.everything();
                             }
                             Err(error) => {
                                 tracing::warn!(%error, "etcd watch re-subscribe failed; retrying");
@@ -512,17 +575,27 @@ impl EtcdStore {
                 };
                 tokio::select! {
                     () = shutdown.cancelled() => break,
-                    _ = reread.tick() => changes.send_modify(|counter| *counter += 1),
+                    _ = reread.tick() => changes.everything(),
                     message = active.message() => match message {
                         Ok(Some(response)) => {
                             if response.compact_revision() > 0 {
                                 // Resuming from our revision is impossible; start from now.
                                 last_revision = 0;
                                 stream = None;
-                            } else if let Some(header) = response.header() {
+                                changes.everything();
+                                continue;
+                            }
+                            if let Some(header) = response.header() {
                                 last_revision = last_revision.max(header.revision());
                             }
-                            changes.send_modify(|counter| *counter += 1);
+                            let keys: Vec<&str> = response
+                                .events()
+                                .iter()
+                                .filter_map(|event| event.kv())
+                                .filter_map(|kv| kv.key_str().ok())
+                                .filter_map(|key| key.strip_prefix(root.as_str()))
+                                .collect();
+                            changes.keys(Some(&keys));
                         }
                         Ok(None) => {
                             tracing::warn!("etcd watch ended; re-subscribing");
@@ -658,6 +731,10 @@ impl KvStore for EtcdStore {
         self.changes.subscribe()
     }
 
+    fn changes_under(&self, prefixes: &[&str]) -> watch::Receiver<u64> {
+        self.changes.subscribe_under(prefixes)
+    }
+
     fn session_valid(&self) -> bool {
         !self.shutdown.is_cancelled()
             && self
@@ -765,6 +842,14 @@ pub mod conformance {
         .await
         .map_err(|_| fail("changes are notified"))?
         .map_err(|_| fail("change channel open"))?;
+
+        let mut scoped = store.changes_under(&["watched/"]);
+        let seen = *scoped.borrow_and_update();
+        store.put("watched/x", b"1".to_vec()).await?;
+        tokio::time::timeout(Duration::from_secs(10), scoped.wait_for(|rev| *rev != seen))
+            .await
+            .map_err(|_| fail("a change under a watched prefix is notified"))?
+            .map_err(|_| fail("scoped change channel open"))?;
 
         store.close().await?;
         check(

@@ -4,8 +4,8 @@
 //! appending what it receives to a file.
 //! - kill -9 of the coordinator the runners are attached to: they join the
 //!   other one, no task restarts, and the sink never stalls for 2 s.
-//! - kill -9 of a runner: its tasks run elsewhere within the session timeout
-//!   plus a second.
+//! - kill -9 of a runner: its tasks run elsewhere within twice the session
+//!   timeout (moved when the session expired, not after the rebalance delay).
 //! - A runner stopped cleanly and restarted with the same id within the
 //!   restart grace gets its task back; no other task restarts.
 //! - A zombie (SIGSTOP, its tasks move, SIGCONT): the stored offsets never go

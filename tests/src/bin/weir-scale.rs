@@ -8,6 +8,7 @@
 //!
 //! Usage: `cargo build --release --bins && target/release/weir-scale
 //! [--connectors 100,300,1000] [--tasks 4] [--runners 10] [--coordinators 2]`.
+//! With `WEIR_SCALE_DIR` set, each run's logs are kept in a directory under it.
 
 #![allow(
     clippy::unwrap_used,
@@ -46,7 +47,17 @@ fn main() {
     let coordinators = number("--coordinators", 2);
     let mut reports = Vec::new();
     for connectors in counts {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = match std::env::var_os("WEIR_SCALE_DIR") {
+            Some(root) => {
+                std::fs::create_dir_all(&root).unwrap();
+                tempfile::Builder::new()
+                    .prefix(&format!("{connectors}x{tasks}-"))
+                    .disable_cleanup(true)
+                    .tempdir_in(root)
+                    .unwrap()
+            }
+            None => tempfile::tempdir().unwrap(),
+        };
         let shape = Shape {
             connectors,
             tasks,
