@@ -146,35 +146,24 @@ async fn reconcile(
 
     let mut instances: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut tasks: BTreeMap<TaskId, BTreeSet<String>> = BTreeMap::new();
-    // One read of each prefix, not two reads per connector.
-    let listed: BTreeMap<String, Vec<u8>> =
-        store.list(keys::CONNECTORS).await?.into_iter().collect();
-    let mut task_configs: BTreeMap<String, Vec<u8>> = store
-        .list(keys::TASKS)
-        .await?
-        .into_iter()
-        .filter_map(|(key, value)| Some((keys::connector_name_of_task_configs_key(&key)?, value)))
-        .collect();
-    for (key, value) in &listed {
-        let Some(name) = keys::connector_name_of_config_key(key) else {
+    for (key, value) in store.list(keys::CONNECTORS).await? {
+        let Some(name) = keys::connector_name_of_config_key(&key) else {
             continue;
         };
-        let target = match listed.get(&keys::connector_target(&name)) {
-            Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
-            None => TargetState::Running,
-        };
+        let target = read_json::<TargetRecord>(store, &keys::connector_target(&name))
+            .await?
+            .map_or(TargetState::Running, |t| t.state);
         if target == TargetState::Stopped {
             continue;
         }
-        let config: ConfigMap = serde_json::from_slice(value)?;
+        let config: ConfigMap = serde_json::from_slice(&value)?;
         let eligible = config
             .get("connector.class")
             .map(|class| catalog.runners_with(class))
             .unwrap_or_default();
-        let configs: TaskConfigsRecord = match task_configs.remove(&name) {
-            Some(bytes) => serde_json::from_slice(&bytes)?,
-            None => TaskConfigsRecord::default(),
-        };
+        let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name))
+            .await?
+            .unwrap_or_default();
         for task in 0..configs.configs.len() as i32 {
             let id = TaskId {
                 connector: name.clone(),
