@@ -68,10 +68,6 @@ impl<C: ProducerContext + 'static> PolledProducer<C> {
         let producer = Arc::new(producer);
         let (wake, sleep) = UnixStream::pair()
             .map_err(|e| Error::Internal(format!("producer wake-up socket: {e}")))?;
-        for end in [&wake, &sleep] {
-            end.set_nonblocking(false)
-                .map_err(|e| Error::Internal(format!("producer wake-up socket: {e}")))?;
-        }
         sleep
             .set_read_timeout(Some(BACKSTOP))
             .map_err(|e| Error::Internal(format!("producer wake-up socket: {e}")))?;

@@ -729,15 +729,7 @@ impl SinkRun {
         task: &mut dyn SinkTask,
         failed: Vec<EarlierFailure>,
     ) -> Result<()> {
-        let mut again = Vec::new();
-        let mut rejected = Vec::new();
-        for failure in failed {
-            if failure.retryable {
-                again.push(failure.record);
-            } else {
-                rejected.push((failure.record, failure.message));
-            }
-        }
+        let (again, rejected) = retry_or_reject(failed);
         self.tolerate_put(context, Put::Done { rejected }).await?;
         if again.is_empty() {
             return Ok(());
@@ -913,6 +905,21 @@ pub enum Put {
     Cancelled,
 }
 
+/// Records of an earlier put that failed: those to put again, and those
+/// rejected for good (with why).
+fn retry_or_reject(failed: Vec<EarlierFailure>) -> (Vec<SinkRecord>, Vec<(SinkRecord, String)>) {
+    let mut again = Vec::new();
+    let mut rejected = Vec::new();
+    for failure in failed {
+        if failure.retryable {
+            again.push(failure.record);
+        } else {
+            rejected.push((failure.record, failure.message));
+        }
+    }
+    (again, rejected)
+}
+
 /// Puts `batch`, retrying retriable failures with `backoff` until it is
 /// taken or the task stops: the whole batch, or only the records that
 /// failed retriably on their own. Records that failed fatally on their own
@@ -950,14 +957,8 @@ pub async fn put_until_done(
             Err(ConnectorError::Earlier(failed)) => {
                 // This batch was not taken: it goes again, after the earlier
                 // records that may be retried.
-                let mut again = Vec::new();
-                for failure in failed {
-                    if failure.retryable {
-                        again.push(failure.record);
-                    } else {
-                        rejected.push((failure.record, failure.message));
-                    }
-                }
+                let (mut again, refused) = retry_or_reject(failed);
+                rejected.extend(refused);
                 let retrying = again.len();
                 again.append(&mut batch);
                 batch = again;

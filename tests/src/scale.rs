@@ -82,6 +82,15 @@ fn usage(pid: u32) -> Usage {
     }
 }
 
+/// CPU seconds each process used between two samples.
+fn cpu_between(before: &[Usage], after: &[Usage]) -> Vec<f64> {
+    after
+        .iter()
+        .zip(before)
+        .map(|(after, before)| after.cpu_seconds - before.cpu_seconds)
+        .collect()
+}
+
 /// What one run measured and saw.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -257,18 +266,8 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
         .map(|c| usage(c.process.pid()))
         .collect();
     report.runners_idle = runners.iter().map(|(_, r)| usage(r.pid())).collect();
-    report.coordinators_cpu_idle = report
-        .coordinators_idle
-        .iter()
-        .zip(&before)
-        .map(|(after, before)| after.cpu_seconds - before.cpu_seconds)
-        .collect();
-    report.runners_cpu_idle = report
-        .runners_idle
-        .iter()
-        .zip(&runners_before)
-        .map(|(after, before)| after.cpu_seconds - before.cpu_seconds)
-        .collect();
+    report.coordinators_cpu_idle = cpu_between(&before, &report.coordinators_idle);
+    report.runners_cpu_idle = cpu_between(&runners_before, &report.runners_idle);
     (report.etcd_keys, report.etcd_db_bytes) = etcd_figures(&etcd, PREFIX);
 
     // A runner's loss: its tasks move, nothing else stops.

@@ -367,6 +367,16 @@ impl<C, E: Lifecycle> Session<C, E> {
     }
 }
 
+/// A task's stream, or the error of a task that is not open.
+fn open_session<'a, C, E>(
+    link: &Link,
+    stream: &'a mut Option<Session<C, E>>,
+) -> Result<&'a mut Session<C, E>> {
+    stream
+        .as_mut()
+        .ok_or_else(|| link.fail("the task is not open"))
+}
+
 /// Opens a task's stream with `first` (its Open) and waits until the
 /// sidecar answers Opened.
 async fn open_stream<C, E, F, Fut>(link: &Link, first: C, call: F) -> Result<Session<C, E>>
@@ -445,9 +455,7 @@ impl SourceTask for RemoteSource {
         let wanted = u32::try_from(max_records).unwrap_or(u32::MAX);
         let window = wanted.saturating_mul(CREDIT_POLLS_AHEAD);
         let link = &self.link;
-        let Some(session) = self.stream.as_mut() else {
-            return Err(link.fail("the task is not open"));
-        };
+        let session = open_session(link, &mut self.stream)?;
         let in_hand = u32::try_from(self.received.len())
             .unwrap_or(u32::MAX)
             .saturating_add(self.credit);
@@ -547,9 +555,7 @@ impl RemoteSink {
     async fn call(&mut self, id: u64, command: Bytes) -> Result<pb::sink_event::Event> {
         self.settle_in_flight().await?;
         let link = &self.link;
-        let Some(session) = self.stream.as_mut() else {
-            return Err(link.fail("the task is not open"));
-        };
+        let session = open_session(link, &mut self.stream)?;
         session.send(link, command).await?;
         self.answer(id).await
     }
@@ -560,9 +566,7 @@ impl RemoteSink {
     /// frozen sidecar ends the wait (liveness). Cancel-safe.
     async fn answer(&mut self, id: u64) -> Result<pb::sink_event::Event> {
         let link = &self.link;
-        let Some(session) = self.stream.as_mut() else {
-            return Err(link.fail("the task is not open"));
-        };
+        let session = open_session(link, &mut self.stream)?;
         loop {
             let event = session.next(link).await?.event;
             let answered = match &event {
@@ -590,14 +594,7 @@ impl RemoteSink {
         };
         match event {
             pb::sink_event::Event::Put(result) => {
-                if result.id != id {
-                    return Err(malformed(
-                        &self.link,
-                        format!("answer {} to request {id}", result.id),
-                    ));
-                }
-                if let Some(error) = result.error {
-                    let error = self.link.reported(&error);
+                if let Err(error) = outcome(&self.link, id, result.id, result.error) {
                     if !error.is_retryable() {
                         return Err(error);
                     }
@@ -681,9 +678,7 @@ impl RemoteSink {
     /// failure in the sidecar comes back as an error event on the next call.
     async fn tell(&mut self, command: pb::sink_command::Command) -> Result<()> {
         let link = &self.link;
-        let Some(session) = self.stream.as_mut() else {
-            return Err(link.fail("the task is not open"));
-        };
+        let session = open_session(link, &mut self.stream)?;
         session
             .send(link, codec::encoded(&sink_command(command)))
             .await
@@ -739,9 +734,7 @@ impl SinkTask for RemoteSink {
         let put = codec::encode_sink_put(id, records, &mut self.schemas);
         self.settle_in_flight().await?;
         let link = &self.link;
-        let Some(session) = self.stream.as_mut() else {
-            return Err(link.fail("the task is not open"));
-        };
+        let session = open_session(link, &mut self.stream)?;
         session.send(link, put.clone()).await?;
         // The send is handed to the connection's task, which would
         // otherwise wait for this task's next pending await (tokio runs a
