@@ -22,6 +22,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod measure;
+mod raw_reports;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -289,6 +290,7 @@ fn main() {
         );
     }
 
+    let kcat = measure::kcat_installed();
     let mut rows: Vec<Row> = Vec::new();
     for size in SIZES {
         let count = if size < 1024 {
@@ -341,6 +343,20 @@ fn main() {
             None,
             false,
         );
+        if kcat {
+            add(
+                "kcat -P (file lines, whole run)",
+                job(
+                    "kcat-source",
+                    format!("bench-kcat-{size}"),
+                    "string",
+                    false,
+                    false,
+                ),
+                Some(raw),
+                false,
+            );
+        }
         let topic = |name: &str| format!("bench-{name}-{size}");
         add(
             "weir FileStreamSource (String)",
@@ -422,8 +438,7 @@ fn main() {
         "size", "path", "records/s", "CPU-s/M", "rate÷raw", "CPU×raw", "peak MB"
     );
     // Weir rows: the median round. Raw rows: the fastest round, the limit
-    // to approach (an idempotent producer against the mock broker runs at
-    // one of two speeds from run to run; the slow one would flatter Weir).
+    // to approach (a slow round would flatter Weir).
     let medians: Vec<Measurement> = rows
         .iter()
         .map(|row| {
@@ -485,13 +500,36 @@ fn main() {
         figure(100, "weir FileStreamSink (String)", true),
         rss_mb,
     );
+    // The raw producer beside kcat, and the 5-SMT chain beside the same
+    // path without it.
+    let versus = |size, row: &str, other: &str| match (find(size, row), find(size, other)) {
+        (Some(s), Some(i)) => format!("{:.2}", medians[s].rate() / medians[i].rate()),
+        _ => "n/a".to_owned(),
+    };
+    println!(
+        "baselines: raw÷kcat_100B={} raw÷kcat_1KiB={} smt_chain_source_100B={} smt_chain_sink_100B={}",
+        versus(
+            100,
+            "raw BaseProducer (file lines)",
+            "kcat -P (file lines, whole run)"
+        ),
+        versus(
+            1024,
+            "raw BaseProducer (file lines)",
+            "kcat -P (file lines, whole run)"
+        ),
+        versus(
+            100,
+            "weir FileStreamSource (Json, 5 SMTs)",
+            "weir FileStreamSource (Json)"
+        ),
+        versus(
+            100,
+            "weir FileStreamSink (Json, 5 SMTs)",
+            "weir FileStreamSink (Json)"
+        ),
+    );
     // The sidecar paths beside the same connector in-process (issue goal: 0.8).
-    let versus =
-        |size, sidecar: &str, in_process: &str| match (find(size, sidecar), find(size, in_process))
-        {
-            (Some(s), Some(i)) => format!("{:.2}", medians[s].rate() / medians[i].rate()),
-            _ => "n/a".to_owned(),
-        };
     println!(
         "sidecar÷in-process: source_100B={} source_1KiB={} sink_100B={} sink_1KiB={}",
         versus(
