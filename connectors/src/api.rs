@@ -9,11 +9,214 @@ use async_trait::async_trait;
 use crate::config::{ConfigDef, ConfigMap, Direction};
 use crate::data::SchemaAndValue;
 
+/// A topic name, shared: a task's records nearly all go to (or come from)
+/// a few topics, so each record holds a count on one name, not a copy.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Topic(std::sync::Arc<str>);
+
+impl Topic {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Topic {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Topic {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for Topic {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How many names [`TopicNames`] keeps: a task reads or writes a few topics;
+/// past this, names are no longer shared.
+const KNOWN_TOPICS: usize = 64;
+
+/// The topic names a task has seen, so that its records of one topic share
+/// one name instead of each allocating a copy.
+#[derive(Debug, Default)]
+pub struct TopicNames(std::sync::Mutex<Vec<Topic>>);
+
+impl TopicNames {
+    /// The shared name for `name`.
+    pub fn get(&self, name: &str) -> Topic {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(topic) = known.iter().find(|topic| **topic == *name) {
+            return topic.clone();
+        }
+        let topic = Topic::from(name);
+        if known.len() < KNOWN_TOPICS {
+            known.push(topic.clone());
+        }
+        topic
+    }
+}
+
+impl serde::Serialize for Topic {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl std::fmt::Display for Topic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Topic {
+    fn from(name: &str) -> Self {
+        Topic(name.into())
+    }
+}
+
+impl From<String> for Topic {
+    fn from(name: String) -> Self {
+        Topic(name.into())
+    }
+}
+
+impl From<&String> for Topic {
+    fn from(name: &String) -> Self {
+        Topic(name.as_str().into())
+    }
+}
+
+impl PartialEq<str> for Topic {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Topic {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<String> for Topic {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Topic> for str {
+    fn eq(&self, other: &Topic) -> bool {
+        *self == *other.0
+    }
+}
+
+impl PartialEq<Topic> for &str {
+    fn eq(&self, other: &Topic) -> bool {
+        **self == *other.0
+    }
+}
+
+impl PartialEq<Topic> for String {
+    fn eq(&self, other: &Topic) -> bool {
+        **self == *other.0
+    }
+}
+
 /// A JSON object, as Kafka Connect keeps source partitions and offsets.
 pub type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// Whether a connector is a source or a sink.
 pub type ConnectorKind = Direction;
+
+/// A source record's offset within its source partition: a JSON object, as
+/// Kafka Connect keeps it, with the common one-number form (a file
+/// position, a log sequence number) held without allocating, since a
+/// source makes one per record.
+#[derive(Debug, Clone)]
+pub enum SourceOffset {
+    /// `{key: value}`.
+    Number(&'static str, i64),
+    /// Any JSON object.
+    Map(JsonMap),
+}
+
+impl SourceOffset {
+    /// The offset as Kafka Connect's JSON object.
+    pub fn to_map(&self) -> JsonMap {
+        match self {
+            SourceOffset::Number(key, value) => {
+                JsonMap::from_iter([((*key).to_owned(), serde_json::Value::from(*value))])
+            }
+            SourceOffset::Map(map) => map.clone(),
+        }
+    }
+
+    /// The offset as Kafka Connect's JSON object, taking it.
+    pub fn into_map(self) -> JsonMap {
+        match self {
+            SourceOffset::Map(map) => map,
+            number => number.to_map(),
+        }
+    }
+
+    /// The value of one key of the offset.
+    pub fn get(&self, key: &str) -> Option<serde_json::Value> {
+        match self {
+            SourceOffset::Number(name, value) => (*name == key).then(|| (*value).into()),
+            SourceOffset::Map(map) => map.get(key).cloned(),
+        }
+    }
+}
+
+impl Default for SourceOffset {
+    fn default() -> Self {
+        SourceOffset::Map(JsonMap::new())
+    }
+}
+
+impl From<JsonMap> for SourceOffset {
+    fn from(map: JsonMap) -> Self {
+        SourceOffset::Map(map)
+    }
+}
+
+/// Offsets are equal when their JSON objects are.
+impl PartialEq for SourceOffset {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (SourceOffset::Number(a, x), SourceOffset::Number(b, y)) => a == b && x == y,
+            (SourceOffset::Map(a), SourceOffset::Map(b)) => a == b,
+            _ => self.to_map() == other.to_map(),
+        }
+    }
+}
+
+impl serde::Serialize for SourceOffset {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            SourceOffset::Number(key, value) => {
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry(key, value)?;
+                map.end()
+            }
+            SourceOffset::Map(map) => map.serialize(serializer),
+        }
+    }
+}
 
 /// A committed position: a source partition and the offset within it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +238,8 @@ pub struct SourceRecord {
     /// Shared: a task's records usually come from one partition, so this is
     /// built once and cloned cheaply per record.
     pub source_partition: std::sync::Arc<JsonMap>,
-    pub source_offset: JsonMap,
-    pub topic: String,
+    pub source_offset: SourceOffset,
+    pub topic: Topic,
     pub kafka_partition: Option<i32>,
     pub key: SchemaAndValue,
     pub value: SchemaAndValue,
@@ -47,7 +250,7 @@ pub struct SourceRecord {
 /// A record delivered to a sink task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SinkRecord {
-    pub topic: String,
+    pub topic: Topic,
     pub partition: i32,
     pub offset: i64,
     pub key: SchemaAndValue,

@@ -14,6 +14,7 @@
 //! decodes what comes back with prost.
 
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use bytes::{BufMut, Bytes};
 use prost::Message;
@@ -22,8 +23,8 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use weir_proto::connector::v2 as pb;
 
-use crate::api::{Header, JsonMap, SinkRecord, SourceRecord};
-use crate::data::{Schema, SchemaAndValue, Value};
+use crate::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord};
+use crate::data::{Schema, SchemaAndValue, SchemaRef, Value};
 use crate::wire;
 
 /// Tags of the messages written here, as in `connector.proto`.
@@ -69,12 +70,16 @@ const CACHED_SCHEMAS: usize = 8;
 /// sharing a schema (nearly all of a batch) encode it once. One per stream.
 #[derive(Default)]
 pub struct SchemaCache {
-    entries: Vec<(Schema, Bytes)>,
+    entries: Vec<(SchemaRef, Bytes)>,
 }
 
 impl SchemaCache {
-    fn encoded(&mut self, schema: &Schema) -> Bytes {
-        if let Some((_, bytes)) = self.entries.iter().find(|(known, _)| known == schema) {
+    fn encoded(&mut self, schema: &SchemaRef) -> Bytes {
+        if let Some((_, bytes)) = self
+            .entries
+            .iter()
+            .find(|(known, _)| Arc::ptr_eq(known, schema) || known == schema)
+        {
             return bytes.clone();
         }
         let bytes = Bytes::from(wire::schema_to_wire(schema).encode_to_vec());
@@ -497,16 +502,16 @@ pub enum SinkCommandIn {
 /// records sharing a schema decode it once. One per stream.
 #[derive(Default)]
 pub struct SchemaReader {
-    entries: Vec<(Bytes, Schema)>,
+    entries: Vec<(Bytes, SchemaRef)>,
 }
 
 impl SchemaReader {
-    fn schema(&mut self, bytes: &[u8]) -> Result<Schema, String> {
+    fn schema(&mut self, bytes: &[u8]) -> Result<SchemaRef, String> {
         if let Some((_, schema)) = self.entries.iter().find(|(known, _)| known == bytes) {
             return Ok(schema.clone());
         }
         let wire = pb::Schema::decode(bytes).map_err(|e| e.to_string())?;
-        let schema = wire::schema_from_wire(&wire).map_err(|e| e.to_string())?;
+        let schema = SchemaRef::new(wire::schema_from_wire(&wire).map_err(|e| e.to_string())?);
         if self.entries.len() == CACHED_SCHEMAS {
             self.entries.remove(0);
         }
@@ -630,7 +635,7 @@ fn decode_data(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<SchemaAndVa
                 }
                 let schema = schema.map(|bytes| schemas.schema(bytes)).transpose()?;
                 let value = match value {
-                    Some(bytes) => decode_value(bytes, schema.as_ref())?,
+                    Some(bytes) => decode_value(bytes, schema.as_deref())?,
                     None => Value::Null,
                 };
                 data = SchemaAndValue { schema, value };
@@ -673,7 +678,7 @@ fn decode_header(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<Header, S
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // protobuf's int32/int64 varints
 fn decode_sink_record(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<SinkRecord, String> {
     let mut record = SinkRecord {
-        topic: String::new(),
+        topic: String::new().into(),
         partition: 0,
         offset: 0,
         key: SchemaAndValue::null(),
@@ -683,7 +688,9 @@ fn decode_sink_record(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<Sink
     };
     while !buf.is_empty() {
         match next_field(&mut buf)? {
-            Field::Delimited(tag::SINK_TOPIC, topic) => record.topic = utf8(topic, "a topic")?,
+            Field::Delimited(tag::SINK_TOPIC, topic) => {
+                record.topic = utf8(topic, "a topic")?.into()
+            }
             Field::Varint(tag::SINK_PARTITION, v) => record.partition = v as i32,
             Field::Varint(tag::SINK_OFFSET, v) => record.offset = v as i64,
             Field::Delimited(tag::SINK_KEY, key) => record.key = decode_data(key, schemas)?,
@@ -843,8 +850,8 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
     let mut offset_json: &[u8] = &[];
     let mut record = SourceRecord {
         source_partition: std::sync::Arc::default(),
-        source_offset: JsonMap::new(),
-        topic: String::new(),
+        source_offset: SourceOffset::default(),
+        topic: String::new().into(),
         kafka_partition: None,
         key: SchemaAndValue::null(),
         value: SchemaAndValue::null(),
@@ -855,7 +862,9 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
         match next_field(&mut buf)? {
             Field::Delimited(tag::SOURCE_PARTITION_JSON, json) => partition_json = json,
             Field::Delimited(tag::SOURCE_OFFSET_JSON, json) => offset_json = json,
-            Field::Delimited(tag::SOURCE_TOPIC, topic) => record.topic = utf8(topic, "a topic")?,
+            Field::Delimited(tag::SOURCE_TOPIC, topic) => {
+                record.topic = utf8(topic, "a topic")?.into()
+            }
             Field::Varint(tag::SOURCE_KAFKA_PARTITION, v) => {
                 record.kafka_partition = Some(v as i32)
             }
@@ -888,7 +897,7 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
             partition
         }
     };
-    record.source_offset = json_object(offset_json, "a source offset")?;
+    record.source_offset = json_object(offset_json, "a source offset")?.into();
     Ok(record)
 }
 
@@ -1008,7 +1017,7 @@ mod tests {
 
     fn string(text: &str) -> SchemaAndValue {
         SchemaAndValue {
-            schema: Some(Schema::new(SchemaType::String).optional()),
+            schema: Some(Schema::new(SchemaType::String).optional().into()),
             value: Value::String(text.into()),
         }
     }
@@ -1020,14 +1029,14 @@ mod tests {
         vec![
             SchemaAndValue::null(),
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::String).optional()),
+                schema: Some(Schema::new(SchemaType::String).optional().into()),
                 value: Value::Null,
             },
             string(""),
             string("a line of text ü"),
             string(&"x".repeat(300)),
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Bytes)),
+                schema: Some(Schema::new(SchemaType::Bytes).into()),
                 value: Value::Bytes(vec![0, 1, 2, 255]),
             },
             SchemaAndValue {
@@ -1035,19 +1044,19 @@ mod tests {
                 value: Value::Int64(-5),
             },
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Int32)),
+                schema: Some(Schema::new(SchemaType::Int32).into()),
                 value: Value::Int32(0),
             },
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Float64)),
+                schema: Some(Schema::new(SchemaType::Float64).into()),
                 value: Value::Float64(2.5),
             },
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Boolean)),
+                schema: Some(Schema::new(SchemaType::Boolean).into()),
                 value: Value::Boolean(false),
             },
             SchemaAndValue {
-                schema: Some(point),
+                schema: Some(point.into()),
                 value: Value::Struct(vec![("x".into(), Value::Int32(3))]),
             },
             SchemaAndValue {
@@ -1065,9 +1074,9 @@ mod tests {
             for (j, value) in values.iter().enumerate() {
                 records.push(SinkRecord {
                     topic: if i == 0 {
-                        String::new()
+                        String::new().into()
                     } else {
-                        format!("t{i}")
+                        format!("t{i}").into()
                     },
                     partition: j as i32 - 1,
                     offset: (i * j) as i64,
@@ -1125,8 +1134,13 @@ mod tests {
                 } else {
                     partition.clone()
                 },
-                source_offset: JsonMap::from_iter([("position".to_string(), serde_json::json!(i))]),
-                topic: if i == 1 { String::new() } else { "out".into() },
+                source_offset: JsonMap::from_iter([("position".to_string(), serde_json::json!(i))])
+                    .into(),
+                topic: if i == 1 {
+                    String::new().into()
+                } else {
+                    "out".into()
+                },
                 kafka_partition: (i % 2 == 0).then_some(i as i32 - 2),
                 key: values[values.len() - 1 - i].clone(),
                 value: value.clone(),
@@ -1161,7 +1175,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, value)| SinkRecord {
-                topic: format!("t{}", i % 2),
+                topic: format!("t{}", i % 2).into(),
                 partition: i as i32 - 3,
                 offset: -(i as i64),
                 key: values[values.len() - 1 - i].clone(),
@@ -1269,8 +1283,8 @@ mod tests {
                 } else {
                     partition.clone()
                 },
-                source_offset: JsonMap::from_iter([("n".to_string(), serde_json::json!(i))]),
-                topic: format!("t{i}"),
+                source_offset: JsonMap::from_iter([("n".to_string(), serde_json::json!(i))]).into(),
+                topic: format!("t{i}").into(),
                 kafka_partition: (i % 2 == 0).then_some(-(i as i32)),
                 key: values[values.len() - 1 - i].clone(),
                 value: value.clone(),
@@ -1326,6 +1340,7 @@ mod tests {
         for version in 0..20 {
             let mut schema = Schema::new(SchemaType::String);
             schema.version = Some(version);
+            let schema = SchemaRef::new(schema);
             let bytes = schemas.encoded(&schema);
             assert_eq!(bytes, wire::schema_to_wire(&schema).encode_to_vec());
             assert_eq!(schemas.encoded(&schema), bytes);

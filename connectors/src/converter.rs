@@ -127,7 +127,7 @@ impl Converter for SimpleHeaderConverter {
         };
         let text = String::from_utf8_lossy(bytes).into_owned();
         let typed = |schema_type: SchemaType, value: Value| SchemaAndValue {
-            schema: Some(Schema::new(schema_type)),
+            schema: Some(Schema::new(schema_type).into()),
             value,
         };
         Ok(match text.as_str() {
@@ -244,7 +244,7 @@ impl JsonConverter {
             }
         };
         Some(Ok(SchemaAndValue {
-            schema: Some(schema),
+            schema: Some(schema.into()),
             value,
         }))
     }
@@ -300,7 +300,7 @@ impl Converter for JsonConverter {
                 serde_json::to_writer(&mut *out, text).map_err(failed)?;
             }
             (schema, value) => {
-                let payload = value_to_json(schema.as_ref(), value)?;
+                let payload = value_to_json(schema.as_deref(), value)?;
                 serde_json::to_writer(&mut *out, &payload).map_err(failed)?;
             }
         }
@@ -354,7 +354,7 @@ impl Converter for JsonConverter {
                 let schema = schema_from_json(schema_json)?;
                 let value = value_from_json(&schema, payload)?;
                 Ok(SchemaAndValue {
-                    schema: Some(schema),
+                    schema: Some(schema.into()),
                     value,
                 })
             }
@@ -734,7 +734,7 @@ impl Converter for StringConverter {
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
         Ok(SchemaAndValue {
-            schema: Some(Schema::string().optional()),
+            schema: Some(Schema::optional_string_ref()),
             value: match bytes {
                 Some(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
                 None => Value::Null,
@@ -767,7 +767,7 @@ impl Converter for ByteArrayConverter {
 
     fn to_connect(&self, _topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue> {
         Ok(SchemaAndValue {
-            schema: Some(Schema::new(SchemaType::Bytes).optional()),
+            schema: Some(Schema::new(SchemaType::Bytes).optional().into()),
             value: bytes.map_or(Value::Null, |b| Value::Bytes(b.to_vec())),
         })
     }
@@ -779,7 +779,7 @@ mod tests {
 
     fn string_line(text: &str) -> SchemaAndValue {
         SchemaAndValue {
-            schema: Some(Schema::string()),
+            schema: Some(Schema::string_ref()),
             value: Value::String(text.into()),
         }
     }
@@ -805,7 +805,7 @@ mod tests {
                 let schema = schema_from_json(&document["schema"]).unwrap();
                 let value = value_from_json(&schema, &document["payload"]).unwrap();
                 assert_eq!(fast, fresh);
-                assert_eq!(fast.schema.as_ref(), Some(&schema));
+                assert_eq!(fast.schema.as_deref(), Some(&schema));
                 assert_eq!(fast.value, value);
             }
         }
@@ -906,7 +906,7 @@ mod tests {
             ),
         ]);
         let data = SchemaAndValue {
-            schema: Some(schema),
+            schema: Some(schema.into()),
             value,
         };
         let converter = JsonConverter::new(true);
@@ -999,7 +999,7 @@ mod tests {
         ];
         for (schema, value, expected) in cases {
             let data = SchemaAndValue {
-                schema: Some(schema),
+                schema: Some(schema.into()),
                 value,
             };
             let bytes = converter.to_kafka("t", &data).unwrap().unwrap();
@@ -1021,7 +1021,7 @@ mod tests {
             .to_kafka(
                 "t",
                 &SchemaAndValue {
-                    schema: Some(schema.clone()),
+                    schema: Some(schema.clone().into()),
                     value: Value::Null,
                 },
             )

@@ -1,6 +1,7 @@
 //! Kafka Connect's data model: typed schemas and the values they describe.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, LazyLock};
 
 /// The primitive and container types of a Connect schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,10 +185,14 @@ impl Value {
     }
 }
 
+/// A schema shared by every record that has it: records of one source or
+/// topic usually carry the same schema, and cloning this costs one count.
+pub type SchemaRef = Arc<Schema>;
+
 /// A schema (absent for schemaless data) with its value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaAndValue {
-    pub schema: Option<Schema>,
+    pub schema: Option<SchemaRef>,
     pub value: Value,
 }
 
@@ -197,5 +202,41 @@ impl SchemaAndValue {
             schema: None,
             value: Value::Null,
         }
+    }
+
+    /// A value with its schema.
+    pub fn new(schema: impl Into<SchemaRef>, value: Value) -> Self {
+        SchemaAndValue {
+            schema: Some(schema.into()),
+            value,
+        }
+    }
+
+    /// A schemaless value.
+    pub fn schemaless(value: Value) -> Self {
+        SchemaAndValue {
+            schema: None,
+            value,
+        }
+    }
+
+    /// The schema, borrowed.
+    pub fn schema(&self) -> Option<&Schema> {
+        self.schema.as_deref()
+    }
+}
+
+impl Schema {
+    /// The shared required `string` schema.
+    pub fn string_ref() -> SchemaRef {
+        static STRING: LazyLock<SchemaRef> = LazyLock::new(|| Arc::new(Schema::string()));
+        STRING.clone()
+    }
+
+    /// The shared optional `string` schema.
+    pub fn optional_string_ref() -> SchemaRef {
+        static OPTIONAL_STRING: LazyLock<SchemaRef> =
+            LazyLock::new(|| Arc::new(Schema::string().optional()));
+        OPTIONAL_STRING.clone()
     }
 }

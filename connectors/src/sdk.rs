@@ -951,7 +951,7 @@ mod tests {
                     offset: i as i64,
                     key: crate::data::SchemaAndValue::null(),
                     value: crate::data::SchemaAndValue {
-                        schema: Some(crate::data::Schema::string()),
+                        schema: Some(crate::data::Schema::string().into()),
                         value: crate::data::Value::String((*v).into()),
                     },
                     timestamp_ms: None,

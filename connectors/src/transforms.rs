@@ -27,10 +27,11 @@ mod structure;
 mod time;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use crate::api::Header;
 use crate::config::{ConfigMap, parse_list};
-use crate::data::{SchemaAndValue, Value};
+use crate::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 pub use cast::Cast;
 pub use fields::{ExtractField, HoistField, ValueToKey};
@@ -39,10 +40,63 @@ pub use routing::{Filter, RegexRouter};
 pub use structure::{Flatten, HeaderFrom, InsertField, MaskField, ReplaceField, SetSchemaMetadata};
 pub use time::{DateFormat, TimestampConverter, TimestampRouter};
 
+/// How many input schemas an SMT remembers its output schema for (Kafka
+/// Connect's SMTs keep 16).
+const MEMO_SCHEMAS: usize = 16;
+
+/// The output schemas an SMT built, by the input schema each came from:
+/// the records of a topic share their schema, so an SMT builds its output
+/// schema once instead of once per record, and the records it outputs share
+/// one too.
+#[derive(Debug, Default)]
+pub struct SchemaMemo {
+    entries: Mutex<Vec<(SchemaRef, SchemaRef)>>,
+}
+
+impl SchemaMemo {
+    /// The output schema for `input`: remembered, or built by `build`.
+    pub fn output(
+        &self,
+        input: &SchemaRef,
+        build: impl FnOnce(&Schema) -> Result<Schema>,
+    ) -> Result<SchemaRef> {
+        {
+            let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, output)) = entries
+                .iter()
+                .find(|(known, _)| Arc::ptr_eq(known, input) || **known == **input)
+            {
+                return Ok(output.clone());
+            }
+        }
+        let output = SchemaRef::new(build(input)?);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() == MEMO_SCHEMAS {
+            entries.remove(0);
+        }
+        entries.push((input.clone(), output.clone()));
+        Ok(output)
+    }
+}
+
+/// A copy starts empty: the memo is a cache, not part of an SMT's config.
+impl Clone for SchemaMemo {
+    fn clone(&self) -> Self {
+        SchemaMemo::default()
+    }
+}
+
+/// SMTs compare by their config; what each has cached does not count.
+impl PartialEq for SchemaMemo {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
 /// The part of a source or sink record that transforms see and change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectRecord {
-    pub topic: String,
+    pub topic: crate::api::Topic,
     pub kafka_partition: Option<i32>,
     /// The Kafka offset, for sink records.
     pub kafka_offset: Option<i64>,
@@ -441,7 +495,7 @@ pub(crate) mod tests {
 
     pub fn text(value: &str) -> SchemaAndValue {
         SchemaAndValue {
-            schema: Some(Schema::string()),
+            schema: Some(Schema::string().into()),
             value: Value::String(value.into()),
         }
     }
@@ -493,7 +547,7 @@ pub(crate) mod tests {
             schema: age,
         }];
         let data = SchemaAndValue {
-            schema: Some(schema),
+            schema: Some(schema.into()),
             value: Value::Struct(vec![("age".into(), Value::Null)]),
         };
         type Case = (&'static str, &'static [(&'static str, &'static str)], Value);

@@ -18,8 +18,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::api::{
-    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourcePosition,
-    SourceRecord, SourceTask, Task, TopicPartitionOffset,
+    ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourceOffset,
+    SourcePosition, SourceRecord, SourceTask, Task, TopicPartitionOffset,
 };
 use crate::config::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
@@ -76,7 +76,7 @@ impl ConnectorPlugin for VerifiableSource {
 #[derive(Default)]
 struct VerifiableSourceTask {
     task: i64,
-    topic: String,
+    topic: crate::api::Topic,
     interval: Duration,
     next_seqno: i64,
     next_at: Option<Instant>,
@@ -106,7 +106,7 @@ impl SourceTask for VerifiableSourceTask {
         self.task = number(config, TASK_ID, 0)?;
         self.topic = config
             .get(TOPIC)
-            .cloned()
+            .map(crate::api::Topic::from)
             .ok_or_else(|| ConnectorError::Config(format!("{TOPIC} is required")))?;
         let throughput = number(config, THROUGHPUT, 100)?.max(1);
         self.interval = Duration::from_secs_f64(1.0 / throughput as f64);
@@ -134,16 +134,14 @@ impl SourceTask for VerifiableSourceTask {
         let records = (0..count)
             .map(|i| {
                 let seqno = self.next_seqno + i as i64;
-                let mut offset = JsonMap::new();
-                offset.insert("seqno".into(), json!(seqno));
                 SourceRecord {
                     source_partition: partition.clone(),
-                    source_offset: offset,
+                    source_offset: SourceOffset::Number("seqno", seqno),
                     topic: self.topic.clone(),
                     kafka_partition: None,
                     key: SchemaAndValue::null(),
                     value: SchemaAndValue {
-                        schema: Some(Schema::string()),
+                        schema: Some(Schema::string_ref()),
                         value: Value::String(
                             json!({"task": self.task, "seqno": seqno}).to_string(),
                         ),
@@ -303,7 +301,7 @@ mod tests {
             offset,
             key: SchemaAndValue::null(),
             value: SchemaAndValue {
-                schema: Some(Schema::string()),
+                schema: Some(Schema::string_ref()),
                 value: Value::String(value.into()),
             },
             timestamp_ms: None,

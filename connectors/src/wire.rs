@@ -14,7 +14,7 @@ use crate::config::{
     ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Validator,
     Width,
 };
-use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+use crate::data::{Field, Schema, SchemaAndValue, SchemaRef, SchemaType, Value};
 
 /// A message that does not follow the protocol.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -237,7 +237,7 @@ pub fn value_from_wire(wire: &pb::Value, schema: Option<&Schema>) -> Result<Valu
 pub fn data_to_wire(data: &SchemaAndValue) -> pb::Data {
     pb::Data {
         kind: Some(pb::data::Kind::Structured(pb::Structured {
-            schema: data.schema.as_ref().map(schema_to_wire),
+            schema: data.schema.as_deref().map(schema_to_wire),
             value: Some(value_to_wire(&data.value)),
         })),
     }
@@ -259,7 +259,7 @@ pub fn data_from_wire(wire: Option<&pb::Data>) -> Result<SchemaAndValue> {
     match wire.and_then(|d| d.kind.as_ref()) {
         None => Ok(SchemaAndValue::null()),
         Some(pb::data::Kind::Raw(bytes)) => Ok(SchemaAndValue {
-            schema: Some(Schema::new(SchemaType::Bytes).optional()),
+            schema: Some(Schema::new(SchemaType::Bytes).optional().into()),
             value: Value::Bytes(bytes.to_vec()),
         }),
         Some(pb::data::Kind::Structured(structured)) => {
@@ -267,9 +267,10 @@ pub fn data_from_wire(wire: Option<&pb::Data>) -> Result<SchemaAndValue> {
                 .schema
                 .as_ref()
                 .map(schema_from_wire)
-                .transpose()?;
+                .transpose()?
+                .map(SchemaRef::new);
             let value = match &structured.value {
-                Some(value) => value_from_wire(value, schema.as_ref())?,
+                Some(value) => value_from_wire(value, schema.as_deref())?,
                 None => Value::Null,
             };
             Ok(SchemaAndValue { schema, value })
@@ -342,7 +343,7 @@ pub fn source_records_to_wire(records: &[SourceRecord]) -> Vec<pb::SourceRecord>
             pb::SourceRecord {
                 partition_json,
                 offset_json: serde_json::to_string(&record.source_offset).unwrap_or_default(),
-                topic: record.topic.clone(),
+                topic: record.topic.to_string(),
                 kafka_partition: record.kafka_partition,
                 key: present_data_to_wire(&record.key),
                 value: present_data_to_wire(&record.value),
@@ -375,8 +376,8 @@ pub fn source_records_from_wire(
             };
             Ok(SourceRecord {
                 source_partition: partition,
-                source_offset: json_object(&wire.offset_json, "a source offset")?,
-                topic: wire.topic,
+                source_offset: json_object(&wire.offset_json, "a source offset")?.into(),
+                topic: wire.topic.into(),
                 kafka_partition: wire.kafka_partition,
                 key: data_from_wire(wire.key.as_ref())?,
                 value: data_from_wire(wire.value.as_ref())?,
@@ -389,7 +390,7 @@ pub fn source_records_from_wire(
 
 pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {
     pb::SinkRecord {
-        topic: record.topic.clone(),
+        topic: record.topic.to_string(),
         partition: record.partition,
         offset: record.offset,
         key: present_data_to_wire(&record.key),
@@ -401,7 +402,7 @@ pub fn sink_record_to_wire(record: &SinkRecord) -> pb::SinkRecord {
 
 pub fn sink_record_from_wire(wire: &pb::SinkRecord) -> Result<SinkRecord> {
     Ok(SinkRecord {
-        topic: wire.topic.clone(),
+        topic: wire.topic.clone().into(),
         partition: wire.partition,
         offset: wire.offset,
         key: data_from_wire(wire.key.as_ref())?,
@@ -687,7 +688,7 @@ mod tests {
             offset: 7,
             key: SchemaAndValue::null(),
             value: SchemaAndValue {
-                schema: Some(Schema::string().optional()),
+                schema: Some(Schema::string().optional().into()),
                 value: Value::Null,
             },
             timestamp_ms: None,
@@ -766,7 +767,7 @@ mod tests {
             },
         ];
         round_trip(SchemaAndValue {
-            schema: Some(point),
+            schema: Some(point.into()),
             value: Value::Struct(vec![
                 ("x".into(), Value::Int16(-7)),
                 ("tags".into(), Value::Array(vec![Value::String("a".into())])),

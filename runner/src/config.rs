@@ -208,7 +208,7 @@ mod tests {
         )
         .unwrap();
         let line = SchemaAndValue {
-            schema: Some(Schema::string()),
+            schema: Some(Schema::string_ref()),
             value: Value::String("a".into()),
         };
         let (default, class) = worker

@@ -25,8 +25,8 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weir_connect::api::{
-    ConnectorError, EarlierFailure, Header, JsonMap, SinkRecord, SinkTask, SourcePosition,
-    TopicPartitionOffset,
+    ConnectorError, EarlierFailure, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, Topic,
+    TopicNames, TopicPartitionOffset,
 };
 use weir_connect::config::{ConfigMap, parse_list};
 use weir_connect::converter::Converter;
@@ -256,7 +256,9 @@ struct SinkRun {
     header_converter: Box<dyn Converter>,
     /// Next offset to commit, per topic partition, for records already put.
     uncommitted: BTreeMap<(String, i32), i64>,
-    topics: BTreeSet<String>,
+    topics: BTreeSet<Topic>,
+    /// The names of the topics read, shared by their records.
+    topic_names: TopicNames,
     /// A stop interrupted a `put` (retrying it): `uncommitted` may cover
     /// records the connector never took, so it must not be committed.
     interrupted: bool,
@@ -315,6 +317,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         header_converter,
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
+        topic_names: TopicNames::default(),
         interrupted: false,
         tap: context.tap.clone(),
     };
@@ -650,7 +653,7 @@ impl SinkRun {
             }
         }
         Ok(SinkRecord {
-            topic: topic.to_owned(),
+            topic: self.topic_names.get(topic),
             partition: message.partition(),
             offset: message.offset(),
             key,
@@ -674,7 +677,7 @@ impl SinkRun {
         for record in &batch {
             if !self.topics.contains(&record.topic) {
                 self.topics.insert(record.topic.clone());
-                new_topics.push(record.topic.clone());
+                new_topics.push(record.topic.to_string());
             }
         }
         if batch.is_empty() {
@@ -777,7 +780,7 @@ impl SinkRun {
             converter.to_kafka(&record.topic, data).ok().flatten()
         };
         OriginalRecord {
-            topic: record.topic.clone(),
+            topic: record.topic.to_string(),
             partition: record.partition,
             offset: record.offset,
             timestamp_ms: record.timestamp_ms,

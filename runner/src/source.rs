@@ -15,7 +15,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
 use tokio::sync::Notify;
-use weir_connect::api::{JsonMap, SourcePosition, SourceRecord, SourceTask};
+use weir_connect::api::{JsonMap, SourceOffset, SourcePosition, SourceRecord, SourceTask, Topic};
 use weir_connect::converter::Converter;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
@@ -93,7 +93,7 @@ struct InFlight {
     /// Records of this batch handed to the producer.
     records: usize,
     /// The last offset per source partition in this batch (usually one).
-    positions: Vec<(Arc<JsonMap>, JsonMap)>,
+    positions: Vec<(Arc<JsonMap>, SourceOffset)>,
     /// A record of this batch was not delivered: neither this batch's
     /// positions nor any later batch's may ever be stored.
     failed: bool,
@@ -129,7 +129,7 @@ struct SourceRun {
     in_flight_records: usize,
     /// Acknowledged by Kafka but not yet stored, by partition.
     acked: BTreeMap<String, SourcePosition>,
-    topics: BTreeSet<String>,
+    topics: BTreeSet<Topic>,
 }
 
 pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Result<()> {
@@ -435,7 +435,7 @@ impl SourceRun {
             }
             if !self.topics.contains(&record.topic) {
                 self.topics.insert(record.topic.clone());
-                new_topics.push(record.topic.clone());
+                new_topics.push(record.topic.to_string());
             }
         }
         // The sender's hold: from here the count can reach zero.
@@ -506,7 +506,7 @@ impl SourceRun {
                 let key = serde_json::to_string(&*partition).unwrap_or_default();
                 let position = SourcePosition {
                     partition: Arc::unwrap_or_clone(partition),
-                    offset,
+                    offset: offset.into_map(),
                 };
                 self.acked.insert(key, position);
             }
@@ -628,7 +628,7 @@ mod tests {
         offset.insert("position".into(), line.into());
         SourceRecord {
             source_partition: Arc::new(partition),
-            source_offset: offset,
+            source_offset: offset.into(),
             topic: "out".into(),
             kafka_partition: None,
             key: SchemaAndValue::null(),

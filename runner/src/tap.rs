@@ -268,7 +268,8 @@ pub const MAX_RENDERED_BYTES: usize = 16 * 1024;
 /// Past [`MAX_RENDERED_BYTES`] the text is cut and marked (it is then no
 /// longer JSON, and clients show it as a string).
 fn json_text(data: &SchemaAndValue) -> String {
-    let mut text = match weir_connect::converter::value_to_json(data.schema.as_ref(), &data.value) {
+    let mut text = match weir_connect::converter::value_to_json(data.schema.as_deref(), &data.value)
+    {
         Ok(json) => json.to_string(),
         Err(error) => {
             serde_json::Value::String(format!("<not renderable: {}>", error.0)).to_string()

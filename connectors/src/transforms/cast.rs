@@ -159,12 +159,12 @@ impl Transformation for Cast {
         let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let cast = match self.casts.as_slice() {
             [(None, to)] => SchemaAndValue {
-                schema: data.schema.as_ref().map(|s| cast_schema(s, *to)),
+                schema: data.schema.as_ref().map(|s| cast_schema(s, *to).into()),
                 value: cast_value(&data.value, *to)?,
             },
             _ => match (data.schema, data.value) {
                 (Some(mut schema), Value::Struct(fields)) => {
-                    for field in schema.fields.iter_mut() {
+                    for field in std::sync::Arc::make_mut(&mut schema).fields.iter_mut() {
                         if let Some(to) = self.target_for(&field.name) {
                             field.schema = cast_schema(&field.schema, to);
                         }
@@ -256,14 +256,14 @@ mod tests {
     fn cast_whole_value_and_fields() {
         let whole = Cast::configure(Part::Value, &config(&[("spec", "int64")])).unwrap();
         let data = SchemaAndValue {
-            schema: Some(Schema::string().optional()),
+            schema: Some(Schema::string().optional().into()),
             value: Value::String("12".into()),
         };
         let out = whole.apply(record("t", data)).unwrap().unwrap();
         assert_eq!(
             out.value,
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Int64).optional()),
+                schema: Some(Schema::new(SchemaType::Int64).optional().into()),
                 value: Value::Int64(12)
             }
         );
@@ -294,7 +294,7 @@ mod tests {
             .apply(record(
                 "t",
                 SchemaAndValue {
-                    schema: Some(schema),
+                    schema: Some(schema.into()),
                     value,
                 },
             ))

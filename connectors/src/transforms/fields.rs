@@ -3,7 +3,7 @@
 //! with a struct schema) and schemaless ones (maps with string keys).
 
 use super::{
-    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
     replace_null_with_default, required,
 };
 use crate::config::{ConfigMap, parse_list};
@@ -116,7 +116,7 @@ impl Transformation for ValueToKey {
                     ));
                 }
                 SchemaAndValue {
-                    schema: Some(key_schema),
+                    schema: Some(key_schema.into()),
                     value: Value::Struct(key),
                 }
             }
@@ -190,7 +190,7 @@ impl Transformation for ExtractField {
         for segment in self.path() {
             schema = match schema {
                 None => None,
-                Some(s) => Some(s.field(&segment).ok_or_else(unknown)?.schema.clone()),
+                Some(s) => Some(s.field(&segment).ok_or_else(unknown)?.schema.clone().into()),
             };
             value = match (&schema, value) {
                 (_, Value::Null) => Value::Null,
@@ -212,6 +212,7 @@ impl Transformation for ExtractField {
 pub struct HoistField {
     part: Part,
     field: String,
+    schemas: SchemaMemo,
 }
 
 impl HoistField {
@@ -219,6 +220,7 @@ impl HoistField {
         Ok(HoistField {
             part,
             field: required(settings, "field")?.to_owned(),
+            schemas: SchemaMemo::default(),
         })
     }
 }
@@ -232,11 +234,14 @@ impl Transformation for HoistField {
                 value: Value::Map(vec![(Value::String(self.field.clone()), data.value)]),
             },
             Some(schema) => {
-                let mut wrapper = Schema::new(SchemaType::Struct);
-                wrapper.fields.push(Field {
-                    name: self.field.clone(),
-                    schema,
-                });
+                let wrapper = self.schemas.output(&schema, |schema| {
+                    let mut wrapper = Schema::new(SchemaType::Struct);
+                    wrapper.fields.push(Field {
+                        name: self.field.clone(),
+                        schema: schema.clone(),
+                    });
+                    Ok(wrapper)
+                })?;
                 SchemaAndValue {
                     schema: Some(wrapper),
                     value: Value::Struct(vec![(self.field.clone(), data.value)]),
@@ -271,7 +276,7 @@ mod tests {
 
     fn person() -> SchemaAndValue {
         SchemaAndValue {
-            schema: Some(person_schema()),
+            schema: Some(person_schema().into()),
             value: Value::Struct(vec![
                 ("id".into(), Value::Int64(42)),
                 ("name".into(), Value::String("ann".into())),
@@ -341,7 +346,7 @@ mod tests {
         assert_eq!(
             out.value,
             SchemaAndValue {
-                schema: Some(Schema::string()),
+                schema: Some(Schema::string().into()),
                 value: Value::String("ann".into())
             }
         );
@@ -398,7 +403,7 @@ mod tests {
             ]),
         )]);
         let data = SchemaAndValue {
-            schema: Some(schema),
+            schema: Some(schema.into()),
             value,
         };
         let cases = [("address.city", "Oslo"), ("address.`zip.code`", "0150")];
@@ -412,7 +417,7 @@ mod tests {
             assert_eq!(
                 out.value,
                 SchemaAndValue {
-                    schema: Some(Schema::string()),
+                    schema: Some(Schema::string().into()),
                     value: Value::String(expected.into())
                 },
                 "{path}"
@@ -459,7 +464,7 @@ mod tests {
     fn hoist_field_table() {
         let smt = HoistField::configure(Part::Value, &config(&[("field", "line")])).unwrap();
         let text = SchemaAndValue {
-            schema: Some(Schema::string()),
+            schema: Some(Schema::string().into()),
             value: Value::String("x".into()),
         };
         let out = smt.apply(record("t", text)).unwrap().unwrap();

@@ -26,7 +26,7 @@ impl Transformation for InsertHeader {
         record.headers.push(Header {
             key: self.header.clone(),
             value: SchemaAndValue {
-                schema: Some(Schema::string()),
+                schema: Some(Schema::string_ref()),
                 value: Value::String(self.value.clone()),
             },
         });

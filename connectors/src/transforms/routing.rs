@@ -43,7 +43,7 @@ impl Transformation for RegexRouter {
         if let Some(captures) = self.regex.captures(&record.topic) {
             let mut topic = String::new();
             captures.expand(&java_replacement(&self.replacement), &mut topic);
-            record.topic = topic;
+            record.topic = topic.into();
         }
         Ok(Some(record))
     }

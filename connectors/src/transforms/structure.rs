@@ -3,7 +3,7 @@
 //! `$Key` / `$Value` variants, schemaful (struct) and schemaless (map).
 
 use super::{
-    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
+    ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
     replace_null_with_default, required,
 };
 use crate::api::Header;
@@ -59,6 +59,7 @@ pub struct InsertField {
     timestamp: Option<InsertSpec>,
     static_field: Option<InsertSpec>,
     static_value: Option<String>,
+    schemas: SchemaMemo,
 }
 
 impl InsertField {
@@ -72,55 +73,63 @@ impl InsertField {
             timestamp: InsertSpec::parse(optional_setting(settings, "timestamp.field")),
             static_field: InsertSpec::parse(optional_setting(settings, "static.field")),
             static_value: settings.get("static.value").cloned(),
+            schemas: SchemaMemo::default(),
         })
     }
 
-    /// The fields to add for this record: (spec, schema, value).
-    fn additions(&self, record: &ConnectRecord) -> Result<Vec<(InsertSpec, Schema, Value)>> {
-        let mut out = Vec::new();
-        let mut add = |spec: &Option<InsertSpec>, schema: Schema, value: Value| {
-            if let Some(spec) = spec {
-                let schema = if spec.optional {
+    /// The fields this SMT adds, in order, with their schemas.
+    fn specs(&self) -> impl Iterator<Item = (&InsertSpec, Schema)> {
+        let mut timestamp = Schema::new(SchemaType::Int64);
+        timestamp.name = Some(TIMESTAMP_LOGICAL.into());
+        timestamp.version = Some(1);
+        [
+            (&self.topic, Schema::string()),
+            (&self.partition, Schema::new(SchemaType::Int32)),
+            (&self.offset, Schema::new(SchemaType::Int64)),
+            (&self.timestamp, timestamp),
+            (&self.static_field, Schema::string()),
+        ]
+        .into_iter()
+        .filter_map(|(spec, schema)| {
+            let spec = spec.as_ref()?;
+            Some((
+                spec,
+                if spec.optional {
                     schema.optional()
                 } else {
                     schema
-                };
-                out.push((spec.clone(), schema, value));
-            }
-        };
-        add(
-            &self.topic,
-            Schema::string(),
-            Value::String(record.topic.clone()),
-        );
-        add(
-            &self.partition,
-            Schema::new(SchemaType::Int32),
-            record.kafka_partition.map_or(Value::Null, Value::Int32),
-        );
-        if self.offset.is_some() {
+                },
+            ))
+        })
+    }
+
+    /// The values to add for this record, in the order of [`Self::specs`].
+    fn additions(&self, record: &ConnectRecord) -> Result<Vec<(&InsertSpec, Value)>> {
+        let mut out = Vec::new();
+        if let Some(spec) = &self.topic {
+            out.push((spec, Value::String(record.topic.to_string())));
+        }
+        if let Some(spec) = &self.partition {
+            out.push((
+                spec,
+                record.kafka_partition.map_or(Value::Null, Value::Int32),
+            ));
+        }
+        if let Some(spec) = &self.offset {
             let offset = record.kafka_offset.ok_or_else(|| {
                 TransformError("Offset insertion is only supported for sink connectors, record is of type: org.apache.kafka.connect.source.SourceRecord".into())
             })?;
-            add(
-                &self.offset,
-                Schema::new(SchemaType::Int64),
-                Value::Int64(offset),
-            );
+            out.push((spec, Value::Int64(offset)));
         }
-        let mut timestamp_schema = Schema::new(SchemaType::Int64);
-        timestamp_schema.name = Some(TIMESTAMP_LOGICAL.into());
-        timestamp_schema.version = Some(1);
-        add(
-            &self.timestamp,
-            timestamp_schema,
-            record.timestamp_ms.map_or(Value::Null, Value::Int64),
-        );
-        add(
-            &self.static_field,
-            Schema::string(),
-            self.static_value.clone().map_or(Value::Null, Value::String),
-        );
+        if let Some(spec) = &self.timestamp {
+            out.push((spec, record.timestamp_ms.map_or(Value::Null, Value::Int64)));
+        }
+        if let Some(spec) = &self.static_field {
+            out.push((
+                spec,
+                self.static_value.clone().map_or(Value::Null, Value::String),
+            ));
+        }
         Ok(out)
     }
 }
@@ -139,8 +148,8 @@ impl Transformation for InsertField {
                 let Value::Map(mut entries) = data.value else {
                     return Err(not_a_map(&data.value, "field insertion"));
                 };
-                for (spec, _, value) in additions {
-                    entries.push((Value::String(spec.name), value));
+                for (spec, value) in additions {
+                    entries.push((Value::String(spec.name.clone()), value));
                 }
                 SchemaAndValue {
                     schema: None,
@@ -151,13 +160,18 @@ impl Transformation for InsertField {
                 let Value::Struct(mut fields) = data.value else {
                     return Err(not_a_struct(&data.value, "field insertion"));
                 };
-                let mut updated_schema = schema.clone();
-                for (spec, field_schema, value) in additions {
-                    updated_schema.fields.push(Field {
-                        name: spec.name.clone(),
-                        schema: field_schema,
-                    });
-                    fields.push((spec.name, value));
+                let updated_schema = self.schemas.output(&schema, |schema| {
+                    let mut updated = schema.clone();
+                    updated
+                        .fields
+                        .extend(self.specs().map(|(spec, schema)| Field {
+                            name: spec.name.clone(),
+                            schema,
+                        }));
+                    Ok(updated)
+                })?;
+                for (spec, value) in additions {
+                    fields.push((spec.name.clone(), value));
                 }
                 SchemaAndValue {
                     schema: Some(updated_schema),
@@ -202,6 +216,7 @@ pub struct ReplaceField {
     exclude: Vec<String>,
     include: Vec<String>,
     renames: Vec<(String, String)>,
+    schemas: SchemaMemo,
 }
 
 impl ReplaceField {
@@ -230,6 +245,7 @@ impl ReplaceField {
                 .map(|i| parse_list(i))
                 .unwrap_or_default(),
             renames,
+            schemas: SchemaMemo::default(),
         })
     }
 
@@ -243,6 +259,14 @@ impl ReplaceField {
             .iter()
             .find(|(from, _)| from == name)
             .map_or_else(|| name.to_owned(), |(_, to)| to.clone())
+    }
+
+    /// `renamed` for a name this SMT owns already: no copy when it stays.
+    fn rename_owned(&self, name: String) -> String {
+        match self.renames.iter().find(|(from, _)| *from == name) {
+            Some((_, to)) => to.clone(),
+            None => name,
+        }
     }
 }
 
@@ -276,20 +300,23 @@ impl Transformation for ReplaceField {
                 let Value::Struct(fields) = data.value else {
                     return Err(not_a_struct(&data.value, "field replacement"));
                 };
-                let mut updated_schema = schema.clone();
-                updated_schema.fields = schema
-                    .fields
-                    .iter()
-                    .filter(|f| self.keeps(&f.name))
-                    .map(|f| Field {
-                        name: self.renamed(&f.name),
-                        schema: f.schema.clone(),
-                    })
-                    .collect();
+                let updated_schema = self.schemas.output(&schema, |schema| {
+                    let mut updated = schema.clone();
+                    updated.fields = schema
+                        .fields
+                        .iter()
+                        .filter(|f| self.keeps(&f.name))
+                        .map(|f| Field {
+                            name: self.renamed(&f.name),
+                            schema: f.schema.clone(),
+                        })
+                        .collect();
+                    Ok(updated)
+                })?;
                 let values = fields
                     .into_iter()
                     .filter(|(name, _)| self.keeps(name))
-                    .map(|(name, v)| (self.renamed(&name), v))
+                    .map(|(name, v)| (self.rename_owned(name), v))
                     .collect();
                 SchemaAndValue {
                     schema: Some(updated_schema),
@@ -415,6 +442,7 @@ pub struct SetSchemaMetadata {
     replace_null: bool,
     name: Option<String>,
     version: Option<i32>,
+    schemas: SchemaMemo,
 }
 
 impl SetSchemaMetadata {
@@ -436,6 +464,7 @@ impl SetSchemaMetadata {
             part,
             name,
             version,
+            schemas: SchemaMemo::default(),
         })
     }
 }
@@ -446,12 +475,16 @@ impl Transformation for SetSchemaMetadata {
         let schema = data.schema.as_mut().ok_or_else(|| {
             TransformError("Schema required for [updating schema metadata]".into())
         })?;
-        if let Some(name) = &self.name {
-            schema.name = Some(name.clone());
-        }
-        if let Some(version) = self.version {
-            schema.version = Some(version);
-        }
+        *schema = self.schemas.output(schema, |schema| {
+            let mut updated = schema.clone();
+            if let Some(name) = &self.name {
+                updated.name = Some(name.clone());
+            }
+            if let Some(version) = self.version {
+                updated.version = Some(version);
+            }
+            Ok(updated)
+        })?;
         self.part.set(&mut record, data);
         Ok(Some(record))
     }
@@ -561,10 +594,10 @@ impl Transformation for Flatten {
                 let mut fields = Vec::new();
                 let mut out = Vec::new();
                 self.flatten_struct("", &schema, values, false, &mut fields, &mut out);
-                let mut flat_schema = schema.clone();
+                let mut flat_schema = (*schema).clone();
                 flat_schema.fields = fields;
                 SchemaAndValue {
-                    schema: Some(flat_schema),
+                    schema: Some(flat_schema.into()),
                     value: Value::Struct(out),
                 }
             }
@@ -659,17 +692,17 @@ impl Transformation for HeaderFrom {
                     record.headers.push(Header {
                         key: header.clone(),
                         value: SchemaAndValue {
-                            schema: Some(field_schema),
+                            schema: Some(field_schema.into()),
                             value,
                         },
                     });
                 }
                 if self.moving {
-                    let mut moved_schema = schema.clone();
+                    let mut moved_schema = (**schema).clone();
                     moved_schema
                         .fields
                         .retain(|f| !self.fields.contains(&f.name));
-                    updated.schema = Some(moved_schema);
+                    updated.schema = Some(moved_schema.into());
                     updated.value = Value::Struct(
                         values
                             .iter()
@@ -718,7 +751,7 @@ mod tests {
             },
         ];
         SchemaAndValue {
-            schema: Some(schema),
+            schema: Some(schema.into()),
             value: Value::Struct(vec![
                 ("id".into(), Value::Int64(1)),
                 ("name".into(), s("ann")),
@@ -961,7 +994,7 @@ mod tests {
             .apply(record(
                 "t",
                 SchemaAndValue {
-                    schema: Some(schema),
+                    schema: Some(schema.into()),
                     value,
                 },
             ))
@@ -1003,7 +1036,7 @@ mod tests {
         assert_eq!(
             out.headers[0].value,
             SchemaAndValue {
-                schema: Some(Schema::new(SchemaType::Int64)),
+                schema: Some(Schema::new(SchemaType::Int64).into()),
                 value: Value::Int64(1)
             }
         );

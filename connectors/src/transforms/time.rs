@@ -228,7 +228,8 @@ impl Transformation for TimestampRouter {
         record.topic = self
             .topic_format
             .replace("${topic}", &record.topic)
-            .replace("${timestamp}", &self.timestamp_format.format(timestamp));
+            .replace("${timestamp}", &self.timestamp_format.format(timestamp))
+            .into();
         Ok(Some(record))
     }
 }
@@ -409,12 +410,15 @@ impl Transformation for TimestampConverter {
         }
         let data = apply_defaults(self.replace_null, self.part.take(&mut record));
         let converted = if self.field.is_empty() {
-            let (schema, value) = self.convert(data.schema.as_ref(), &data.value)?;
-            SchemaAndValue { schema, value }
+            let (schema, value) = self.convert(data.schema.as_deref(), &data.value)?;
+            SchemaAndValue {
+                schema: schema.map(Into::into),
+                value,
+            }
         } else {
             match (data.schema, data.value) {
                 (Some(mut schema), Value::Struct(mut fields)) => {
-                    let field = schema
+                    let field = std::sync::Arc::make_mut(&mut schema)
                         .fields
                         .iter_mut()
                         .find(|f| f.name == self.field)
@@ -551,7 +555,7 @@ mod tests {
 
     fn timestamp(ms: i64) -> SchemaAndValue {
         SchemaAndValue {
-            schema: Some(TimeType::Timestamp.schema(false)),
+            schema: Some(TimeType::Timestamp.schema(false).into()),
             value: Value::Int64(ms),
         }
     }
@@ -568,7 +572,7 @@ mod tests {
                 &[("target.type", "string"), ("format", "yyyy-MM-dd")],
                 timestamp(MILLIS),
                 SchemaAndValue {
-                    schema: Some(Schema::string()),
+                    schema: Some(Schema::string().into()),
                     value: Value::String("2023-11-14".into()),
                 },
             ),
@@ -576,7 +580,7 @@ mod tests {
                 &[("target.type", "unix")],
                 timestamp(MILLIS),
                 SchemaAndValue {
-                    schema: Some(Schema::new(SchemaType::Int64)),
+                    schema: Some(Schema::new(SchemaType::Int64).into()),
                     value: Value::Int64(MILLIS),
                 },
             ),
@@ -584,7 +588,7 @@ mod tests {
                 &[("target.type", "unix"), ("unix.precision", "seconds")],
                 timestamp(MILLIS),
                 SchemaAndValue {
-                    schema: Some(Schema::new(SchemaType::Int64)),
+                    schema: Some(Schema::new(SchemaType::Int64).into()),
                     value: Value::Int64(MILLIS / 1000),
                 },
             ),
@@ -592,7 +596,7 @@ mod tests {
                 &[("target.type", "Date")],
                 timestamp(MILLIS),
                 SchemaAndValue {
-                    schema: Some(TimeType::Date.schema(false)),
+                    schema: Some(TimeType::Date.schema(false).into()),
                     value: Value::Int32(19_675),
                 },
             ),
@@ -600,7 +604,7 @@ mod tests {
                 &[("target.type", "Time")],
                 timestamp(MILLIS),
                 SchemaAndValue {
-                    schema: Some(TimeType::Time.schema(false)),
+                    schema: Some(TimeType::Time.schema(false).into()),
                     value: Value::Int32(80_000_000),
                 },
             ),
@@ -680,7 +684,7 @@ mod tests {
             .apply(record(
                 "t",
                 SchemaAndValue {
-                    schema: Some(schema),
+                    schema: Some(schema.into()),
                     value,
                 },
             ))
