@@ -11,8 +11,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tonic::{Request, Response, Status};
 use weir_connect::client::{
     HIDDEN, OverridePolicy, is_secret_key, mask_secrets, restore_hidden_secrets,
@@ -24,25 +22,15 @@ use weir_proto::admin::v1::admin_server::Admin;
 
 use crate::error::{Error, Result};
 use crate::keys;
+use crate::links::RunnerLinks;
 use crate::model::{
     AppliedRecord, AssignmentRecord, ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord,
-    TargetRecord, TargetState, TaskConfigsRecord, TaskId,
+    TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, to_json,
 };
 use crate::plugins::{Catalog, Plugin};
+use crate::startup::StartupProbe;
 use crate::store::{Condition, Store, Txn};
 use crate::validate::{config_infos, invalid_config_message, key_definition};
-
-/// Reads a JSON record.
-pub(crate) async fn read_json<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>> {
-    match store.get(key).await? {
-        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
-        None => Ok(None),
-    }
-}
-
-pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding record: {e}")))
-}
 
 /// The admin service over a state store.
 #[derive(Clone)]
@@ -54,9 +42,9 @@ pub struct AdminService {
     /// `connector.client.config.override.policy`.
     override_policy: OverridePolicy,
     /// The runners connected here, which reach the offsets for the offsets API.
-    links: crate::control::RunnerLinks,
+    links: RunnerLinks,
     leader_metrics: Arc<crate::metrics::LeaderMetrics>,
-    startup: Option<crate::rest::StartupProbe>,
+    startup: Option<StartupProbe>,
 }
 
 /// Everything stored about one connector's configuration.
@@ -261,14 +249,14 @@ impl AdminService {
             registry,
             coordinator_id,
             override_policy: OverridePolicy::All,
-            links: crate::control::RunnerLinks::default(),
+            links: RunnerLinks::default(),
             leader_metrics: Arc::default(),
             startup: None,
         }
     }
 
     /// Makes `GET /health` answer `starting` until `probe` says started.
-    pub fn with_startup_probe(mut self, probe: crate::rest::StartupProbe) -> Self {
+    pub fn with_startup_probe(mut self, probe: StartupProbe) -> Self {
         self.startup = Some(probe);
         self
     }
@@ -285,7 +273,7 @@ impl AdminService {
     }
 
     /// Sets the runners this coordinator can ask to reach offsets.
-    pub fn with_runner_links(mut self, links: crate::control::RunnerLinks) -> Self {
+    pub fn with_runner_links(mut self, links: RunnerLinks) -> Self {
         self.links = links;
         self
     }
@@ -1384,74 +1372,4 @@ impl Admin for AdminService {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::LocalStore;
-
-    async fn stopped_connector_with_a_stopping_task() -> (AdminService, Store) {
-        let store: Store = Arc::new(LocalStore::in_memory());
-        let config: ConfigMap = [("connector.class", "VerifiableSource")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect();
-        store
-            .put(&keys::connector_config("c"), to_json(&config).unwrap())
-            .await
-            .unwrap();
-        let target = TargetRecord {
-            state: TargetState::Stopped,
-        };
-        store
-            .put(&keys::connector_target("c"), to_json(&target).unwrap())
-            .await
-            .unwrap();
-        // The runner has not yet reported the task stopped (its final
-        // commit is still under way).
-        let applied = AppliedRecord {
-            epoch: 3,
-            tasks: vec![TaskId {
-                connector: "c".into(),
-                task: 0,
-            }],
-        };
-        store
-            .put(&keys::applied("r1"), to_json(&applied).unwrap())
-            .await
-            .unwrap();
-        let admin = AdminService::new(store.clone(), Arc::new(Registry::builtin()), "c1".into());
-        (admin, store)
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_offsets_change_waits_until_the_stopped_connectors_tasks_have_stopped() {
-        let (admin, store) = stopped_connector_with_a_stopping_task().await;
-        let stops = tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(12)).await;
-            let applied = AppliedRecord {
-                epoch: 4,
-                tasks: Vec::new(),
-            };
-            store
-                .put(&keys::applied("r1"), to_json(&applied).unwrap())
-                .await
-                .unwrap();
-            tokio::time::Instant::now()
-        });
-        admin.stopped("c").await.expect("allowed once stopped");
-        let allowed_at = tokio::time::Instant::now();
-        let stopped_at = stops.await.unwrap();
-        assert!(allowed_at >= stopped_at, "allowed before the task stopped");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_offsets_change_is_refused_while_a_task_never_stops() {
-        let (admin, _store) = stopped_connector_with_a_stopping_task().await;
-        match admin.stopped("c").await {
-            Err(Error::Conflict(message)) => {
-                assert!(message.contains("still stopping on runner r1"), "{message}")
-            }
-            Err(other) => panic!("expected a conflict, got {other:?}"),
-            Ok(_) => panic!("expected a conflict, got Ok"),
-        }
-    }
-}
+mod tests;

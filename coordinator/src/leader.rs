@@ -9,14 +9,13 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::{read_json, to_json};
 use crate::assignment::{Placement, assign_eligible};
 use crate::control::SessionTiming;
 use crate::error::Result;
 use crate::keys;
 use crate::model::{
     AppliedRecord, AssignmentRecord, ClaimsRecord, DepartedRecord, InstanceState, LeaderRecord,
-    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId,
+    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, to_json,
 };
 use crate::plugins::Catalog;
 use crate::store::{Condition, Store, Txn};

@@ -1,10 +1,28 @@
-//! The records kept in the state store (see [`crate::keys`] for where) and
-//! the lifecycle enums they use.
+//! The records kept in the state store (see [`crate::keys`] for where),
+//! the lifecycle enums they use, and how a record is read from and encoded
+//! for the store (JSON).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use weir_connect::config::ConfigMap;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Reads a JSON record.
+pub(crate) async fn read_json<T: DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>> {
+    match store.get(key).await? {
+        Some(bytes) => Ok(Some(serde_json::from_slice(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// Encodes a record as JSON, as it is stored.
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::Internal(format!("encoding record: {e}")))
+}
 
 /// What the user asked a connector to be: Kafka Connect's target state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -29,7 +29,7 @@ pub enum Plugin {
 /// (those that reported it), if one is connected to this coordinator.
 #[derive(Clone)]
 pub struct RemoteValidate {
-    pub links: crate::control::RunnerLinks,
+    pub links: crate::links::RunnerLinks,
     pub runners: BTreeSet<String>,
 }
 

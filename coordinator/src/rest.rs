@@ -17,6 +17,8 @@ use weir_proto::admin::v1 as pb;
 use weir_proto::admin::v1::admin_server::Admin;
 
 use crate::admin::AdminService;
+/// Where callers (`weir standalone`) have always found it.
+pub use crate::startup::StartupProbe;
 
 /// Renders Prometheus text for `GET /metrics`.
 #[derive(Clone)]
@@ -115,17 +117,6 @@ pub fn router(admin: AdminService) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(json_body_limit))
         .with_state(admin)
-}
-
-/// Whether the process serving this REST API has finished starting
-/// (`GET /health` answers 503 `starting` until it has).
-#[derive(Clone)]
-pub struct StartupProbe(pub std::sync::Arc<dyn Fn() -> bool + Send + Sync>);
-
-impl std::fmt::Debug for StartupProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StartupProbe")
-    }
 }
 
 /// Request bodies larger than this are refused with 413.

@@ -50,7 +50,7 @@ pub struct CoordinatorConfig {
     pub metrics: Option<crate::rest::MetricsSource>,
     /// Standalone: `GET /health` answers 503 `starting` until this says the
     /// worker started (its runner joined, its connector files applied).
-    pub startup: Option<crate::rest::StartupProbe>,
+    pub startup: Option<crate::startup::StartupProbe>,
 }
 
 /// A running coordinator.
@@ -97,7 +97,7 @@ impl Coordinator {
         let grpc_addr = local_addr(&grpc_listener)?;
         let rest_addr = local_addr(&rest_listener)?;
 
-        let links = crate::control::RunnerLinks::default();
+        let links = crate::links::RunnerLinks::default();
         let leader_metrics = Arc::new(crate::metrics::LeaderMetrics::default());
         let admin = AdminService::new(store.clone(), registry, config.id.clone())
             .with_override_policy(config.override_policy)

@@ -130,21 +130,42 @@ impl LiveTaps {
 
 /// Stops a tap on the runners when dropped.
 pub struct TapGuard {
-    pub(crate) links: crate::control::RunnerLinks,
-    pub(crate) id: u64,
+    stop: Option<Box<dyn FnOnce() + Send + Sync>>,
+}
+
+impl TapGuard {
+    /// A guard that calls `stop` (which stops the tap on the runners) once,
+    /// when it is dropped.
+    pub fn new(stop: impl FnOnce() + Send + Sync + 'static) -> Self {
+        TapGuard {
+            stop: Some(Box::new(stop)),
+        }
+    }
 }
 
 impl Drop for TapGuard {
     fn drop(&mut self) {
-        self.links.untap(self.id);
+        if let Some(stop) = self.stop.take() {
+            stop();
+        }
     }
 }
 
 /// The records of one tap, as a gRPC server stream; dropping it stops the
 /// tap. It ends with an error when no runner here carries the tap any more.
 pub struct TapStream {
-    pub(crate) records: mpsc::Receiver<Relayed>,
-    pub(crate) _guard: TapGuard,
+    records: mpsc::Receiver<Relayed>,
+    _guard: TapGuard,
+}
+
+impl TapStream {
+    /// The stream of `records`, which stops the tap through `guard` when dropped.
+    pub fn new(records: mpsc::Receiver<Relayed>, guard: TapGuard) -> Self {
+        TapStream {
+            records,
+            _guard: guard,
+        }
+    }
 }
 
 impl futures::Stream for TapStream {
