@@ -254,6 +254,7 @@ struct SinkRun {
     value_converter_class: String,
     /// `header.converter`.
     header_converter: Box<dyn Converter>,
+    header_converter_class: String,
     /// Next offset to commit, per topic partition, for records already put.
     uncommitted: BTreeMap<(String, i32), i64>,
     topics: BTreeSet<Topic>,
@@ -294,7 +295,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
     let (value_converter, value_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Value)?;
-    let (header_converter, _) = context
+    let (header_converter, header_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Header)?;
     context.metrics.set_kind(crate::metrics::TaskKind::Sink);
@@ -315,6 +316,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SinkTask>) -> Resul
         value_converter,
         value_converter_class,
         header_converter,
+        header_converter_class,
         uncommitted: BTreeMap::new(),
         topics: BTreeSet::new(),
         topic_names: TopicNames::default(),
@@ -645,7 +647,9 @@ impl SinkRun {
                 let value = self
                     .header_converter
                     .to_connect(topic, header.value)
-                    .map_err(|e| failure(Stage::HeaderConverter, "header.converter", e))?;
+                    .map_err(|e| {
+                        failure(Stage::HeaderConverter, &self.header_converter_class, e)
+                    })?;
                 headers.push(Header {
                     key: header.key.to_owned(),
                     value,

@@ -121,6 +121,7 @@ struct SourceRun {
     value_converter_class: String,
     /// `header.converter`.
     header_converter: Box<dyn Converter>,
+    header_converter_class: String,
     /// Reused for every record's serialized key and value (the producer copies them).
     key_buffer: Vec<u8>,
     value_buffer: Vec<u8>,
@@ -159,7 +160,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     let (value_converter, value_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Value)?;
-    let (header_converter, _) = context
+    let (header_converter, header_converter_class) = context
         .worker
         .converter(&context.config, ConverterRole::Header)?;
     context.metrics.set_kind(crate::metrics::TaskKind::Source);
@@ -176,6 +177,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         value_converter,
         value_converter_class,
         header_converter,
+        header_converter_class,
         key_buffer: Vec::new(),
         value_buffer: Vec::new(),
         in_flight: VecDeque::new(),
@@ -385,19 +387,46 @@ impl SourceRun {
             if tap.listening(TapPoint::BeforePut) {
                 tap.offer(TapPoint::BeforePut, &TapView::from(&record));
             }
-            let mut message = BaseRecord::with_opaque_to(&record.topic, batch.acks.clone());
-            if !record.headers.is_empty() {
+            // Headers are converted before anything is handed to the
+            // producer: a header that fails is tolerated (stage
+            // HEADER_CONVERTER) like the key and the value, as Kafka
+            // Connect's source tasks and Weir's sinks do.
+            let headers = if record.headers.is_empty() {
+                None
+            } else {
                 let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                let mut failed = None;
                 for header in &record.headers {
-                    let bytes = self
-                        .header_converter
-                        .to_kafka(&record.topic, &header.value)
-                        .map_err(Error::Convert)?;
-                    headers = headers.insert(KafkaHeader {
-                        key: &header.key,
-                        value: bytes.as_deref(),
-                    });
+                    match self.header_converter.to_kafka(&record.topic, &header.value) {
+                        Ok(bytes) => {
+                            headers = headers.insert(KafkaHeader {
+                                key: &header.key,
+                                value: bytes.as_deref(),
+                            });
+                        }
+                        Err(error) => {
+                            failed = Some(error);
+                            break;
+                        }
+                    }
                 }
+                if let Some(error) = failed {
+                    self.errors
+                        .tolerate(
+                            data_failure(
+                                Stage::HeaderConverter,
+                                &self.header_converter_class,
+                                error.0,
+                            ),
+                            None,
+                        )
+                        .await?;
+                    continue;
+                }
+                Some(headers)
+            };
+            let mut message = BaseRecord::with_opaque_to(&record.topic, batch.acks.clone());
+            if let Some(headers) = headers {
                 message = message.headers(headers);
             }
             if let Some(key) = key {

@@ -924,7 +924,7 @@ fn logger_levels_change_without_a_restart() {
 #[test]
 fn the_header_converter_writes_and_reads_typed_headers() {
     let dir = tempfile::tempdir().unwrap();
-    let weir = start(dir.path(), "", &[]);
+    let mut weir = start(dir.path(), "", &[]);
     let rest = &weir.rest;
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "alpha\n").unwrap();
@@ -968,6 +968,53 @@ fn the_header_converter_writes_and_reads_typed_headers() {
         kcat(&weir.bootstrap, "json-headers")[0].headers,
         "h=\"alpha\""
     );
+    // A header the header converter cannot write (a string header through
+    // ByteArrayConverter) is tolerated like a key or a value: with
+    // errors.tolerance=all the record is skipped and its offset committed,
+    // without it the task fails.
+    let bytes = "org.apache.kafka.connect.converters.ByteArrayConverter";
+    let tolerant = source(
+        "tolerant-headers",
+        "tolerant-headers",
+        json!({"header.converter": bytes, "errors.tolerance": "all", "errors.log.enable": "true"}),
+    );
+    let strict = source(
+        "strict-headers",
+        "strict-headers",
+        json!({"header.converter": bytes}),
+    );
+    for body in [tolerant, strict] {
+        let (status, reply) = rest.post("/connectors", &body.to_string());
+        assert_eq!(status, 201, "{reply}");
+    }
+    wait_until(Duration::from_secs(30), "strict-headers FAILED", || {
+        rest.get("/connectors/strict-headers/tasks/0/status").1["state"] == "FAILED"
+    });
+    let (_, task) = rest.get("/connectors/strict-headers/tasks/0/status");
+    let trace = task["trace"].as_str().unwrap();
+    assert!(
+        trace.contains("Tolerance exceeded in error handler")
+            && trace.contains("Invalid schema type for ByteArrayConverter: STRING"),
+        "{trace}"
+    );
+    assert_eq!(
+        rest.get("/connectors/tolerant-headers/tasks/0/status").1["state"],
+        "RUNNING"
+    );
+    let logged = weir
+        .process
+        .wait_for_log("stage=\"HEADER_CONVERTER\"", Duration::from_secs(30));
+    assert!(logged.contains("tolerant-headers"), "{logged}");
+    assert_eq!(rest.put_empty("/connectors/tolerant-headers/stop").0, 204);
+    wait_until(Duration::from_secs(30), "tolerant-headers STOPPED", || {
+        rest.get("/connectors/tolerant-headers/status").1["connector"]["state"] == "STOPPED"
+    });
+    assert_eq!(
+        rest.get("/connectors/tolerant-headers/offsets").1,
+        json!({"offsets": [{"partition": {"filename": input.to_str().unwrap()}, "offset": {"position": 6}}]}),
+        "the skipped record's offset is committed"
+    );
+
     // A header converter this build does not have is refused.
     let bad = source(
         "bad",
