@@ -1,38 +1,36 @@
-//! The connector side of Weir.
+//! The connector side of Weir, as the runner, the coordinator and the CLI
+//! see it: the crates below under one name, and what only workers need.
 //!
-//! # Layout
-//! - [`data`]: Kafka Connect's data model (schemas and values).
-//! - [`config`]: config definitions (`ConfigDef`) and their validation.
+//! # The crates it gathers (each its own crate; a connector author depends
+//! # on `weir-api` alone)
+//! - `weir-api`: [`api`] (the traits a connector implements), [`data`]
+//!   (Kafka Connect's data model), [`config`] (`ConfigDef`).
+//! - `weir-transforms`: [`transforms`], the SMTs and predicates.
+//! - `weir-builtins`: [`file`] and [`verifiable`], the built-in connectors.
+//! - `weir-sdk`: [`sdk`] (the Rust SDK's sidecar server), [`wire`],
+//!   [`codec`], [`liveness`] and [`conformance`]: connector protocol v2.
+//!
+//! # Its own modules
+//! - [`converter`]: Kafka Connect's converters (String, Json, ByteArray, …).
 //! - [`client`]: client overrides, the override policy and secret keys.
 //! - [`properties`]: Java `.properties` files, the format of worker and connector configs.
-//! - [`api`]: the traits a connector implements; they mirror the connector
-//!   protocol in `proto/weir/connector/v2`.
+//! - [`providers`]: config providers (`${file:…}`, `${env:…}`, …).
+//! - [`logging`]: logger names and levels, as Kafka Connect's admin/loggers API sees them.
 //! - [`durable`]: crash-safe file replacement.
-//! - [`file`]: the built-in `FileStreamSource` and `FileStreamSink` connectors.
 //! - [`registry`]: the plugins this build knows, by class name and alias.
-//! - [`wire`]: the API's types in connector protocol v2.
-//! - [`codec`]: record batches encoded straight into protocol v2 bytes.
-//! - [`conformance`]: the black-box conformance kit for connector sidecars.
-//! - [`sdk`]: the Rust SDK's sidecar server: plugins served over protocol v2.
 
-pub mod api;
 pub mod client;
-pub mod codec;
-pub mod config;
-pub mod conformance;
 pub mod converter;
-pub mod data;
 pub mod durable;
-pub mod file;
-pub mod liveness;
 pub mod logging;
 pub mod properties;
 pub mod providers;
 pub mod registry;
-pub mod sdk;
-pub mod transforms;
-pub mod verifiable;
-pub mod wire;
+
+pub use weir_api::{api, config, data};
+pub use weir_builtins::{file, verifiable};
+pub use weir_sdk::{codec, conformance, liveness, sdk, wire};
+pub use weir_transforms as transforms;
 
 pub use api::{
     ConnectorError, ConnectorKind, ConnectorPlugin, SinkRecord, SinkTask, SourceRecord, SourceTask,

@@ -1,9 +1,9 @@
 //! `InsertHeader`, `DropHeaders` and the `HasHeaderKey` predicate.
 
 use super::{ConnectRecord, Predicate, Result, Transformation, required};
-use crate::api::Header;
-use crate::config::{ConfigMap, parse_list};
-use crate::data::{Schema, SchemaAndValue, Value};
+use weir_api::api::Header;
+use weir_api::config::{ConfigMap, parse_list};
+use weir_api::data::{Schema, SchemaAndValue, Value};
 
 /// Adds a header with a literal value to every record.
 #[derive(Debug, Clone, PartialEq)]
@@ -80,7 +80,7 @@ impl Predicate for HasHeaderKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transforms::tests::{config, record, text};
+    use crate::tests::{config, record, text};
 
     fn with_headers(keys: &[&str]) -> ConnectRecord {
         let mut r = record("t", text("v"));

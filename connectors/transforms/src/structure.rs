@@ -6,9 +6,9 @@ use super::{
     ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
     replace_null_with_default, required,
 };
-use crate::api::Header;
-use crate::config::{ConfigMap, parse_list};
-use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+use weir_api::api::Header;
+use weir_api::config::{ConfigMap, parse_list};
+use weir_api::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
 pub const TIMESTAMP_LOGICAL: &str = "org.apache.kafka.connect.data.Timestamp";
 
@@ -723,7 +723,7 @@ impl Transformation for HeaderFrom {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transforms::tests::{config, record};
+    use crate::tests::{config, record};
 
     fn s(text: &str) -> Value {
         Value::String(text.into())

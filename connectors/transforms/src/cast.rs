@@ -5,8 +5,8 @@ use super::{
     ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
     replace_null_with_default, required,
 };
-use crate::config::{ConfigMap, parse_list};
-use crate::data::{Schema, SchemaAndValue, SchemaType, Value};
+use weir_api::config::{ConfigMap, parse_list};
+use weir_api::data::{Schema, SchemaAndValue, SchemaType, Value};
 
 const CASTABLE: [SchemaType; 8] = [
     SchemaType::Int8,
@@ -211,8 +211,8 @@ impl Transformation for Cast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Field;
-    use crate::transforms::tests::{config, record};
+    use crate::tests::{config, record};
+    use weir_api::data::Field;
 
     #[test]
     fn cast_value_table() {

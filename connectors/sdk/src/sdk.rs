@@ -1,5 +1,5 @@
 //! The Rust SDK's sidecar side: serves connector plugins, written once
-//! against [`crate::api`], over connector protocol v2, on a Unix domain
+//! against [`weir_api::api`], over connector protocol v2, on a Unix domain
 //! socket or TCP, with `grpc.health.v1`.
 //!
 //! ```no_run
@@ -30,10 +30,11 @@ use tonic::{Request, Response, Status, Streaming};
 use weir_proto::connector::v2 as pb;
 use weir_proto::connector::v2::connector_server::{Connector, ConnectorServer};
 
-use crate::api::{ConnectorContext, ConnectorPlugin, SinkTask, SourceTask, Task};
 use crate::codec::{self, SinkCommandIn};
-use crate::config::ConfigMap;
-use crate::{registry, wire};
+use crate::wire;
+use weir_api::api as registry;
+use weir_api::api::{ConnectorContext, ConnectorPlugin, SinkTask, SourceTask, Task};
+use weir_api::config::ConfigMap;
 
 /// The protocol versions this SDK speaks.
 const VERSIONS: [u32; 1] = [pb::PROTOCOL_VERSION];
@@ -178,7 +179,7 @@ impl ConnectorPlugin for Renamed {
         self.class
     }
 
-    fn kind(&self) -> crate::api::ConnectorKind {
+    fn kind(&self) -> weir_api::api::ConnectorKind {
         self.inner.kind()
     }
 
@@ -186,7 +187,7 @@ impl ConnectorPlugin for Renamed {
         self.inner.version()
     }
 
-    fn config_def(&self) -> crate::config::ConfigDef {
+    fn config_def(&self) -> weir_api::config::ConfigDef {
         self.inner.config_def()
     }
 
@@ -198,7 +199,7 @@ impl ConnectorPlugin for Renamed {
         &self,
         config: &ConfigMap,
         max_tasks: usize,
-    ) -> crate::api::Result<Vec<ConfigMap>> {
+    ) -> weir_api::api::Result<Vec<ConfigMap>> {
         self.inner.task_configs(config, max_tasks).await
     }
 
@@ -210,7 +211,7 @@ impl ConnectorPlugin for Renamed {
         &self,
         config: &ConfigMap,
         context: ConnectorContext,
-    ) -> crate::api::Result<()> {
+    ) -> weir_api::api::Result<()> {
         self.inner.monitor(config, context).await
     }
 }
@@ -384,7 +385,7 @@ impl tonic::server::StreamingService<pb::SourceCommand> for SourceRun {
 type OpenedSource = (
     Box<dyn SourceTask>,
     ConfigMap,
-    Vec<crate::api::SourcePosition>,
+    Vec<weir_api::api::SourcePosition>,
     Streaming<pb::SourceCommand>,
 );
 
@@ -426,7 +427,7 @@ async fn send_source(events: &Events<Bytes>, event: pb::source_event::Event) -> 
 async fn source_session(
     mut task: Box<dyn SourceTask>,
     config: ConfigMap,
-    positions: Vec<crate::api::SourcePosition>,
+    positions: Vec<weir_api::api::SourcePosition>,
     mut commands: Streaming<pb::SourceCommand>,
     events: Events<Bytes>,
 ) {
@@ -462,7 +463,7 @@ async fn source_session(
                         .collect::<Result<Vec<_>, _>>();
                     let outcome = match positions {
                         Ok(positions) => task.commit(&positions).await,
-                        Err(error) => Err(crate::api::ConnectorError::Fatal(error.to_string())),
+                        Err(error) => Err(weir_api::api::ConnectorError::Fatal(error.to_string())),
                     };
                     if let Err(error) = outcome {
                         send_source(&events, Event::Error(wire::error_to_wire(&error))).await;
@@ -635,7 +636,7 @@ async fn send_sink(events: &Events<pb::SinkEvent>, event: pb::sink_event::Event)
 
 /// A sink command as the session serves it.
 enum Incoming {
-    Put(u64, Result<Vec<crate::api::SinkRecord>, String>),
+    Put(u64, Result<Vec<weir_api::api::SinkRecord>, String>),
     Command(pb::sink_command::Command),
 }
 
@@ -685,11 +686,11 @@ async fn sink_session(
             Incoming::Put(id, records) => {
                 let outcome = match records {
                     Ok(records) => task.put(&records).await,
-                    Err(error) => Err(crate::api::ConnectorError::Fatal(error)),
+                    Err(error) => Err(weir_api::api::ConnectorError::Fatal(error)),
                 };
                 let (error, records) = match outcome {
                     Ok(()) => (None, Vec::new()),
-                    Err(crate::api::ConnectorError::Records(failed)) => (
+                    Err(weir_api::api::ConnectorError::Records(failed)) => (
                         None,
                         failed.iter().map(wire::record_error_to_wire).collect(),
                     ),
@@ -769,7 +770,7 @@ mod tests {
     use weir_proto::connector::v2::source_client::SourceClient;
 
     use super::*;
-    use crate::file::{FileStreamSink, FileStreamSource};
+    use weir_builtins::file::{FileStreamSink, FileStreamSource};
 
     async fn sidecar() -> (String, CancellationToken) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -945,14 +946,14 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                wire::sink_record_to_wire(&crate::api::SinkRecord {
+                wire::sink_record_to_wire(&weir_api::api::SinkRecord {
                     topic: "t".into(),
                     partition: 0,
                     offset: i as i64,
-                    key: crate::data::SchemaAndValue::null(),
-                    value: crate::data::SchemaAndValue {
-                        schema: Some(crate::data::Schema::string().into()),
-                        value: crate::data::Value::String((*v).into()),
+                    key: weir_api::data::SchemaAndValue::null(),
+                    value: weir_api::data::SchemaAndValue {
+                        schema: Some(weir_api::data::Schema::string().into()),
+                        value: weir_api::data::Value::String((*v).into()),
                     },
                     timestamp_ms: None,
                     headers: Vec::new(),

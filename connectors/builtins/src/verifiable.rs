@@ -17,14 +17,14 @@ use async_trait::async_trait;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::api::{
+use weir_api::api::{
     ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourceOffset,
     SourcePosition, SourceRecord, SourceTask, Task, TopicPartitionOffset,
 };
-use crate::config::{
+use weir_api::config::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
 };
-use crate::data::{Schema, SchemaAndValue, Value};
+use weir_api::data::{Schema, SchemaAndValue, Value};
 
 pub const SOURCE_CLASS: &str = "org.apache.kafka.connect.tools.VerifiableSourceConnector";
 pub const SINK_CLASS: &str = "org.apache.kafka.connect.tools.VerifiableSinkConnector";
@@ -76,7 +76,7 @@ impl ConnectorPlugin for VerifiableSource {
 #[derive(Default)]
 struct VerifiableSourceTask {
     task: i64,
-    topic: crate::api::Topic,
+    topic: weir_api::api::Topic,
     interval: Duration,
     next_seqno: i64,
     next_at: Option<Instant>,
@@ -106,7 +106,7 @@ impl SourceTask for VerifiableSourceTask {
         self.task = number(config, TASK_ID, 0)?;
         self.topic = config
             .get(TOPIC)
-            .map(crate::api::Topic::from)
+            .map(weir_api::api::Topic::from)
             .ok_or_else(|| ConnectorError::Config(format!("{TOPIC} is required")))?;
         let throughput = number(config, THROUGHPUT, 100)?.max(1);
         self.interval = Duration::from_secs_f64(1.0 / throughput as f64);

@@ -6,8 +6,8 @@ use super::{
     ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
     replace_null_with_default, required,
 };
-use crate::config::{ConfigMap, parse_list};
-use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+use weir_api::config::{ConfigMap, parse_list};
+use weir_api::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
 /// Kafka Connect's name for a value's type in error messages.
 fn type_name(value: &Value) -> &'static str {
@@ -256,7 +256,7 @@ impl Transformation for HoistField {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transforms::tests::{config, record};
+    use crate::tests::{config, record};
 
     fn person_schema() -> Schema {
         let mut schema = Schema::new(SchemaType::Struct);

@@ -13,14 +13,14 @@ use serde_json::json;
 use tokio::fs::{File, OpenOptions};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use crate::api::{
+use weir_api::api::{
     ConnectorError, ConnectorPlugin, JsonMap, Result, SinkRecord, SinkTask, SourceOffset,
     SourcePosition, SourceRecord, SourceTask, Task, TopicPartitionOffset,
 };
-use crate::config::{
+use weir_api::config::{
     ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Direction, Importance, Validator,
 };
-use crate::data::{Schema, SchemaAndValue, Value};
+use weir_api::data::{Schema, SchemaAndValue, Value};
 
 pub const SOURCE_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSourceConnector";
 pub const SINK_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSinkConnector";
@@ -97,7 +97,7 @@ impl ConnectorPlugin for FileStreamSource {
 #[derive(Default)]
 pub struct FileStreamSourceTask {
     path: PathBuf,
-    topic: crate::api::Topic,
+    topic: weir_api::api::Topic,
     batch_size: usize,
     file: Option<File>,
     /// File position just after the last line handed out by `poll`.
@@ -203,7 +203,7 @@ impl SourceTask for FileStreamSourceTask {
         self.path = PathBuf::from(path);
         self.topic = config
             .get(TOPIC)
-            .map(crate::api::Topic::from)
+            .map(weir_api::api::Topic::from)
             .ok_or_else(|| ConnectorError::Config("topic is required".into()))?;
         self.batch_size = match config.get(BATCH_SIZE) {
             Some(raw) => raw.trim().parse().map_err(|_| {

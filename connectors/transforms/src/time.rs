@@ -6,8 +6,8 @@ use super::{
     ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
     replace_null_with_default,
 };
-use crate::config::ConfigMap;
-use crate::data::{Schema, SchemaAndValue, SchemaType, Value};
+use weir_api::config::ConfigMap;
+use weir_api::data::{Schema, SchemaAndValue, SchemaType, Value};
 
 pub const DATE_LOGICAL: &str = "org.apache.kafka.connect.data.Date";
 pub const TIME_LOGICAL: &str = "org.apache.kafka.connect.data.Time";
@@ -465,8 +465,8 @@ impl Transformation for TimestampConverter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::Field;
-    use crate::transforms::tests::{config, record, text};
+    use crate::tests::{config, record, text};
+    use weir_api::data::Field;
 
     // 2023-11-14T22:13:20.000Z
     const MILLIS: i64 = 1_700_000_000_000;

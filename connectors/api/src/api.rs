@@ -463,3 +463,20 @@ pub trait SinkTask: Send {
     }
     async fn stop(&mut self) -> Result<()>;
 }
+
+/// The short names a connector class also answers to: its simple name and
+/// the simple name without `Connector` (`FileStreamSource`).
+pub fn aliases(class: &str) -> Vec<String> {
+    let simple = class.rsplit('.').next().unwrap_or(class);
+    let mut aliases = vec![simple.to_owned()];
+    if let Some(short) = simple.strip_suffix("Connector") {
+        aliases.push(short.to_owned());
+    }
+    aliases
+}
+
+/// Whether `name` names the connector `class`: the full name or an alias.
+pub fn answers_to(class: &str, name: &str) -> bool {
+    let name = name.trim();
+    name == class || aliases(class).iter().any(|alias| alias == name)
+}

@@ -2,7 +2,7 @@
 //! (`PUT /connector-plugins/{plugin}/config/validate`), plus the keys Kafka
 //! Connect adds to every transform and predicate alias.
 
-use crate::config::{ConfigDef, ConfigKey, ConfigType, Default, Importance, Validator};
+use weir_api::config::{ConfigDef, ConfigKey, ConfigType, Default, Importance, Validator};
 
 fn key(
     name: &'static str,

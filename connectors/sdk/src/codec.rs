@@ -23,9 +23,9 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use weir_proto::connector::v2 as pb;
 
-use crate::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord};
-use crate::data::{Schema, SchemaAndValue, SchemaRef, Value};
 use crate::wire;
+use weir_api::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord};
+use weir_api::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 /// Tags of the messages written here, as in `connector.proto`.
 mod tag {
@@ -1013,7 +1013,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::data::SchemaType;
+    use weir_api::data::SchemaType;
 
     fn string(text: &str) -> SchemaAndValue {
         SchemaAndValue {

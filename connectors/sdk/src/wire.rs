@@ -1,20 +1,20 @@
 //! The connector API's types on the wire: conversions between
-//! [`crate::api`]/[`crate::data`] and connector protocol v2
+//! [`weir_api::api`]/[`weir_api::data`] and connector protocol v2
 //! (`proto/weir/connector/v2`). Both sides of a sidecar use them: the Rust
 //! SDK that serves a connector and the runner that calls it.
 
 use weir_proto::connector::v2 as pb;
 
-use crate::api::ConnectorPlugin;
-use crate::api::{
+use weir_api::api::ConnectorPlugin;
+use weir_api::api::{
     ConnectorError, Header, JsonMap, RecordError, SinkRecord, SourcePosition, SourceRecord,
     TopicPartitionOffset,
 };
-use crate::config::{
+use weir_api::config::{
     ConfigDef, ConfigKey, ConfigType, Default as KeyDefault, Direction, Importance, Validator,
     Width,
 };
-use crate::data::{Field, Schema, SchemaAndValue, SchemaRef, SchemaType, Value};
+use weir_api::data::{Field, Schema, SchemaAndValue, SchemaRef, SchemaType, Value};
 
 /// A message that does not follow the protocol.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -552,7 +552,7 @@ pub fn config_key_from_wire(key: &pb::ConfigKey) -> ConfigKey {
 pub fn plugin_to_wire(plugin: &dyn ConnectorPlugin) -> pb::Plugin {
     pb::Plugin {
         class: plugin.class().to_owned(),
-        aliases: crate::registry::aliases(plugin.class()),
+        aliases: weir_api::api::aliases(plugin.class()),
         kind: kind_to_wire(plugin.kind()) as i32,
         version: plugin.version().to_owned(),
         config: plugin
@@ -579,7 +579,7 @@ impl Described {
     pub fn of(plugin: &dyn ConnectorPlugin) -> Self {
         Described {
             class: plugin.class(),
-            aliases: crate::registry::aliases(plugin.class()),
+            aliases: weir_api::api::aliases(plugin.class()),
             kind: plugin.kind(),
             version: plugin.version(),
             config_def: plugin.config_def(),
@@ -611,7 +611,7 @@ pub fn plugin_from_wire(plugin: &pb::Plugin) -> Result<Described> {
     for key in &plugin.config {
         config_def = config_def.define(config_key_from_wire(key));
     }
-    let mut aliases = crate::registry::aliases(&plugin.class);
+    let mut aliases = weir_api::api::aliases(&plugin.class);
     aliases.extend(plugin.aliases.iter().cloned());
     aliases.sort();
     aliases.dedup();

@@ -4,7 +4,7 @@
 use regex::Regex;
 
 use super::{ConnectRecord, Predicate, Result, Transformation, required};
-use crate::config::ConfigMap;
+use weir_api::config::ConfigMap;
 
 /// Drops every record; used with a predicate.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -112,8 +112,8 @@ impl Predicate for RecordIsTombstone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::SchemaAndValue;
-    use crate::transforms::tests::{config, record, text};
+    use crate::tests::{config, record, text};
+    use weir_api::data::SchemaAndValue;
 
     #[test]
     fn regex_router_table() {

@@ -29,9 +29,9 @@ mod time;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use crate::api::Header;
-use crate::config::{ConfigMap, parse_list};
-use crate::data::{Schema, SchemaAndValue, SchemaRef, Value};
+use weir_api::api::Header;
+use weir_api::config::{ConfigMap, parse_list};
+use weir_api::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 pub use cast::Cast;
 pub use fields::{ExtractField, HoistField, ValueToKey};
@@ -96,7 +96,7 @@ impl PartialEq for SchemaMemo {
 /// The part of a source or sink record that transforms see and change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectRecord {
-    pub topic: crate::api::Topic,
+    pub topic: weir_api::api::Topic,
     pub kafka_partition: Option<i32>,
     /// The Kafka offset, for sink records.
     pub kafka_offset: Option<i64>,
@@ -479,7 +479,7 @@ impl TransformChain {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::data::{Schema, Value};
+    use weir_api::data::{Schema, Value};
 
     pub fn record(topic: &str, value: SchemaAndValue) -> ConnectRecord {
         ConnectRecord {
@@ -538,7 +538,7 @@ pub(crate) mod tests {
     // replace.null.with.default=false.
     #[test]
     fn replace_null_with_default_table() {
-        use crate::data::{Field, SchemaType};
+        use weir_api::data::{Field, SchemaType};
         let mut age = Schema::new(SchemaType::Int32).optional();
         age.default = Some(Box::new(Value::Int32(18)));
         let mut schema = Schema::new(SchemaType::Struct);
