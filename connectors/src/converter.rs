@@ -4,13 +4,14 @@
 //! class names and aliases.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map as JsonObject, Value as Json, json};
 
 use crate::config::ConfigMap;
-use crate::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
+use crate::data::{Field, Schema, SchemaAndValue, SchemaRef, SchemaType, Value};
 
 pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 pub const STRING_CONVERTER: &str = "org.apache.kafka.connect.storage.StringConverter";
@@ -125,7 +126,7 @@ impl Converter for SimpleHeaderConverter {
         let Some(bytes) = bytes else {
             return Ok(SchemaAndValue::null());
         };
-        let text = String::from_utf8_lossy(bytes).into_owned();
+        let text = crate::data::text_of(bytes);
         let typed = |schema_type: SchemaType, value: Value| SchemaAndValue {
             schema: Some(Schema::new(schema_type).into()),
             value,
@@ -185,9 +186,9 @@ pub struct JsonConverter {
     pub schemas_enable: bool,
     /// The serialized JSON of the last schema written: records of one task
     /// usually share a schema, so it is rendered once, as Kafka Connect's cache does.
-    schema_cache: std::sync::Mutex<Option<(Schema, String)>>,
+    schema_cache: std::sync::Mutex<Option<(SchemaRef, String)>>,
     /// The last schema read, by its JSON text.
-    read_schema_cache: std::sync::Mutex<Option<(String, Schema)>>,
+    read_schema_cache: std::sync::Mutex<Option<(String, SchemaRef)>>,
 }
 
 impl JsonConverter {
@@ -225,7 +226,7 @@ impl JsonConverter {
                 _ => {
                     let parsed: Json = serde_json::from_str(schema_text).ok()?;
                     let schema = match schema_from_json(&parsed) {
-                        Ok(schema) => schema,
+                        Ok(schema) => SchemaRef::new(schema),
                         Err(error) => return Some(Err(error)),
                     };
                     *cache = Some((schema_text.to_owned(), schema.clone()));
@@ -244,18 +245,19 @@ impl JsonConverter {
             }
         };
         Some(Ok(SchemaAndValue {
-            schema: Some(schema.into()),
+            schema: Some(schema),
             value,
         }))
     }
 
     /// Writes the schema's JSON text to `out`, from the cache when it is the last one seen.
-    fn write_schema(&self, schema: &Schema, out: &mut Vec<u8>) {
+    fn write_schema(&self, schema: &SchemaRef, out: &mut Vec<u8>) {
         let Ok(mut cache) = self.schema_cache.lock() else {
             out.extend_from_slice(schema_to_json(schema).to_string().as_bytes());
             return;
         };
-        if !matches!(cache.as_ref(), Some((cached, _)) if cached == schema) {
+        if !matches!(cache.as_ref(), Some((cached, _)) if Arc::ptr_eq(cached, schema) || cached == schema)
+        {
             *cache = Some((schema.clone(), schema_to_json(schema).to_string()));
         }
         if let Some((_, text)) = cache.as_ref() {
@@ -299,10 +301,7 @@ impl Converter for JsonConverter {
             (Some(schema), Value::String(text)) if schema.schema_type == SchemaType::String => {
                 serde_json::to_writer(&mut *out, text).map_err(failed)?;
             }
-            (schema, value) => {
-                let payload = value_to_json(schema.as_deref(), value)?;
-                serde_json::to_writer(&mut *out, &payload).map_err(failed)?;
-            }
+            (schema, value) => write_value_json(schema.as_deref(), value, out)?,
         }
         if self.schemas_enable {
             out.push(b'}');
@@ -490,6 +489,63 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
         schema.default = Some(Box::new(value_from_json(&schema, default)?));
     }
     Ok(schema)
+}
+
+/// Writes the JSON text of a value, following its schema when there is one:
+/// byte for byte what serializing [`value_to_json`] writes, without building
+/// the JSON tree for structs, arrays, strings and whole numbers.
+pub fn write_value_json(schema: Option<&Schema>, value: &Value, out: &mut Vec<u8>) -> Result<()> {
+    let written = |result: serde_json::Result<()>| {
+        result.map_err(|e| {
+            ConvertError(format!(
+                "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
+            ))
+        })
+    };
+    if !value.is_null()
+        && let Some(schema) = schema
+    {
+        check_type(schema, value)?;
+    }
+    match value {
+        Value::String(text) => written(serde_json::to_writer(&mut *out, text)),
+        Value::Int8(v) => written(serde_json::to_writer(&mut *out, v)),
+        Value::Int16(v) => written(serde_json::to_writer(&mut *out, v)),
+        Value::Int32(v) => written(serde_json::to_writer(&mut *out, v)),
+        Value::Int64(v) => written(serde_json::to_writer(&mut *out, v)),
+        Value::Boolean(v) => written(serde_json::to_writer(&mut *out, v)),
+        Value::Struct(fields) => {
+            out.push(b'{');
+            for (i, (name, field_value)) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                written(serde_json::to_writer(&mut *out, name))?;
+                out.push(b':');
+                let field_schema = schema.and_then(|s| s.field(name)).map(|f| &f.schema);
+                write_value_json(field_schema, field_value, out)?;
+            }
+            out.push(b'}');
+            Ok(())
+        }
+        Value::Array(items) => {
+            let element = schema.and_then(|s| s.value_schema.as_deref());
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_value_json(element, item, out)?;
+            }
+            out.push(b']');
+            Ok(())
+        }
+        // Nulls (defaults, required checks), floats, bytes and maps: the tree.
+        other => written(serde_json::to_writer(
+            &mut *out,
+            &value_to_json(schema, other)?,
+        )),
+    }
 }
 
 /// The JSON form of a value, following its schema when there is one.
@@ -736,7 +792,7 @@ impl Converter for StringConverter {
         Ok(SchemaAndValue {
             schema: Some(Schema::optional_string_ref()),
             value: match bytes {
-                Some(bytes) => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+                Some(bytes) => Value::String(crate::data::text_of(bytes)),
                 None => Value::Null,
             },
         })
@@ -776,6 +832,98 @@ impl Converter for ByteArrayConverter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_written_as_their_json_tree_serializes() {
+        let field = |name: &str, schema: Schema| Field {
+            name: name.into(),
+            schema,
+        };
+        let mut defaulted = Schema::new(SchemaType::Int32).optional();
+        defaulted.default = Some(Box::new(Value::Int32(7)));
+        let mut inner = Schema::new(SchemaType::Struct);
+        inner.fields = vec![field("b", Schema::new(SchemaType::Boolean))];
+        let mut schema = Schema::new(SchemaType::Struct);
+        schema.fields = vec![
+            field("i8", Schema::new(SchemaType::Int8)),
+            field("i64", Schema::new(SchemaType::Int64)),
+            field("f32", Schema::new(SchemaType::Float32)),
+            field("f64", Schema::new(SchemaType::Float64)),
+            field("text", Schema::string()),
+            field("bytes", Schema::new(SchemaType::Bytes)),
+            field("list", Schema::array(Schema::new(SchemaType::Int16))),
+            field(
+                "by_name",
+                Schema::map(Schema::string(), Schema::new(SchemaType::Int32)),
+            ),
+            field(
+                "by_number",
+                Schema::map(Schema::new(SchemaType::Int32), Schema::string()),
+            ),
+            field("absent", Schema::string().optional()),
+            field("defaulted", defaulted),
+            field("inner", inner),
+        ];
+        let value = Value::Struct(vec![
+            ("i8".into(), Value::Int8(-8)),
+            ("i64".into(), Value::Int64(i64::MAX)),
+            ("f32".into(), Value::Float32(0.1)),
+            ("f64".into(), Value::Float64(f64::NAN)),
+            ("text".into(), Value::String("a \"quoted\"\n\u{1}é".into())),
+            ("bytes".into(), Value::Bytes(vec![0, 255, 7])),
+            (
+                "list".into(),
+                Value::Array(vec![Value::Int16(1), Value::Int16(-2)]),
+            ),
+            (
+                "by_name".into(),
+                Value::Map(vec![(Value::String("k".into()), Value::Int32(1))]),
+            ),
+            (
+                "by_number".into(),
+                Value::Map(vec![(Value::Int32(3), Value::String("three".into()))]),
+            ),
+            ("absent".into(), Value::Null),
+            ("defaulted".into(), Value::Null),
+            (
+                "inner".into(),
+                Value::Struct(vec![("b".into(), Value::Boolean(true))]),
+            ),
+        ]);
+        let mut written = Vec::new();
+        write_value_json(Some(&schema), &value, &mut written).unwrap();
+        let tree = serde_json::to_vec(&value_to_json(Some(&schema), &value).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8(written).unwrap(),
+            String::from_utf8(tree).unwrap()
+        );
+
+        let mut schemaless = Vec::new();
+        write_value_json(None, &value, &mut schemaless).unwrap();
+        let tree = serde_json::to_vec(&value_to_json(None, &value).unwrap()).unwrap();
+        assert_eq!(schemaless, tree);
+
+        // The same checks fail the same way.
+        let required_null = Value::Struct(vec![("b".into(), Value::Null)]);
+        let mut inner_required = Schema::new(SchemaType::Struct);
+        inner_required.fields = vec![field("b", Schema::new(SchemaType::Boolean))];
+        assert_eq!(
+            write_value_json(Some(&inner_required), &required_null, &mut Vec::new())
+                .unwrap_err()
+                .0,
+            value_to_json(Some(&inner_required), &required_null)
+                .unwrap_err()
+                .0
+        );
+        assert_eq!(
+            write_value_json(Some(&Schema::string()), &Value::Int32(1), &mut Vec::new())
+                .unwrap_err()
+                .0,
+            value_to_json(Some(&Schema::string()), &Value::Int32(1))
+                .unwrap_err()
+                .0
+        );
+    }
 
     fn string_line(text: &str) -> SchemaAndValue {
         SchemaAndValue {

@@ -185,6 +185,15 @@ impl Value {
     }
 }
 
+/// `bytes` as text, invalid UTF-8 replaced as Java's decoder does. Valid
+/// text (nearly all) takes the fast validator, not the lossy scan.
+pub fn text_of(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// A schema shared by every record that has it: records of one source or
 /// topic usually carry the same schema, and cloning this costs one count.
 pub type SchemaRef = Arc<Schema>;

@@ -24,7 +24,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder
 use weir_proto::connector::v2 as pb;
 
 use crate::wire;
-use weir_api::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord};
+use weir_api::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord, Topic};
 use weir_api::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 /// Tags of the messages written here, as in `connector.proto`.
@@ -503,9 +503,22 @@ pub enum SinkCommandIn {
 #[derive(Default)]
 pub struct SchemaReader {
     entries: Vec<(Bytes, SchemaRef)>,
+    /// The topic names received, so that records of one topic share a name.
+    topics: Vec<Topic>,
 }
 
 impl SchemaReader {
+    fn topic(&mut self, bytes: &[u8]) -> Result<Topic, String> {
+        if let Some(topic) = self.topics.iter().find(|t| t.as_bytes() == bytes) {
+            return Ok(topic.clone());
+        }
+        let topic = Topic::from(utf8(bytes, "a topic")?);
+        if self.topics.len() < CACHED_SCHEMAS {
+            self.topics.push(topic.clone());
+        }
+        Ok(topic)
+    }
+
     fn schema(&mut self, bytes: &[u8]) -> Result<SchemaRef, String> {
         if let Some((_, schema)) = self.entries.iter().find(|(known, _)| known == bytes) {
             return Ok(schema.clone());
@@ -678,7 +691,7 @@ fn decode_header(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<Header, S
 #[allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap)] // protobuf's int32/int64 varints
 fn decode_sink_record(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<SinkRecord, String> {
     let mut record = SinkRecord {
-        topic: String::new().into(),
+        topic: Topic::default(),
         partition: 0,
         offset: 0,
         key: SchemaAndValue::null(),
@@ -688,9 +701,7 @@ fn decode_sink_record(mut buf: &[u8], schemas: &mut SchemaReader) -> Result<Sink
     };
     while !buf.is_empty() {
         match next_field(&mut buf)? {
-            Field::Delimited(tag::SINK_TOPIC, topic) => {
-                record.topic = utf8(topic, "a topic")?.into()
-            }
+            Field::Delimited(tag::SINK_TOPIC, topic) => record.topic = schemas.topic(topic)?,
             Field::Varint(tag::SINK_PARTITION, v) => record.partition = v as i32,
             Field::Varint(tag::SINK_OFFSET, v) => record.offset = v as i64,
             Field::Delimited(tag::SINK_KEY, key) => record.key = decode_data(key, schemas)?,
@@ -851,7 +862,7 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
     let mut record = SourceRecord {
         source_partition: std::sync::Arc::default(),
         source_offset: SourceOffset::default(),
-        topic: String::new().into(),
+        topic: Topic::default(),
         kafka_partition: None,
         key: SchemaAndValue::null(),
         value: SchemaAndValue::null(),
@@ -863,7 +874,7 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
             Field::Delimited(tag::SOURCE_PARTITION_JSON, json) => partition_json = json,
             Field::Delimited(tag::SOURCE_OFFSET_JSON, json) => offset_json = json,
             Field::Delimited(tag::SOURCE_TOPIC, topic) => {
-                record.topic = utf8(topic, "a topic")?.into()
+                record.topic = reader.schemas.topic(topic)?
             }
             Field::Varint(tag::SOURCE_KAFKA_PARTITION, v) => {
                 record.kafka_partition = Some(v as i32)

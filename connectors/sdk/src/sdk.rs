@@ -5,8 +5,8 @@
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use std::sync::Arc;
-//! use weir_connect::file::{FileStreamSink, FileStreamSource};
-//! weir_connect::sdk::Sidecar::new(vec![Arc::new(FileStreamSource), Arc::new(FileStreamSink)])
+//! use weir_builtins::file::{FileStreamSink, FileStreamSource};
+//! weir_sdk::sdk::Sidecar::new(vec![Arc::new(FileStreamSource), Arc::new(FileStreamSink)])
 //!     .serve_unix("/tmp/file-connectors.sock".as_ref(), std::future::pending())
 //!     .await?;
 //! # Ok(()) }

@@ -170,6 +170,7 @@ impl Transformation for InsertField {
                         }));
                     Ok(updated)
                 })?;
+                fields.reserve(additions.len());
                 for (spec, value) in additions {
                     fields.push((spec.name.clone(), value));
                 }
