@@ -351,7 +351,11 @@ impl ConfigDef {
             .iter()
             .map(|key| {
                 let raw = config.get(key.name).map(String::as_str);
-                Ok((key, key.parse(raw, &format!("{prefix}{}", key.name))?))
+                Ok(ParsedKey {
+                    key,
+                    original: raw.or(key.default_value()),
+                    value: key.parse(raw, &format!("{prefix}{}", key.name))?,
+                })
             })
             .collect::<Result<_, String>>()?;
         Ok(ParsedConfig { values })
@@ -365,10 +369,24 @@ impl ConfigDef {
 /// (`string`, `int`, …) on a key without a value (a null default).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedConfig<'a> {
-    values: Vec<(&'a ConfigKey, Option<ConfigValue<'a>>)>,
+    values: Vec<ParsedKey<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ParsedKey<'a> {
+    key: &'a ConfigKey,
+    /// The value as written, or the default's text.
+    original: Option<&'a str>,
+    value: Option<ConfigValue<'a>>,
 }
 
 impl<'a> ParsedConfig<'a> {
+    /// The value of `name` as written, or the default's text: for messages
+    /// that quote it.
+    pub fn original(&self, name: &str) -> Result<Option<&'a str>, String> {
+        Ok(self.entry(name)?.original)
+    }
+
     /// A STRING, CLASS or PASSWORD value, as configured.
     pub fn string(&self, name: &str) -> Result<&'a str, String> {
         self.required(name, self.optional_string(name)?)
@@ -444,20 +462,23 @@ impl<'a> ParsedConfig<'a> {
         wanted: &str,
         read: impl Fn(&'s ConfigValue<'a>) -> Option<T>,
     ) -> Result<Option<T>, String> {
-        let (key, value) = self
-            .values
-            .iter()
-            .find(|(key, _)| key.name == name)
-            .ok_or_else(|| format!("Unknown configuration '{name}'"))?;
-        match value {
+        let entry = self.entry(name)?;
+        match &entry.value {
             None => Ok(None),
             Some(value) => read(value).map(Some).ok_or_else(|| {
                 format!(
                     "Configuration {name} is of type {}, not {wanted}",
-                    key.config_type.name()
+                    entry.key.config_type.name()
                 )
             }),
         }
+    }
+
+    fn entry(&self, name: &str) -> Result<&ParsedKey<'a>, String> {
+        self.values
+            .iter()
+            .find(|entry| entry.key.name == name)
+            .ok_or_else(|| format!("Unknown configuration '{name}'"))
     }
 
     fn required<T>(&self, name: &str, value: Option<T>) -> Result<T, String> {
@@ -749,6 +770,8 @@ mod tests {
         assert!(parsed.boolean("enabled").unwrap());
         assert_eq!(parsed.list("fields").unwrap(), ["a", "b"]);
         assert_eq!(parsed.string("mode").unwrap(), "copy");
+        assert_eq!(parsed.original("fields").unwrap(), Some("a, b"));
+        assert_eq!(parsed.original("label").unwrap(), None);
     }
 
     #[test]
