@@ -729,7 +729,7 @@ mod tests {
             .define(ConfigKey::new("topic", String, Default::Required))
             .define(ConfigKey::new("label", String, Default::Null))
             .define(
-                ConfigKey::new("batch", Int, Default::Value("2000"))
+                ConfigKey::new("batch", Int, Default::Value("500"))
                     .validator(Validator::AtLeast(1)),
             )
             .define(ConfigKey::new("offset", Long, Default::Value("-1")))
@@ -762,7 +762,7 @@ mod tests {
         let parsed = def.parse(&config).unwrap();
         assert_eq!(parsed.string("topic").unwrap(), "t");
         assert_eq!(parsed.optional_string("label").unwrap(), None);
-        assert_eq!(parsed.int("batch").unwrap(), 2000);
+        assert_eq!(parsed.int("batch").unwrap(), 500);
         assert_eq!(parsed.long("offset").unwrap(), -1);
         assert_eq!(parsed.optional_int("version").unwrap(), None);
         assert_eq!(parsed.short("replicas").unwrap(), 3);
