@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map as JsonObject, Value as Json, json};
 
-use crate::config::ConfigMap;
+use crate::config::{ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Importance};
 use crate::data::{Field, Schema, SchemaAndValue, SchemaRef, SchemaType, Value};
 
 pub const JSON_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
@@ -66,10 +66,9 @@ pub fn resolve_class(name: &str) -> Option<&'static str> {
 pub fn create(class: &str, settings: &ConfigMap) -> Result<Box<dyn Converter>> {
     match resolve_class(class) {
         Some(JSON_CONVERTER) => {
-            let schemas_enable = match settings.get("schemas.enable") {
-                Some(raw) => parse_bool("schemas.enable", raw)?,
-                None => true,
-            };
+            let def = JsonConverter::config_def();
+            let settings = def.parse(settings).map_err(ConvertError)?;
+            let schemas_enable = settings.boolean(SCHEMAS_ENABLE).map_err(ConvertError)?;
             Ok(Box::new(JsonConverter::new(schemas_enable)))
         }
         Some(STRING_CONVERTER) => Ok(Box::new(StringConverter)),
@@ -155,31 +154,14 @@ impl Converter for SimpleHeaderConverter {
 
 /// The settings a converter honours, as `GET /connector-plugins/{p}/config`
 /// lists them; `None` for a class that is not a converter.
-pub fn converter_def(class: &str) -> Option<crate::config::ConfigDef> {
-    use crate::config::{ConfigDef, ConfigKey, ConfigType, Default, Importance};
+pub fn converter_def(class: &str) -> Option<ConfigDef> {
     Some(match resolve_class(class)? {
-        JSON_CONVERTER => ConfigDef::new().define(
-            ConfigKey::new(
-                "schemas.enable",
-                ConfigType::Boolean,
-                Default::Value("true"),
-            )
-            .importance(Importance::High)
-            .doc("Include schemas within each of the serialized values and keys."),
-        ),
+        JSON_CONVERTER => JsonConverter::config_def(),
         _ => ConfigDef::new(),
     })
 }
 
-fn parse_bool(key: &str, raw: &str) -> Result<bool> {
-    match raw.trim().to_ascii_lowercase().as_str() {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(ConvertError(format!(
-            "Invalid value {raw} for configuration {key}: Expected value to be either true or false"
-        ))),
-    }
-}
+const SCHEMAS_ENABLE: &str = "schemas.enable";
 
 /// `org.apache.kafka.connect.json.JsonConverter`.
 pub struct JsonConverter {
@@ -192,6 +174,15 @@ pub struct JsonConverter {
 }
 
 impl JsonConverter {
+    /// Its settings, through which [`create`] reads them.
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(
+            ConfigKey::new(SCHEMAS_ENABLE, ConfigType::Boolean, Default::Value("true"))
+                .importance(Importance::High)
+                .doc("Include schemas within each of the serialized values and keys."),
+        )
+    }
+
     pub fn new(schemas_enable: bool) -> Self {
         JsonConverter {
             schemas_enable,
@@ -1265,7 +1256,12 @@ mod tests {
         );
         assert_eq!(resolve_class("Avro"), None);
         let settings = ConfigMap::from([("schemas.enable".to_owned(), "nope".to_owned())]);
-        assert!(create("JsonConverter", &settings).is_err());
+        assert_eq!(
+            create("JsonConverter", &settings).err(),
+            Some(ConvertError(
+                "Invalid value nope for configuration schemas.enable: Expected value to be either true or false".into()
+            ))
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Config definitions in Kafka Connect's `ConfigDef` shape, the base
-//! connector keys every connector shares, and validation with Kafka Connect's
-//! error texts.
+//! connector keys every connector shares, validation with Kafka Connect's
+//! error texts, and parsing through a definition: [`ConfigDef::parse`]
+//! checks a config as validation does and its [`ParsedConfig`]'s typed
+//! getters give each key's value or default, so a default lives only in
+//! its key's definition.
 
 use std::collections::BTreeMap;
 
@@ -77,10 +80,52 @@ impl Width {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Validator {
     AtLeast(i64),
+    /// One of the values, ignoring ASCII case, reported as `ValidString`
+    /// reports it ("String must be one of: …"): how Weir reads the base
+    /// connector keys, and the protocol's `one_of`.
     OneOf(&'static [&'static str]),
+    /// `ConfigDef.ValidString`: exactly one of the values.
+    OneOfMatchingCase(&'static [&'static str]),
+    /// `ConfigDef.CaseInsensitiveValidString`: one of the values in any case.
+    OneOfIgnoringCase(&'static [&'static str]),
     NonEmptyString,
     /// `NonEmptyStringWithoutControlChars`, used for connector names.
     NonEmptyNoControlChars,
+}
+
+impl Validator {
+    /// Why `raw` (already of the key's type) is invalid, in Kafka Connect's words.
+    fn reason(&self, raw: &str) -> Option<String> {
+        let one_of = |allowed: &[&str], matches: fn(&str, &str) -> bool, wording: &str| {
+            let value = raw.trim();
+            (!allowed.iter().any(|a| matches(a, value)))
+                .then(|| format!("String must be one of{wording}: {}", allowed.join(", ")))
+        };
+        match self {
+            Validator::AtLeast(min) => match raw.trim().parse::<i64>() {
+                Ok(value) if value < *min => Some(format!("Value must be at least {min}")),
+                _ => None,
+            },
+            Validator::OneOf(allowed) => one_of(allowed, str::eq_ignore_ascii_case, ""),
+            Validator::OneOfMatchingCase(allowed) => one_of(allowed, |a, v| a == v, ""),
+            Validator::OneOfIgnoringCase(allowed) => {
+                one_of(allowed, str::eq_ignore_ascii_case, " (case insensitive)")
+            }
+            Validator::NonEmptyNoControlChars => {
+                if raw.trim().is_empty() {
+                    Some("String may not be empty".to_owned())
+                } else if raw.chars().any(char::is_control) {
+                    Some("String may not contain control sequences".to_owned())
+                } else {
+                    None
+                }
+            }
+            Validator::NonEmptyString => raw
+                .trim()
+                .is_empty()
+                .then(|| "String must be non-empty".to_owned()),
+        }
+    }
 }
 
 /// What a key defaults to.
@@ -164,88 +209,74 @@ impl ConfigKey {
 
     /// Checks one raw value; returns Kafka Connect's error messages.
     pub fn check(&self, raw: Option<&str>) -> Vec<String> {
+        self.parse(raw, self.name).err().into_iter().collect()
+    }
+
+    /// The value of this key: `raw`, or else the default, parsed by the
+    /// key's type and validated; `None` when both are absent (a null
+    /// default). The error names the key `shown_name`, in Kafka Connect's words.
+    fn parse<'a>(
+        &self,
+        raw: Option<&'a str>,
+        shown_name: &str,
+    ) -> Result<Option<ConfigValue<'a>>, String> {
         let Some(raw) = raw.or(self.default_value()) else {
             return if self.is_required() {
-                vec![format!(
-                    "Missing required configuration \"{}\" which has no default value.",
-                    self.name
-                )]
+                Err(format!(
+                    "Missing required configuration \"{shown_name}\" which has no default value."
+                ))
             } else {
-                Vec::new()
+                Ok(None)
             };
         };
-        if let Err(reason) = parse_typed(self.config_type, raw) {
-            return vec![invalid(raw, self.name, &reason)];
-        }
-        match &self.validator {
-            None => Vec::new(),
-            Some(Validator::AtLeast(min)) => match raw.trim().parse::<i64>() {
-                Ok(value) if value < *min => {
-                    vec![invalid(
-                        raw,
-                        self.name,
-                        &format!("Value must be at least {min}"),
-                    )]
-                }
-                _ => Vec::new(),
-            },
-            Some(Validator::OneOf(allowed)) => {
-                if allowed.iter().any(|a| a.eq_ignore_ascii_case(raw.trim())) {
-                    Vec::new()
-                } else {
-                    vec![invalid(
-                        raw,
-                        self.name,
-                        &format!("String must be one of: {}", allowed.join(", ")),
-                    )]
-                }
-            }
-            Some(Validator::NonEmptyNoControlChars) => {
-                if raw.trim().is_empty() {
-                    vec![invalid(raw, self.name, "String may not be empty")]
-                } else if raw.chars().any(char::is_control) {
-                    vec![invalid(
-                        raw,
-                        self.name,
-                        "String may not contain control sequences",
-                    )]
-                } else {
-                    Vec::new()
-                }
-            }
-            Some(Validator::NonEmptyString) => {
-                if raw.trim().is_empty() {
-                    vec![invalid(raw, self.name, "String must be non-empty")]
-                } else {
-                    Vec::new()
-                }
-            }
+        let invalid =
+            |reason: &str| format!("Invalid value {raw} for configuration {shown_name}: {reason}");
+        let value = self
+            .config_type
+            .parse(raw)
+            .map_err(|reason| invalid(&reason))?;
+        match self.validator.as_ref().and_then(|v| v.reason(raw)) {
+            Some(reason) => Err(invalid(&reason)),
+            None => Ok(Some(value)),
         }
     }
 }
 
-fn invalid(raw: &str, name: &str, reason: &str) -> String {
-    format!("Invalid value {raw} for configuration {name}: {reason}")
+/// A value of a defined key, parsed by the key's type.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfigValue<'a> {
+    Boolean(bool),
+    Short(i16),
+    Int(i32),
+    Long(i64),
+    Double(f64),
+    /// A STRING, CLASS or PASSWORD value, as configured (not trimmed).
+    Text(&'a str),
+    List(Vec<String>),
 }
 
-fn parse_typed(config_type: ConfigType, raw: &str) -> Result<(), String> {
-    let trimmed = raw.trim();
-    let ok = match config_type {
-        ConfigType::Boolean => {
-            trimmed.eq_ignore_ascii_case("true") || trimmed.eq_ignore_ascii_case("false")
-        }
-        ConfigType::Int => trimmed.parse::<i32>().is_ok(),
-        ConfigType::Short => trimmed.parse::<i16>().is_ok(),
-        ConfigType::Long => trimmed.parse::<i64>().is_ok(),
-        ConfigType::Double => trimmed.parse::<f64>().is_ok(),
-        ConfigType::String | ConfigType::List | ConfigType::Class | ConfigType::Password => true,
-    };
-    if ok {
-        Ok(())
-    } else if config_type == ConfigType::Boolean {
-        Err("Expected value to be either true or false".to_owned())
-    } else {
-        Err(format!("Not a number of type {}", config_type.name()))
+impl ConfigType {
+    /// Parses a raw value as this type; the error is Kafka Connect's reason.
+    pub fn parse(self, raw: &str) -> Result<ConfigValue<'_>, String> {
+        let trimmed = raw.trim();
+        let not_a_number = || format!("Not a number of type {}", self.name());
+        Ok(match self {
+            ConfigType::Boolean if trimmed.eq_ignore_ascii_case("true") => {
+                ConfigValue::Boolean(true)
+            }
+            ConfigType::Boolean if trimmed.eq_ignore_ascii_case("false") => {
+                ConfigValue::Boolean(false)
+            }
+            ConfigType::Boolean => {
+                return Err("Expected value to be either true or false".to_owned());
+            }
+            ConfigType::Short => ConfigValue::Short(trimmed.parse().map_err(|_| not_a_number())?),
+            ConfigType::Int => ConfigValue::Int(trimmed.parse().map_err(|_| not_a_number())?),
+            ConfigType::Long => ConfigValue::Long(trimmed.parse().map_err(|_| not_a_number())?),
+            ConfigType::Double => ConfigValue::Double(trimmed.parse().map_err(|_| not_a_number())?),
+            ConfigType::List => ConfigValue::List(parse_list(raw)),
+            ConfigType::String | ConfigType::Class | ConfigType::Password => ConfigValue::Text(raw),
+        })
     }
 }
 
@@ -300,12 +331,158 @@ impl ConfigDef {
             .collect()
     }
 
-    /// A typed value: the configured one or the default.
-    pub fn get<'a>(&'a self, config: &'a ConfigMap, name: &str) -> Option<&'a str> {
-        config
-            .get(name)
-            .map(String::as_str)
-            .or_else(|| self.key(name).and_then(ConfigKey::default_value))
+    /// Parses `config` through this definition: checks every defined key
+    /// as [`validate`](Self::validate) does and fails with the first
+    /// message; keys it does not define are left alone.
+    pub fn parse<'a>(&'a self, config: &'a ConfigMap) -> Result<ParsedConfig<'a>, String> {
+        self.parse_prefixed(config, "")
+    }
+
+    /// As [`parse`](Self::parse), for keys a larger config writes under
+    /// `prefix` (`transforms.<alias>.`): `config` holds them without it, and
+    /// messages name them with it.
+    pub fn parse_prefixed<'a>(
+        &'a self,
+        config: &'a ConfigMap,
+        prefix: &str,
+    ) -> Result<ParsedConfig<'a>, String> {
+        let values = self
+            .keys
+            .iter()
+            .map(|key| {
+                let raw = config.get(key.name).map(String::as_str);
+                Ok(ParsedKey {
+                    key,
+                    original: raw.or(key.default_value()),
+                    value: key.parse(raw, &format!("{prefix}{}", key.name))?,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(ParsedConfig { values })
+    }
+}
+
+/// A config parsed through its [`ConfigDef`]: each defined key's value
+/// (configured, or else the default) by its type. Its typed getters are
+/// where the value of a defined key is read; each fails on a key the
+/// definition does not have or of another type, and the required forms
+/// (`string`, `int`, …) on a key without a value (a null default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParsedConfig<'a> {
+    values: Vec<ParsedKey<'a>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct ParsedKey<'a> {
+    key: &'a ConfigKey,
+    /// The value as written, or the default's text.
+    original: Option<&'a str>,
+    value: Option<ConfigValue<'a>>,
+}
+
+impl<'a> ParsedConfig<'a> {
+    /// The value of `name` as written, or the default's text: for messages
+    /// that quote it.
+    pub fn original(&self, name: &str) -> Result<Option<&'a str>, String> {
+        Ok(self.entry(name)?.original)
+    }
+
+    /// A STRING, CLASS or PASSWORD value, as configured.
+    pub fn string(&self, name: &str) -> Result<&'a str, String> {
+        self.required(name, self.optional_string(name)?)
+    }
+
+    pub fn optional_string(&self, name: &str) -> Result<Option<&'a str>, String> {
+        self.typed(name, "STRING", |value| match value {
+            ConfigValue::Text(text) => Some(*text),
+            _ => None,
+        })
+    }
+
+    pub fn boolean(&self, name: &str) -> Result<bool, String> {
+        let value = self.typed(name, "BOOLEAN", |value| match value {
+            ConfigValue::Boolean(flag) => Some(*flag),
+            _ => None,
+        })?;
+        self.required(name, value)
+    }
+
+    pub fn short(&self, name: &str) -> Result<i16, String> {
+        let value = self.typed(name, "SHORT", |value| match value {
+            ConfigValue::Short(number) => Some(*number),
+            _ => None,
+        })?;
+        self.required(name, value)
+    }
+
+    pub fn int(&self, name: &str) -> Result<i32, String> {
+        self.required(name, self.optional_int(name)?)
+    }
+
+    pub fn optional_int(&self, name: &str) -> Result<Option<i32>, String> {
+        self.typed(name, "INT", |value| match value {
+            ConfigValue::Int(number) => Some(*number),
+            _ => None,
+        })
+    }
+
+    pub fn long(&self, name: &str) -> Result<i64, String> {
+        self.required(name, self.optional_long(name)?)
+    }
+
+    pub fn optional_long(&self, name: &str) -> Result<Option<i64>, String> {
+        self.typed(name, "LONG", |value| match value {
+            ConfigValue::Long(number) => Some(*number),
+            _ => None,
+        })
+    }
+
+    pub fn double(&self, name: &str) -> Result<f64, String> {
+        let value = self.typed(name, "DOUBLE", |value| match value {
+            ConfigValue::Double(number) => Some(*number),
+            _ => None,
+        })?;
+        self.required(name, value)
+    }
+
+    /// A LIST value's items, trimmed, without blanks.
+    pub fn list(&self, name: &str) -> Result<&[String], String> {
+        let value = self.typed(name, "LIST", |value| match value {
+            ConfigValue::List(items) => Some(items.as_slice()),
+            _ => None,
+        })?;
+        self.required(name, value)
+    }
+
+    /// The value of `name` read by `read`, which answers `None` for a value
+    /// not of type `wanted`.
+    fn typed<'s, T>(
+        &'s self,
+        name: &str,
+        wanted: &str,
+        read: impl Fn(&'s ConfigValue<'a>) -> Option<T>,
+    ) -> Result<Option<T>, String> {
+        let entry = self.entry(name)?;
+        match &entry.value {
+            None => Ok(None),
+            Some(value) => read(value).map(Some).ok_or_else(|| {
+                format!(
+                    "Configuration {name} is of type {}, not {wanted}",
+                    entry.key.config_type.name()
+                )
+            }),
+        }
+    }
+
+    fn entry(&self, name: &str) -> Result<&ParsedKey<'a>, String> {
+        self.values
+            .iter()
+            .find(|entry| entry.key.name == name)
+            .ok_or_else(|| format!("Unknown configuration '{name}'"))
+    }
+
+    fn required<T>(&self, name: &str, value: Option<T>) -> Result<T, String> {
+        value.ok_or_else(|| format!("Configuration {name} has no value"))
     }
 }
 
@@ -544,6 +721,222 @@ mod tests {
         .validator(Validator::OneOf(&["none", "all"]));
         assert!(key.check(Some("ALL")).is_empty());
         assert_eq!(key.check(Some("some")).len(), 1);
+    }
+
+    fn sample_def() -> ConfigDef {
+        use ConfigType::*;
+        ConfigDef::new()
+            .define(ConfigKey::new("topic", String, Default::Required))
+            .define(ConfigKey::new("label", String, Default::Null))
+            .define(
+                ConfigKey::new("batch", Int, Default::Value("500"))
+                    .validator(Validator::AtLeast(1)),
+            )
+            .define(ConfigKey::new("offset", Long, Default::Value("-1")))
+            .define(ConfigKey::new("version", Int, Default::Null))
+            .define(ConfigKey::new("replicas", Short, Default::Value("3")))
+            .define(ConfigKey::new("ratio", Double, Default::Value("0.5")))
+            .define(ConfigKey::new("enabled", Boolean, Default::Value("true")))
+            .define(ConfigKey::new("fields", List, Default::Value("a, b")))
+            .define(
+                ConfigKey::new("mode", String, Default::Value("copy"))
+                    .validator(Validator::OneOfMatchingCase(&["move", "copy"])),
+            )
+            .define(
+                ConfigKey::new("syntax", String, Default::Value("V1"))
+                    .validator(Validator::OneOfIgnoringCase(&["V1", "V2"])),
+            )
+    }
+
+    fn settings(pairs: &[(&str, &str)]) -> ConfigMap {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parse_gives_defaults_through_typed_getters() {
+        let def = sample_def();
+        let config = settings(&[("topic", "t"), ("unrelated", "x")]);
+        let parsed = def.parse(&config).unwrap();
+        assert_eq!(parsed.string("topic").unwrap(), "t");
+        assert_eq!(parsed.optional_string("label").unwrap(), None);
+        assert_eq!(parsed.int("batch").unwrap(), 500);
+        assert_eq!(parsed.long("offset").unwrap(), -1);
+        assert_eq!(parsed.optional_int("version").unwrap(), None);
+        assert_eq!(parsed.short("replicas").unwrap(), 3);
+        assert_eq!(parsed.double("ratio").unwrap(), 0.5);
+        assert!(parsed.boolean("enabled").unwrap());
+        assert_eq!(parsed.list("fields").unwrap(), ["a", "b"]);
+        assert_eq!(parsed.string("mode").unwrap(), "copy");
+        assert_eq!(parsed.original("fields").unwrap(), Some("a, b"));
+        assert_eq!(parsed.original("label").unwrap(), None);
+    }
+
+    #[test]
+    fn parse_gives_configured_values_through_typed_getters() {
+        let def = sample_def();
+        let config = settings(&[
+            ("topic", " spaced "),
+            ("label", "l"),
+            ("batch", " 7 "),
+            ("offset", "9000000000"),
+            ("version", "2"),
+            ("replicas", "1"),
+            ("ratio", "1.25"),
+            ("enabled", "FALSE"),
+            ("fields", " x ,, y "),
+            ("mode", "move"),
+            ("syntax", "v2"),
+        ]);
+        let parsed = def.parse(&config).unwrap();
+        assert_eq!(parsed.string("topic").unwrap(), " spaced ", "as configured");
+        assert_eq!(parsed.optional_string("label").unwrap(), Some("l"));
+        assert_eq!(parsed.int("batch").unwrap(), 7);
+        assert_eq!(parsed.long("offset").unwrap(), 9_000_000_000);
+        assert_eq!(parsed.optional_int("version").unwrap(), Some(2));
+        assert_eq!(parsed.optional_long("offset").unwrap(), Some(9_000_000_000));
+        assert_eq!(parsed.short("replicas").unwrap(), 1);
+        assert_eq!(parsed.double("ratio").unwrap(), 1.25);
+        assert!(!parsed.boolean("enabled").unwrap());
+        assert_eq!(parsed.list("fields").unwrap(), ["x", "y"]);
+        assert_eq!(parsed.string("mode").unwrap(), "move");
+        assert_eq!(parsed.string("syntax").unwrap(), "v2");
+    }
+
+    #[test]
+    fn parse_fails_with_the_first_message_in_kafka_connects_words() {
+        let def = sample_def();
+        let cases: [(&[(&str, &str)], &str); 9] = [
+            (
+                &[],
+                "Missing required configuration \"topic\" which has no default value.",
+            ),
+            (
+                &[("topic", "t"), ("batch", "many")],
+                "Invalid value many for configuration batch: Not a number of type INT",
+            ),
+            (
+                &[("topic", "t"), ("batch", "0")],
+                "Invalid value 0 for configuration batch: Value must be at least 1",
+            ),
+            (
+                &[("topic", "t"), ("offset", "1.5")],
+                "Invalid value 1.5 for configuration offset: Not a number of type LONG",
+            ),
+            (
+                &[("topic", "t"), ("replicas", "70000")],
+                "Invalid value 70000 for configuration replicas: Not a number of type SHORT",
+            ),
+            (
+                &[("topic", "t"), ("ratio", "half")],
+                "Invalid value half for configuration ratio: Not a number of type DOUBLE",
+            ),
+            (
+                &[("topic", "t"), ("enabled", "Maybe")],
+                "Invalid value Maybe for configuration enabled: Expected value to be either true or false",
+            ),
+            (
+                &[("topic", "t"), ("mode", "MOVE")],
+                "Invalid value MOVE for configuration mode: String must be one of: move, copy",
+            ),
+            (
+                &[("topic", "t"), ("syntax", "v3")],
+                "Invalid value v3 for configuration syntax: String must be one of (case insensitive): V1, V2",
+            ),
+        ];
+        for (pairs, expected) in cases {
+            let config = settings(pairs);
+            assert_eq!(def.parse(&config).unwrap_err(), expected, "{pairs:?}");
+            let named = def.validate(&config);
+            assert!(
+                named
+                    .iter()
+                    .any(|(_, errors)| errors.first().map(String::as_str) == Some(expected)),
+                "validate says the same: {named:?}"
+            );
+        }
+        // Two bad keys: the first defined one is reported.
+        let config = settings(&[("batch", "x"), ("ratio", "y")]);
+        assert!(
+            def.parse(&config)
+                .unwrap_err()
+                .starts_with("Missing required")
+        );
+    }
+
+    #[test]
+    fn parse_prefixed_names_keys_as_the_user_wrote_them() {
+        let def = sample_def();
+        let config = settings(&[("topic", "t"), ("enabled", "yes")]);
+        assert_eq!(
+            def.parse_prefixed(&config, "transforms.a.").unwrap_err(),
+            "Invalid value yes for configuration transforms.a.enabled: Expected value to be either true or false"
+        );
+        assert_eq!(
+            def.parse_prefixed(&settings(&[]), "transforms.a.")
+                .unwrap_err(),
+            "Missing required configuration \"transforms.a.topic\" which has no default value."
+        );
+    }
+
+    #[test]
+    fn getters_refuse_unknown_keys_other_types_and_null_values() {
+        let def = sample_def();
+        let config = settings(&[("topic", "t")]);
+        let parsed = def.parse(&config).unwrap();
+        assert_eq!(
+            parsed.string("nope").unwrap_err(),
+            "Unknown configuration 'nope'"
+        );
+        assert_eq!(
+            parsed.int("topic").unwrap_err(),
+            "Configuration topic is of type STRING, not INT"
+        );
+        assert_eq!(
+            parsed.boolean("batch").unwrap_err(),
+            "Configuration batch is of type INT, not BOOLEAN"
+        );
+        assert_eq!(
+            parsed.string("label").unwrap_err(),
+            "Configuration label has no value"
+        );
+        assert_eq!(
+            parsed.int("version").unwrap_err(),
+            "Configuration version has no value"
+        );
+    }
+
+    #[test]
+    fn one_of_validators_match_and_word_as_kafka_connect_does() {
+        let key = |validator| {
+            ConfigKey::new("k", ConfigType::String, Default::Required).validator(validator)
+        };
+        let lenient = key(Validator::OneOf(&["none", "all"]));
+        assert!(lenient.check(Some(" ALL ")).is_empty());
+        assert_eq!(
+            lenient.check(Some("some")),
+            ["Invalid value some for configuration k: String must be one of: none, all"]
+        );
+        let exact = key(Validator::OneOfMatchingCase(&["string", "Date"]));
+        assert!(exact.check(Some("Date")).is_empty());
+        assert!(
+            exact.check(Some(" string")).is_empty(),
+            "trimmed, as Kafka Connect trims strings"
+        );
+        assert_eq!(
+            exact.check(Some("date")),
+            ["Invalid value date for configuration k: String must be one of: string, Date"]
+        );
+        let insensitive = key(Validator::OneOfIgnoringCase(&["V1", "V2"]));
+        assert!(insensitive.check(Some("v2")).is_empty());
+        assert_eq!(
+            insensitive.check(Some("V3")),
+            [
+                "Invalid value V3 for configuration k: String must be one of (case insensitive): V1, V2"
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   `SourceTask`, `SinkTask`), its records and errors; they mirror the
 //!   connector protocol in `proto/weir/connector/v2`.
 //! - [`data`]: Kafka Connect's data model (schemas and values).
-//! - [`config`]: config definitions (`ConfigDef`) and their validation.
+//! - [`config`]: config definitions (`ConfigDef`), their validation, and
+//!   parsing through them with typed getters.
 //!
 //! A connector crate depends on this crate only: not on the runner, the
 //! transforms or the SDK server.

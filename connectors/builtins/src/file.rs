@@ -28,7 +28,6 @@ pub const SINK_CLASS: &str = "org.apache.kafka.connect.file.FileStreamSinkConnec
 const FILE: &str = "file";
 const TOPIC: &str = "topic";
 const BATCH_SIZE: &str = "batch.size";
-const DEFAULT_BATCH_SIZE: usize = 2000;
 const READ_CHUNK: usize = 256 * 1024;
 /// How long `poll` waits when the file has no new complete line.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
@@ -195,22 +194,28 @@ impl FileStreamSourceTask {
 #[async_trait]
 impl SourceTask for FileStreamSourceTask {
     async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()> {
-        let path = config.get(FILE).filter(|f| !f.is_empty()).ok_or_else(|| {
-            ConnectorError::Config(
-                "file is required: Weir's FileStreamSource does not read standard input".into(),
-            )
-        })?;
+        let def = FileStreamSource.config_def();
+        let settings = def.parse(config).map_err(ConnectorError::Config)?;
+        let path = settings
+            .optional_string(FILE)
+            .map_err(ConnectorError::Config)?
+            .filter(|f| !f.is_empty())
+            .ok_or_else(|| {
+                ConnectorError::Config(
+                    "file is required: Weir's FileStreamSource does not read standard input".into(),
+                )
+            })?;
         self.path = PathBuf::from(path);
-        self.topic = config
-            .get(TOPIC)
-            .map(weir_api::api::Topic::from)
-            .ok_or_else(|| ConnectorError::Config("topic is required".into()))?;
-        self.batch_size = match config.get(BATCH_SIZE) {
-            Some(raw) => raw.trim().parse().map_err(|_| {
-                ConnectorError::Config(format!("batch.size is not a number: {raw}"))
-            })?,
-            None => DEFAULT_BATCH_SIZE,
-        };
+        self.topic = settings
+            .string(TOPIC)
+            .map_err(ConnectorError::Config)?
+            .into();
+        let batch_size = settings.int(BATCH_SIZE).map_err(ConnectorError::Config)?;
+        self.batch_size = usize::try_from(batch_size).map_err(|_| {
+            ConnectorError::Config(format!(
+                "Invalid value {batch_size} for configuration {BATCH_SIZE}: Value must be at least 0"
+            ))
+        })?;
         let partition = self.partition();
         self.source_partition = std::sync::Arc::new(partition.clone());
         self.position = positions
@@ -303,7 +308,13 @@ pub struct FileStreamSinkTask {
 #[async_trait]
 impl SinkTask for FileStreamSinkTask {
     async fn open(&mut self, config: &ConfigMap) -> Result<()> {
-        self.output = Some(match config.get(FILE).filter(|f| !f.is_empty()) {
+        let def = FileStreamSink.config_def();
+        let settings = def.parse(config).map_err(ConnectorError::Config)?;
+        let file = settings
+            .optional_string(FILE)
+            .map_err(ConnectorError::Config)?
+            .filter(|f| !f.is_empty());
+        self.output = Some(match file {
             Some(path) => {
                 let path = PathBuf::from(path);
                 let file = OpenOptions::new()
@@ -474,6 +485,44 @@ mod tests {
         task.open(&config, &[]).await.unwrap();
         assert_eq!(task.poll(100).await.unwrap().len(), 2);
         assert_eq!(line_values(&task.poll(100).await.unwrap()), ["3"]);
+    }
+
+    #[tokio::test]
+    async fn source_reads_its_settings_through_the_connector_definition() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        let mut task = FileStreamSourceTask::default();
+        task.open(&source_config(&path), &[]).await.unwrap();
+        assert_eq!(
+            task.batch_size, 2000,
+            "the default, from the connector's definition"
+        );
+        let mut config = source_config(&path);
+        config.insert(BATCH_SIZE.into(), "lots".into());
+        let error = FileStreamSourceTask::default()
+            .open(&config, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: Invalid value lots for configuration batch.size: Not a number of type INT"
+        );
+        config.insert(BATCH_SIZE.into(), "-1".into());
+        assert!(
+            FileStreamSourceTask::default()
+                .open(&config, &[])
+                .await
+                .is_err()
+        );
+        config.remove(TOPIC);
+        let error = FileStreamSourceTask::default()
+            .open(&config, &[])
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: Missing required configuration \"topic\" which has no default value."
+        );
     }
 
     #[tokio::test]

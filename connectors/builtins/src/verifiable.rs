@@ -90,25 +90,30 @@ impl VerifiableSourceTask {
     }
 }
 
-fn number(config: &ConfigMap, key: &str, default: i64) -> Result<i64> {
-    match config.get(key) {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| ConnectorError::Config(format!("{key}: {raw:?} is not a number"))),
-    }
+/// A task's keys: its connector's, and the `task.id` that
+/// [`numbered_task_configs`] adds.
+fn task_def(connector_def: ConfigDef) -> ConfigDef {
+    connector_def.define(
+        ConfigKey::new(TASK_ID, ConfigType::Int, Default::Value("0"))
+            .doc("Which of the connector's tasks this is"),
+    )
 }
 
 #[async_trait]
 impl SourceTask for VerifiableSourceTask {
     async fn open(&mut self, config: &ConfigMap, positions: &[SourcePosition]) -> Result<()> {
-        self.task = number(config, TASK_ID, 0)?;
-        self.topic = config
-            .get(TOPIC)
-            .map(weir_api::api::Topic::from)
-            .ok_or_else(|| ConnectorError::Config(format!("{TOPIC} is required")))?;
-        let throughput = number(config, THROUGHPUT, 100)?.max(1);
+        let def = task_def(VerifiableSource.config_def());
+        let settings = def.parse(config).map_err(ConnectorError::Config)?;
+        self.task = settings
+            .int(TASK_ID)
+            .map_err(ConnectorError::Config)?
+            .into();
+        self.topic = settings
+            .string(TOPIC)
+            .map_err(ConnectorError::Config)?
+            .into();
+        // At least 1, as the definition says.
+        let throughput = settings.long(THROUGHPUT).map_err(ConnectorError::Config)?;
         self.interval = Duration::from_secs_f64(1.0 / throughput as f64);
         let mine = self.partition();
         self.next_seqno = positions
@@ -237,10 +242,13 @@ impl VerifiableSinkTask {
 #[async_trait]
 impl SinkTask for VerifiableSinkTask {
     async fn open(&mut self, config: &ConfigMap) -> Result<()> {
-        self.task = number(config, TASK_ID, 0)?;
-        let path = config
-            .get(FILE)
-            .ok_or_else(|| ConnectorError::Config(format!("{FILE} is required")))?;
+        let def = task_def(VerifiableSink.config_def());
+        let settings = def.parse(config).map_err(ConnectorError::Config)?;
+        self.task = settings
+            .int(TASK_ID)
+            .map_err(ConnectorError::Config)?
+            .into();
+        let path = settings.string(FILE).map_err(ConnectorError::Config)?;
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -331,6 +339,55 @@ mod tests {
         );
         assert!(lines[0]["time"].as_i64().unwrap() > 0);
         assert_eq!(lines[1]["value"], "plain");
+    }
+
+    #[tokio::test]
+    async fn tasks_read_their_settings_through_the_connector_definitions() {
+        let mut source = VerifiableSourceTask::default();
+        source
+            .open(&ConfigMap::from([(TOPIC.to_owned(), "t".to_owned())]), &[])
+            .await
+            .unwrap();
+        assert_eq!(source.task, 0);
+        assert_eq!(
+            source.interval,
+            Duration::from_millis(10),
+            "throughput's default of 100 records a second"
+        );
+        type Case = (&'static [(&'static str, &'static str)], &'static str);
+        let source_cases: [Case; 3] = [
+            (
+                &[],
+                "invalid configuration: Missing required configuration \"topic\" which has no default value.",
+            ),
+            (
+                &[(TOPIC, "t"), (THROUGHPUT, "0")],
+                "invalid configuration: Invalid value 0 for configuration throughput: Value must be at least 1",
+            ),
+            (
+                &[(TOPIC, "t"), (TASK_ID, "first")],
+                "invalid configuration: Invalid value first for configuration task.id: Not a number of type INT",
+            ),
+        ];
+        for (pairs, expected) in source_cases {
+            let config = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let error = VerifiableSourceTask::default()
+                .open(&config, &[])
+                .await
+                .unwrap_err();
+            assert_eq!(error.to_string(), expected, "{pairs:?}");
+        }
+        let error = VerifiableSinkTask::default()
+            .open(&ConfigMap::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid configuration: Missing required configuration \"file\" which has no default value."
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -448,7 +448,11 @@ fn validator_to_wire(validator: &Validator) -> pb::Validator {
     use pb::validator::Kind;
     let kind = match validator {
         Validator::AtLeast(min) => Kind::AtLeast(*min),
-        Validator::OneOf(values) => Kind::OneOf(pb::ValidValues {
+        // The protocol's `one_of` ignores case: a case-sensitive list goes
+        // out as it, and the plugin's own configure still refuses the rest.
+        Validator::OneOf(values)
+        | Validator::OneOfMatchingCase(values)
+        | Validator::OneOfIgnoringCase(values) => Kind::OneOf(pb::ValidValues {
             values: values.iter().map(|v| (*v).to_owned()).collect(),
         }),
         Validator::NonEmptyString => Kind::NonEmptyString(true),

@@ -2,10 +2,10 @@
 //! (`spec=a:int32,b:string`) to another primitive type.
 
 use super::{
-    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
-    replace_null_with_default, required,
+    ConnectRecord, Part, REPLACE_NULL_WITH_DEFAULT, Result, TransformError, Transformation,
+    apply_defaults, key, replace_null_with_default_key,
 };
-use weir_api::config::{ConfigMap, parse_list};
+use weir_api::config::{ConfigDef, ConfigMap, ConfigType, Default, Importance};
 use weir_api::data::{Schema, SchemaAndValue, SchemaType, Value};
 
 const CASTABLE: [SchemaType; 8] = [
@@ -43,9 +43,24 @@ pub struct Cast {
 }
 
 impl Cast {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "spec",
+                ConfigType::List,
+                Default::Required,
+                Importance::High,
+                "List of fields and the type to cast them to of the form field1:type,field2:type to cast fields of Maps or Structs. A single type to cast the entire value.",
+            ))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let spec = required(settings, "spec")?;
-        let items = parse_list(spec);
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let items = config.list("spec")?;
+        // Messages quote the spec as written.
+        let spec = config.original("spec")?.unwrap_or_default();
         if items.is_empty() {
             return Err(
                 "Invalid value  for configuration spec: Must specify at least one field to cast."
@@ -53,7 +68,7 @@ impl Cast {
             );
         }
         let mut casts = Vec::new();
-        for item in &items {
+        for item in items {
             match item.split_once(':') {
                 Some((field, to)) => {
                     casts.push((Some(field.trim().to_owned()), target_type(to, spec)?))
@@ -69,7 +84,7 @@ impl Cast {
         Ok(Cast {
             part,
             casts,
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
         })
     }
 

@@ -3,10 +3,10 @@
 //! with a struct schema) and schemaless ones (maps with string keys).
 
 use super::{
-    ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
-    replace_null_with_default, required,
+    ConnectRecord, Part, REPLACE_NULL_WITH_DEFAULT, Result, SchemaMemo, TransformError,
+    Transformation, apply_defaults, key, replace_null_with_default_key,
 };
-use weir_api::config::{ConfigMap, parse_list};
+use weir_api::config::{ConfigDef, ConfigMap, ConfigType, Default, Importance, Validator};
 use weir_api::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
 /// Kafka Connect's name for a value's type in error messages.
@@ -67,14 +67,28 @@ pub struct ValueToKey {
 }
 
 impl ValueToKey {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "fields",
+                ConfigType::List,
+                Default::Required,
+                Importance::High,
+                "Field names on the record value to extract as the record key.",
+            ))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
-        let fields = parse_list(required(settings, "fields")?);
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let fields = config.list("fields")?.to_vec();
         if fields.is_empty() {
             return Err("Invalid value  for configuration fields: Empty list".into());
         }
         Ok(ValueToKey {
             fields,
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
         })
     }
 }
@@ -136,24 +150,40 @@ pub struct ExtractField {
 }
 
 impl ExtractField {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "field",
+                ConfigType::String,
+                Default::Required,
+                Importance::Medium,
+                "Field name to extract.",
+            ))
+            .define(
+                key(
+                    "field.syntax.version",
+                    ConfigType::String,
+                    Default::Value("V1"),
+                    Importance::High,
+                    "Defines the version of the syntax to access fields. If set to `V1`, then the field paths are limited to access the elements at the root level of the struct or map. If set to `V2`, the syntax will support accessing nested elements.",
+                )
+                .validator(Validator::OneOfIgnoringCase(&["V1", "V2"])),
+            )
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
         Ok(ExtractField {
             part,
-            field: required(settings, "field")?.to_owned(),
-            nested: match settings
-                .get("field.syntax.version")
-                .map(|v| v.trim().to_ascii_uppercase())
-                .as_deref()
-            {
-                None | Some("V1") => false,
-                Some("V2") => true,
-                Some(other) => {
-                    return Err(format!(
-                        "Invalid value {other} for configuration field.syntax.version: String must be one of (case insensitive): V1, V2"
-                    ));
-                }
-            },
-            replace_null: replace_null_with_default(settings)?,
+            field: config.string("field")?.to_owned(),
+            // V1 reads `field` as one name, V2 as a dotted path.
+            nested: config
+                .string("field.syntax.version")?
+                .trim()
+                .eq_ignore_ascii_case("V2"),
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
         })
     }
 }
@@ -216,10 +246,21 @@ pub struct HoistField {
 }
 
 impl HoistField {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(key(
+            "field",
+            ConfigType::String,
+            Default::Required,
+            Importance::Medium,
+            "Field name for the single field that will be created in the resulting Struct or Map.",
+        ))
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
         Ok(HoistField {
             part,
-            field: required(settings, "field")?.to_owned(),
+            field: def.parse(settings)?.string("field")?.to_owned(),
             schemas: SchemaMemo::default(),
         })
     }

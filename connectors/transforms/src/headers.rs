@@ -1,8 +1,8 @@
 //! `InsertHeader`, `DropHeaders` and the `HasHeaderKey` predicate.
 
-use super::{ConnectRecord, Predicate, Result, Transformation, required};
+use super::{ConnectRecord, Predicate, Result, Transformation, key};
 use weir_api::api::Header;
-use weir_api::config::{ConfigMap, parse_list};
+use weir_api::config::{ConfigDef, ConfigMap, ConfigType, Default, Importance};
 use weir_api::data::{Schema, SchemaAndValue, Value};
 
 /// Adds a header with a literal value to every record.
@@ -13,10 +13,30 @@ pub struct InsertHeader {
 }
 
 impl InsertHeader {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "header",
+                ConfigType::String,
+                Default::Required,
+                Importance::High,
+                "The name of the header.",
+            ))
+            .define(key(
+                "value.literal",
+                ConfigType::String,
+                Default::Required,
+                Importance::High,
+                "The literal value that is to be set as the header value on all records.",
+            ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
         Ok(InsertHeader {
-            header: required(settings, "header")?.to_owned(),
-            value: required(settings, "value.literal")?.to_owned(),
+            header: config.string("header")?.to_owned(),
+            value: config.string("value.literal")?.to_owned(),
         })
     }
 }
@@ -41,8 +61,19 @@ pub struct DropHeaders {
 }
 
 impl DropHeaders {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(key(
+            "headers",
+            ConfigType::List,
+            Default::Required,
+            Importance::High,
+            "The name of the headers to be removed.",
+        ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
-        let headers = parse_list(required(settings, "headers")?);
+        let def = Self::config_def();
+        let headers = def.parse(settings)?.list("headers")?.to_vec();
         if headers.is_empty() {
             return Err("Invalid value  for configuration headers: Empty list".into());
         }
@@ -64,9 +95,20 @@ pub struct HasHeaderKey {
 }
 
 impl HasHeaderKey {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(key(
+            "name",
+            ConfigType::String,
+            Default::Required,
+            Importance::Medium,
+            "The header name.",
+        ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
         Ok(HasHeaderKey {
-            name: required(settings, "name")?.to_owned(),
+            name: def.parse(settings)?.string("name")?.to_owned(),
         })
     }
 }

@@ -17,6 +17,11 @@
 //! A [`TransformChain`] applies its stages in order; a stage whose predicate
 //! does not hold (or holds, with `negate`) passes the record through; a
 //! transform returning `None` drops the record.
+//!
+//! Each SMT and predicate owns its config definition (`config_def`, next to
+//! its `configure`) and parses its settings through it, so its keys,
+//! defaults and messages are written once; [`defs`] finds a definition by
+//! class name for validation.
 
 mod cast;
 pub mod defs;
@@ -30,7 +35,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use weir_api::api::Header;
-use weir_api::config::{ConfigMap, parse_list};
+use weir_api::config::{ConfigKey, ConfigMap, ConfigType, Default, Importance, parse_list};
 use weir_api::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 pub use cast::Cast;
@@ -183,27 +188,33 @@ pub fn settings_of(config: &ConfigMap, prefix: &str) -> ConfigMap {
         .collect()
 }
 
-/// Reads a required setting.
-pub fn required<'a>(settings: &'a ConfigMap, key: &str) -> Result<&'a str, String> {
-    settings.get(key).map(String::as_str).ok_or_else(|| {
-        format!("Missing required configuration \"{key}\" which has no default value.")
-    })
+/// A key of an SMT's or predicate's own definition.
+pub(crate) fn key(
+    name: &'static str,
+    config_type: ConfigType,
+    default: Default,
+    importance: Importance,
+    doc: &'static str,
+) -> ConfigKey {
+    ConfigKey::new(name, config_type, default)
+        .importance(importance)
+        .doc(doc)
 }
 
-/// `replace.null.with.default` (KIP-1040, default true): whether a null
-/// struct field reads as its schema's default value.
-pub fn replace_null_with_default(settings: &ConfigMap) -> Result<bool, String> {
-    match settings
-        .get("replace.null.with.default")
-        .map(|v| v.trim().to_ascii_lowercase())
-    {
-        None => Ok(true),
-        Some(v) if v == "true" => Ok(true),
-        Some(v) if v == "false" => Ok(false),
-        Some(other) => Err(format!(
-            "Invalid value {other} for configuration replace.null.with.default: Expected value to be either true or false"
-        )),
-    }
+/// KIP-1040's `replace.null.with.default`: whether a null struct field
+/// reads as its schema's default value.
+pub(crate) const REPLACE_NULL_WITH_DEFAULT: &str = "replace.null.with.default";
+
+/// The definition of `replace.null.with.default`, which the SMTs that have
+/// it add after their own keys.
+pub(crate) fn replace_null_with_default_key() -> ConfigKey {
+    key(
+        REPLACE_NULL_WITH_DEFAULT,
+        ConfigType::Boolean,
+        Default::Value("true"),
+        Importance::Medium,
+        "Whether to replace fields that have a default value and that are null to the default value. When set to true, the default value is used, otherwise null is used.",
+    )
 }
 
 /// Reads a struct as Kafka Connect's `Struct.get` does when `replace` is
@@ -384,33 +395,28 @@ impl TransformChain {
             .map(|t| parse_list(t))
             .unwrap_or_default()
         {
-            let settings = settings_of(config, &format!("transforms.{alias}."));
-            let class = settings
-                .get("type")
-                .ok_or_else(|| format!("Missing required configuration \"transforms.{alias}.type\" which has no default value."))?;
+            let prefix = format!("transforms.{alias}.");
+            let settings = settings_of(config, &prefix);
+            let base_def = defs::transform_base();
+            let base = base_def.parse_prefixed(&settings, &prefix)?;
+            let class = base.string("type")?;
             let transform = create_transform(class, &settings)
                 .map_err(|e| format!("transforms.{alias}: {e}"))?;
-            let negate = match settings
-                .get("negate")
-                .map(|n| n.trim().to_ascii_lowercase())
+            let negate = base.boolean("negate")?;
+            let predicate = match base
+                .optional_string("predicate")?
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
             {
-                None => false,
-                Some(n) if n == "true" => true,
-                Some(n) if n == "false" => false,
-                Some(other) => {
-                    return Err(format!(
-                        "Invalid value {other} for configuration transforms.{alias}.negate: Expected value to be either true or false"
-                    ));
-                }
-            };
-            let predicate = match settings.get("predicate").filter(|p| !p.trim().is_empty()) {
                 Some(name) => {
-                    let predicate_settings = predicates.get(name.trim()).ok_or_else(|| {
-                        format!("Invalid value {name} for configuration transforms.{alias}.predicate: undefined predicate")
+                    let predicate_settings = predicates.get(name).ok_or_else(|| {
+                        format!("Invalid value {name} for configuration {prefix}predicate: undefined predicate")
                     })?;
-                    let predicate_class = predicate_settings
-                        .get("type")
-                        .ok_or_else(|| format!("Missing required configuration \"predicates.{name}.type\" which has no default value."))?;
+                    let predicate_prefix = format!("predicates.{name}.");
+                    let predicate_base_def = defs::predicate_base();
+                    let predicate_class = predicate_base_def
+                        .parse_prefixed(predicate_settings, &predicate_prefix)?
+                        .string("type")?;
                     Some((
                         create_predicate(predicate_class, predicate_settings)
                             .map_err(|e| format!("predicates.{name}: {e}"))?,
@@ -419,7 +425,7 @@ impl TransformChain {
                 }
                 None if negate => {
                     return Err(format!(
-                        "Invalid value true for configuration transforms.{alias}.negate: negate can only be used with a predicate"
+                        "Invalid value true for configuration {prefix}negate: negate can only be used with a predicate"
                     ));
                 }
                 None => None,
@@ -588,6 +594,149 @@ pub(crate) mod tests {
         let mut bad = config(&[("field", "age")]);
         bad.insert("replace.null.with.default".into(), "maybe".into());
         assert!(create_transform("ExtractField$Value", &bad).is_err());
+    }
+
+    // Every SMT and predicate configures from its required keys alone, its
+    // definition found by name giving the rest.
+    #[test]
+    fn each_smt_configures_through_its_definition() {
+        type Case = (&'static str, &'static [(&'static str, &'static str)]);
+        let transforms: [Case; 16] = [
+            ("InsertHeader", &[("header", "h"), ("value.literal", "v")]),
+            ("DropHeaders", &[("headers", "h")]),
+            ("Filter", &[]),
+            ("RegexRouter", &[("regex", "a"), ("replacement", "b")]),
+            ("TimestampRouter", &[]),
+            ("ValueToKey", &[("fields", "f")]),
+            ("ExtractField$Value", &[("field", "f")]),
+            ("HoistField$Value", &[("field", "f")]),
+            ("InsertField$Value", &[]),
+            ("ReplaceField$Value", &[]),
+            ("MaskField$Value", &[("fields", "f")]),
+            ("SetSchemaMetadata$Value", &[("schema.name", "n")]),
+            ("Flatten$Value", &[]),
+            (
+                "HeaderFrom$Value",
+                &[("fields", "f"), ("headers", "h"), ("operation", "copy")],
+            ),
+            ("Cast$Value", &[("spec", "int64")]),
+            ("TimestampConverter$Value", &[("target.type", "unix")]),
+        ];
+        for (class, settings) in transforms {
+            let (simple, _) = split_class(class);
+            assert!(
+                defs::transform_def(&simple).is_some(),
+                "{class} has a definition"
+            );
+            if let Err(error) = create_transform(class, &config(settings)) {
+                panic!("{class}: {error}");
+            }
+        }
+        let predicates: [Case; 3] = [
+            ("TopicNameMatches", &[("pattern", "t")]),
+            ("HasHeaderKey", &[("name", "h")]),
+            ("RecordIsTombstone", &[]),
+        ];
+        for (class, settings) in predicates {
+            assert!(
+                defs::predicate_def(class).is_some(),
+                "{class} has a definition"
+            );
+            if let Err(error) = create_predicate(class, &config(settings)) {
+                panic!("{class}: {error}");
+            }
+        }
+    }
+
+    // The messages an SMT's configure gives for its keys: Kafka Connect's, as
+    // its definition words them.
+    #[test]
+    fn configure_messages_come_from_the_definitions() {
+        type Case = (
+            &'static str,
+            &'static [(&'static str, &'static str)],
+            &'static str,
+        );
+        let cases: [Case; 9] = [
+            (
+                "TimestampConverter$Value",
+                &[],
+                "Missing required configuration \"target.type\" which has no default value.",
+            ),
+            (
+                "TimestampConverter$Value",
+                &[("target.type", "Century")],
+                "Invalid value Century for configuration target.type: String must be one of: string, unix, Date, Time, Timestamp",
+            ),
+            (
+                "TimestampConverter$Value",
+                &[("target.type", "STRING"), ("format", "yyyy")],
+                "Invalid value STRING for configuration target.type: String must be one of: string, unix, Date, Time, Timestamp",
+            ),
+            (
+                "TimestampConverter$Value",
+                &[("target.type", "unix"), ("unix.precision", "minutes")],
+                "Invalid value minutes for configuration unix.precision: String must be one of: nanoseconds, microseconds, milliseconds, seconds",
+            ),
+            (
+                "HeaderFrom$Value",
+                &[("fields", "a"), ("headers", "b"), ("operation", "shift")],
+                "Invalid value shift for configuration operation: String must be one of: move, copy",
+            ),
+            (
+                "ExtractField$Value",
+                &[("field", "a"), ("field.syntax.version", "V3")],
+                "Invalid value V3 for configuration field.syntax.version: String must be one of (case insensitive): V1, V2",
+            ),
+            (
+                "ExtractField$Value",
+                &[("field", "a"), ("replace.null.with.default", "maybe")],
+                "Invalid value maybe for configuration replace.null.with.default: Expected value to be either true or false",
+            ),
+            (
+                "SetSchemaMetadata$Value",
+                &[("schema.version", "two")],
+                "Invalid value two for configuration schema.version: Not a number of type INT",
+            ),
+            (
+                "InsertHeader",
+                &[("header", "h")],
+                "Missing required configuration \"value.literal\" which has no default value.",
+            ),
+        ];
+        for (class, settings, expected) in cases {
+            match create_transform(class, &config(settings)) {
+                Ok(_) => panic!("{class} {settings:?} configured"),
+                Err(error) => assert_eq!(error, expected, "{class} {settings:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn chain_base_keys_are_parsed_under_the_alias() {
+        let bad_negate = TransformChain::from_config(&config(&[
+            ("transforms", "a"),
+            ("transforms.a.type", "Filter"),
+            ("transforms.a.negate", "maybe"),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(
+            bad_negate,
+            "Invalid value maybe for configuration transforms.a.negate: Expected value to be either true or false"
+        );
+        let missing_predicate_type = TransformChain::from_config(&config(&[
+            ("transforms", "a"),
+            ("transforms.a.type", "Filter"),
+            ("transforms.a.predicate", "p"),
+            ("predicates", "p"),
+        ]))
+        .err()
+        .unwrap();
+        assert_eq!(
+            missing_predicate_type,
+            "Missing required configuration \"predicates.p.type\" which has no default value."
+        );
     }
 
     #[test]

@@ -3,12 +3,19 @@
 
 use regex::Regex;
 
-use super::{ConnectRecord, Predicate, Result, Transformation, required};
-use weir_api::config::ConfigMap;
+use super::{ConnectRecord, Predicate, Result, Transformation, key};
+use weir_api::config::{ConfigDef, ConfigMap, ConfigType, Default, Importance};
 
 /// Drops every record; used with a predicate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Filter;
+
+impl Filter {
+    /// No keys of its own.
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+    }
+}
 
 impl Transformation for Filter {
     fn apply(&self, _record: ConnectRecord) -> Result<Option<ConnectRecord>> {
@@ -30,10 +37,30 @@ pub struct RegexRouter {
 }
 
 impl RegexRouter {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "regex",
+                ConfigType::String,
+                Default::Required,
+                Importance::High,
+                "Regular expression to use for matching.",
+            ))
+            .define(key(
+                "replacement",
+                ConfigType::String,
+                Default::Required,
+                Importance::High,
+                "Replacement string.",
+            ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
         Ok(RegexRouter {
-            regex: whole_match("regex", required(settings, "regex")?)?,
-            replacement: required(settings, "replacement")?.to_owned(),
+            regex: whole_match("regex", config.string("regex")?)?,
+            replacement: config.string("replacement")?.to_owned(),
         })
     }
 }
@@ -86,9 +113,20 @@ pub struct TopicNameMatches {
 }
 
 impl TopicNameMatches {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(key(
+            "pattern",
+            ConfigType::String,
+            Default::Required,
+            Importance::Medium,
+            "A Java regular expression for matching against the name of a record's topic.",
+        ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
         Ok(TopicNameMatches {
-            pattern: whole_match("pattern", required(settings, "pattern")?)?,
+            pattern: whole_match("pattern", def.parse(settings)?.string("pattern")?)?,
         })
     }
 }
@@ -102,6 +140,13 @@ impl Predicate for TopicNameMatches {
 /// `RecordIsTombstone`: true when the record value is null.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecordIsTombstone;
+
+impl RecordIsTombstone {
+    /// No keys of its own.
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+    }
+}
 
 impl Predicate for RecordIsTombstone {
     fn test(&self, record: &ConnectRecord) -> bool {

@@ -3,20 +3,24 @@
 //! `$Key` / `$Value` variants, schemaful (struct) and schemaless (map).
 
 use super::{
-    ConnectRecord, Part, Result, SchemaMemo, TransformError, Transformation, apply_defaults,
-    replace_null_with_default, required,
+    ConnectRecord, Part, REPLACE_NULL_WITH_DEFAULT, Result, SchemaMemo, TransformError,
+    Transformation, apply_defaults, key, replace_null_with_default_key,
 };
 use weir_api::api::Header;
-use weir_api::config::{ConfigMap, parse_list};
+use weir_api::config::{
+    ConfigDef, ConfigMap, ConfigType, Default, Importance, ParsedConfig, Validator,
+};
 use weir_api::data::{Field, Schema, SchemaAndValue, SchemaType, Value};
 
 pub const TIMESTAMP_LOGICAL: &str = "org.apache.kafka.connect.data.Timestamp";
 
-fn optional_setting(settings: &ConfigMap, key: &str) -> Option<String> {
-    settings
-        .get(key)
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+/// A string setting trimmed, or `None` when it is unset or blank.
+fn non_blank(config: &ParsedConfig<'_>, name: &str) -> Result<Option<String>, String> {
+    Ok(config
+        .optional_string(name)?
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned))
 }
 
 /// A field to insert: its name and whether `!` made it required.
@@ -63,16 +67,32 @@ pub struct InsertField {
 }
 
 impl InsertField {
+    pub fn config_def() -> ConfigDef {
+        use ConfigType::String;
+        use Importance::Medium;
+        ConfigDef::new()
+            .define(key("topic.field", String, Default::Null, Medium, "Field name for Kafka topic. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))
+            .define(key("partition.field", String, Default::Null, Medium, "Field name for Kafka partition. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))
+            .define(key("offset.field", String, Default::Null, Medium, "Field name for Kafka offset - only applicable to sink connectors. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))
+            .define(key("timestamp.field", String, Default::Null, Medium, "Field name for record timestamp. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))
+            .define(key("static.field", String, Default::Null, Medium, "Field name for static data field. Suffix with ! to make this a required field, or ? to keep it optional (the default)."))
+            .define(key("static.value", String, Default::Null, Medium, "Static field value, if field name configured."))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let spec = |name| non_blank(&config, name).map(InsertSpec::parse);
         Ok(InsertField {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
-            topic: InsertSpec::parse(optional_setting(settings, "topic.field")),
-            partition: InsertSpec::parse(optional_setting(settings, "partition.field")),
-            offset: InsertSpec::parse(optional_setting(settings, "offset.field")),
-            timestamp: InsertSpec::parse(optional_setting(settings, "timestamp.field")),
-            static_field: InsertSpec::parse(optional_setting(settings, "static.field")),
-            static_value: settings.get("static.value").cloned(),
+            topic: spec("topic.field")?,
+            partition: spec("partition.field")?,
+            offset: spec("offset.field")?,
+            timestamp: spec("timestamp.field")?,
+            static_field: spec("static.field")?,
+            static_value: config.optional_string("static.value")?.map(str::to_owned),
             schemas: SchemaMemo::default(),
         })
     }
@@ -221,12 +241,40 @@ pub struct ReplaceField {
 }
 
 impl ReplaceField {
+    pub fn config_def() -> ConfigDef {
+        use ConfigType::List;
+        use Importance::Medium;
+        ConfigDef::new()
+            .define(key(
+                "exclude",
+                List,
+                Default::Value(""),
+                Medium,
+                "Fields to exclude. This takes precedence over the fields to include.",
+            ))
+            .define(key(
+                "include",
+                List,
+                Default::Value(""),
+                Medium,
+                "Fields to include. If specified, only these fields will be used.",
+            ))
+            .define(key(
+                "renames",
+                List,
+                Default::Value(""),
+                Medium,
+                "Field rename mappings.",
+            ))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let renames = settings
-            .get("renames")
-            .map(|r| parse_list(r))
-            .unwrap_or_default()
-            .into_iter()
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let renames = config
+            .list("renames")?
+            .iter()
             .map(|pair| match pair.split_once(':') {
                 Some((from, to)) if !from.is_empty() && !to.is_empty() => Ok((from.to_owned(), to.to_owned())),
                 _ => Err(format!(
@@ -235,16 +283,10 @@ impl ReplaceField {
             })
             .collect::<Result<_, String>>()?;
         Ok(ReplaceField {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
-            exclude: settings
-                .get("exclude")
-                .map(|e| parse_list(e))
-                .unwrap_or_default(),
-            include: settings
-                .get("include")
-                .map(|i| parse_list(i))
-                .unwrap_or_default(),
+            exclude: config.list("exclude")?.to_vec(),
+            include: config.list("include")?.to_vec(),
             renames,
             schemas: SchemaMemo::default(),
         })
@@ -340,19 +382,40 @@ pub struct MaskField {
 }
 
 impl MaskField {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "fields",
+                ConfigType::List,
+                Default::Required,
+                Importance::High,
+                "Names of fields to mask.",
+            ))
+            .define(key(
+                "replacement",
+                ConfigType::String,
+                Default::Null,
+                Importance::Low,
+                "Custom value replacement, that will be applied to all 'fields' values (numeric or non-empty string values only).",
+            ))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let fields = parse_list(required(settings, "fields")?);
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let fields = config.list("fields")?.to_vec();
         if fields.is_empty() {
             return Err("Invalid value  for configuration fields: Empty list".into());
         }
         Ok(MaskField {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
             fields,
-            replacement: settings
-                .get("replacement")
-                .cloned()
-                .filter(|r| !r.is_empty()),
+            replacement: config
+                .optional_string("replacement")?
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned),
         })
     }
 
@@ -447,21 +510,35 @@ pub struct SetSchemaMetadata {
 }
 
 impl SetSchemaMetadata {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "schema.name",
+                ConfigType::String,
+                Default::Null,
+                Importance::High,
+                "Schema name to set.",
+            ))
+            .define(key(
+                "schema.version",
+                ConfigType::Int,
+                Default::Null,
+                Importance::High,
+                "Schema version to set.",
+            ))
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let version = match optional_setting(settings, "schema.version") {
-            Some(v) => Some(v.parse().map_err(|_| {
-                format!(
-                    "Invalid value {v} for configuration schema.version: Not a number of type INT"
-                )
-            })?),
-            None => None,
-        };
-        let name = optional_setting(settings, "schema.name");
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let version = config.optional_int("schema.version")?;
+        let name = non_blank(&config, "schema.name")?;
         if name.is_none() && version.is_none() {
             return Err("Neither schema name nor version configured".into());
         }
         Ok(SetSchemaMetadata {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
             name,
             version,
@@ -499,13 +576,21 @@ pub struct Flatten {
 }
 
 impl Flatten {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new().define(key(
+            "delimiter",
+            ConfigType::String,
+            Default::Value("."),
+            Importance::Medium,
+            "Delimiter to insert between field names from the input record when generating field names for the output record",
+        ))
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
         Ok(Flatten {
             part,
-            delimiter: settings
-                .get("delimiter")
-                .cloned()
-                .unwrap_or_else(|| ".".into()),
+            delimiter: def.parse(settings)?.string("delimiter")?.to_owned(),
         })
     }
 
@@ -620,26 +705,34 @@ pub struct HeaderFrom {
 }
 
 impl HeaderFrom {
+    pub fn config_def() -> ConfigDef {
+        use ConfigType::{List, String};
+        use Importance::High;
+        ConfigDef::new()
+            .define(key("fields", List, Default::Required, High, "Field names in the record whose values are to be copied or moved to headers."))
+            .define(key("headers", List, Default::Required, High, "Header names, in the same order as the field names listed in the fields configuration property."))
+            .define(
+                key("operation", String, Default::Required, High, "Either move if the fields are to be moved to the headers (removed from the key/value), or copy if the fields are to be copied to the headers (retained in the key/value).")
+                    .validator(Validator::OneOfMatchingCase(&["move", "copy"])),
+            )
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let fields = parse_list(required(settings, "fields")?);
-        let headers = parse_list(required(settings, "headers")?);
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        let fields = config.list("fields")?.to_vec();
+        let headers = config.list("headers")?.to_vec();
         if fields.len() != headers.len() {
             return Err(format!(
                 "Invalid value {} for configuration headers: 'fields' config must have the same number of elements as 'headers' config.",
                 headers.join(",")
             ));
         }
-        let moving = match required(settings, "operation")?.trim() {
-            "move" => true,
-            "copy" => false,
-            other => {
-                return Err(format!(
-                    "Invalid value {other} for configuration operation: String must be one of: move, copy"
-                ));
-            }
-        };
+        // The definition allows `move` and `copy` only.
+        let moving = config.string("operation")?.trim() == "move";
         Ok(HeaderFrom {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
             fields,
             headers,

@@ -3,10 +3,10 @@
 //! S`, quoted literals, and `Z`/`X` for UTC), always in UTC.
 
 use super::{
-    ConnectRecord, Part, Result, TransformError, Transformation, apply_defaults,
-    replace_null_with_default,
+    ConnectRecord, Part, REPLACE_NULL_WITH_DEFAULT, Result, TransformError, Transformation,
+    apply_defaults, key, replace_null_with_default_key,
 };
-use weir_api::config::ConfigMap;
+use weir_api::config::{ConfigDef, ConfigMap, ConfigType, Default, Importance, Validator};
 use weir_api::data::{Schema, SchemaAndValue, SchemaType, Value};
 
 pub const DATE_LOGICAL: &str = "org.apache.kafka.connect.data.Date";
@@ -202,17 +202,30 @@ pub struct TimestampRouter {
 }
 
 impl TimestampRouter {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "topic.format",
+                ConfigType::String,
+                Default::Value("${topic}-${timestamp}"),
+                Importance::High,
+                "Format string which can contain ${topic} and ${timestamp} as placeholders for the topic and timestamp, respectively.",
+            ))
+            .define(key(
+                "timestamp.format",
+                ConfigType::String,
+                Default::Value("yyyyMMdd"),
+                Importance::High,
+                "Format string for the timestamp that is compatible with java.text.SimpleDateFormat.",
+            ))
+    }
+
     pub fn configure(settings: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
         Ok(TimestampRouter {
-            topic_format: settings
-                .get("topic.format")
-                .cloned()
-                .unwrap_or_else(|| "${topic}-${timestamp}".into()),
-            timestamp_format: DateFormat::new(
-                settings
-                    .get("timestamp.format")
-                    .map_or("yyyyMMdd", String::as_str),
-            )?,
+            topic_format: config.string("topic.format")?.to_owned(),
+            timestamp_format: DateFormat::new(config.string("timestamp.format")?)?,
         })
     }
 }
@@ -245,15 +258,21 @@ enum TimeType {
 }
 
 impl TimeType {
-    fn parse(name: &str) -> Option<TimeType> {
-        Some(match name.trim() {
-            "string" => TimeType::String,
-            "unix" => TimeType::Unix,
-            "Date" => TimeType::Date,
-            "Time" => TimeType::Time,
-            "Timestamp" => TimeType::Timestamp,
-            _ => return None,
-        })
+    const ALL: [TimeType; 5] = [
+        TimeType::String,
+        TimeType::Unix,
+        TimeType::Date,
+        TimeType::Time,
+        TimeType::Timestamp,
+    ];
+    /// Their `target.type` names, in the order of [`Self::ALL`].
+    const NAMES: [&'static str; 5] = ["string", "unix", "Date", "Time", "Timestamp"];
+
+    fn named(name: &str) -> Option<TimeType> {
+        Self::NAMES
+            .into_iter()
+            .zip(Self::ALL)
+            .find_map(|(known, time_type)| (known == name.trim()).then_some(time_type))
     }
 
     fn of_schema(schema: &Schema) -> Option<TimeType> {
@@ -301,39 +320,76 @@ pub struct TimestampConverter {
     precision: (i64, i64),
 }
 
+/// `unix.precision`'s values, and in the same order the units of each per
+/// millisecond, as (multiply, divide).
+const UNIX_PRECISIONS: [&str; 4] = ["nanoseconds", "microseconds", "milliseconds", "seconds"];
+const UNITS_PER_MILLI: [(i64, i64); 4] = [(1_000_000, 1), (1000, 1), (1, 1), (1, 1000)];
+
 impl TimestampConverter {
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(key(
+                "field",
+                ConfigType::String,
+                Default::Value(""),
+                Importance::High,
+                "The field containing the timestamp, or empty if the entire value is a timestamp",
+            ))
+            .define(
+                key(
+                    "target.type",
+                    ConfigType::String,
+                    Default::Required,
+                    Importance::High,
+                    "The desired timestamp representation: string, unix, Date, Time, or Timestamp",
+                )
+                .validator(Validator::OneOfMatchingCase(&TimeType::NAMES)),
+            )
+            .define(key(
+                "format",
+                ConfigType::String,
+                Default::Value(""),
+                Importance::Medium,
+                "A SimpleDateFormat-compatible format for the timestamp. Used to generate the output when type=string or used to parse the input if the input is a string.",
+            ))
+            .define(
+                key(
+                    "unix.precision",
+                    ConfigType::String,
+                    // milliseconds
+                    Default::Value(UNIX_PRECISIONS[2]),
+                    Importance::Low,
+                    "The desired Unix precision for the timestamp: seconds, milliseconds, microseconds, or nanoseconds.",
+                )
+                .validator(Validator::OneOfMatchingCase(&UNIX_PRECISIONS)),
+            )
+            .define(replace_null_with_default_key())
+    }
+
     pub fn configure(part: Part, settings: &ConfigMap) -> Result<Self, String> {
-        let target_name = settings
-            .get("target.type")
-            .ok_or("Missing required configuration \"target.type\" which has no default value.")?;
-        let target = TimeType::parse(target_name).ok_or_else(|| {
-            format!("Invalid value {target_name} for configuration target.type: String must be one of: string, unix, Date, Time, Timestamp")
-        })?;
-        let format = match settings.get("format").filter(|f| !f.is_empty()) {
-            Some(pattern) => Some(DateFormat::new(pattern)?),
-            None if target == TimeType::String => {
+        let def = Self::config_def();
+        let config = def.parse(settings)?;
+        // The definition allows only the names these look up.
+        let target_name = config.string("target.type")?;
+        let target = TimeType::named(target_name)
+            .ok_or_else(|| format!("Unknown target.type {target_name}"))?;
+        let precision_name = config.string("unix.precision")?;
+        let precision = UNIX_PRECISIONS
+            .into_iter()
+            .zip(UNITS_PER_MILLI)
+            .find_map(|(known, units)| (known == precision_name.trim()).then_some(units))
+            .ok_or_else(|| format!("Unknown unix.precision {precision_name}"))?;
+        let format = match config.string("format")? {
+            "" if target == TimeType::String => {
                 return Err("TimestampConverter requires format option to be specified when using string timestamps".into());
             }
-            None => None,
-        };
-        let precision = match settings
-            .get("unix.precision")
-            .map_or("milliseconds", String::as_str)
-        {
-            "seconds" => (1, 1000),
-            "milliseconds" => (1, 1),
-            "microseconds" => (1000, 1),
-            "nanoseconds" => (1_000_000, 1),
-            other => {
-                return Err(format!(
-                    "Invalid value {other} for configuration unix.precision: String must be one of: nanoseconds, microseconds, milliseconds, seconds"
-                ));
-            }
+            "" => None,
+            pattern => Some(DateFormat::new(pattern)?),
         };
         Ok(TimestampConverter {
-            replace_null: replace_null_with_default(settings)?,
+            replace_null: config.boolean(REPLACE_NULL_WITH_DEFAULT)?,
             part,
-            field: settings.get("field").cloned().unwrap_or_default(),
+            field: config.string("field")?.to_owned(),
             target,
             format,
             precision,
@@ -628,7 +684,7 @@ mod tests {
         // Schemaless: a unix long becomes a formatted string.
         let smt = TimestampConverter::configure(
             Part::Value,
-            &config(&[("target.type", "string"), ("format", "yyyyMMdd")]),
+            &config(&[("target.type", "string"), ("format", "yyyy/MM/dd")]),
         )
         .unwrap();
         let out = smt
@@ -645,7 +701,7 @@ mod tests {
             out.value,
             SchemaAndValue {
                 schema: None,
-                value: Value::String("20231114".into())
+                value: Value::String("2023/11/14".into())
             }
         );
         assert!(
