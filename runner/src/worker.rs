@@ -21,11 +21,13 @@ use weir_proto::control::v1::control_client::ControlClient;
 
 use crate::clients::{ClientRole, WatchedContext};
 use crate::config::{OffsetStorage, WorkerConfig};
+use crate::context::{TargetState, TaskContext};
 use crate::error::{Error, Result};
-use crate::instance::{self, ConnectorState, InstanceContext, InstanceEvent};
+use crate::events::{ConnectorState, InstanceEvent, TaskEvent, TaskKey, TaskState};
+use crate::instance::{self, InstanceContext};
 use crate::lease::Lease;
 use crate::offsets::{FileOffsetStore, OffsetStore, TopicOffsetStore};
-use crate::task::{self, TargetState, TaskContext, TaskEvent, TaskKey, TaskState};
+use crate::task;
 
 /// How often the runner and the coordinator hear from each other; three
 /// silent intervals end the session on either side.
