@@ -6,7 +6,7 @@
 //! - [`task`] starts a task's loop; [`source`] and [`sink`] are the record paths.
 //! - [`context`]: what a task loop gets from its runner ([`context::TaskContext`],
 //!   target states); [`events`]: what tasks and instances report back.
-//! - [`errors`]: error tolerance, retries with backoff, error logging, the sink DLQ.
+//! - [`tolerance`]: error tolerance, retries with backoff, error logging, the sink DLQ.
 //! - [`lease`]: how long the runner may run and commit without a coordinator.
 //! - [`claims`]: sink tasks' partition claims over the control session.
 //! - [`tap`]: live record taps; [`metrics`]: `/metrics`.
@@ -29,7 +29,6 @@ pub mod config;
 pub mod context;
 pub mod devkafka;
 pub mod error;
-pub mod errors;
 pub mod events;
 pub mod host;
 pub mod instance;
@@ -42,6 +41,7 @@ pub mod sink;
 pub mod source;
 pub mod tap;
 pub mod task;
+pub mod tolerance;
 pub mod worker;
 
 pub use config::WorkerConfig;

@@ -23,9 +23,9 @@ use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
 use crate::context::{TaskContext, within};
 use crate::error::{Error, Result};
-use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
 use crate::events::TaskEvent;
 use crate::tap::{TapPoint, TapView};
+use crate::tolerance::{Backoff, ErrorPolicy, Failure, Stage};
 
 /// Records asked of the connector per poll.
 const MAX_POLL_RECORDS: usize = 10_000;
