@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use weir_connect::config::ConfigMap;
 use weir_connect::registry::Registry;
 use weir_proto::control::v1 as pb;
@@ -32,15 +33,6 @@ use crate::task;
 /// How often the runner and the coordinator hear from each other; three
 /// silent intervals end the session on either side.
 const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// How long a stopping task may take before it is aborted, beyond the three
 /// graceful phases it bounds itself (in-flight work, final commit, `stop`).
@@ -339,7 +331,7 @@ impl Runner {
         // nor let the runner's own lease lapse while the coordinator answers.
         let beats = outbound.clone();
         let lease = self.lease.clone();
-        let heartbeats = AbortOnDrop(tokio::spawn(async move {
+        let heartbeats = AbortOnDropHandle::new(tokio::spawn(async move {
             let mut ticker = tokio::time::interval(HEARTBEAT_INTERVAL);
             loop {
                 ticker.tick().await;
@@ -354,7 +346,7 @@ impl Runner {
             }
         }));
         let (received_tx, mut received) = mpsc::unbounded_channel();
-        let reader = AbortOnDrop(tokio::spawn(read_coordinator(
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_coordinator(
             inbound,
             self.lease.clone(),
             self.session_timeout,
