@@ -1,7 +1,8 @@
 //! The Weir runner: hosts tasks and moves records between connectors and Kafka.
 //!
 //! # Layout
-//! - [`worker`]: the runner process — joins a coordinator, applies assignments.
+//! - [`worker`]: the runner process — its sessions with coordinators, and applying
+//!   their assignments (unit-tested without a coordinator).
 //! - [`instance`]: connector instances (validation, task configs, reconfiguration).
 //! - [`task`] starts a task's loop; [`source`] and [`sink`] are the record paths.
 //! - [`context`]: what a task loop gets from its runner ([`context::TaskContext`],
