@@ -585,3 +585,6 @@ fn retarget(sender: &watch::Sender<TargetState>, target: TargetState) {
         changed
     });
 }
+
+#[cfg(test)]
+mod tests;
