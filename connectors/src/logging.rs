@@ -41,7 +41,7 @@ const KAFKA_CONNECT_NAMES: &[(&str, &[&str])] = &[
     ),
     (
         "org.apache.kafka.connect.runtime.errors",
-        &["weir_runner::errors"],
+        &["weir_runner::tolerance"],
     ),
     (
         "org.apache.kafka.connect.transforms",
@@ -69,12 +69,12 @@ const WEIR_MODULES: &[&str] = &[
     "weir_coordinator::rest",
     "weir_coordinator::store",
     "weir_runner",
-    "weir_runner::errors",
     "weir_runner::host",
     "weir_runner::instance",
     "weir_runner::offsets",
     "weir_runner::sink",
     "weir_runner::source",
+    "weir_runner::tolerance",
     "weir_runner::worker",
 ];
 

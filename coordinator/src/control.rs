@@ -244,7 +244,7 @@ impl Session {
         // Heartbeats are answered by their own task, never behind store I/O:
         // a slow store must not make a runner think it lost its session.
         let (messages, mut received) = mpsc::unbounded_channel();
-        let reader = AbortOnDrop(tokio::spawn(read_runner(
+        let reader = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(read_runner(
             inbound,
             self.outbound.clone(),
             self.store.clone(),
@@ -823,15 +823,6 @@ impl DroppedReports {
         all.extend(std::mem::take(&mut self.statuses).into_values());
         all.extend(std::mem::take(&mut self.connector_statuses).into_values());
         all
-    }
-}
-
-/// Aborts a background task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

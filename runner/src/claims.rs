@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use weir_proto::control::v1 as pb;
 
-use crate::task::TaskKey;
+use crate::events::TaskKey;
 
 /// Topic partitions, sorted.
 pub type Partitions = BTreeSet<(String, i32)>;

@@ -15,31 +15,8 @@ use tokio_util::sync::CancellationToken;
 use weir_connect::api::{ConnectorContext, ConnectorPlugin};
 use weir_connect::config::ConfigMap;
 
-use crate::task::TargetState;
-
-/// A connector instance's state, as reported to the coordinator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnectorState {
-    Running,
-    Paused,
-    Failed,
-}
-
-/// What a connector instance tells the runner.
-#[derive(Debug, Clone, PartialEq)]
-pub enum InstanceEvent {
-    Status {
-        connector: String,
-        generation: u64,
-        state: ConnectorState,
-        trace: String,
-    },
-    TaskConfigs {
-        connector: String,
-        generation: u64,
-        configs: Vec<ConfigMap>,
-    },
-}
+use crate::context::TargetState;
+use crate::events::{ConnectorState, InstanceEvent};
 
 /// Everything a connector instance needs from its runner.
 pub struct InstanceContext {

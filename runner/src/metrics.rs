@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::task::{TaskKey, TaskState};
+use crate::events::{TaskKey, TaskState};
 
 /// Sidecar restarts by plugin. Process-wide: sidecars are supervised per
 /// process, before any runner exists.

@@ -35,10 +35,11 @@ use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
+use crate::context::{TaskContext, within};
 use crate::error::{Error, Result};
-use crate::errors::{Backoff, ErrorPolicy, Failure, OriginalRecord, Stage};
+use crate::events::TaskEvent;
 use crate::tap::{TapPoint, TapView, TaskTap};
-use crate::task::{TaskContext, TaskEvent, within};
+use crate::tolerance::{Backoff, ErrorPolicy, Failure, OriginalRecord, Stage};
 
 /// Records handed to the connector per `put`, at most.
 const MAX_BATCH: usize = 1000;

@@ -21,10 +21,11 @@ use weir_connect::transforms::{ConnectRecord, TransformChain};
 
 use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
 use crate::config::ConverterRole;
+use crate::context::{TaskContext, within};
 use crate::error::{Error, Result};
-use crate::errors::{Backoff, ErrorPolicy, Failure, Stage};
+use crate::events::TaskEvent;
 use crate::tap::{TapPoint, TapView};
-use crate::task::{TaskContext, TaskEvent, within};
+use crate::tolerance::{Backoff, ErrorPolicy, Failure, Stage};
 
 /// Records asked of the connector per poll.
 const MAX_POLL_RECORDS: usize = 10_000;
@@ -608,8 +609,9 @@ mod tests {
 
     use super::*;
     use crate::config::WorkerConfig;
+    use crate::context::TargetState;
+    use crate::events::TaskKey;
     use crate::offsets::{FileOffsetStore, OffsetStore};
-    use crate::task::{TargetState, TaskKey};
 
     /// Polls the given records once, then nothing; remembers what it was
     /// told is committed and whether it was stopped.

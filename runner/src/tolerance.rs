@@ -4,6 +4,7 @@
 //! skips the record), `errors.log.enable` / `errors.log.include.messages`,
 //! and for sinks the dead-letter queue `errors.deadletterqueue.*` with
 //! Kafka Connect's `__connect.errors.*` context headers.
+//! (The crate's own error type is [`crate::error`].)
 
 use std::time::Duration;
 
