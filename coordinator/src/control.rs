@@ -11,7 +11,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
-use weir_connect::config::ConfigMap;
+use weir_connect::config::{
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default as ConfigDefault, Importance, Validator,
+};
 use weir_proto::control::v1 as pb;
 use weir_proto::control::v1::control_server::Control;
 use weir_proto::control::v1::runner_message::Body;
@@ -51,12 +53,56 @@ pub struct SessionTiming {
     pub restart_grace: Duration,
 }
 
+impl SessionTiming {
+    /// The coordinator's session keys, with their defaults: the one place
+    /// each is defined and parsed. Runners heartbeat every second, so a
+    /// session may not time out in under two.
+    pub fn config_def() -> ConfigDef {
+        ConfigDef::new()
+            .define(
+                ConfigKey::new(
+                    "session.timeout.ms",
+                    ConfigType::Long,
+                    ConfigDefault::Value("6000"),
+                )
+                .importance(Importance::High)
+                .doc("How long a runner may go without an answered heartbeat before its session ends and its tasks move.")
+                .validator(Validator::AtLeast(2000)),
+            )
+            .define(
+                ConfigKey::new(
+                    "scheduled.rebalance.max.delay.ms",
+                    ConfigType::Long,
+                    ConfigDefault::Value("10000"),
+                )
+                .importance(Importance::Medium)
+                .doc("How long the tasks of a runner that stopped cleanly wait for it to come back before they move; 0 moves them at once.")
+                .validator(Validator::AtLeast(0)),
+            )
+    }
+
+    /// The timing `config` sets, with Kafka Connect's message for a bad value.
+    pub fn from_config(config: &ConfigMap) -> Result<Self, String> {
+        let def = Self::config_def();
+        let parsed = def.parse(config)?;
+        let millis = |name: &str| -> Result<Duration, String> {
+            Ok(Duration::from_millis(
+                u64::try_from(parsed.long(name)?).unwrap_or(0),
+            ))
+        };
+        Ok(SessionTiming {
+            session_timeout: millis("session.timeout.ms")?,
+            restart_grace: millis("scheduled.rebalance.max.delay.ms")?,
+        })
+    }
+}
+
 impl Default for SessionTiming {
+    /// The definition's defaults (they satisfy its validators, which a unit
+    /// test checks).
     fn default() -> Self {
-        SessionTiming {
-            session_timeout: Duration::from_secs(6),
-            restart_grace: Duration::from_secs(10),
-        }
+        Self::from_config(&ConfigMap::new())
+            .unwrap_or_else(|error| unreachable!("the session keys' defaults are invalid: {error}"))
     }
 }
 
@@ -997,6 +1043,41 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
+
+    #[test]
+    fn session_timing_parses_through_its_definition() {
+        assert_eq!(
+            SessionTiming::default(),
+            SessionTiming {
+                session_timeout: Duration::from_secs(6),
+                restart_grace: Duration::from_secs(10),
+            }
+        );
+        let config = |pairs: &[(&str, &str)]| -> ConfigMap {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            SessionTiming::from_config(&config(&[
+                ("session.timeout.ms", "3000"),
+                ("scheduled.rebalance.max.delay.ms", "0")
+            ])),
+            Ok(SessionTiming {
+                session_timeout: Duration::from_secs(3),
+                restart_grace: Duration::ZERO,
+            })
+        );
+        assert_eq!(
+            SessionTiming::from_config(&config(&[("session.timeout.ms", "1000")])),
+            Err("Invalid value 1000 for configuration session.timeout.ms: Value must be at least 2000".to_owned())
+        );
+        assert_eq!(
+            SessionTiming::from_config(&config(&[("scheduled.rebalance.max.delay.ms", "soon")])),
+            Err("Invalid value soon for configuration scheduled.rebalance.max.delay.ms: Not a number of type LONG".to_owned())
+        );
+    }
     use crate::error::Error;
     use crate::store::{KvStore, LocalStore};
 

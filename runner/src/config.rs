@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use weir_connect::client::OverridePolicy;
-use weir_connect::config::ConfigMap;
+use weir_connect::config::{ConfigDef, ConfigKey, ConfigMap, ConfigType, Default, Importance};
 use weir_connect::converter::{self, Converter};
 
 use crate::clients::{ClientRole, ClientSettings};
@@ -45,35 +45,41 @@ const DEFAULT_CONVERTER: &str = "org.apache.kafka.connect.json.JsonConverter";
 impl WorkerConfig {
     /// Reads worker properties. `standalone` selects file offset storage.
     pub fn from_properties(properties: ConfigMap, standalone: bool) -> Result<Self> {
-        let bootstrap_servers = properties
-            .get("bootstrap.servers")
-            .cloned()
-            .unwrap_or_else(|| "localhost:9092".to_owned());
-        let flush_ms = parse_number(&properties, "offset.flush.interval.ms", 60_000)?;
-        let shutdown_ms = parse_number(&properties, "task.shutdown.graceful.timeout.ms", 5_000)?;
+        let def = worker_def(standalone);
+        let parsed = def.parse(&properties).map_err(Error::Config)?;
+        let setting = |name: &str| -> Result<i64> {
+            match def.key(name).map(|key| key.config_type) {
+                Some(ConfigType::Int) => parsed.int(name).map(i64::from),
+                Some(ConfigType::Short) => parsed.short(name).map(i64::from),
+                _ => parsed.long(name),
+            }
+            .map_err(Error::Config)
+        };
+        let bootstrap_servers = parsed
+            .string("bootstrap.servers")
+            .map_err(Error::Config)?
+            .to_owned();
+        let flush_ms = setting("offset.flush.interval.ms")?;
+        let shutdown_ms = setting("task.shutdown.graceful.timeout.ms")?;
         let offset_storage = if standalone {
-            let file = properties
-                .get("offset.storage.file.filename")
-                .ok_or_else(|| {
-                    Error::Config(
-                        "offset.storage.file.filename is required in standalone mode".into(),
-                    )
-                })?;
-            OffsetStorage::File(PathBuf::from(file))
+            OffsetStorage::File(PathBuf::from(
+                parsed
+                    .string("offset.storage.file.filename")
+                    .map_err(Error::Config)?,
+            ))
         } else {
             OffsetStorage::Topic {
-                name: properties
-                    .get("offset.storage.topic")
-                    .cloned()
-                    .unwrap_or_else(|| "connect-offsets".to_owned()),
-                partitions: parse_number(&properties, "offset.storage.partitions", 25)? as i32,
-                replication_factor: parse_number(
-                    &properties,
-                    "offset.storage.replication.factor",
-                    -1,
-                )? as i32,
+                name: parsed
+                    .string("offset.storage.topic")
+                    .map_err(Error::Config)?
+                    .to_owned(),
+                partitions: i32::try_from(setting("offset.storage.partitions")?)
+                    .unwrap_or(i32::MAX),
+                replication_factor: i32::try_from(setting("offset.storage.replication.factor")?)
+                    .unwrap_or(-1),
             }
         };
+        drop(parsed);
         let override_policy = OverridePolicy::from_worker(&properties).map_err(Error::Config)?;
         let worker = WorkerConfig {
             properties,
@@ -153,13 +159,65 @@ impl WorkerConfig {
     }
 }
 
-fn parse_number(properties: &ConfigMap, key: &str, default: i64) -> Result<i64> {
-    match properties.get(key) {
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| Error::Config(format!("{key} must be a number, got {raw}"))),
-        None => Ok(default),
+/// The worker settings the runner reads itself, with Kafka Connect's
+/// defaults: the one place each is defined and parsed.
+pub fn worker_def(standalone: bool) -> ConfigDef {
+    let key = |name, config_type, default, doc| {
+        ConfigKey::new(name, config_type, default)
+            .importance(Importance::High)
+            .doc(doc)
+    };
+    let def = ConfigDef::new()
+        .define(key(
+            "bootstrap.servers",
+            ConfigType::String,
+            Default::Value("localhost:9092"),
+            "A list of host/port pairs to use for establishing the initial connection to the Kafka cluster.",
+        ))
+        .define(
+            key(
+                "offset.flush.interval.ms",
+                ConfigType::Long,
+                Default::Value("60000"),
+                "Interval at which to try committing offsets for tasks.",
+            )
+            .importance(Importance::Low),
+        )
+        .define(
+            key(
+                "task.shutdown.graceful.timeout.ms",
+                ConfigType::Long,
+                Default::Value("5000"),
+                "Amount of time to wait for tasks to shutdown gracefully.",
+            )
+            .importance(Importance::Low),
+        );
+    if standalone {
+        def.define(key(
+            "offset.storage.file.filename",
+            ConfigType::String,
+            Default::Required,
+            "File to store offset data in.",
+        ))
+    } else {
+        def.define(key(
+            "offset.storage.topic",
+            ConfigType::String,
+            Default::Value("connect-offsets"),
+            "The name of the Kafka topic where source connector offsets are stored.",
+        ))
+        .define(key(
+            "offset.storage.partitions",
+            ConfigType::Int,
+            Default::Value("25"),
+            "The number of partitions used when creating the offset storage topic.",
+        ))
+        .define(key(
+            "offset.storage.replication.factor",
+            ConfigType::Short,
+            Default::Value("-1"),
+            "Replication factor used when creating the offset storage topic; -1 for the broker's default.",
+        ))
     }
 }
 
@@ -191,6 +249,41 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn worker_settings_parse_through_their_definition() {
+        let worker = WorkerConfig::from_properties(props(&[]), false).unwrap();
+        assert_eq!(worker.bootstrap_servers, "localhost:9092");
+        assert_eq!(worker.offset_flush_interval, Duration::from_secs(60));
+        assert_eq!(worker.task_shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(
+            worker.offset_storage,
+            OffsetStorage::Topic {
+                name: "connect-offsets".into(),
+                partitions: 25,
+                replication_factor: -1,
+            }
+        );
+        let refused = |pairs: &[(&str, &str)], standalone| {
+            WorkerConfig::from_properties(props(pairs), standalone)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            refused(&[("offset.flush.interval.ms", "often")], false).contains(
+                "Invalid value often for configuration offset.flush.interval.ms: Not a number of type LONG"
+            )
+        );
+        assert!(refused(&[], true).contains(
+            "Missing required configuration \"offset.storage.file.filename\" which has no default value."
+        ));
+        assert!(
+            refused(&[("offset.storage.partitions", "40000000000")], false).contains(
+                "Invalid value 40000000000 for configuration offset.storage.partitions: Not a number of type INT"
+            )
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_connect::api::{ConnectorContext, ConnectorPlugin};
-use weir_connect::config::ConfigMap;
+use weir_connect::config::{ConfigMap, base_connector_def};
 
 use crate::context::TargetState;
 use crate::events::{ConnectorState, InstanceEvent};
@@ -121,13 +121,11 @@ async fn run(mut context: InstanceContext) {
 /// placeholder of the connector config is stored as the placeholder again
 /// (Kafka Connect's reverse transform), so no resolved secret is stored.
 async fn generate(context: &InstanceContext) -> Result<(), String> {
-    let max_tasks = match context.config.get("tasks.max") {
-        Some(raw) => raw
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| format!("tasks.max is not a number: {raw}"))?,
-        None => 1,
-    };
+    let max_tasks = base_connector_def(context.plugin.kind())
+        .only(|key| key == "tasks.max")
+        .parse(&context.config)?
+        .int("tasks.max")?;
+    let max_tasks = usize::try_from(max_tasks).unwrap_or(0);
     let generated = tokio::select! {
         () = context.cancel.cancelled() => return Ok(()),
         generated = context.plugin.task_configs(&context.resolved, max_tasks) => generated,

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use weir_connect::config::ConfigMap;
+use weir_connect::config::{ConfigMap, Direction, base_connector_def};
 
 use crate::clients::{ClientFailures, ClientRole, WatchedContext};
 use crate::config::WorkerConfig;
@@ -136,23 +136,6 @@ impl Backoff {
     }
 }
 
-fn number(config: &ConfigMap, key: &str, default: i64) -> Result<i64> {
-    match config.get(key) {
-        Some(raw) => raw.trim().parse().map_err(|_| {
-            Error::Config(format!(
-                "Invalid value {raw} for configuration {key}: Not a number of type LONG"
-            ))
-        }),
-        None => Ok(default),
-    }
-}
-
-fn flag(config: &ConfigMap, key: &str) -> bool {
-    config
-        .get(key)
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-}
-
 impl ErrorPolicy {
     /// Reads the `errors.*` settings; opens a DLQ producer for sinks that name one.
     pub async fn from_config(
@@ -162,54 +145,70 @@ impl ErrorPolicy {
         worker: &WorkerConfig,
         sink: bool,
     ) -> Result<Self> {
-        let retry = number(config, "errors.retry.timeout", 0)?;
-        let tolerance = config.get("errors.tolerance").map_or("none", |t| t.trim());
-        let tolerate_all = match tolerance.to_ascii_lowercase().as_str() {
-            "none" => false,
-            "all" => true,
-            other => {
-                return Err(Error::Config(format!(
-                    "Invalid value {other} for configuration errors.tolerance: String must be one of: none, all"
-                )));
-            }
+        let direction = if sink {
+            Direction::Sink
+        } else {
+            Direction::Source
         };
-        let dlq = match config
-            .get("errors.deadletterqueue.topic.name")
-            .map(|t| t.trim())
-            .filter(|t| !t.is_empty())
-        {
-            Some(topic) if sink => {
-                let admin = worker.client_settings(config, ClientRole::Admin)?;
-                let mut settings = worker.client_settings(config, ClientRole::Producer)?;
-                let replication_factor =
-                    number(config, "errors.deadletterqueue.topic.replication.factor", 3)? as i32;
-                let spec = TopicSpec {
-                    partitions: 1,
-                    replication_factor,
-                    compacted: false,
-                };
-                ensure_topic(&admin, topic, spec).await?;
-                settings.apply_producer_defaults();
-                let (producer, failures) = settings.create()?;
-                Some(DeadLetterQueue {
-                    topic: topic.to_owned(),
-                    context_headers: flag(config, "errors.deadletterqueue.context.headers.enable"),
-                    producer,
-                    failures,
-                })
-            }
-            _ => None,
+        let def = base_connector_def(direction).only(|key| key.starts_with("errors."));
+        let errors = def.parse(config).map_err(Error::Config)?;
+        let retry = errors.long("errors.retry.timeout").map_err(Error::Config)?;
+        // The definition allows none and all, in any case.
+        let tolerate_all = errors
+            .string("errors.tolerance")
+            .map_err(Error::Config)?
+            .eq_ignore_ascii_case("all");
+        let dlq_topic = if sink {
+            errors
+                .string("errors.deadletterqueue.topic.name")
+                .map_err(Error::Config)?
+                .trim()
+        } else {
+            ""
+        };
+        let dlq = if dlq_topic.is_empty() {
+            None
+        } else {
+            let admin = worker.client_settings(config, ClientRole::Admin)?;
+            let mut settings = worker.client_settings(config, ClientRole::Producer)?;
+            let spec = TopicSpec {
+                partitions: 1,
+                replication_factor: i32::from(
+                    errors
+                        .short("errors.deadletterqueue.topic.replication.factor")
+                        .map_err(Error::Config)?,
+                ),
+                compacted: false,
+            };
+            ensure_topic(&admin, dlq_topic, spec).await?;
+            settings.apply_producer_defaults();
+            let (producer, failures) = settings.create()?;
+            Some(DeadLetterQueue {
+                topic: dlq_topic.to_owned(),
+                context_headers: errors
+                    .boolean("errors.deadletterqueue.context.headers.enable")
+                    .map_err(Error::Config)?,
+                producer,
+                failures,
+            })
         };
         Ok(ErrorPolicy {
             connector: connector.to_owned(),
             task,
             retry_timeout: u64::try_from(retry).ok().map(Duration::from_millis),
             max_delay: Duration::from_millis(
-                number(config, "errors.retry.delay.max.ms", 60_000)?.max(0) as u64,
+                u64::try_from(
+                    errors
+                        .long("errors.retry.delay.max.ms")
+                        .map_err(Error::Config)?,
+                )
+                .unwrap_or(0),
             ),
             tolerate_all,
-            log: flag(config, "errors.log.enable"),
-            log_messages: flag(config, "errors.log.include.messages"),
+            log: errors.boolean("errors.log.enable").map_err(Error::Config)?,
+            log_messages: errors
+                .boolean("errors.log.include.messages")
+                .map_err(Error::Config)?,
             dlq,
             metrics: crate::metrics::TaskMetrics::detached(),
         })

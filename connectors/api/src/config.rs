@@ -331,6 +331,19 @@ impl ConfigDef {
             .collect()
     }
 
+    /// The keys `keep` names: a part of a definition a component parses on
+    /// its own (the `errors.*` keys of a connector, say).
+    pub fn only(&self, keep: impl Fn(&str) -> bool) -> ConfigDef {
+        ConfigDef {
+            keys: self
+                .keys
+                .iter()
+                .filter(|key| keep(key.name))
+                .cloned()
+                .collect(),
+        }
+    }
+
     /// Parses `config` through this definition: checks every defined key
     /// as [`validate`](Self::validate) does and fails with the first
     /// message; keys it does not define are left alone.

@@ -5,10 +5,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
 use weir_connect::client::{OVERRIDE_POLICY_KEY, OverridePolicy};
+use weir_connect::config::ConfigMap;
 use weir_connect::properties::hostname;
 use weir_connect::registry::Registry;
 use weir_coordinator::control::SessionTiming;
@@ -56,18 +56,6 @@ struct Args {
     scheduled_rebalance_max_delay_ms: Option<String>,
 }
 
-/// A duration in milliseconds from a setting, or a message naming the key.
-fn millis(raw: Option<String>, key: &str, default: Duration) -> Result<Duration, String> {
-    match raw {
-        None => Ok(default),
-        Some(raw) => raw
-            .trim()
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("{key}: {raw:?} is not a number of milliseconds")),
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -112,27 +100,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => OverridePolicy::All,
     };
 
-    let defaults = SessionTiming::default();
-    let timing = SessionTiming {
-        session_timeout: millis(
-            setting(args.session_timeout_ms, "session.timeout.ms"),
-            "session.timeout.ms",
-            defaults.session_timeout,
-        )?,
-        restart_grace: millis(
-            setting(
-                args.scheduled_rebalance_max_delay_ms,
-                "scheduled.rebalance.max.delay.ms",
-            ),
+    let timing_config: ConfigMap = [
+        ("session.timeout.ms", args.session_timeout_ms),
+        (
             "scheduled.rebalance.max.delay.ms",
-            defaults.restart_grace,
-        )?,
-    };
-    if timing.session_timeout < Duration::from_secs(2) {
-        return Err(
-            "session.timeout.ms must be at least 2000 (runners heartbeat every second)".into(),
-        );
-    }
+            args.scheduled_rebalance_max_delay_ms,
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(key, flag)| setting(flag, key).map(|value| (key.to_owned(), value)))
+    .collect();
+    let timing = SessionTiming::from_config(&timing_config)?;
 
     let coordinator = Coordinator::start(
         CoordinatorConfig {
