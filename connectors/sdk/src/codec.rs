@@ -843,6 +843,52 @@ pub enum SourceEventIn {
 pub struct SourceReader {
     schemas: SchemaReader,
     partition: Option<(Bytes, std::sync::Arc<JsonMap>)>,
+    /// The keys of one-number offsets seen on this stream (a connector
+    /// names one or two), so that such an offset decodes without a map.
+    offset_keys: Vec<&'static str>,
+}
+
+/// How many distinct one-number offset keys a stream decodes without a
+/// map; past it, offsets decode as maps.
+const OFFSET_KEYS: usize = 8;
+
+impl SourceReader {
+    /// A source offset from its JSON: `{"key": integer}` (what nearly every
+    /// source writes, with or without spaces) without building a map.
+    fn offset(&mut self, json: &[u8]) -> Result<SourceOffset, String> {
+        if let Some((key, value)) = one_number_object(json) {
+            if let Some(known) = self.offset_keys.iter().find(|k| k.as_bytes() == key) {
+                return Ok(SourceOffset::Number(known, value));
+            }
+            if self.offset_keys.len() < OFFSET_KEYS
+                && let Ok(key) = std::str::from_utf8(key)
+            {
+                let key = crate::wire::intern(key);
+                self.offset_keys.push(key);
+                return Ok(SourceOffset::Number(key, value));
+            }
+        }
+        Ok(json_object(json, "a source offset")?.into())
+    }
+}
+
+/// The key and value of a JSON object with one integer member and a plain
+/// key (no escapes), as serde_json or Python's json module write it.
+fn one_number_object(json: &[u8]) -> Option<(&[u8], i64)> {
+    let rest = json.strip_prefix(b"{\"")?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let (key, rest) = rest.split_at(end);
+    if key.contains(&b'\\') {
+        return None;
+    }
+    let rest = rest.strip_prefix(b"\":")?.trim_ascii_start();
+    let rest = rest.strip_suffix(b"}")?.trim_ascii_end();
+    let digits = rest.strip_prefix(b"-").unwrap_or(rest);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let value = std::str::from_utf8(rest).ok()?.parse().ok()?;
+    Some((key, value))
 }
 
 fn json_object(bytes: &[u8], what: &str) -> Result<JsonMap, String> {
@@ -908,7 +954,7 @@ fn decode_source_record(mut buf: &[u8], reader: &mut SourceReader) -> Result<Sou
             partition
         }
     };
-    record.source_offset = json_object(offset_json, "a source offset")?.into();
+    record.source_offset = reader.offset(offset_json)?;
     Ok(record)
 }
 
@@ -1024,6 +1070,46 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[test]
+    fn one_number_offsets_decode_without_a_map_and_others_as_maps() {
+        assert_eq!(
+            one_number_object(br#"{"position":42}"#),
+            Some((&b"position"[..], 42))
+        );
+        assert_eq!(
+            one_number_object(br#"{"lsn": -7 }"#),
+            Some((&b"lsn"[..], -7))
+        );
+        for other in [
+            &br#"{"a":1,"b":2}"#[..],
+            br#"{"a":1.5}"#,
+            br#"{"a":"1"}"#,
+            br#"{"a\"b":1}"#,
+            br#"{"a":99999999999999999999}"#,
+            br#"{}"#,
+        ] {
+            assert_eq!(
+                one_number_object(other),
+                None,
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+        let mut reader = SourceReader::default();
+        let offset = reader.offset(br#"{"position": 42}"#).unwrap();
+        assert!(
+            matches!(offset, SourceOffset::Number("position", 42)),
+            "{offset:?}"
+        );
+        assert_eq!(
+            offset,
+            SourceOffset::Map(JsonMap::from_iter([("position".into(), 42.into())]))
+        );
+        let map = reader.offset(br#"{"file":"a","line":3}"#).unwrap();
+        assert_eq!(map.get("line"), Some(3.into()));
+        assert!(reader.offset(b"[1]").is_err());
+    }
     use weir_api::data::SchemaType;
 
     fn string(text: &str) -> SchemaAndValue {
