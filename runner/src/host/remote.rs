@@ -874,3 +874,6 @@ pub async fn handshake(
         .await
         .map(tonic::Response::into_inner)
 }
+
+#[cfg(test)]
+mod tests;
