@@ -365,17 +365,6 @@ fn read_properties(path: &std::path::Path) -> Result<ConfigMap, BoxError> {
 }
 
 async fn wait_for_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
-    tracing::info!("shutting down");
+    let signal = weir_connect::process::stop_signal().await;
+    tracing::info!(?signal, "shutting down");
 }

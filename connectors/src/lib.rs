@@ -17,12 +17,14 @@
 //! - [`providers`]: config providers (`${file:…}`, `${env:…}`, …).
 //! - [`logging`]: logger names and levels, as Kafka Connect's admin/loggers API sees them.
 //! - [`durable`]: crash-safe file replacement.
+//! - [`process`]: waiting for SIGTERM or Ctrl-C, as every binary does.
 //! - [`registry`]: the plugins this build knows, by class name and alias.
 
 pub mod client;
 pub mod converter;
 pub mod durable;
 pub mod logging;
+pub mod process;
 pub mod properties;
 pub mod providers;
 pub mod registry;

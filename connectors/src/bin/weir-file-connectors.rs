@@ -30,14 +30,7 @@ async fn main() -> Result<(), BoxError> {
         )),
     ]);
     let shutdown = async {
-        if let Ok(mut terminate) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            tokio::select! {
-                _ = terminate.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
+        weir_connect::process::stop_signal().await;
     };
     let label = std::env::args().nth(1).unwrap_or_default();
     if let Ok(socket) = std::env::var("WEIR_SIDECAR_SOCKET") {

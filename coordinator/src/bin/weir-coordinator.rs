@@ -132,19 +132,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let stopped = coordinator.stopped();
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, shutting down"),
-        _ = terminate() => tracing::info!("terminated, shutting down"),
+        signal = weir_connect::process::stop_signal() => tracing::info!(?signal, "shutting down"),
         () = stopped.cancelled() => tracing::error!("etcd session lost, shutting down"),
     }
     coordinator.shutdown().await;
     Ok(())
-}
-
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(_) => std::future::pending().await,
-    }
 }

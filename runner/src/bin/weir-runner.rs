@@ -145,19 +145,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let signal = shutdown.clone();
     tokio::spawn(async move {
-        let terminate = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            () = terminate => {}
-        }
-        tracing::info!("shutting down");
+        let stop = weir_connect::process::stop_signal().await;
+        tracing::info!(signal = ?stop, "shutting down");
         signal.cancel();
     });
     let outcome = runner.run(shutdown).await;
