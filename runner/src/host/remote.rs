@@ -444,6 +444,10 @@ impl SourceTask for RemoteSource {
         }));
         let session = open_stream(&self.link, open, codec::open_source_stream).await?;
         self.stream = Some(session);
+        // A new stream: the sidecar holds no credit and has sent nothing yet.
+        self.credit = 0;
+        self.credit_gauge.set(0);
+        self.received.clear();
         Ok(())
     }
 
@@ -589,6 +593,13 @@ impl RemoteSink {
             return Ok(());
         };
         let event = self.answer(id).await?;
+        if let pb::sink_event::Event::Error(error) = &event {
+            // An error event answers no put: it is an earlier assign or
+            // revoke failing (they have no answer of their own). The put in
+            // flight stays in flight: its own answer is still to come, and
+            // its records must not be lost if this error is retried.
+            return Err(self.link.reported(error));
+        }
         let Some((_, command)) = self.in_flight.take() else {
             return Ok(());
         };
@@ -815,6 +826,8 @@ impl SinkTask for RemoteSink {
     }
 
     async fn stop(&mut self) -> Result<()> {
+        // A put still in flight is not committed; nothing is left to settle.
+        self.in_flight = None;
         match self.stream.take() {
             Some(session) => {
                 let stop = sink_command(pb::sink_command::Command::Stop(pb::Stop {}));

@@ -55,6 +55,8 @@ struct Doubles {
     polling: Arc<Notify>,
     /// Lets the source connector's `monitor` fail.
     monitor_release: Arc<Notify>,
+    /// The retriable failure the sink's next partition assign fails with.
+    assign_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Doubles {
@@ -233,7 +235,10 @@ impl SinkTask for RecordingSinkTask {
 
     async fn open_partitions(&mut self, partitions: &[(String, i32)]) -> Result<()> {
         self.0.tell(Seen::Assigned(partitions.to_vec()));
-        Ok(())
+        match self.0.assign_failure.lock().unwrap().take() {
+            Some(message) => Err(ConnectorError::Retryable(message)),
+            None => Ok(()),
+        }
     }
 
     async fn close_partitions(&mut self, partitions: &[(String, i32)]) -> Result<()> {
@@ -279,6 +284,7 @@ struct Harness {
     verdicts: mpsc::UnboundedSender<Result<()>>,
     polling: Arc<Notify>,
     monitor_release: Arc<Notify>,
+    assign_failure: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Harness {
@@ -296,6 +302,7 @@ impl Harness {
             verdicts: Arc::new(Mutex::new(verdict_receiver)),
             polling: Arc::new(Notify::new()),
             monitor_release: Arc::new(Notify::new()),
+            assign_failure: Arc::default(),
         };
         let served = weir_connect::sdk::Sidecar::new(vec![
             Arc::new(ScriptedSource(doubles.clone())),
@@ -346,6 +353,7 @@ impl Harness {
             verdicts,
             polling: doubles.polling,
             monitor_release: doubles.monitor_release,
+            assign_failure: doubles.assign_failure,
         }
     }
 
@@ -828,6 +836,42 @@ async fn a_put_that_fails_retriably_comes_back_whole_as_retryable_earlier_record
             "{failure:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_failed_assign_read_while_a_put_is_in_flight_keeps_that_put_in_flight() {
+    let mut harness = Harness::start().await;
+    let mut sink = harness.sink();
+    within("open", sink.open(&ConfigMap::new())).await.unwrap();
+    harness.next_seen().await;
+    *harness.assign_failure.lock().unwrap() = Some("the partition is locked".to_owned());
+    within("assign", sink.open_partitions(&[("t".to_owned(), 0)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        harness.next_seen().await,
+        Seen::Assigned(vec![("t".to_owned(), 0)])
+    );
+    let batch = sink_records(0..2);
+    within("put", sink.put(&batch)).await.unwrap();
+    assert_eq!(harness.next_seen().await, Seen::Put(batch.clone()));
+    harness.answer_put(Err(ConnectorError::Retryable("busy".to_owned())));
+    // The assign's failure arrives first; it is not the put's answer.
+    let error = within("settle", sink.settle()).await.unwrap_err();
+    assert!(
+        error.is_retryable() && !matches!(error, ConnectorError::Earlier(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("the partition is locked"),
+        "{error}"
+    );
+    assert!(sink.unsettled(), "the put is still in flight");
+    // The put's own answer follows, and its records come back to be retried.
+    let failed = earlier(within("settle", sink.settle()).await.unwrap_err());
+    let records: Vec<SinkRecord> = failed.into_iter().map(|f| f.record).collect();
+    assert_eq!(records, batch);
+    assert!(!sink.unsettled());
 }
 
 #[tokio::test]
