@@ -919,7 +919,7 @@ fn retry_or_reject(failed: Vec<EarlierFailure>) -> (Vec<SinkRecord>, Vec<(SinkRe
     let mut again = Vec::new();
     let mut rejected = Vec::new();
     for failure in failed {
-        if failure.retryable {
+        if failure.retriable {
             again.push(failure.record);
         } else {
             rejected.push((failure.record, failure.message));
@@ -949,7 +949,7 @@ pub async fn put_until_done(
                     let Some(record) = batch.get(failure.index) else {
                         continue;
                     };
-                    if failure.retryable {
+                    if failure.retriable {
                         again.push(record.clone());
                     } else {
                         rejected.push((record.clone(), failure.message));
@@ -975,7 +975,7 @@ pub async fn put_until_done(
                 }
                 format!("{retrying} record(s) of an earlier put failed retriably")
             }
-            Err(error) if error.is_retryable() => error.to_string(),
+            Err(error) if error.is_retriable() => error.to_string(),
             Err(error) => return Err(error),
         };
         let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
@@ -1012,7 +1012,7 @@ mod tests {
         async fn put(&mut self, records: &[SinkRecord]) -> weir_connect::api::Result<()> {
             self.calls += 1;
             if self.calls <= self.busy {
-                return Err(ConnectorError::Retryable("busy".into()));
+                return Err(ConnectorError::Retriable("busy".into()));
             }
             if records
                 .iter()
@@ -1151,14 +1151,14 @@ mod tests {
                 if value == "poison" {
                     failed.push(weir_connect::api::RecordError {
                         index,
-                        retryable: false,
+                        retriable: false,
                         message: "cannot store poison".into(),
                     });
                 } else if value == "later" && !self.later_failed {
                     self.later_failed = true;
                     failed.push(weir_connect::api::RecordError {
                         index,
-                        retryable: true,
+                        retriable: true,
                         message: "busy".into(),
                     });
                 }
@@ -1231,7 +1231,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(!error.is_retryable());
+        assert!(!error.is_retriable());
         assert!(
             sink.written.is_empty(),
             "nothing of the failed batch was taken"
@@ -1296,9 +1296,9 @@ mod tests {
             let mut failed = Vec::new();
             for record in std::mem::take(&mut self.in_flight) {
                 let value = record.value.value.to_display_string();
-                let failure = |retryable: bool| EarlierFailure {
+                let failure = |retriable: bool| EarlierFailure {
                     record: record.clone(),
-                    retryable,
+                    retriable,
                     message: format!("cannot write {value}"),
                 };
                 match value.as_str() {

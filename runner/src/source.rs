@@ -269,7 +269,7 @@ impl SourceRun {
                         }
                         // A retriable failure is retried until it succeeds, as Kafka
                         // Connect retries a RetriableException from `poll`.
-                        Err(error) if error.is_retryable() => {
+                        Err(error) if error.is_retriable() => {
                             let backoff = poll_backoff.get_or_insert_with(|| self.errors.connector_backoff());
                             let delay = backoff.next_delay().unwrap_or(backoff.max_delay());
                             tracing::warn!(task = %context.key, %error, ?delay, "retriable poll failure; retrying");

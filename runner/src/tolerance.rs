@@ -1,6 +1,6 @@
 //! Error handling as Kafka Connect configures it per connector:
 //! `errors.retry.timeout` / `errors.retry.delay.max.ms` (exponential backoff
-//! for retryable failures), `errors.tolerance` (`none` fails the task, `all`
+//! for retriable failures), `errors.tolerance` (`none` fails the task, `all`
 //! skips the record), `errors.log.enable` / `errors.log.include.messages`,
 //! and for sinks the dead-letter queue `errors.deadletterqueue.*` with
 //! Kafka Connect's `__connect.errors.*` context headers.

@@ -263,7 +263,7 @@ impl weir_connect::api::SinkTask for ScriptedSink {
     async fn put(&mut self, records: &[weir_connect::SinkRecord]) -> weir_connect::api::Result<()> {
         if self.busy > 0 {
             self.busy -= 1;
-            return Err(weir_connect::ConnectorError::Retryable(
+            return Err(weir_connect::ConnectorError::Retriable(
                 "downstream busy".into(),
             ));
         }

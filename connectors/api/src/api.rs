@@ -267,13 +267,13 @@ pub struct TopicPartitionOffset {
     pub offset: i64,
 }
 
-/// Errors a connector reports. Retryable ones may succeed when tried again.
+/// Errors a connector reports. Retriable ones may succeed when tried again.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     #[error("invalid configuration: {0}")]
     Config(String),
     #[error("{0}")]
-    Retryable(String),
+    Retriable(String),
     #[error("{0}")]
     Fatal(String),
     #[error("{context}: {source}")]
@@ -283,7 +283,7 @@ pub enum ConnectorError {
         source: std::io::Error,
     },
     /// From a sink's `put`: the batch was taken except these records. The
-    /// runner puts the retryable ones again, and sends the others through
+    /// runner puts the retriable ones again, and sends the others through
     /// error tolerance (`errors.tolerance`, the DLQ), as Kafka Connect's
     /// errant record reporter does.
     #[error("{} record(s) failed, the first: {}", .0.len(), .0.first().map_or("", |r| r.message.as_str()))]
@@ -291,7 +291,7 @@ pub enum ConnectorError {
     /// From a sink that keeps a batch in flight past `put` (a sidecar sink):
     /// records of an earlier `put` that failed. The call that returns it did
     /// not do its own work: a `put`'s batch was not taken, a flush did not
-    /// flush. The runner puts the retryable records again, ahead of anything
+    /// flush. The runner puts the retriable records again, ahead of anything
     /// newer, and sends the others through error tolerance.
     #[error("{} record(s) of an earlier put failed, the first: {}", .0.len(), .0.first().map_or("", |r| r.message.as_str()))]
     Earlier(Vec<EarlierFailure>),
@@ -301,7 +301,7 @@ pub enum ConnectorError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EarlierFailure {
     pub record: SinkRecord,
-    pub retryable: bool,
+    pub retriable: bool,
     pub message: String,
 }
 
@@ -310,7 +310,7 @@ pub struct EarlierFailure {
 pub struct RecordError {
     /// Its index in the batch.
     pub index: usize,
-    pub retryable: bool,
+    pub retriable: bool,
     pub message: String,
 }
 
@@ -322,8 +322,8 @@ impl ConnectorError {
         }
     }
 
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, ConnectorError::Retryable(_))
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, ConnectorError::Retriable(_))
     }
 }
 

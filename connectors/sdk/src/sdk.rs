@@ -500,7 +500,7 @@ async fn source_session(
                     }
                 }
                 Err(error) => {
-                    let retriable = error.is_retryable();
+                    let retriable = error.is_retriable();
                     send_source(&events, Event::Error(wire::error_to_wire(&error))).await;
                     if !retriable {
                         let _ = task.stop().await;

@@ -636,7 +636,7 @@ pub fn kind_to_wire(kind: Direction) -> pb::PluginKind {
 }
 
 pub fn record_error_to_wire(failed: &RecordError) -> pb::RecordError {
-    let kind = if failed.retryable {
+    let kind = if failed.retriable {
         pb::task_error::Kind::Retriable
     } else {
         pb::task_error::Kind::Fatal
@@ -654,14 +654,14 @@ pub fn record_error_from_wire(failed: &pb::RecordError) -> RecordError {
     let error = failed.error.clone().unwrap_or_default();
     RecordError {
         index: failed.index as usize,
-        retryable: error.kind == pb::task_error::Kind::Retriable as i32,
+        retriable: error.kind == pb::task_error::Kind::Retriable as i32,
         message: error.message,
     }
 }
 
 /// A connector error as a typed task error.
 pub fn error_to_wire(error: &ConnectorError) -> pb::TaskError {
-    let kind = if error.is_retryable() {
+    let kind = if error.is_retriable() {
         pb::task_error::Kind::Retriable
     } else {
         pb::task_error::Kind::Fatal
@@ -675,7 +675,7 @@ pub fn error_to_wire(error: &ConnectorError) -> pb::TaskError {
 /// A typed task error as a connector error; an unknown kind is fatal.
 pub fn error_from_wire(error: &pb::TaskError) -> ConnectorError {
     match pb::task_error::Kind::try_from(error.kind) {
-        Ok(pb::task_error::Kind::Retriable) => ConnectorError::Retryable(error.message.clone()),
+        Ok(pb::task_error::Kind::Retriable) => ConnectorError::Retriable(error.message.clone()),
         _ => ConnectorError::Fatal(error.message.clone()),
     }
 }

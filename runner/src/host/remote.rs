@@ -606,7 +606,7 @@ impl RemoteSink {
         match event {
             pb::sink_event::Event::Put(result) => {
                 if let Err(error) = outcome(&self.link, id, result.id, result.error) {
-                    if !error.is_retryable() {
+                    if !error.is_retriable() {
                         return Err(error);
                     }
                     // The whole batch failed retriably: all of it is put again.
@@ -617,7 +617,7 @@ impl RemoteSink {
                             .into_iter()
                             .map(|record| EarlierFailure {
                                 record,
-                                retryable: true,
+                                retriable: true,
                                 message: message.clone(),
                             })
                             .collect(),
@@ -653,7 +653,7 @@ impl RemoteSink {
                             })?;
                         Ok(EarlierFailure {
                             record,
-                            retryable: failure.retryable,
+                            retriable: failure.retriable,
                             message: failure.message,
                         })
                     })

@@ -236,7 +236,7 @@ impl SinkTask for RecordingSinkTask {
     async fn open_partitions(&mut self, partitions: &[(String, i32)]) -> Result<()> {
         self.0.tell(Seen::Assigned(partitions.to_vec()));
         match self.0.assign_failure.lock().unwrap().take() {
-            Some(message) => Err(ConnectorError::Retryable(message)),
+            Some(message) => Err(ConnectorError::Retriable(message)),
             None => Ok(()),
         }
     }
@@ -703,10 +703,10 @@ async fn a_source_poll_failure_keeps_its_kind_and_names_the_task() {
 
     harness
         .script
-        .send(Err(ConnectorError::Retryable("upstream busy".to_owned())))
+        .send(Err(ConnectorError::Retriable("upstream busy".to_owned())))
         .unwrap();
     let retriable = within("poll", source.poll(10)).await.unwrap_err();
-    assert!(retriable.is_retryable(), "{retriable:?}");
+    assert!(retriable.is_retriable(), "{retriable:?}");
     assert_names_the_task(&retriable, SOURCE_CLASS, "upstream busy");
 
     // A retriable failure leaves the task running.
@@ -733,7 +733,7 @@ async fn a_source_that_cannot_open_says_why_and_is_not_open() {
     let error = within("open", source.open(&refused, &[]))
         .await
         .unwrap_err();
-    assert!(!error.is_retryable());
+    assert!(!error.is_retriable());
     assert_names_the_task(&error, SOURCE_CLASS, "the source refuses to open");
     let error = within("poll", source.poll(10)).await.unwrap_err();
     assert_names_the_task(&error, SOURCE_CLASS, "the task is not open");
@@ -815,14 +815,14 @@ async fn a_sink_proxy_puts_records_intact_and_in_order_and_flushes_their_offsets
 }
 
 #[tokio::test]
-async fn a_put_that_fails_retriably_comes_back_whole_as_retryable_earlier_records() {
+async fn a_put_that_fails_retriably_comes_back_whole_as_retriable_earlier_records() {
     let mut harness = Harness::start().await;
     let mut sink = harness.sink();
     within("open", sink.open(&ConfigMap::new())).await.unwrap();
     harness.next_seen().await;
     let batch = sink_records(10..13);
     within("put", sink.put(&batch)).await.unwrap();
-    harness.answer_put(Err(ConnectorError::Retryable(
+    harness.answer_put(Err(ConnectorError::Retriable(
         "the warehouse is busy".to_owned(),
     )));
     let failed = earlier(within("settle", sink.settle()).await.unwrap_err());
@@ -830,7 +830,7 @@ async fn a_put_that_fails_retriably_comes_back_whole_as_retryable_earlier_record
     let records: Vec<SinkRecord> = failed.iter().map(|f| f.record.clone()).collect();
     assert_eq!(records, batch, "all of the batch, in order, intact");
     for failure in &failed {
-        assert!(failure.retryable, "{failure:?}");
+        assert!(failure.retriable, "{failure:?}");
         assert!(
             failure.message.contains("the warehouse is busy"),
             "{failure:?}"
@@ -855,11 +855,11 @@ async fn a_failed_assign_read_while_a_put_is_in_flight_keeps_that_put_in_flight(
     let batch = sink_records(0..2);
     within("put", sink.put(&batch)).await.unwrap();
     assert_eq!(harness.next_seen().await, Seen::Put(batch.clone()));
-    harness.answer_put(Err(ConnectorError::Retryable("busy".to_owned())));
+    harness.answer_put(Err(ConnectorError::Retriable("busy".to_owned())));
     // The assign's failure arrives first; it is not the put's answer.
     let error = within("settle", sink.settle()).await.unwrap_err();
     assert!(
-        error.is_retryable() && !matches!(error, ConnectorError::Earlier(_)),
+        error.is_retriable() && !matches!(error, ConnectorError::Earlier(_)),
         "{error:?}"
     );
     assert!(
@@ -883,7 +883,7 @@ async fn the_put_after_a_failed_one_is_not_sent_and_hands_the_failed_records_bac
     let first = sink_records(0..2);
     let second = sink_records(2..4);
     within("put", sink.put(&first)).await.unwrap();
-    harness.answer_put(Err(ConnectorError::Retryable("busy".to_owned())));
+    harness.answer_put(Err(ConnectorError::Retriable("busy".to_owned())));
     // This put's own batch is not taken: it returns the earlier failure.
     let failed = earlier(within("put", sink.put(&second)).await.unwrap_err());
     let records: Vec<SinkRecord> = failed.into_iter().map(|f| f.record).collect();
@@ -933,12 +933,12 @@ async fn records_that_fail_on_their_own_come_back_with_their_own_kind_and_messag
     harness.answer_put(Err(ConnectorError::Records(vec![
         RecordError {
             index: 2,
-            retryable: false,
+            retriable: false,
             message: "no such customer".to_owned(),
         },
         RecordError {
             index: 0,
-            retryable: true,
+            retriable: true,
             message: "row locked".to_owned(),
         },
     ])));
@@ -948,12 +948,12 @@ async fn records_that_fail_on_their_own_come_back_with_their_own_kind_and_messag
         vec![
             EarlierFailure {
                 record: batch[0].clone(),
-                retryable: true,
+                retriable: true,
                 message: "row locked".to_owned(),
             },
             EarlierFailure {
                 record: batch[2].clone(),
-                retryable: false,
+                retriable: false,
                 message: "no such customer".to_owned(),
             },
         ]
@@ -975,7 +975,7 @@ async fn an_error_for_a_record_outside_the_batch_is_a_malformed_answer() {
     within("put", sink.put(&sink_records(0..2))).await.unwrap();
     harness.answer_put(Err(ConnectorError::Records(vec![RecordError {
         index: 5,
-        retryable: true,
+        retriable: true,
         message: "which one?".to_owned(),
     }])));
     let error = within("settle", sink.settle()).await.unwrap_err();
