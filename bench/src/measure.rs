@@ -20,7 +20,7 @@ use weir_runner::WorkerConfig;
 use crate::raw_reports::RawReports;
 use weir_runner::host::remote;
 use weir_runner::offsets::FileOffsetStore;
-use weir_runner::task::{self, TargetState, TaskContext, TaskEvent, TaskKey};
+use weir_runner::task::{self, TargetState, TaskContext, TaskEvent, TaskId};
 
 /// Partitions of each sink benchmark topic: enough that the embedded broker,
 /// which keeps a few MiB a partition, still holds every record.
@@ -512,7 +512,7 @@ async fn weir_task(job: &Job, clock: &CpuClock) -> Measurement {
     let (_target, target_rx) = watch::channel(TargetState::Running);
     let cancel = CancellationToken::new();
     let context = TaskContext {
-        key: TaskKey {
+        key: TaskId {
             connector: name.clone(),
             task: 0,
         },

@@ -106,18 +106,7 @@ pub struct AppliedRecord {
     pub tasks: Vec<TaskId>,
 }
 
-/// Identifies one task of one connector.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct TaskId {
-    pub connector: String,
-    pub task: i32,
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.connector, self.task)
-    }
-}
+pub use weir_connect::api::TaskId;
 
 /// The connector instances and tasks the leader placed on one runner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use weir_proto::control::v1 as pb;
 
-use crate::events::TaskKey;
+use crate::events::TaskId;
 
 /// Topic partitions, sorted.
 pub type Partitions = BTreeSet<(String, i32)>;
@@ -108,7 +108,7 @@ impl PartitionClaims {
 
     /// Asks to hold exactly `wanted` (releasing whatever else the task
     /// held); answers the part of it the task now holds.
-    pub async fn claim(&self, task: &TaskKey, wanted: &Partitions) -> Result<Partitions, String> {
+    pub async fn claim(&self, task: &TaskId, wanted: &Partitions) -> Result<Partitions, String> {
         let Some(link) = &self.link else {
             return Ok(wanted.clone());
         };
@@ -163,8 +163,8 @@ impl PartitionClaims {
 mod tests {
     use super::*;
 
-    fn key() -> TaskKey {
-        TaskKey {
+    fn key() -> TaskId {
+        TaskId {
             connector: "c".into(),
             task: 1,
         }

@@ -13,7 +13,7 @@ use weir_connect::config::ConfigMap;
 use crate::claims::PartitionClaims;
 use crate::config::WorkerConfig;
 use crate::error::Error;
-use crate::events::{TaskEvent, TaskKey, TaskState};
+use crate::events::{TaskEvent, TaskId, TaskState};
 use crate::lease::Lease;
 use crate::metrics::TaskMetrics;
 use crate::offsets::OffsetStore;
@@ -28,7 +28,7 @@ pub enum TargetState {
 
 /// Everything a task loop needs from its runner.
 pub struct TaskContext {
-    pub key: TaskKey,
+    pub key: TaskId,
     /// How many tasks the connector has (sink tasks split partitions by it).
     pub task_count: i32,
     pub config: ConfigMap,

@@ -1,23 +1,12 @@
 //! What a runner's tasks and connector instances report to it, which it
 //! forwards to the coordinator ([`TaskEvent`], [`InstanceEvent`]), and the
-//! identities and states those reports carry ([`TaskKey`], [`TaskState`],
+//! identities and states those reports carry ([`TaskId`], [`TaskState`],
 //! [`ConnectorState`]). A leaf: it names no other module of the runner.
 
 use weir_connect::api::SourcePosition;
 use weir_connect::config::ConfigMap;
 
-/// Identifies a task of a connector.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TaskKey {
-    pub connector: String,
-    pub task: i32,
-}
-
-impl std::fmt::Display for TaskKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.connector, self.task)
-    }
-}
+pub use weir_connect::api::TaskId;
 
 /// A task's observed lifecycle state, as reported to the coordinator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +20,7 @@ pub enum TaskState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum TaskEvent {
     Status {
-        key: TaskKey,
+        key: TaskId,
         state: TaskState,
         trace: String,
         epoch: u64,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::events::{TaskKey, TaskState};
+use crate::events::{TaskId, TaskState};
 
 /// Sidecar restarts by plugin. Process-wide: sidecars are supervised per
 /// process, before any runner exists.
@@ -216,7 +216,7 @@ impl TaskMetrics {
 /// Every metric of one runner.
 #[derive(Default)]
 pub struct RunnerMetrics {
-    tasks: Mutex<BTreeMap<TaskKey, Arc<TaskMetrics>>>,
+    tasks: Mutex<BTreeMap<TaskId, Arc<TaskMetrics>>>,
     connectors: AtomicU64,
     pub task_startups: Counter,
     pub task_startup_failures: Counter,
@@ -259,7 +259,7 @@ impl Exposition {
 
 impl RunnerMetrics {
     /// The metrics of a task starting on this runner.
-    pub fn register(&self, key: &TaskKey) -> Arc<TaskMetrics> {
+    pub fn register(&self, key: &TaskId) -> Arc<TaskMetrics> {
         self.task_startups.add(1);
         let metrics = TaskMetrics::detached();
         if let Ok(mut tasks) = self.tasks.lock() {
@@ -268,7 +268,7 @@ impl RunnerMetrics {
         metrics
     }
 
-    pub fn unregister(&self, key: &TaskKey) {
+    pub fn unregister(&self, key: &TaskId) {
         if let Ok(mut tasks) = self.tasks.lock() {
             tasks.remove(key);
         }
@@ -301,7 +301,7 @@ impl RunnerMetrics {
     /// The Prometheus text exposition of everything.
     pub fn render(&self) -> String {
         let now = Instant::now();
-        let tasks: Vec<(TaskKey, Arc<TaskMetrics>)> = self
+        let tasks: Vec<(TaskId, Arc<TaskMetrics>)> = self
             .tasks
             .lock()
             .map(|tasks| tasks.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -538,7 +538,7 @@ mod tests {
     #[test]
     fn task_counters_render_with_kafka_connect_names_and_labels() {
         let metrics = RunnerMetrics::default();
-        let key = TaskKey {
+        let key = TaskId {
             connector: "file\"src".into(),
             task: 0,
         };

@@ -610,7 +610,7 @@ mod tests {
     use super::*;
     use crate::config::WorkerConfig;
     use crate::context::TargetState;
-    use crate::events::TaskKey;
+    use crate::events::TaskId;
     use crate::offsets::{FileOffsetStore, OffsetStore};
 
     /// Polls the given records once, then nothing; remembers what it was
@@ -701,7 +701,7 @@ mod tests {
         let (events, _) = mpsc::unbounded_channel();
         let cancel = CancellationToken::new();
         let context = TaskContext {
-            key: TaskKey {
+            key: TaskId {
                 connector: "src".into(),
                 task: 0,
             },

@@ -8,7 +8,7 @@ use tokio::task::JoinHandle;
 use weir_connect::api::Task;
 
 pub use crate::context::{TargetState, TaskContext, within};
-pub use crate::events::{TaskEvent, TaskKey, TaskState};
+pub use crate::events::{TaskEvent, TaskId, TaskState};
 use crate::{sink, source};
 
 /// Starts a task's loop.

@@ -331,7 +331,7 @@ fn run_sink(
     extra: &[(&str, &str)],
     sink: ScriptedSink,
 ) -> SinkRun {
-    use weir_runner::task::{TargetState, TaskContext, TaskKey};
+    use weir_runner::task::{TargetState, TaskContext, TaskId};
     let worker: weir_connect::config::ConfigMap = [
         ("bootstrap.servers", bootstrap),
         ("offset.storage.file.filename", "unused"),
@@ -359,7 +359,7 @@ fn run_sink(
     let (target, target_rx) = tokio::sync::watch::channel(TargetState::Running);
     let cancel = tokio_util::sync::CancellationToken::new();
     let context = TaskContext {
-        key: TaskKey {
+        key: TaskId {
             connector: topic.to_owned(),
             task: 0,
         },

@@ -389,7 +389,24 @@ impl ConnectorContext {
     }
 }
 
-/// Which task of which connector, under which assignment epoch.
+/// Which task of which connector: the one name for a task everywhere (the
+/// coordinator stores it, the runner keys its tasks by it).
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct TaskId {
+    pub connector: String,
+    pub task: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.connector, self.task)
+    }
+}
+
+/// Which task of which connector, under which assignment epoch: one
+/// incarnation of a [`TaskId`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TaskIdentity {
     pub connector: String,

@@ -24,7 +24,7 @@ use weir_connect::config::ConfigMap;
 use weir_proto::control::v1 as pb;
 
 use crate::context::TargetState;
-use crate::events::{ConnectorState, InstanceEvent, TaskEvent, TaskKey, TaskState};
+use crate::events::{ConnectorState, InstanceEvent, TaskEvent, TaskId, TaskState};
 use crate::lease::Lease;
 use crate::metrics::{RunnerMetrics, TaskMetrics};
 
@@ -45,7 +45,7 @@ pub(super) trait Launch {
 
 /// What a task is started with.
 pub(super) struct TaskStart {
-    pub key: TaskKey,
+    pub key: TaskId,
     /// How many tasks the connector has, at least 1.
     pub task_count: i32,
     /// As assigned: placeholders not yet resolved.
@@ -103,10 +103,10 @@ struct RunningConnector {
 pub(super) struct Hosted<L> {
     launcher: L,
     runner_id: String,
-    tasks: BTreeMap<TaskKey, RunningTask>,
+    tasks: BTreeMap<TaskId, RunningTask>,
     connectors: BTreeMap<String, RunningConnector>,
     /// Last status of each task, re-sent after a reconnect.
-    last_status: BTreeMap<TaskKey, pb::TaskStatusReport>,
+    last_status: BTreeMap<TaskId, pb::TaskStatusReport>,
     last_epoch: u64,
     /// The last assignment applied, started again when the lease holds
     /// again after a fence within a live session.
@@ -217,12 +217,12 @@ impl<L: Launch> Hosted<L> {
         self.assignment = Some(assignment.clone());
         self.fenced = false;
         self.apply_connectors(assignment.connectors, events);
-        let wanted: BTreeMap<TaskKey, pb::TaskAssignment> = assignment
+        let wanted: BTreeMap<TaskId, pb::TaskAssignment> = assignment
             .tasks
             .into_iter()
             .map(|t| {
                 (
-                    TaskKey {
+                    TaskId {
                         connector: t.connector.clone(),
                         task: t.task,
                     },
@@ -233,7 +233,7 @@ impl<L: Launch> Hosted<L> {
 
         // A task whose loop has ended (FAILED) is kept too: it stays failed
         // until its assignment changes (a restart raises its generation).
-        let to_stop: Vec<TaskKey> = self
+        let to_stop: Vec<TaskId> = self
             .tasks
             .iter()
             .filter(|(key, running)| !wanted.get(*key).is_some_and(|w| running.is_as(w)))
@@ -350,7 +350,7 @@ impl<L: Launch> Hosted<L> {
 
     fn start_task(
         &mut self,
-        key: TaskKey,
+        key: TaskId,
         wanted: pb::TaskAssignment,
         target: TargetState,
         epoch: u64,
@@ -410,7 +410,7 @@ impl<L: Launch> Hosted<L> {
         for name in names {
             self.stop_connector(&name);
         }
-        let keys: Vec<TaskKey> = self.tasks.keys().cloned().collect();
+        let keys: Vec<TaskId> = self.tasks.keys().cloned().collect();
         self.stop_many(keys, events_rx, outbound).await;
     }
 
@@ -420,11 +420,11 @@ impl<L: Launch> Hosted<L> {
     /// `outbound` when there is one.
     async fn stop_many(
         &mut self,
-        keys: Vec<TaskKey>,
+        keys: Vec<TaskId>,
         events_rx: &mut mpsc::UnboundedReceiver<TaskEvent>,
         outbound: Option<&mpsc::Sender<pb::RunnerMessage>>,
     ) {
-        let stopping: Vec<(TaskKey, RunningTask)> = keys
+        let stopping: Vec<(TaskId, RunningTask)> = keys
             .into_iter()
             .filter_map(|key| {
                 self.last_status.remove(&key);

@@ -259,8 +259,8 @@ fn applied_tasks(applied: &pb::Applied) -> Vec<String> {
         .collect()
 }
 
-fn key(connector: &str, task: i32) -> TaskKey {
-    TaskKey {
+fn key(connector: &str, task: i32) -> TaskId {
+    TaskId {
         connector: connector.into(),
         task,
     }
