@@ -28,7 +28,7 @@ use weir_connect::api::{
     ConnectorError, EarlierFailure, Header, JsonMap, SinkRecord, SinkTask, SourcePosition, Topic,
     TopicNames, TopicPartitionOffset,
 };
-use weir_connect::config::{ConfigMap, parse_list};
+use weir_connect::config::{ConfigMap, Direction, base_connector_def};
 use weir_connect::converter::Converter;
 use weir_connect::data::SchemaAndValue;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
@@ -59,14 +59,15 @@ impl Subscription {
     /// From `topics` or `topics.regex` (matched against whole topic names,
     /// as Java's `Pattern.matches`).
     pub(crate) fn from_config(config: &ConfigMap) -> Result<Subscription> {
-        let topics = config
-            .get("topics")
-            .map(|t| parse_list(t))
-            .unwrap_or_default();
-        let regex = config
-            .get("topics.regex")
-            .map(|r| r.trim().to_owned())
-            .unwrap_or_default();
+        let def = base_connector_def(Direction::Sink)
+            .only(|key| key == "topics" || key == "topics.regex");
+        let parsed = def.parse(config).map_err(Error::Config)?;
+        let topics = parsed.list("topics").map_err(Error::Config)?.to_vec();
+        let regex = parsed
+            .string("topics.regex")
+            .map_err(Error::Config)?
+            .trim()
+            .to_owned();
         if !topics.is_empty() {
             Ok(Subscription::Topics(topics))
         } else if !regex.is_empty() {
