@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use etcd_client::{
     Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp,
-    WatchOptions,
+    TxnOpResponse, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,15 @@ impl Txn {
 #[async_trait]
 pub trait KvStore: Send + Sync + 'static {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
+    /// The values of `keys`, in their order, read together: a store that
+    /// can reads them in as few round trips as it can.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for key in keys {
+            values.push(self.get(key).await?);
+        }
+        Ok(values)
+    }
     /// Every key under `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
@@ -274,6 +283,14 @@ impl KvStore for LocalStore {
         self.read(|state| state.entries.get(key).cloned())
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.read(|state| {
+            keys.iter()
+                .map(|key| state.entries.get(key).cloned())
+                .collect()
+        })
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         self.read(|state| {
             state
@@ -421,6 +438,10 @@ pub struct EtcdStore {
 
 /// Taken off the lease's known lifetime, for clock drift and slow answers.
 const LEASE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Reads per etcd transaction in [`KvStore::get_many`]: under etcd's
+/// default `--max-txn-ops` of 128.
+const GETS_PER_TXN: usize = 100;
 
 /// How long etcd keeps a dead coordinator's ephemeral keys (its runner
 /// registrations and, for the leader, leadership). Long enough that an etcd
@@ -626,6 +647,40 @@ impl KvStore for EtcdStore {
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }
 
+    /// One transaction of gets per [`GETS_PER_TXN`] keys: one round trip
+    /// each, where gets one by one cost one per key.
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(GETS_PER_TXN) {
+            let gets: Vec<TxnOp> = chunk
+                .iter()
+                .map(|key| TxnOp::get(self.full(key), None))
+                .collect();
+            let response = self
+                .client
+                .clone()
+                .txn(EtcdTxn::new().and_then(gets))
+                .await?;
+            let answers = response.op_responses();
+            if answers.len() != chunk.len() {
+                return Err(Error::Internal(format!(
+                    "etcd answered {} of {} reads",
+                    answers.len(),
+                    chunk.len()
+                )));
+            }
+            for answer in answers {
+                match answer {
+                    TxnOpResponse::Get(got) => {
+                        values.push(got.kvs().first().map(|kv| kv.value().to_vec()));
+                    }
+                    _ => return Err(Error::Internal("etcd answered a read with a write".into())),
+                }
+            }
+        }
+        Ok(values)
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let options = GetOptions::new()
             .with_prefix()
@@ -778,6 +833,23 @@ pub mod conformance {
         check(
             store.get("a/1").await? == Some(b"one".to_vec()),
             "put then get",
+        )?;
+        check(
+            store
+                .get_many(&["a/2".into(), "a/missing".into(), "a/1".into()])
+                .await?
+                == vec![Some(b"two".to_vec()), None, Some(b"one".to_vec())],
+            "get_many reads each key, in order",
+        )?;
+        // More keys than one etcd transaction takes.
+        let many: Vec<String> = (0..250).map(|i| format!("a/{}", i % 3)).collect();
+        let read = store.get_many(&many).await?;
+        check(
+            read.len() == 250
+                && read[0].is_none()
+                && read[1] == Some(b"one".to_vec())
+                && read[248] == Some(b"two".to_vec()),
+            "get_many of 250 keys",
         )?;
         let listed = store.list("a/").await?;
         check(
