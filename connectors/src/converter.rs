@@ -273,11 +273,6 @@ impl Converter for JsonConverter {
         if data.schema.is_none() && data.value.is_null() {
             return Ok(false);
         }
-        let failed = |e: serde_json::Error| {
-            ConvertError(format!(
-                "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
-            ))
-        };
         if self.schemas_enable {
             // {"schema":…,"payload":…}, byte for byte what serde_json writes for the envelope.
             out.extend_from_slice(br#"{"schema":"#);
@@ -290,7 +285,7 @@ impl Converter for JsonConverter {
         match (&data.schema, &data.value) {
             // The common case, written without building a JSON tree first.
             (Some(schema), Value::String(text)) if schema.schema_type == SchemaType::String => {
-                serde_json::to_writer(&mut *out, text).map_err(failed)?;
+                serde_json::to_writer(&mut *out, text).map_err(serialization_failed)?;
             }
             (schema, value) => write_value_json(schema.as_deref(), value, out)?,
         }
@@ -482,17 +477,18 @@ pub fn schema_from_json(json: &Json) -> Result<Schema> {
     Ok(schema)
 }
 
+/// Kafka Connect's message for a value JSON cannot be written.
+fn serialization_failed(error: serde_json::Error) -> ConvertError {
+    ConvertError(format!(
+        "Converting Kafka Connect data to byte[] failed due to serialization error: {error}"
+    ))
+}
+
 /// Writes the JSON text of a value, following its schema when there is one:
 /// byte for byte what serializing [`value_to_json`] writes, without building
 /// the JSON tree for structs, arrays, strings and whole numbers.
 pub fn write_value_json(schema: Option<&Schema>, value: &Value, out: &mut Vec<u8>) -> Result<()> {
-    let written = |result: serde_json::Result<()>| {
-        result.map_err(|e| {
-            ConvertError(format!(
-                "Converting Kafka Connect data to byte[] failed due to serialization error: {e}"
-            ))
-        })
-    };
+    let written = |result: serde_json::Result<()>| result.map_err(serialization_failed);
     if !value.is_null()
         && let Some(schema) = schema
     {

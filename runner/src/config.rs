@@ -47,20 +47,16 @@ impl WorkerConfig {
     pub fn from_properties(properties: ConfigMap, standalone: bool) -> Result<Self> {
         let def = worker_def(standalone);
         let parsed = def.parse(&properties).map_err(Error::Config)?;
-        let setting = |name: &str| -> Result<i64> {
-            match def.key(name).map(|key| key.config_type) {
-                Some(ConfigType::Int) => parsed.int(name).map(i64::from),
-                Some(ConfigType::Short) => parsed.short(name).map(i64::from),
-                _ => parsed.long(name),
-            }
-            .map_err(Error::Config)
-        };
         let bootstrap_servers = parsed
             .string("bootstrap.servers")
             .map_err(Error::Config)?
             .to_owned();
-        let flush_ms = setting("offset.flush.interval.ms")?;
-        let shutdown_ms = setting("task.shutdown.graceful.timeout.ms")?;
+        let flush_ms = parsed
+            .long("offset.flush.interval.ms")
+            .map_err(Error::Config)?;
+        let shutdown_ms = parsed
+            .long("task.shutdown.graceful.timeout.ms")
+            .map_err(Error::Config)?;
         let offset_storage = if standalone {
             OffsetStorage::File(PathBuf::from(
                 parsed
@@ -73,10 +69,14 @@ impl WorkerConfig {
                     .string("offset.storage.topic")
                     .map_err(Error::Config)?
                     .to_owned(),
-                partitions: i32::try_from(setting("offset.storage.partitions")?)
-                    .unwrap_or(i32::MAX),
-                replication_factor: i32::try_from(setting("offset.storage.replication.factor")?)
-                    .unwrap_or(-1),
+                partitions: parsed
+                    .int("offset.storage.partitions")
+                    .map_err(Error::Config)?,
+                replication_factor: i32::from(
+                    parsed
+                        .short("offset.storage.replication.factor")
+                        .map_err(Error::Config)?,
+                ),
             }
         };
         drop(parsed);

@@ -161,12 +161,7 @@ impl FileStreamSourceTask {
             if line.last() == Some(&b'\r') {
                 line = &line[..line.len() - 1];
             }
-            // Valid UTF-8 (nearly every line) is checked by the fast
-            // validator; only an invalid line takes the lossy path.
-            let text = match std::str::from_utf8(line) {
-                Ok(text) => text.to_owned(),
-                Err(_) => String::from_utf8_lossy(line).into_owned(),
-            };
+            let text = weir_api::data::text_of(line);
             consumed = end + 1;
             let position = self.position + consumed as u64;
             self.ready.push(SourceRecord {

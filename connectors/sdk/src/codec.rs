@@ -24,7 +24,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder
 use weir_proto::connector::v2 as pb;
 
 use crate::wire;
-use weir_api::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord, Topic};
+use weir_api::api::{Header, JsonMap, SinkRecord, SourceOffset, SourceRecord, Topic, TopicNames};
 use weir_api::data::{Schema, SchemaAndValue, SchemaRef, Value};
 
 /// Tags of the messages written here, as in `connector.proto`.
@@ -504,19 +504,13 @@ pub enum SinkCommandIn {
 pub struct SchemaReader {
     entries: Vec<(Bytes, SchemaRef)>,
     /// The topic names received, so that records of one topic share a name.
-    topics: Vec<Topic>,
+    topics: TopicNames,
 }
 
 impl SchemaReader {
     fn topic(&mut self, bytes: &[u8]) -> Result<Topic, String> {
-        if let Some(topic) = self.topics.iter().find(|t| t.as_bytes() == bytes) {
-            return Ok(topic.clone());
-        }
-        let topic = Topic::from(utf8(bytes, "a topic")?);
-        if self.topics.len() < CACHED_SCHEMAS {
-            self.topics.push(topic.clone());
-        }
-        Ok(topic)
+        let name = std::str::from_utf8(bytes).map_err(|_| "a topic is not UTF-8".to_owned())?;
+        Ok(self.topics.get(name))
     }
 
     fn schema(&mut self, bytes: &[u8]) -> Result<SchemaRef, String> {
