@@ -292,18 +292,18 @@ impl OffsetLog {
     /// `connector`'s positions once everything written to the topic before
     /// this call has been read. Blocks: call on a blocking thread.
     fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
-        let metadata = self
+        // The end of every assigned partition in one ListOffsets request per
+        // broker (timestamp -1 is "latest"), as Kafka Connect's `endOffsets`;
+        // a watermark query per partition took a round trip each.
+        let mut latest = self.consumer.assignment()?;
+        latest.set_all_offsets(Offset::End)?;
+        let ends: BTreeMap<i32, i64> = self
             .consumer
-            .fetch_metadata(Some(&self.topic), READ_TIMEOUT)?;
-        let mut ends = BTreeMap::new();
-        for topic in metadata.topics().iter().filter(|t| t.name() == self.topic) {
-            for partition in topic.partitions() {
-                let (_, high) =
-                    self.consumer
-                        .fetch_watermarks(&self.topic, partition.id(), READ_TIMEOUT)?;
-                ends.insert(partition.id(), high);
-            }
-        }
+            .offsets_for_times(latest, READ_TIMEOUT)?
+            .elements()
+            .iter()
+            .map(|end| (end.partition(), end.offset().to_raw().unwrap_or(0)))
+            .collect();
         let deadline = std::time::Instant::now() + READ_TIMEOUT;
         let mut state = self.state();
         loop {
@@ -439,6 +439,10 @@ impl OffsetLog {
         consumer_settings.set("group.id", "weir-offsets-reader");
         consumer_settings.set("enable.auto.commit", "false");
         consumer_settings.set("enable.partition.eof", "false");
+        // A broker that does not answer a waiting fetch as soon as data
+        // arrives (librdkafka's mock cluster) would otherwise hold every
+        // `load`, and so every task start, for up to 500 ms.
+        consumer_settings.set("fetch.wait.max.ms", "50");
         let (consumer, _): (BaseConsumer<WatchedContext>, _) = consumer_settings.create()?;
         let metadata = consumer.fetch_metadata(Some(topic), READ_TIMEOUT)?;
         let mut assignment = TopicPartitionList::new();
