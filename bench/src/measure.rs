@@ -528,6 +528,7 @@ async fn weir_task(job: &Job, clock: &CpuClock) -> Measurement {
         metrics: weir_runner::metrics::TaskMetrics::detached(),
         tap: weir_runner::tap::TaskTap::detached("c", 0),
         claims: weir_runner::claims::PartitionClaims::unclaimed(),
+        producers: weir_runner::producers::ProducerPool::default(),
     };
     let input_size = job
         .input

@@ -71,6 +71,24 @@ pub struct ClientSettings {
     entries: BTreeMap<String, Setting>,
 }
 
+impl ClientSettings {
+    /// Every setting with where it came from, one per line: equal for two
+    /// clients exactly when they would be created alike (so they may share
+    /// one). Holds secrets in clear: keep it in memory, never log it.
+    pub fn identity(&self) -> String {
+        let mut identity = String::new();
+        for (key, setting) in &self.entries {
+            identity.push_str(key);
+            identity.push('=');
+            identity.push_str(&setting.value);
+            identity.push('\0');
+            identity.push_str(&setting.origin);
+            identity.push('\n');
+        }
+        identity
+    }
+}
+
 impl std::fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut map = f.debug_map();

@@ -17,6 +17,7 @@ use crate::events::{TaskEvent, TaskId, TaskState};
 use crate::lease::Lease;
 use crate::metrics::TaskMetrics;
 use crate::offsets::OffsetStore;
+use crate::producers::ProducerPool;
 use crate::tap::TaskTap;
 
 /// What the coordinator wants a task to do.
@@ -49,6 +50,8 @@ pub struct TaskContext {
     pub tap: TaskTap,
     /// Where a sink task claims the partitions it reads.
     pub claims: PartitionClaims,
+    /// The runner's source producers, shared by tasks of equal settings.
+    pub producers: ProducerPool,
 }
 
 impl TaskContext {

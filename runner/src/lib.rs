@@ -38,6 +38,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod offsets_api;
 pub mod polled;
+pub mod producers;
 pub mod sink;
 pub mod source;
 pub mod tap;

@@ -7,23 +7,23 @@
 //! `commit`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, ProducerContext};
+use rdkafka::producer::BaseRecord;
 use tokio::sync::Notify;
 use weir_connect::api::{JsonMap, SourceOffset, SourcePosition, SourceRecord, SourceTask, Topic};
 use weir_connect::converter::Converter;
 use weir_connect::transforms::{ConnectRecord, TransformChain};
 
-use crate::clients::{self, ClientFailures, ClientRole, WatchedContext};
+use crate::clients::{self, ClientFailures, ClientRole};
 use crate::config::ConverterRole;
 use crate::context::{TaskContext, within};
 use crate::error::{Error, Result};
 use crate::events::TaskEvent;
+use crate::producers::{BatchAcks, SharedProducer};
 use crate::tap::{TapPoint, TapView};
 use crate::tolerance::{Backoff, ErrorPolicy, Failure, Stage};
 
@@ -31,62 +31,6 @@ use crate::tolerance::{Backoff, ErrorPolicy, Failure, Stage};
 const MAX_POLL_RECORDS: usize = 10_000;
 /// Records sent but not yet acknowledged, at most; past it the loop waits.
 const MAX_IN_FLIGHT: usize = 20_000;
-
-/// The delivery reports of one polled batch, counted by the producer's
-/// delivery callback on librdkafka's polling thread.
-struct BatchAcks {
-    /// Records sent and not yet reported, plus one while the batch is still
-    /// being sent, so that the count reaches zero only once, at the end.
-    outstanding: AtomicUsize,
-    /// The first delivery failure of the batch.
-    failure: OnceLock<KafkaError>,
-}
-
-impl BatchAcks {
-    fn new() -> Arc<Self> {
-        Arc::new(BatchAcks {
-            outstanding: AtomicUsize::new(1),
-            failure: OnceLock::new(),
-        })
-    }
-
-    fn settled(&self) -> bool {
-        self.outstanding.load(Ordering::Acquire) == 0 || self.failure.get().is_some()
-    }
-}
-
-/// The source producer's context: Weir's client context, plus delivery
-/// reports counted into their batch and a wake-up for the task loop.
-struct SourceProducerContext {
-    watched: WatchedContext,
-    settled: Arc<Notify>,
-}
-
-impl ClientContext for SourceProducerContext {
-    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
-        self.watched.log(level, fac, log_message);
-    }
-
-    fn error(&self, error: KafkaError, reason: &str) {
-        self.watched.error(error, reason);
-    }
-}
-
-impl ProducerContext for SourceProducerContext {
-    type DeliveryOpaque = Arc<BatchAcks>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, batch: Arc<BatchAcks>) {
-        if let Err((error, _)) = result {
-            let _ = batch.failure.set(error.clone());
-            self.settled.notify_one();
-        }
-        if batch.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.settled.notify_one();
-        }
-    }
-}
-
-type SourceProducer = crate::polled::PolledProducer<SourceProducerContext>;
 
 /// One polled batch on its way to Kafka.
 struct InFlight {
@@ -111,7 +55,8 @@ fn data_failure(stage: Stage, class_name: &str, error: String) -> Failure {
 
 struct SourceRun {
     metrics: Arc<crate::metrics::TaskMetrics>,
-    producer: Option<SourceProducer>,
+    /// Shared with the runner's other tasks of the same producer settings.
+    producer: Option<Arc<SharedProducer>>,
     /// Woken by the delivery callback when a batch settles.
     settled: Arc<Notify>,
     errors: ErrorPolicy,
@@ -141,12 +86,8 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
     settings.apply_producer_defaults();
     settings.set_default("linger.ms", "5");
     let settled = Arc::new(Notify::new());
-    let (producer, mut failures): (BaseProducer<_>, _) =
-        settings.create_with(|watched| SourceProducerContext {
-            watched,
-            settled: settled.clone(),
-        })?;
-    let producer: SourceProducer = crate::polled::PolledProducer::new(producer)?;
+    let producer = context.producers.acquire(&settings)?;
+    let mut failures = producer.failures();
     let errors = ErrorPolicy::from_config(
         &context.key.connector,
         context.key.task,
@@ -227,7 +168,7 @@ pub async fn run(mut context: TaskContext, mut task: Box<dyn SourceTask>) -> Res
         Error::Internal("the connector's stop did not return in time".into()),
     )
     .await;
-    // Dropping a producer joins its polling thread and flushes: not on the runtime.
+    // Dropping the last hold of a producer joins its polling thread: not on the runtime.
     if let Some(producer) = run.producer.take() {
         tokio::task::spawn_blocking(move || drop(producer));
     }
@@ -295,7 +236,7 @@ impl SourceRun {
             return Err(Error::Internal("the source producer is gone".into()));
         };
         let mut batch = InFlight {
-            acks: BatchAcks::new(),
+            acks: BatchAcks::new(self.settled.clone()),
             records: 0,
             positions: Vec::new(),
             failed: false,
@@ -444,7 +385,7 @@ impl SourceRun {
             }
             batch.acks.outstanding.fetch_add(1, Ordering::AcqRel);
             loop {
-                match producer.send(message) {
+                match producer.producer.send(message) {
                     Ok(()) => {
                         batch.records += 1;
                         break;
@@ -469,9 +410,7 @@ impl SourceRun {
             }
         }
         // The sender's hold: from here the count can reach zero.
-        if batch.acks.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.settled.notify_one();
-        }
+        batch.acks.sent();
         self.in_flight_records += batch.records;
         self.in_flight.push_back(batch);
         while self.in_flight_records > MAX_IN_FLIGHT {
@@ -717,6 +656,7 @@ mod tests {
             metrics: crate::metrics::TaskMetrics::detached(),
             tap: crate::tap::TaskTap::detached("c", 0),
             claims: crate::claims::PartitionClaims::unclaimed(),
+            producers: crate::producers::ProducerPool::default(),
         };
         Harness {
             context,

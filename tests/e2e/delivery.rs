@@ -377,6 +377,7 @@ fn run_sink(
         metrics: weir_runner::metrics::TaskMetrics::detached(),
         tap: weir_runner::tap::TaskTap::detached("c", 0),
         claims: weir_runner::claims::PartitionClaims::unclaimed(),
+        producers: weir_runner::producers::ProducerPool::default(),
     };
     let handle = weir_runner::task::spawn(context, weir_connect::api::Task::Sink(Box::new(sink)));
     SinkRun {

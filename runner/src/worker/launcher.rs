@@ -20,6 +20,7 @@ use crate::events::TaskEvent;
 use crate::instance::{self, InstanceContext};
 use crate::lease::Lease;
 use crate::offsets::OffsetStore;
+use crate::producers::ProducerPool;
 use crate::tap::Taps;
 use crate::task;
 
@@ -36,6 +37,8 @@ pub(super) struct Launcher {
     pub taps: Taps,
     /// Sink tasks' partition claims, carried over the current session.
     pub claims: PartitionClaims,
+    /// Source producers, shared by tasks of equal producer settings.
+    pub producers: ProducerPool,
 }
 
 impl Launcher {
@@ -77,6 +80,7 @@ impl Launch for Launcher {
             metrics: start.metrics,
             tap: self.taps.for_task(&key.connector, key.task),
             claims: self.claims.clone(),
+            producers: self.producers.clone(),
         };
         tracing::info!(task = %key, ?target, "starting task");
         let identity = TaskIdentity {

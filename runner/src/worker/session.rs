@@ -136,6 +136,7 @@ impl Runner {
             lease: lease.clone(),
             taps: taps.clone(),
             claims: claims.clone(),
+            producers: crate::producers::ProducerPool::default(),
         };
         let hosted = Hosted::new(
             launcher,
