@@ -25,7 +25,7 @@ use crate::keys;
 use crate::links::RunnerLinks;
 use crate::model::{
     AppliedRecord, AssignmentRecord, ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord,
-    TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, to_json,
+    TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, stored_task_count, to_json,
 };
 use crate::plugins::{Catalog, Plugin};
 use crate::startup::StartupProbe;
@@ -52,7 +52,8 @@ struct ConnectorEntry {
     config: ConfigMap,
     raw_config: Vec<u8>,
     target: TargetState,
-    tasks: TaskConfigsRecord,
+    /// How many task configs it has.
+    task_count: usize,
     /// Bumped whenever the task configs must be generated again.
     generation: u64,
     /// The stored bytes of the target state and generation, so a write can
@@ -67,7 +68,7 @@ impl ConnectorEntry {
         raw_config: Vec<u8>,
         raw_target: Option<Vec<u8>>,
         raw_generation: Option<Vec<u8>>,
-        tasks: Option<TaskConfigsRecord>,
+        raw_tasks: Option<&[u8]>,
     ) -> Result<ConnectorEntry> {
         let target = match &raw_target {
             Some(bytes) => serde_json::from_slice::<TargetRecord>(bytes)?.state,
@@ -81,7 +82,7 @@ impl ConnectorEntry {
             config: serde_json::from_slice(&raw_config)?,
             raw_config,
             target,
-            tasks: tasks.unwrap_or_default(),
+            task_count: raw_tasks.map(stored_task_count).transpose()?.unwrap_or(0),
             generation,
             raw_target,
             raw_generation,
@@ -106,7 +107,7 @@ fn info_of(name: &str, entry: &ConnectorEntry, kind: pb::ConnectorType) -> pb::C
     pb::ConnectorInfo {
         name: name.to_owned(),
         config: mask_secrets(&entry.config).into_iter().collect(),
-        tasks: (0..entry.tasks.configs.len())
+        tasks: (0..entry.task_count)
             .map(|task| pb::TaskRef {
                 connector: name.to_owned(),
                 task: task as i32,
@@ -146,10 +147,10 @@ impl Everything {
                 _ => {}
             }
         }
-        let mut tasks: BTreeMap<String, TaskConfigsRecord> = BTreeMap::new();
+        let mut tasks: BTreeMap<String, Vec<u8>> = BTreeMap::new();
         for (key, value) in store.list(keys::TASKS).await? {
             if let Some(name) = keys::connector_name_of_task_configs_key(&key) {
-                tasks.insert(name, serde_json::from_slice(&value)?);
+                tasks.insert(name, value);
             }
         }
         let mut everything = Everything::default();
@@ -160,7 +161,7 @@ impl Everything {
                 config,
                 part.target,
                 part.generation,
-                tasks.remove(&name),
+                tasks.get(&name).map(Vec::as_slice),
             )?;
             everything.entries.insert(name, entry);
         }
@@ -392,9 +393,10 @@ impl AdminService {
             return Ok(None);
         };
         let raw_target = self.store.get(&keys::connector_target(name)).await?;
-        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(name)).await?;
+        let tasks = self.store.get(&keys::task_configs(name)).await?;
         let raw_generation = self.store.get(&keys::connector_generation(name)).await?;
-        ConnectorEntry::from_stored(raw_config, raw_target, raw_generation, tasks).map(Some)
+        ConnectorEntry::from_stored(raw_config, raw_target, raw_generation, tasks.as_deref())
+            .map(Some)
     }
 
     async fn existing(
@@ -491,7 +493,7 @@ impl AdminService {
             trace: String::new(),
             epoch: 0,
         });
-        let tasks = (0..entry.tasks.configs.len() as i32)
+        let tasks = (0..entry.task_count as i32)
             .map(|task| pb::TaskStatus {
                 id: task,
                 status: Some(instance(reported.get(&task).cloned().unwrap_or(
@@ -583,18 +585,15 @@ impl AdminService {
             });
         }
         tracing::info!(connector = name, generation, "connector config written");
-        let (tasks, raw_target) = match previous {
-            Some(previous) => (previous.tasks.clone(), previous.raw_target.clone()),
-            None => (
-                TaskConfigsRecord::default(),
-                Some(to_json(&TargetRecord { state: target })?),
-            ),
+        let (task_count, raw_target) = match previous {
+            Some(previous) => (previous.task_count, previous.raw_target.clone()),
+            None => (0, Some(to_json(&TargetRecord { state: target })?)),
         };
         Ok(ConnectorEntry {
             config,
             raw_config,
             target,
-            tasks,
+            task_count,
             generation,
             raw_target,
             raw_generation: Some(raw_generation),
@@ -1044,11 +1043,11 @@ impl Admin for AdminService {
 
     async fn list_tasks(&self, request: Request<pb::ConnectorRef>) -> Reply<pb::ListTasksResponse> {
         let name = request.into_inner().name;
-        let entry = self
-            .existing(&name, || format!("Connector {name} not found"))
+        self.existing(&name, || format!("Connector {name} not found"))
             .await?;
-        let tasks = entry
-            .tasks
+        let tasks = read_json::<TaskConfigsRecord>(&self.store, &keys::task_configs(&name))
+            .await?
+            .unwrap_or_default()
             .configs
             .into_iter()
             .enumerate()
@@ -1085,7 +1084,7 @@ impl Admin for AdminService {
         let task = request.into_inner();
         let unknown = || Error::NotFound(format!("Unknown task: {}-{}", task.connector, task.task));
         let entry = self.entry(&task.connector).await?.ok_or_else(unknown)?;
-        if task.task < 0 || task.task as usize >= entry.tasks.configs.len() {
+        if task.task < 0 || task.task as usize >= entry.task_count {
             return Err(unknown().into());
         }
         let generation = self.restart_generation(&task.connector, task.task).await?;
@@ -1247,7 +1246,7 @@ impl Admin for AdminService {
             .existing(&name, || format!("Connector {name} not found"))
             .await?;
         if let Some(task) = request.task
-            && (task < 0 || task as usize >= entry.tasks.configs.len())
+            && (task < 0 || task as usize >= entry.task_count)
         {
             return Err(Error::NotFound(format!("Unknown task: {name}-{task}")).into());
         }

@@ -36,6 +36,9 @@ const STORE_RETRY: Duration = Duration::from_millis(500);
 /// How many queued runner reports a session handles before it reads the
 /// assignment again, so that a flood of reports cannot hold back a change.
 const REPORTS_PER_READ: usize = 256;
+/// Task statuses written in one transaction at most: with a condition on
+/// each one's connector, well under etcd's default of 128 operations.
+const STATUSES_PER_TXN: usize = 50;
 
 /// How long a runner report is retried against a failing store.
 const STORE_GIVE_UP: Duration = Duration::from_secs(10);
@@ -331,14 +334,15 @@ impl Session {
                             return Ok(());
                         }
                         Some(message) => {
-                            self.handle_retrying(message, &mut dropped).await;
                             // What else is queued is handled before the next read.
-                            for _ in 0..REPORTS_PER_READ {
+                            let mut queued = vec![message];
+                            while queued.len() < REPORTS_PER_READ {
                                 let Ok(message) = received.try_recv() else {
                                     break;
                                 };
-                                self.handle_retrying(message, &mut dropped).await;
+                                queued.push(message);
                             }
+                            self.handle_queued(queued, &mut dropped).await;
                         }
                     },
                     // Reports the store would not take are tried again.
@@ -423,6 +427,80 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Handles queued reports in order; each run of task statuses is
+    /// written in as few transactions as it can (a runner starting hundreds
+    /// of tasks reports them all at once).
+    async fn handle_queued(&self, queued: Vec<pb::RunnerMessage>, dropped: &mut DroppedReports) {
+        let mut statuses: Vec<pb::RunnerMessage> = Vec::new();
+        for message in queued {
+            if matches!(message.body, Some(Body::TaskStatus(_))) {
+                statuses.push(message);
+                continue;
+            }
+            self.handle_statuses(std::mem::take(&mut statuses), dropped)
+                .await;
+            self.handle_retrying(message, dropped).await;
+        }
+        self.handle_statuses(statuses, dropped).await;
+    }
+
+    /// Writes a run of task statuses: the latest of each task, together in
+    /// chunks while every task is this runner's and every connector exists,
+    /// else each as [`Self::record_status`] would.
+    async fn handle_statuses(
+        &self,
+        statuses: Vec<pb::RunnerMessage>,
+        dropped: &mut DroppedReports,
+    ) {
+        let mut latest: BTreeMap<(String, i32), pb::RunnerMessage> = BTreeMap::new();
+        for message in statuses {
+            if let Some(Body::TaskStatus(report)) = &message.body {
+                dropped.superseded_by(&message);
+                latest.insert((report.connector.clone(), report.task), message);
+            }
+        }
+        let latest: Vec<pb::RunnerMessage> = latest.into_values().collect();
+        for chunk in latest.chunks(STATUSES_PER_TXN) {
+            if chunk.len() > 1 && matches!(self.record_statuses_together(chunk).await, Ok(true)) {
+                continue;
+            }
+            for message in chunk {
+                self.handle_retrying(message.clone(), dropped).await;
+            }
+        }
+    }
+
+    /// Writes these statuses in one transaction if, when it lands, every
+    /// task is in this runner's assignment (or being revoked) and every
+    /// connector exists; false (nothing written) otherwise.
+    async fn record_statuses_together(&self, statuses: &[pb::RunnerMessage]) -> Result<bool> {
+        let Some((raw, assignment)) = self.stored_assignment().await? else {
+            return Ok(false);
+        };
+        let assignment_key = keys::assignment(&self.record.runner_id);
+        let mut txn = Txn::new().when(Condition::ValueEquals(assignment_key, raw));
+        let mut connectors = BTreeSet::new();
+        for message in statuses {
+            let Some(Body::TaskStatus(report)) = &message.body else {
+                return Ok(false);
+            };
+            let is_it = |t: &TaskId| t.connector == report.connector && t.task == report.task;
+            if !(assignment.tasks.iter().any(is_it) || assignment.revoking.iter().any(is_it)) {
+                return Ok(false);
+            }
+            if connectors.insert(report.connector.clone()) {
+                txn = txn.when(Condition::Present(keys::connector_config(
+                    &report.connector,
+                )));
+            }
+            txn = txn.put(
+                keys::task_status(&report.connector, report.task),
+                self.status_record(report)?,
+            );
+        }
+        self.store.txn(txn).await
     }
 
     /// Tries once more to write the state reports the store refused.
@@ -757,23 +835,28 @@ impl Session {
         }
     }
 
-    /// Writes a task's status, but only while this runner owns the task, so a
-    /// late report from a previous owner cannot overwrite the new one's.
-    async fn record_status(&self, report: pb::TaskStatusReport) -> Result<()> {
-        let runner = &self.record.runner_id;
-        let assignment_key = keys::assignment(runner);
+    /// The stored form of a task's status as this runner reported it.
+    fn status_record(&self, report: &pb::TaskStatusReport) -> Result<Vec<u8>> {
         let state = match pb::TaskState::try_from(report.state) {
             Ok(pb::TaskState::Running) => InstanceState::Running,
             Ok(pb::TaskState::Paused) => InstanceState::Paused,
             Ok(pb::TaskState::Failed) => InstanceState::Failed,
             Ok(pb::TaskState::Unassigned) | Err(_) => InstanceState::Unassigned,
         };
-        let status = to_json(&StatusRecord {
+        to_json(&StatusRecord {
             state,
-            worker_id: runner.clone(),
-            trace: report.trace,
+            worker_id: self.record.runner_id.clone(),
+            trace: report.trace.clone(),
             epoch: report.epoch,
-        })?;
+        })
+    }
+
+    /// Writes a task's status, but only while this runner owns the task, so a
+    /// late report from a previous owner cannot overwrite the new one's.
+    async fn record_status(&self, report: pb::TaskStatusReport) -> Result<()> {
+        let runner = &self.record.runner_id;
+        let assignment_key = keys::assignment(runner);
+        let status = self.status_record(&report)?;
         // Written only if the task is still assigned here (or being revoked,
         // not yet confirmed stopped) when the write lands. The leader may rewrite this runner's assignment (adding
         // another task) between the read and the write: then read again.
@@ -1096,6 +1179,8 @@ mod tests {
     struct OutageStore {
         inner: LocalStore,
         down: AtomicBool,
+        /// Transactions tried.
+        txns: std::sync::atomic::AtomicUsize,
     }
 
     impl OutageStore {
@@ -1127,6 +1212,7 @@ mod tests {
             self.inner.delete(key).await
         }
         async fn txn(&self, txn: Txn) -> Result<bool> {
+            self.txns.fetch_add(1, Ordering::SeqCst);
             self.check()?;
             self.inner.txn(txn).await
         }
@@ -1165,6 +1251,7 @@ mod tests {
         let outage = Arc::new(OutageStore {
             inner: LocalStore::in_memory(),
             down: AtomicBool::new(false),
+            txns: std::sync::atomic::AtomicUsize::new(0),
         });
         let store: Store = outage.clone();
         let record = RunnerRecord {
@@ -1388,5 +1475,56 @@ mod tests {
         store_assignment(&store, 2, &[], &[0]).await;
         let refused = session.claim_partitions(claim(0, &[("t", 0)])).await;
         assert!(matches!(refused, Err(Error::Conflict(_))), "{refused:?}");
+    }
+
+    /// Issue 21: a runner starting many tasks reports them all at once.
+    /// Their statuses are written in one transaction, the latest of each
+    /// task; with a task not assigned here among them, the others still
+    /// land (each on its own) and that one is still ignored.
+    #[tokio::test]
+    async fn queued_statuses_are_written_together_and_one_not_assigned_here_is_ignored() {
+        let (session, store) = session().await;
+        assigned(&store, &[0, 1, 2]).await;
+        let status = |report| pb::RunnerMessage {
+            body: Some(Body::TaskStatus(report)),
+        };
+        let mut failed = running(1, 1);
+        failed.state = pb::TaskState::Failed as i32;
+        let mut dropped = DroppedReports::default();
+        let before = store.txns.load(Ordering::SeqCst);
+        session
+            .handle_queued(
+                vec![
+                    status(running(0, 1)),
+                    status(running(1, 1)),
+                    status(failed),
+                    status(running(2, 1)),
+                ],
+                &mut dropped,
+            )
+            .await;
+        assert_eq!(
+            store.txns.load(Ordering::SeqCst) - before,
+            1,
+            "one transaction"
+        );
+        let store = &store;
+        let state = |task| async move { stored_task_status(store, task).await.map(|s| s.state) };
+        assert_eq!(state(0).await, Some(InstanceState::Running));
+        assert_eq!(
+            state(1).await,
+            Some(InstanceState::Failed),
+            "the latest report wins"
+        );
+        assert_eq!(state(2).await, Some(InstanceState::Running));
+
+        let mut paused = running(0, 1);
+        paused.state = pb::TaskState::Paused as i32;
+        session
+            .handle_queued(vec![status(paused), status(running(5, 1))], &mut dropped)
+            .await;
+        assert_eq!(state(0).await, Some(InstanceState::Paused));
+        assert_eq!(state(5).await, None, "task 5 is not this runner's");
+        assert!(dropped.is_empty());
     }
 }

@@ -15,7 +15,7 @@ use crate::error::Result;
 use crate::keys;
 use crate::model::{
     AppliedRecord, AssignmentRecord, ClaimsRecord, DepartedRecord, InstanceState, LeaderRecord,
-    StatusRecord, TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, to_json,
+    StatusRecord, TargetRecord, TargetState, TaskId, read_json, stored_task_count, to_json,
 };
 use crate::plugins::Catalog;
 use crate::store::{Condition, Store, Txn};
@@ -24,6 +24,11 @@ use weir_connect::registry::Registry;
 
 /// Safety net in case a change notification is missed.
 const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
+/// Passes start at least this far apart. A burst of changes (hundreds of
+/// creates, thousands of task statuses) is then placed in a few passes,
+/// each writing a runner's assignment once, instead of one pass and one
+/// rewrite of every changed runner's assignment per change.
+const MIN_PASS_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Campaigns for leadership and, while leader, keeps the placement current.
 pub async fn run(
@@ -63,6 +68,7 @@ pub async fn run(
     let mut leading = false;
     let mut holds = Holds::default();
     loop {
+        let started = tokio::time::Instant::now();
         let mut wake = RECONCILE_INTERVAL;
         let outcome = async {
             if !leading && store.create_ephemeral(keys::LEADER, me.clone()).await? {
@@ -93,6 +99,10 @@ pub async fn run(
             () = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
             () = tokio::time::sleep(wake) => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep_until(started + MIN_PASS_INTERVAL) => {}
         }
     }
 }
@@ -143,15 +153,32 @@ async fn reconcile(
     // not say it has.
     let catalog = Catalog::read(store, std::sync::Arc::new(Registry::empty())).await?;
 
+    // Each prefix in one list (one consistent read each), not reads per
+    // connector: at 1,000 connectors those took most of a pass.
+    let mut configs: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut targets: BTreeMap<String, TargetState> = BTreeMap::new();
+    for (key, value) in store.list(keys::CONNECTORS).await? {
+        match keys::connector_field_of_key(&key) {
+            Some((name, "config")) => {
+                configs.insert(name, value);
+            }
+            Some((name, "target")) => {
+                targets.insert(name, serde_json::from_slice::<TargetRecord>(&value)?.state);
+            }
+            _ => {}
+        }
+    }
+    let mut task_counts: BTreeMap<String, usize> = BTreeMap::new();
+    for (key, value) in store.list(keys::TASKS).await? {
+        if let Some(name) = keys::connector_name_of_task_configs_key(&key) {
+            task_counts.insert(name, stored_task_count(&value)?);
+        }
+    }
+
     let mut instances: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut tasks: BTreeMap<TaskId, BTreeSet<String>> = BTreeMap::new();
-    for (key, value) in store.list(keys::CONNECTORS).await? {
-        let Some(name) = keys::connector_name_of_config_key(&key) else {
-            continue;
-        };
-        let target = read_json::<TargetRecord>(store, &keys::connector_target(&name))
-            .await?
-            .map_or(TargetState::Running, |t| t.state);
+    for (name, value) in configs {
+        let target = targets.get(&name).copied().unwrap_or(TargetState::Running);
         if target == TargetState::Stopped {
             continue;
         }
@@ -160,10 +187,8 @@ async fn reconcile(
             .get("connector.class")
             .map(|class| catalog.runners_with(class))
             .unwrap_or_default();
-        let configs: TaskConfigsRecord = read_json(store, &keys::task_configs(&name))
-            .await?
-            .unwrap_or_default();
-        for task in 0..configs.configs.len() as i32 {
+        let count = task_counts.get(&name).copied().unwrap_or(0);
+        for task in 0..count as i32 {
             let id = TaskId {
                 connector: name.clone(),
                 task,
@@ -493,7 +518,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::model::RunnerRecord;
+    use crate::model::{RunnerRecord, TaskConfigsRecord};
     use crate::store::LocalStore;
 
     const ME: &[u8] = br#"{"coordinator_id":"c1"}"#;

@@ -46,6 +46,16 @@ pub struct TaskConfigsRecord {
     pub configs: Vec<ConfigMap>,
 }
 
+/// How many task configs a stored [`TaskConfigsRecord`] holds, read
+/// without building them (placement and status need only the count).
+pub fn stored_task_count(raw: &[u8]) -> serde_json::Result<usize> {
+    #[derive(Deserialize)]
+    struct Counted {
+        configs: Vec<serde::de::IgnoredAny>,
+    }
+    Ok(serde_json::from_slice::<Counted>(raw)?.configs.len())
+}
+
 /// A connector's or task's observed state, as the status endpoints show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

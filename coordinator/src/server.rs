@@ -29,6 +29,9 @@ pub enum StoreConfig {
     Etcd {
         endpoints: Vec<String>,
         prefix: String,
+        /// History older than this is compacted, every this often; `None`
+        /// leaves compaction to etcd's own `--auto-compaction-*`.
+        compaction: Option<Duration>,
     },
     /// In this process; connector configs saved to `file` when given (standalone mode).
     Local { file: Option<PathBuf> },
@@ -69,8 +72,15 @@ impl Coordinator {
     pub async fn start(config: CoordinatorConfig, registry: Arc<Registry>) -> Result<Self> {
         let shutdown = CancellationToken::new();
         let store: Store = match &config.store {
-            StoreConfig::Etcd { endpoints, prefix } => {
+            StoreConfig::Etcd {
+                endpoints,
+                prefix,
+                compaction,
+            } => {
                 let store = EtcdStore::connect(endpoints, prefix).await?;
+                if let Some(interval) = compaction {
+                    store.compact_history_every(*interval);
+                }
                 let session = store.session_ended();
                 let whole = shutdown.clone();
                 // Without its lease this coordinator cannot vouch for its runners: stop.

@@ -18,6 +18,10 @@ use etcd_client::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use weir_connect::config::{
+    ConfigDef, ConfigKey, ConfigMap, ConfigType, Default as ConfigDefault, Importance, Validator,
+};
+
 use crate::error::{Error, Result};
 
 /// A condition of a [`Txn`].
@@ -452,6 +456,31 @@ pub const SESSION_TTL_SECS: i64 = 20;
 /// How often readers are told to re-read even without a watch event.
 const REREAD_INTERVAL: Duration = Duration::from_secs(5);
 
+/// `etcd.compaction.interval.ms`, with its default: Kubernetes' API server
+/// compacts its etcd every 5 minutes too.
+pub fn compaction_config_def() -> ConfigDef {
+    ConfigDef::new().define(
+        ConfigKey::new(
+            COMPACTION_INTERVAL,
+            ConfigType::Long,
+            ConfigDefault::Value("300000"),
+        )
+        .importance(Importance::Low)
+        .doc("How often a coordinator compacts etcd's history, keeping this much of it; 0 leaves compaction to etcd's own --auto-compaction-* settings (set them then: without compaction etcd refuses writes once its database reaches its quota). Compaction applies to the whole etcd cluster.")
+        .validator(Validator::AtLeast(0)),
+    )
+}
+
+/// The compaction interval `config` sets; `None` for 0 (off).
+pub fn compaction_from_config(config: &ConfigMap) -> std::result::Result<Option<Duration>, String> {
+    let millis = compaction_config_def()
+        .parse(config)?
+        .long(COMPACTION_INTERVAL)?;
+    Ok((millis > 0).then(|| Duration::from_millis(millis.unsigned_abs())))
+}
+
+const COMPACTION_INTERVAL: &str = "etcd.compaction.interval.ms";
+
 /// Pause between failed watch subscriptions.
 const WATCH_RETRY: Duration = Duration::from_millis(500);
 
@@ -484,6 +513,50 @@ impl EtcdStore {
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.root)
+    }
+
+    /// etcd keeps every revision of every key until it is compacted, and
+    /// refuses writes once its database reaches its quota (2 GiB by
+    /// default). Weir rewrites statuses, assignments and offsets all the
+    /// time, so this drops history older than `interval`, every `interval`,
+    /// as Kubernetes' API server does for its etcd: each tick compacts to
+    /// the revision the previous tick saw, so a watcher always has at least
+    /// `interval` of history to resume from. Compaction is for the whole
+    /// etcd cluster, not only this prefix (see `etcd.compaction.interval.ms`).
+    /// Ends on [`KvStore::close`].
+    pub fn compact_history_every(&self, interval: Duration) {
+        let client = self.client.clone();
+        let root = self.root.clone();
+        let shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut seen: Option<i64> = None;
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = ticks.tick() => {}
+                }
+                if let Some(revision) = seen {
+                    match client.clone().compact(revision, None).await {
+                        Ok(_) => tracing::debug!(revision, "etcd history compacted"),
+                        // Another coordinator compacted as far already.
+                        Err(error) if error.to_string().contains("compacted") => {}
+                        Err(error) => {
+                            tracing::warn!(%error, revision, "etcd compaction failed; trying again next time")
+                        }
+                    }
+                }
+                let count_only = GetOptions::new().with_count_only();
+                seen = match client.clone().get(root.as_str(), Some(count_only)).await {
+                    Ok(response) => response.header().map(|header| header.revision()),
+                    Err(error) => {
+                        tracing::debug!(%error, "etcd revision not read; compaction waits a tick");
+                        None
+                    }
+                };
+            }
+        });
     }
 
     /// Keeps the session lease alive. A keep-alive stream that breaks (etcd

@@ -62,3 +62,50 @@ async fn etcd_readers_are_not_woken_by_writes_they_do_not_read() {
     .unwrap()
     .unwrap();
 }
+
+/// etcd keeps every revision until it is compacted, and refuses writes at
+/// its quota: a coordinator compacts history older than its interval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_history_older_than_the_compaction_interval_is_compacted() {
+    use etcd_client::{Client, GetOptions};
+    use weir_coordinator::store::KvStore;
+    let etcd = Etcd::start();
+    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint), "/compacted/")
+        .await
+        .unwrap();
+    store.put("k", b"first".to_vec()).await.unwrap();
+    let mut reader = Client::connect([etcd.endpoint.as_str()], None)
+        .await
+        .unwrap();
+    let first = reader.get("/compacted/k", None).await.unwrap();
+    let old = first.kvs()[0].mod_revision();
+    let at_old = || GetOptions::new().with_revision(old);
+    let before = reader.get("/compacted/k", Some(at_old())).await.unwrap();
+    assert_eq!(
+        before.kvs()[0].value(),
+        b"first",
+        "readable before compaction"
+    );
+
+    store.compact_history_every(std::time::Duration::from_millis(200));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        store.put("k", b"later".to_vec()).await.unwrap();
+        match reader.get("/compacted/k", Some(at_old())).await {
+            Err(error) => {
+                assert!(error.to_string().contains("compacted"), "{error}");
+                break;
+            }
+            Ok(_) => assert!(
+                std::time::Instant::now() < deadline,
+                "revision {old} never compacted"
+            ),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.get("k").await.unwrap(),
+        Some(b"later".to_vec()),
+        "the latest value stays"
+    );
+}

@@ -79,6 +79,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter(|e| !e.is_empty())
         .collect();
     let prefix = setting(args.etcd_prefix, "etcd.prefix").unwrap_or_else(|| "/weir/".to_owned());
+    let compaction_config: ConfigMap = file
+        .iter()
+        .filter(|(key, _)| key.as_str() == "etcd.compaction.interval.ms")
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let compaction = weir_coordinator::store::compaction_from_config(&compaction_config)?;
     let rest_listen = parse_listeners(
         &setting(args.listeners, "listeners").unwrap_or_else(|| "http://:8083".to_owned()),
     )?;
@@ -119,7 +125,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             id,
             grpc_listen,
             rest_listen,
-            store: StoreConfig::Etcd { endpoints, prefix },
+            store: StoreConfig::Etcd {
+                endpoints,
+                prefix,
+                compaction,
+            },
             override_policy,
             timing,
         },
