@@ -119,6 +119,8 @@ fn info_of(name: &str, entry: &ConnectorEntry, kind: pb::ConnectorType) -> pb::C
 
 /// Every connector's stored state, read with one list per key prefix: what
 /// `GET /connectors?expand=…` needs, instead of several reads per connector.
+/// Read from the store's watched copy (`list_recent`): a status page need
+/// not cost etcd four range reads of every connector and task.
 #[derive(Default)]
 struct Everything {
     entries: BTreeMap<String, ConnectorEntry>,
@@ -135,7 +137,7 @@ impl Everything {
             generation: Option<Vec<u8>>,
         }
         let mut parts: BTreeMap<String, Parts> = BTreeMap::new();
-        for (key, value) in store.list(keys::CONNECTORS).await? {
+        for (key, value) in store.list_recent(keys::CONNECTORS).await? {
             let Some((name, field)) = keys::connector_field_of_key(&key) else {
                 continue;
             };
@@ -148,7 +150,7 @@ impl Everything {
             }
         }
         let mut tasks: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        for (key, value) in store.list(keys::TASKS).await? {
+        for (key, value) in store.list_recent(keys::TASKS).await? {
             if let Some(name) = keys::connector_name_of_task_configs_key(&key) {
                 tasks.insert(name, value);
             }
@@ -166,7 +168,7 @@ impl Everything {
             everything.entries.insert(name, entry);
         }
         if with_status {
-            for (key, value) in store.list(keys::STATUS_CONNECTORS).await? {
+            for (key, value) in store.list_recent(keys::STATUS_CONNECTORS).await? {
                 if let (Some(name), Ok(status)) = (
                     keys::connector_name_of_status_key(&key),
                     serde_json::from_slice(&value),
@@ -174,7 +176,7 @@ impl Everything {
                     everything.connector_status.insert(name, status);
                 }
             }
-            for (key, value) in store.list(keys::STATUS_TASKS).await? {
+            for (key, value) in store.list_recent(keys::STATUS_TASKS).await? {
                 if let (Some((name, task)), Ok(status)) = (
                     keys::task_of_status_key(&key),
                     serde_json::from_slice(&value),

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use etcd_client::{
-    Client, Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn as EtcdTxn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, DeleteOptions, EventType, GetOptions, PutOptions, Txn as EtcdTxn,
+    TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -96,6 +96,14 @@ pub trait KvStore: Send + Sync + 'static {
     }
     /// Every key under `prefix`, sorted by key.
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// As [`KvStore::list`], possibly from a copy kept current by a watch:
+    /// it holds every write this process made (read your writes) and
+    /// others' writes once the watch delivered them, as a Kafka Connect
+    /// worker's view of its config and status topics does. For answers
+    /// such as status pages, never for the conditions of a write.
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        self.list(prefix).await
+    }
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
     /// Applies `txn` if its conditions hold; returns whether it did.
@@ -434,6 +442,13 @@ pub struct EtcdStore {
     root: String,
     lease: i64,
     changes: Arc<ChangeFeed>,
+    /// Every key under the root, kept current by the change watch.
+    mirror: Arc<std::sync::RwLock<BTreeMap<String, Vec<u8>>>>,
+    /// The revision `mirror` is current to (0 while it is not loaded).
+    mirrored: Arc<watch::Sender<i64>>,
+    /// The revision of this store's latest write: `list_recent` answers
+    /// from the mirror once it has caught up with it.
+    written: Arc<std::sync::atomic::AtomicI64>,
     shutdown: CancellationToken,
     /// Until when the lease is certainly alive: the send time of the last
     /// keep-alive etcd answered, plus the TTL, less a margin.
@@ -481,6 +496,10 @@ pub fn compaction_from_config(config: &ConfigMap) -> std::result::Result<Option<
 
 const COMPACTION_INTERVAL: &str = "etcd.compaction.interval.ms";
 
+/// How long `list_recent` waits for the mirror to catch up with this
+/// store's own latest write before it reads etcd instead.
+const MIRROR_WAIT: Duration = Duration::from_secs(1);
+
 /// Pause between failed watch subscriptions.
 const WATCH_RETRY: Duration = Duration::from_millis(500);
 
@@ -501,6 +520,9 @@ impl EtcdStore {
             root,
             lease,
             changes: Arc::new(ChangeFeed::new()),
+            mirror: Arc::default(),
+            mirrored: Arc::new(watch::channel(0).0),
+            written: Arc::default(),
             shutdown: CancellationToken::new(),
             valid_until: Arc::new(std::sync::Mutex::new(
                 granted + Duration::from_secs(SESSION_TTL_SECS as u64) - LEASE_MARGIN,
@@ -513,6 +535,14 @@ impl EtcdStore {
 
     fn full(&self, key: &str) -> String {
         format!("{}{key}", self.root)
+    }
+
+    /// Notes the revision a write of this store landed at.
+    fn wrote(&self, header: Option<&etcd_client::ResponseHeader>) {
+        if let Some(header) = header {
+            self.written
+                .fetch_max(header.revision(), std::sync::atomic::Ordering::AcqRel);
+        }
     }
 
     /// etcd keeps every revision of every key until it is compacted, and
@@ -620,24 +650,37 @@ impl EtcdStore {
         Ok(())
     }
 
-    /// Watches the root prefix and moves the change counter on every
-    /// event. A watch that fails or ends is re-subscribed from the revision
-    /// after the last one seen (or from now, if that was compacted away), and
-    /// the counter also moves every [`REREAD_INTERVAL`] so readers re-read
-    /// even if an event was missed.
+    /// Watches the root prefix: moves the change counter on every event and
+    /// keeps the mirror (`list_recent`) current. The mirror is loaded first
+    /// and the watch starts right after its revision. A watch that fails or
+    /// ends is re-subscribed after the last event applied; if that was
+    /// compacted away, the mirror is loaded again and the watch starts after
+    /// it. The counter also moves every [`REREAD_INTERVAL`] so readers
+    /// re-read even if an event was missed.
     async fn spawn_watch(&self) -> Result<()> {
         let client = self.client.clone();
         let root = self.root.clone();
         let changes = self.changes.clone();
         let shutdown = self.shutdown.clone();
-        // The first subscription must work, so a bad endpoint fails start-up.
+        let mirror = self.mirror.clone();
+        let mirrored = self.mirrored.clone();
+        // The first load and subscription must work, so a bad endpoint fails start-up.
+        let loaded = load_mirror(&client, &root, &mirror, &mirrored).await?;
         let first = client
             .clone()
-            .watch(root.as_str(), Some(WatchOptions::new().with_prefix()))
+            .watch(
+                root.as_str(),
+                Some(
+                    WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(loaded + 1),
+                ),
+            )
             .await?;
         tokio::spawn(async move {
             let mut stream = Some(first);
-            let mut last_revision: i64 = 0;
+            // The revision of the last event applied to the mirror (or of its load).
+            let mut last_revision: i64 = loaded;
             let mut reread = tokio::time::interval_at(
                 tokio::time::Instant::now() + REREAD_INTERVAL,
                 REREAD_INTERVAL,
@@ -645,10 +688,19 @@ impl EtcdStore {
             reread.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let Some(active) = stream.as_mut() else {
-                    let mut options = WatchOptions::new().with_prefix();
-                    if last_revision > 0 {
-                        options = options.with_start_revision(last_revision + 1);
+                    if last_revision == 0 {
+                        match load_mirror(&client, &root, &mirror, &mirrored).await {
+                            Ok(revision) => last_revision = revision,
+                            Err(error) => {
+                                tracing::warn!(%error, "etcd mirror reload failed; retrying");
+                                tokio::time::sleep(WATCH_RETRY).await;
+                                continue;
+                            }
+                        }
                     }
+                    let options = WatchOptions::new()
+                        .with_prefix()
+                        .with_start_revision(last_revision + 1);
                     let mut watcher = client.clone();
                     tokio::select! {
                         () = shutdown.cancelled() => break,
@@ -673,22 +725,41 @@ impl EtcdStore {
                     message = active.message() => match message {
                         Ok(Some(response)) => {
                             if response.compact_revision() > 0 {
-                                // Resuming from our revision is impossible; start from now.
+                                // Resuming after our revision is impossible: load afresh.
                                 last_revision = 0;
+                                mirrored.send_replace(0);
                                 stream = None;
                                 changes.everything();
                                 continue;
                             }
-                            if let Some(header) = response.header() {
-                                last_revision = last_revision.max(header.revision());
+                            let mut keys: Vec<String> = Vec::new();
+                            {
+                                let mut entries = mirror
+                                    .write()
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                                for event in response.events() {
+                                    let Some(kv) = event.kv() else { continue };
+                                    let Some(key) = kv
+                                        .key_str()
+                                        .ok()
+                                        .and_then(|key| key.strip_prefix(root.as_str()))
+                                    else {
+                                        continue;
+                                    };
+                                    match event.event_type() {
+                                        EventType::Put => {
+                                            entries.insert(key.to_owned(), kv.value().to_vec());
+                                        }
+                                        EventType::Delete => {
+                                            entries.remove(key);
+                                        }
+                                    }
+                                    last_revision = last_revision.max(kv.mod_revision());
+                                    keys.push(key.to_owned());
+                                }
                             }
-                            let keys: Vec<&str> = response
-                                .events()
-                                .iter()
-                                .filter_map(|event| event.kv())
-                                .filter_map(|kv| kv.key_str().ok())
-                                .filter_map(|key| key.strip_prefix(root.as_str()))
-                                .collect();
+                            mirrored.send_replace(last_revision);
+                            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                             changes.keys(Some(&keys));
                         }
                         Ok(None) => {
@@ -711,6 +782,36 @@ impl EtcdStore {
     pub fn session_ended(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+}
+
+/// Reads every key under `root` into `mirror` and returns the revision
+/// read at (never 0: etcd's revisions start at 1).
+async fn load_mirror(
+    client: &Client,
+    root: &str,
+    mirror: &std::sync::RwLock<BTreeMap<String, Vec<u8>>>,
+    mirrored: &watch::Sender<i64>,
+) -> Result<i64> {
+    let response = client
+        .clone()
+        .get(root, Some(GetOptions::new().with_prefix()))
+        .await?;
+    let revision = response
+        .header()
+        .map_or(1, |header| header.revision().max(1));
+    let entries: BTreeMap<String, Vec<u8>> = response
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let key = kv.key_str().ok()?.strip_prefix(root)?;
+            Some((key.to_owned(), kv.value().to_vec()))
+        })
+        .collect();
+    *mirror
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = entries;
+    mirrored.send_replace(revision);
+    Ok(revision)
 }
 
 #[async_trait]
@@ -778,13 +879,42 @@ impl KvStore for EtcdStore {
             .collect()
     }
 
+    /// From the mirror once it holds this store's latest write; waits a
+    /// little for the watch to deliver it, else reads etcd.
+    async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let written = self.written.load(std::sync::atomic::Ordering::Acquire);
+        let mut mirrored = self.mirrored.subscribe();
+        let caught_up = matches!(
+            tokio::time::timeout(
+                MIRROR_WAIT,
+                mirrored.wait_for(|revision| *revision > 0 && *revision >= written),
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if !caught_up {
+            return self.list(prefix).await;
+        }
+        let mirror = self
+            .mirror
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(mirror
+            .range(prefix.to_owned()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        self.client.clone().put(self.full(key), value, None).await?;
+        let response = self.client.clone().put(self.full(key), value, None).await?;
+        self.wrote(response.header());
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.client.clone().delete(self.full(key), None).await?;
+        let response = self.client.clone().delete(self.full(key), None).await?;
+        self.wrote(response.header());
         Ok(())
     }
 
@@ -821,6 +951,9 @@ impl KvStore for EtcdStore {
             .clone()
             .txn(EtcdTxn::new().when(compares).and_then(ops))
             .await?;
+        if response.succeeded() {
+            self.wrote(response.header());
+        }
         Ok(response.succeeded())
     }
 
@@ -840,11 +973,15 @@ impl KvStore for EtcdStore {
                     .and_then([put]),
             )
             .await?;
+        if response.succeeded() {
+            self.wrote(response.header());
+        }
         Ok(response.succeeded())
     }
 
     async fn put_ephemeral(&self, key: &str, value: Vec<u8>) -> Result<()> {
-        self.client
+        let response = self
+            .client
             .clone()
             .put(
                 self.full(key),
@@ -852,6 +989,7 @@ impl KvStore for EtcdStore {
                 Some(PutOptions::new().with_lease(self.lease)),
             )
             .await?;
+        self.wrote(response.header());
         Ok(())
     }
 
@@ -907,6 +1045,21 @@ pub mod conformance {
             store.get("a/1").await? == Some(b"one".to_vec()),
             "put then get",
         )?;
+        // A copy kept by a watch still reads this process's own writes.
+        check(
+            store.list_recent("a/").await?
+                == vec![
+                    ("a/1".into(), b"one".to_vec()),
+                    ("a/2".into(), b"two".to_vec()),
+                ],
+            "list_recent holds this process's puts, by key",
+        )?;
+        store.delete("a/2").await?;
+        check(
+            store.list_recent("a/").await? == vec![("a/1".into(), b"one".to_vec())],
+            "list_recent drops a deleted key",
+        )?;
+        store.put("a/2", b"two".to_vec()).await?;
         check(
             store
                 .get_many(&["a/2".into(), "a/missing".into(), "a/1".into()])
