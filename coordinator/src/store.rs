@@ -104,6 +104,12 @@ pub trait KvStore: Send + Sync + 'static {
     async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
         self.list(prefix).await
     }
+    /// As [`KvStore::get_many`], from the same copy as
+    /// [`KvStore::list_recent`] and with its guarantees, all at one revision.
+    /// A reader woken by [`KvStore::changes_under`] finds the change there.
+    async fn get_many_recent(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.get_many(keys).await
+    }
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()>;
     async fn delete(&self, key: &str) -> Result<()>;
     /// Applies `txn` if its conditions hold; returns whether it did.
@@ -537,6 +543,21 @@ impl EtcdStore {
         format!("{}{key}", self.root)
     }
 
+    /// Whether the mirror holds this store's latest write, after waiting
+    /// at most [`MIRROR_WAIT`] for the watch to deliver it.
+    async fn mirror_caught_up(&self) -> bool {
+        let written = self.written.load(std::sync::atomic::Ordering::Acquire);
+        let mut mirrored = self.mirrored.subscribe();
+        matches!(
+            tokio::time::timeout(
+                MIRROR_WAIT,
+                mirrored.wait_for(|revision| *revision > 0 && *revision >= written),
+            )
+            .await,
+            Ok(Ok(_))
+        )
+    }
+
     /// Notes the revision a write of this store landed at.
     fn wrote(&self, header: Option<&etcd_client::ResponseHeader>) {
         if let Some(header) = header {
@@ -882,17 +903,7 @@ impl KvStore for EtcdStore {
     /// From the mirror once it holds this store's latest write; waits a
     /// little for the watch to deliver it, else reads etcd.
     async fn list_recent(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        let written = self.written.load(std::sync::atomic::Ordering::Acquire);
-        let mut mirrored = self.mirrored.subscribe();
-        let caught_up = matches!(
-            tokio::time::timeout(
-                MIRROR_WAIT,
-                mirrored.wait_for(|revision| *revision > 0 && *revision >= written),
-            )
-            .await,
-            Ok(Ok(_))
-        );
-        if !caught_up {
+        if !self.mirror_caught_up().await {
             return self.list(prefix).await;
         }
         let mirror = self
@@ -904,6 +915,17 @@ impl KvStore for EtcdStore {
             .take_while(|(key, _)| key.starts_with(prefix))
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
+    }
+
+    async fn get_many_recent(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
+        if !self.mirror_caught_up().await {
+            return self.get_many(keys).await;
+        }
+        let mirror = self
+            .mirror
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(keys.iter().map(|key| mirror.get(key).cloned()).collect())
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
@@ -1040,6 +1062,13 @@ pub mod conformance {
         )?;
         store.put("a/1", b"one".to_vec()).await?;
         store.put("a/2", b"two".to_vec()).await?;
+        check(
+            store
+                .get_many_recent(&["a/2".into(), "a/missing".into(), "a/1".into()])
+                .await?
+                == vec![Some(b"two".to_vec()), None, Some(b"one".to_vec())],
+            "get_many_recent reads this process's writes, in order",
+        )?;
         store.put("b/1", b"other".to_vec()).await?;
         check(
             store.get("a/1").await? == Some(b"one".to_vec()),
