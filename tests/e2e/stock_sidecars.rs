@@ -431,3 +431,30 @@ fn distributed_validate_runs_the_sidecar_plugins_own_checks_before_anything_is_s
         || values(&broker, "validated").len() == 10,
     );
 }
+
+/// A runner killed with SIGKILL cannot stop its sidecars; a stock server
+/// (no SDK of ours watching its parent) must still not outlive it.
+#[test]
+fn a_stock_sidecar_does_not_outlive_a_runner_killed_outright() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    node_plugin(&plugins);
+    let broker = Broker::dev();
+    let mut weir = start(dir.path(), &plugins, &broker);
+    let sidecar = label(&plugins, "node-files");
+    let running = || {
+        Command::new("pgrep")
+            .args(["-f", &sidecar])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    wait_until(Duration::from_secs(90), "the Node sidecar running", running);
+    weir.process.kill_hard();
+    wait_until(
+        Duration::from_secs(30),
+        "the Node sidecar gone with its runner",
+        || !running(),
+    );
+}

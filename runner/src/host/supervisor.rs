@@ -2,7 +2,8 @@
 //! must listen on (`WEIR_SIDECAR_SOCKET`), puts its stdout and stderr in the
 //! runner's log prefixed with the plugin name, waits until it answers the
 //! handshake, restarts it with backoff when it dies, and on shutdown sends
-//! SIGTERM, then SIGKILL after a grace period.
+//! SIGTERM, then SIGKILL after a grace period. A sidecar dies with its
+//! runner even when the runner is killed outright (`PR_SET_PDEATHSIG`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -28,7 +29,27 @@ pub fn spawn(name: &str, launch: &Launch, socket: &Path) -> Result<Child, String
     else {
         return Err("not a launched plugin".into());
     };
-    let mut child = Command::new(command)
+    let mut launcher = Command::new(command);
+    let runner = nix::unistd::getpid();
+    // SAFETY: runs in the child between fork and exec, and only makes two
+    // async-signal-safe system calls (prctl and getppid).
+    #[allow(unsafe_code)]
+    unsafe {
+        launcher.pre_exec(move || {
+            // A runner killed with SIGKILL cannot stop its sidecars, and a
+            // stock gRPC server (no SDK of ours watching its parent) would
+            // outlive it: the kernel kills it instead. The signal follows
+            // the thread that spawned it, a runtime thread that lives as
+            // long as the runner.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            // The runner may have died before the line above.
+            if nix::unistd::getppid() != runner {
+                return Err(std::io::Error::other("the runner is gone"));
+            }
+            Ok(())
+        });
+    }
+    let mut child = launcher
         .args(args)
         .envs(env)
         .env("WEIR_SIDECAR_SOCKET", socket)
