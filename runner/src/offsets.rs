@@ -292,18 +292,18 @@ impl OffsetLog {
     /// `connector`'s positions once everything written to the topic before
     /// this call has been read. Blocks: call on a blocking thread.
     fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
-        // The end of every assigned partition in one ListOffsets request per
-        // broker (timestamp -1 is "latest"), as Kafka Connect's `endOffsets`;
-        // a watermark query per partition took a round trip each.
-        let mut latest = self.consumer.assignment()?;
-        latest.set_all_offsets(Offset::End)?;
-        let ends: BTreeMap<i32, i64> = self
-            .consumer
-            .offsets_for_times(latest, READ_TIMEOUT)?
-            .elements()
-            .iter()
-            .map(|end| (end.partition(), end.offset().to_raw().unwrap_or(0)))
-            .collect();
+        // Each assigned partition's end, as a watermark query (one round trip
+        // each). Not one `offsets_for_times` at "latest" for all of them:
+        // tried, and in one e2e run a task then started from offsets older
+        // than a final commit already in the topic.
+        let assigned = self.consumer.assignment()?;
+        let mut ends = BTreeMap::new();
+        for partition in assigned.elements() {
+            let (_, high) =
+                self.consumer
+                    .fetch_watermarks(&self.topic, partition.partition(), READ_TIMEOUT)?;
+            ends.insert(partition.partition(), high);
+        }
         let deadline = std::time::Instant::now() + READ_TIMEOUT;
         let mut state = self.state();
         loop {
