@@ -395,21 +395,39 @@ fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
     let dir = tempfile::tempdir().unwrap();
     let etcd = Etcd::start();
     let coordinator = coordinator(&etcd, dir.path(), "coordinator-1", 10_000);
-    let zombie = runner(&[&coordinator], "zombie", &broker, dir.path());
+    // Both runners first, then the pipeline: the source task and the sink
+    // task land one on each. A runner that joined later would be given a
+    // share of the work, and a freeze during that handover would catch the
+    // old owner's final commit in flight: a late write (ARCHITECTURE.md),
+    // not what this test is about.
+    let first = runner(&[&coordinator], "zombie", &broker, dir.path());
+    let second = runner(&[&coordinator], "heir", &broker, dir.path());
     let sink_file = dir.path().join("verified.txt");
     verifiable_pipeline(&coordinator.rest, "zombie", 1, &sink_file);
     wait_until(
         Duration::from_secs(60),
-        "the source task on the zombie",
+        "both tasks RUNNING, one on each runner",
         || {
-            task_workers(&coordinator.rest, "zombie-source")
-                == [("RUNNING".to_owned(), "zombie".to_owned())]
+            let source = task_workers(&coordinator.rest, "zombie-source");
+            let sink = task_workers(&coordinator.rest, "zombie-sink");
+            [&source, &sink]
+                .iter()
+                .all(|tasks| tasks.len() == 1 && tasks[0].0 == "RUNNING")
+                && source[0].1 != sink[0].1
         },
     );
+    // The zombie is whichever runner runs the source task.
+    let source_on = task_workers(&coordinator.rest, "zombie-source")[0]
+        .1
+        .clone();
+    let (zombie, _heir, heir) = if source_on == "zombie" {
+        (first, second, "heir")
+    } else {
+        (second, first, "zombie")
+    };
     wait_until(Duration::from_secs(30), "offsets stored", || {
         offset_history(&broker, "zombie-source").len() > 2
     });
-    let _heir = runner(&[&coordinator], "heir", &broker, dir.path());
     zombie.signal("STOP");
     wait_until(
         Duration::from_secs(30),
@@ -417,7 +435,7 @@ fn a_zombie_runner_never_moves_an_offset_backwards_and_stops_its_tasks() {
         || {
             task_workers(&coordinator.rest, "zombie-source")
                 .iter()
-                .all(|(state, worker)| state == "RUNNING" && worker == "heir")
+                .all(|(state, worker)| state == "RUNNING" && worker == heir)
         },
     );
     wait_until(Duration::from_secs(30), "the heir commits", || {
