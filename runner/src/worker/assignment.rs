@@ -114,6 +114,10 @@ pub(super) struct Hosted<L> {
     /// Everything was stopped because the lease lapsed; the assignment has
     /// not been applied since.
     fenced: bool,
+    /// Fenced, then joined a new session: the assignment kept is from the
+    /// old one and may be stale (the leader moves a lost runner's tasks);
+    /// only the assignment the new session sends is applied.
+    awaiting_session_assignment: bool,
     lease: Lease,
     metrics: Arc<RunnerMetrics>,
     /// `task.shutdown.graceful.timeout.ms`: each of a stopping task's three
@@ -138,6 +142,7 @@ impl<L: Launch> Hosted<L> {
             last_epoch: 0,
             assignment: None,
             fenced: false,
+            awaiting_session_assignment: false,
             lease,
             metrics,
             task_shutdown_timeout,
@@ -177,6 +182,16 @@ impl<L: Launch> Hosted<L> {
         self.fenced = true;
     }
 
+    /// A new session with a coordinator began. A fenced runner then starts
+    /// nothing of its old assignment: the leader may have moved those tasks
+    /// while it was gone, and restarting them would run them twice. The new
+    /// session sends the current assignment first thing.
+    pub(super) fn session_started(&mut self) {
+        if self.fenced {
+            self.awaiting_session_assignment = true;
+        }
+    }
+
     /// Whether everything was stopped by a fence and not started again since.
     pub(super) fn is_fenced(&self) -> bool {
         self.fenced
@@ -185,7 +200,7 @@ impl<L: Launch> Hosted<L> {
     /// After a fence, once the lease holds again: the assignment to apply
     /// again. With none applied before, the runner is simply no longer fenced.
     pub(super) fn assignment_to_restart(&mut self) -> Option<pb::Assignment> {
-        if !self.fenced || !self.lease.holds() {
+        if !self.fenced || self.awaiting_session_assignment || !self.lease.holds() {
             return None;
         }
         if self.assignment.is_none() {
@@ -216,6 +231,7 @@ impl<L: Launch> Hosted<L> {
         self.last_epoch = assignment.epoch;
         self.assignment = Some(assignment.clone());
         self.fenced = false;
+        self.awaiting_session_assignment = false;
         self.apply_connectors(assignment.connectors, events);
         let wanted: BTreeMap<TaskId, pb::TaskAssignment> = assignment
             .tasks

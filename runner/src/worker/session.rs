@@ -278,6 +278,7 @@ impl Runner {
         // tasks may have been fenced: stop them now; the assignment that
         // follows starts them again.
         self.hosted.fence(events_rx).await;
+        self.hosted.session_started();
         self.session_timeout = Duration::from_millis(u64::from(welcome.session_timeout_ms.max(1)));
         self.lease.renewed_from(hello_sent, self.session_timeout);
         tracing::info!(%coordinator, coordinator_id = %welcome.coordinator_id, runner = %self.config.runner_id, "joined coordinator");

@@ -758,6 +758,41 @@ async fn a_lapsed_lease_stops_everything_and_the_assignment_starts_again_once_it
     assert_eq!(h.recording.starts_of("c"), 2);
 }
 
+/// A fenced runner that joins a new session must not start its old
+/// assignment again: the leader may have moved those tasks meanwhile (a
+/// zombie runner restarted a task its heir was running). It waits for the
+/// assignment the new session sends.
+#[tokio::test(start_paused = true)]
+async fn a_fenced_runner_in_a_new_session_starts_only_what_that_session_assigns() {
+    let lease = Lease::new();
+    lease.renewed_from(tokio::time::Instant::now(), Duration::from_secs(6));
+    let mut h = Harness::with_lease(lease);
+    h.apply(assignment(
+        7,
+        vec![connector("c", 1, &[])],
+        vec![task("c", 0, &[])],
+    ))
+    .await;
+    h.hosted.lease_lapses().await;
+    h.hosted.fence(&mut h.events_rx).await;
+    assert!(h.hosted.is_fenced());
+
+    h.hosted.session_started();
+    h.lease
+        .renewed_from(tokio::time::Instant::now(), Duration::from_secs(6));
+    assert!(
+        h.hosted.assignment_to_restart().is_none(),
+        "the old assignment is not restarted in a new session"
+    );
+    let applied = h
+        .apply(assignment(8, Vec::new(), Vec::new()))
+        .await
+        .expect("the new session's assignment is applied");
+    assert!(applied_tasks(&applied).is_empty());
+    assert!(!h.hosted.is_fenced());
+    assert_eq!(h.recording.starts_of("c-0"), 1, "never started again");
+}
+
 #[tokio::test(start_paused = true)]
 async fn nothing_is_fenced_while_the_lease_holds_or_nothing_runs() {
     let lease = Lease::new();
