@@ -486,8 +486,7 @@ impl Session {
             let Some(Body::TaskStatus(report)) = &message.body else {
                 return Ok(false);
             };
-            let is_it = |t: &TaskId| t.connector == report.connector && t.task == report.task;
-            if !(assignment.tasks.iter().any(is_it) || assignment.revoking.iter().any(is_it)) {
+            if !Listed::OrRevoking.includes(&assignment, &report.connector, report.task) {
                 return Ok(false);
             }
             if connectors.insert(report.connector.clone()) {
@@ -597,10 +596,7 @@ impl Session {
         let Some((raw, assignment)) = self.stored_assignment().await? else {
             return Ok(None);
         };
-        let is_it = |t: &TaskId| t.connector == connector && t.task == task;
-        let lists = assignment.tasks.iter().any(is_it)
-            || (listed == Listed::OrRevoking && assignment.revoking.iter().any(is_it));
-        Ok(lists.then_some(raw))
+        Ok(listed.includes(&assignment, connector, task).then_some(raw))
     }
 
     /// Records a sink task's claim: it now holds what it asked for that no
@@ -899,6 +895,15 @@ enum Listed {
     /// before the runner ever sees the revoke, so a status it reports for
     /// one is still true and may be the only one it sends.
     OrRevoking,
+}
+
+impl Listed {
+    /// Whether `assignment` counts task `task` of `connector` as the runner's.
+    fn includes(self, assignment: &AssignmentRecord, connector: &str, task: i32) -> bool {
+        let is_it = |t: &TaskId| t.connector == connector && t.task == task;
+        assignment.tasks.iter().any(is_it)
+            || (self == Listed::OrRevoking && assignment.revoking.iter().any(is_it))
+    }
 }
 
 /// State reports a session could not write yet: only the latest of each

@@ -310,14 +310,7 @@ impl KvStore for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>> {
-        self.read(|state| {
-            state
-                .entries
-                .range(prefix.to_owned()..)
-                .take_while(|(key, _)| key.starts_with(prefix))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect()
-        })
+        self.read(|state| entries_under(&state.entries, prefix))
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
@@ -805,6 +798,16 @@ impl EtcdStore {
     }
 }
 
+/// The keys under `prefix` of a sorted copy of the store, and their values:
+/// the local store's `list` and the etcd mirror's `list_recent`.
+fn entries_under(entries: &BTreeMap<String, Vec<u8>>, prefix: &str) -> Vec<(String, Vec<u8>)> {
+    entries
+        .range(prefix.to_owned()..)
+        .take_while(|(key, _)| key.starts_with(prefix))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect()
+}
+
 /// Reads every key under `root` into `mirror` and returns the revision
 /// read at (never 0: etcd's revisions start at 1).
 async fn load_mirror(
@@ -910,11 +913,7 @@ impl KvStore for EtcdStore {
             .mirror
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Ok(mirror
-            .range(prefix.to_owned()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect())
+        Ok(entries_under(&mirror, prefix))
     }
 
     async fn get_many_recent(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {

@@ -293,9 +293,7 @@ impl OffsetLog {
     /// this call has been read. Blocks: call on a blocking thread.
     fn load(&self, connector: &str) -> Result<Vec<SourcePosition>> {
         // Each assigned partition's end, as a watermark query (one round trip
-        // each). Not one `offsets_for_times` at "latest" for all of them:
-        // tried, and in one e2e run a task then started from offsets older
-        // than a final commit already in the topic.
+        // each; the reader is assigned every partition when it opens).
         let assigned = self.consumer.assignment()?;
         let mut ends = BTreeMap::new();
         for partition in assigned.elements() {

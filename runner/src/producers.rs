@@ -138,7 +138,8 @@ impl ProducerPool {
     }
 
     /// Producers alive now (held by at least one task).
-    pub fn live(&self) -> usize {
+    #[cfg(test)]
+    fn live(&self) -> usize {
         self.producers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
