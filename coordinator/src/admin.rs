@@ -27,7 +27,7 @@ use crate::model::{
     AppliedRecord, AssignmentRecord, ClusterLogLevel, InstanceState, RunnerRecord, StatusRecord,
     TargetRecord, TargetState, TaskConfigsRecord, TaskId, read_json, stored_task_count, to_json,
 };
-use crate::plugins::{Catalog, Plugin};
+use crate::plugins::{Catalog, Plugin, PluginLists};
 use crate::startup::StartupProbe;
 use crate::store::{Condition, Store, Txn};
 use crate::validate::{config_infos, invalid_config_message, key_definition};
@@ -45,6 +45,7 @@ pub struct AdminService {
     links: RunnerLinks,
     leader_metrics: Arc<crate::metrics::LeaderMetrics>,
     startup: Option<StartupProbe>,
+    plugin_lists: PluginLists,
 }
 
 /// Everything stored about one connector's configuration.
@@ -255,6 +256,7 @@ impl AdminService {
             links: RunnerLinks::default(),
             leader_metrics: Arc::default(),
             startup: None,
+            plugin_lists: PluginLists::default(),
         }
     }
 
@@ -412,7 +414,7 @@ impl AdminService {
     }
 
     async fn catalog(&self) -> Result<Catalog> {
-        Catalog::read(&self.store, self.registry.clone()).await
+        Catalog::read_recent(&self.store, self.registry.clone(), &self.plugin_lists).await
     }
 
     async fn plugin(&self, config: &ConfigMap) -> Result<Plugin> {

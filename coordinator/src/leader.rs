@@ -17,7 +17,7 @@ use crate::model::{
     AppliedRecord, AssignmentRecord, ClaimsRecord, DepartedRecord, InstanceState, LeaderRecord,
     StatusRecord, TargetRecord, TargetState, TaskId, read_json, stored_task_count, to_json,
 };
-use crate::plugins::Catalog;
+use crate::plugins::{Catalog, PluginLists};
 use crate::store::{Condition, Store, Txn};
 use weir_connect::config::ConfigMap;
 use weir_connect::registry::Registry;
@@ -67,6 +67,7 @@ pub async fn run(
     ]);
     let mut leading = false;
     let mut holds = Holds::default();
+    let plugin_lists = PluginLists::default();
     loop {
         let started = tokio::time::Instant::now();
         let mut wake = RECONCILE_INTERVAL;
@@ -85,7 +86,8 @@ pub async fn run(
             }
             leading = now_leading;
             if leading
-                && let Some(next) = reconcile(&store, &me, timing, &mut holds, &metrics).await?
+                && let Some(next) =
+                    reconcile(&store, &me, timing, &mut holds, &plugin_lists, &metrics).await?
             {
                 wake = wake.min(next);
             }
@@ -129,6 +131,7 @@ async fn reconcile(
     me: &[u8],
     timing: SessionTiming,
     holds: &mut Holds,
+    plugin_lists: &PluginLists,
     metrics: &crate::metrics::LeaderMetrics,
 ) -> Result<Option<Duration>> {
     // How runners left, read before which runners are live: a runner that
@@ -151,7 +154,8 @@ async fn reconcile(
         .collect();
     // Only what runners reported counts here: a runner runs nothing it did
     // not say it has.
-    let catalog = Catalog::read(store, std::sync::Arc::new(Registry::empty())).await?;
+    let catalog =
+        Catalog::read(store, std::sync::Arc::new(Registry::empty()), plugin_lists).await?;
 
     // Each prefix in one list (one consistent read each), not reads per
     // connector: at 1,000 connectors those took most of a pass.
@@ -598,9 +602,16 @@ mod tests {
 
     async fn pass(store: &Store) {
         let metrics = crate::metrics::LeaderMetrics::default();
-        reconcile(store, ME, timing(), &mut Holds::default(), &metrics)
-            .await
-            .unwrap();
+        reconcile(
+            store,
+            ME,
+            timing(),
+            &mut Holds::default(),
+            &PluginLists::default(),
+            &metrics,
+        )
+        .await
+        .unwrap();
     }
 
     #[tokio::test]
