@@ -29,6 +29,10 @@ const RECONCILE_INTERVAL: Duration = Duration::from_secs(2);
 /// each writing a runner's assignment once, instead of one pass and one
 /// rewrite of every changed runner's assignment per change.
 const MIN_PASS_INTERVAL: Duration = Duration::from_millis(200);
+/// And at least this many times their own length apart, so that the
+/// leader's passes take at most a third of a core however large the cluster
+/// grows, leaving the rest to the REST API and the runners' sessions.
+const PASS_PACING: u32 = 2;
 
 /// Campaigns for leadership and, while leader, keeps the placement current.
 pub async fn run(
@@ -85,11 +89,13 @@ pub async fn run(
                 holds = Holds::default();
             }
             leading = now_leading;
-            if leading
-                && let Some(next) =
-                    reconcile(&store, &me, timing, &mut holds, &plugin_lists, &metrics).await?
-            {
-                wake = wake.min(next);
+            if leading {
+                let pass =
+                    reconcile(&store, &me, timing, &mut holds, &plugin_lists, &metrics).await;
+                metrics.pass(started.elapsed());
+                if let Some(next) = pass? {
+                    wake = wake.min(next);
+                }
             }
             Ok::<(), crate::error::Error>(())
         }
@@ -97,6 +103,7 @@ pub async fn run(
         if let Err(error) = outcome {
             tracing::warn!(%error, "leader reconcile failed");
         }
+        let pause = MIN_PASS_INTERVAL.max(started.elapsed() * PASS_PACING);
         tokio::select! {
             () = shutdown.cancelled() => return,
             changed = changes.changed() => if changed.is_err() { return },
@@ -104,7 +111,7 @@ pub async fn run(
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep_until(started + MIN_PASS_INTERVAL) => {}
+            () = tokio::time::sleep_until(started + pause) => {}
         }
     }
 }

@@ -24,12 +24,16 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// What this coordinator measured while it led: how long failovers took.
+/// What this coordinator measured while it led: how long failovers and
+/// placement passes took.
 #[derive(Default)]
 pub struct LeaderMetrics {
     failovers: AtomicU64,
     failover_millis_sum: AtomicU64,
     last_failover_millis: AtomicU64,
+    passes: AtomicU64,
+    pass_micros_sum: AtomicU64,
+    last_pass_micros: AtomicU64,
 }
 
 impl LeaderMetrics {
@@ -43,7 +47,33 @@ impl LeaderMetrics {
         self.last_failover_millis.store(millis, Ordering::Relaxed);
     }
 
+    /// One placement pass of the leader, which took `took`.
+    pub fn pass(&self, took: Duration) {
+        let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.passes.fetch_add(1, Ordering::Relaxed);
+        self.pass_micros_sum.fetch_add(micros, Ordering::Relaxed);
+        self.last_pass_micros.store(micros, Ordering::Relaxed);
+    }
+
     fn render(&self, out: &mut String) {
+        let micros = |micros: u64| micros as f64 / 1_000_000.0;
+        family(out, "weir_coordinator_leader_pass_seconds", "summary");
+        let _ = writeln!(
+            out,
+            "weir_coordinator_leader_pass_seconds_sum {}",
+            micros(self.pass_micros_sum.load(Ordering::Relaxed))
+        );
+        let _ = writeln!(
+            out,
+            "weir_coordinator_leader_pass_seconds_count {}",
+            self.passes.load(Ordering::Relaxed)
+        );
+        family(out, "weir_coordinator_last_leader_pass_seconds", "gauge");
+        let _ = writeln!(
+            out,
+            "weir_coordinator_last_leader_pass_seconds {}",
+            micros(self.last_pass_micros.load(Ordering::Relaxed))
+        );
         let seconds = |millis: u64| millis as f64 / 1000.0;
         family(out, "weir_coordinator_failover_seconds", "summary");
         let _ = writeln!(

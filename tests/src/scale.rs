@@ -113,6 +113,15 @@ pub struct Report {
     /// etcd keys under the cluster's prefix, and etcd's database size.
     pub etcd_keys: u64,
     pub etcd_db_bytes: u64,
+    /// etcd writes (revisions) per second over `IDLE_WINDOW` once every
+    /// task ran: the steady state's write load.
+    pub etcd_writes_per_second: f64,
+    /// Per process at the end of the churn (the creates until every task
+    /// ran), and the CPU each used over it.
+    pub coordinators_churn: Vec<Usage>,
+    pub runners_churn: Vec<Usage>,
+    pub coordinators_cpu_churn: Vec<f64>,
+    pub runners_cpu_churn: Vec<f64>,
     /// Per process once every task ran, and CPU used over `IDLE_WINDOW` then.
     pub coordinators_idle: Vec<Usage>,
     pub runners_idle: Vec<Usage>,
@@ -169,7 +178,9 @@ fn stopped_count(runner: &Process) -> usize {
     runner.log_text().matches("task stopped").count()
 }
 
-fn etcd_figures(etcd: &Etcd, prefix: &str) -> (u64, u64) {
+/// etcd keys under `prefix`, its database size, and its revision (one
+/// per write).
+fn etcd_figures(etcd: &Etcd, prefix: &str) -> (u64, u64, u64) {
     use base64::Engine;
     let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
     let etcd_rest = Rest::new(etcd.endpoint.clone());
@@ -189,7 +200,11 @@ fn etcd_figures(etcd: &Etcd, prefix: &str) -> (u64, u64) {
             .or_else(|| v.as_u64())
             .unwrap_or(0)
     };
-    (number(&range["count"]), number(&status["dbSize"]))
+    (
+        number(&range["count"]),
+        number(&status["dbSize"]),
+        number(&status["header"]["revision"]),
+    )
 }
 
 /// Runs the scenario and returns what it saw. Panics (with what it waited
@@ -227,6 +242,11 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
     };
     let expected = shape.connectors * shape.tasks;
     let live: Vec<String> = runners.iter().map(|(id, _)| id.clone()).collect();
+    let coordinators_at_start: Vec<Usage> = coordinators
+        .iter()
+        .map(|c| usage(c.process.pid()))
+        .collect();
+    let runners_at_start: Vec<Usage> = runners.iter().map(|(_, r)| usage(r.pid())).collect();
     let first_create = Instant::now();
     for i in 0..shape.connectors {
         let body = json!({"name": format!("scale-{i:04}"), "config": {
@@ -260,6 +280,11 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
         .map(|c| usage(c.process.pid()))
         .collect();
     let runners_before: Vec<Usage> = runners.iter().map(|(_, r)| usage(r.pid())).collect();
+    report.coordinators_cpu_churn = cpu_between(&coordinators_at_start, &before);
+    report.runners_cpu_churn = cpu_between(&runners_at_start, &runners_before);
+    report.coordinators_churn = before.clone();
+    report.runners_churn = runners_before.clone();
+    let (_, _, revision_before) = etcd_figures(&etcd, PREFIX);
     std::thread::sleep(IDLE_WINDOW);
     report.coordinators_idle = coordinators
         .iter()
@@ -268,7 +293,11 @@ pub fn run(shape: Shape, dir: &Path) -> Report {
     report.runners_idle = runners.iter().map(|(_, r)| usage(r.pid())).collect();
     report.coordinators_cpu_idle = cpu_between(&before, &report.coordinators_idle);
     report.runners_cpu_idle = cpu_between(&runners_before, &report.runners_idle);
-    (report.etcd_keys, report.etcd_db_bytes) = etcd_figures(&etcd, PREFIX);
+    let revision_after;
+    (report.etcd_keys, report.etcd_db_bytes, revision_after) = etcd_figures(&etcd, PREFIX);
+    #[allow(clippy::cast_precision_loss)]
+    let writes = revision_after.saturating_sub(revision_before) as f64;
+    report.etcd_writes_per_second = writes / IDLE_WINDOW.as_secs_f64();
 
     // A runner's loss: its tasks move, nothing else stops.
     let (doomed_id, mut doomed) = runners.remove(0);
@@ -309,7 +338,8 @@ pub fn describe(report: &Report) -> String {
          \x20 all RUNNING: {:.1} s after the first create, {:.1} s after the last\n\
          \x20 create: p50 {} p99 {} ({} requests)\n\
          \x20 GET /connectors?expand=status while busy: p50 {} p99 {} ({} requests)\n\
-         \x20 etcd: {} keys, database {:.1} MB\n\
+         \x20 etcd: {} keys, database {:.1} MB, {:.0} writes/s in steady state\n\
+         \x20 churn (first create to all RUNNING): coordinator RSS max {:.0} MB, runner RSS max {:.0} MB; CPU: coordinators {:.2} s, runners {:.2} s\n\
          \x20 idle: coordinator RSS max {:.0} MB, runner RSS max {:.0} MB; CPU over {:?}: coordinators {:.2} s, runners {:.2} s\n\
          \x20 runner killed with {} tasks: all RUNNING elsewhere after {:.1} s; tasks the others stopped: {}; status complete: {}",
         shape.connectors,
@@ -326,6 +356,11 @@ pub fn describe(report: &Report) -> String {
         report.status_busy.len(),
         report.etcd_keys,
         report.etcd_db_bytes as f64 / 1e6,
+        report.etcd_writes_per_second,
+        max(&report.coordinators_churn, |u| u.rss_mb),
+        max(&report.runners_churn, |u| u.rss_mb),
+        total(&report.coordinators_cpu_churn),
+        total(&report.runners_cpu_churn),
         max(&report.coordinators_idle, |u| u.rss_mb),
         max(&report.runners_idle, |u| u.rss_mb),
         report.idle_window,
